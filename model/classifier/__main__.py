@@ -1,0 +1,145 @@
+"""Command line: ``python -m classifier {publish,models,rollback,serve}``.
+
+Imports stay inside the commands: ``models`` and ``rollback`` need only the
+standard library, ``serve`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_STORE = os.environ.get("MODEL_STORE") or ".model-store"
+DEFAULT_NAME = os.environ.get("MODEL_NAME") or "resnet50"
+
+
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, default=Path(DEFAULT_STORE),
+                        help=f"model store directory (default: $MODEL_STORE or {DEFAULT_STORE})")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default: %(default)s)")
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from classifier.publish import PublishError, publish_to_store
+    from classifier.store import ModelStore
+
+    if args.s3:
+        from classifier.inbox import publish_to_s3
+
+        try:
+            manifest = publish_to_s3(args.s3, args.weights, args.name)
+        except PublishError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"uploaded {manifest['name']} {manifest['version']} to {args.s3} "
+              "(the installer Lambda installs it and makes it current)")
+        return 0
+    try:
+        manifest = publish_to_store(ModelStore(args.store), args.weights, args.name)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"published {manifest['name']} {manifest['version']} (source {manifest['source']}) "
+          f"to {args.store}; it is now current")
+    if not manifest["trained"]:
+        print("WARNING: this model is UNTRAINED (random weights): its predictions are meaningless.",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from classifier.store import ModelStore, StoreError
+
+    store = ModelStore(args.store)
+    try:
+        infos = store.list(args.name)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not infos:
+        print(f"no versions of {args.name} in {args.store}")
+        return 0
+    print(f"{'':2}{'VERSION':31} {'CREATED':21} {'SOURCE':18} {'TRAINED':8} ARTIFACTS")
+    for info in reversed(infos):
+        mark = "* " if info.current else "  "
+        if info.manifest is None:
+            print(f"{mark}{info.version:31} BROKEN: {info.problem}")
+            continue
+        m = info.manifest
+        size = sum(a["bytes"] for a in m["artifacts"].values()) / 1e6
+        source = m["source"] if len(m["source"]) <= 18 else m["source"][:15] + "..."
+        print(f"{mark}{info.version:31} {m['created_at']:21} {source:18} "
+              f"{'yes' if m['trained'] else 'NO':8} {', '.join(sorted(m['artifacts']))} ({size:.0f} MB)")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from classifier.store import ModelStore, StoreError
+
+    store = ModelStore(args.store)
+    try:
+        previous = store.current(args.name)
+        version = store.rollback(args.name, args.to)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.name}: current version is now {version} (was {previous})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from classifier import logs
+    from classifier.api import create_app
+    from classifier.config import ConfigError, Settings
+
+    logs.configure()
+    os.environ["MODEL_STORE"] = str(args.store)
+    os.environ["MODEL_NAME"] = args.name
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("publish", help="build ResNet-50, export ONNX + safetensors, install it as current")
+    _store_arg(p)
+    p.add_argument("--s3", metavar="s3://bucket/prefix",
+                   help="upload to the model inbox bucket instead of a local store")
+    p.add_argument("--weights", default="IMAGENET1K_V2",
+                   help="IMAGENET1K_V2 (default), IMAGENET1K_V1, a .pth/.safetensors file, or random")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("models", help="list versions; * marks the current one")
+    _store_arg(p)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("rollback", help="make an earlier version current")
+    _store_arg(p)
+    p.add_argument("--to", metavar="VERSION", help="version to restore (default: the one before current)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("serve", help="serve the HTTP API locally")
+    _store_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

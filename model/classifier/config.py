@@ -1,0 +1,100 @@
+"""Runtime settings, read once from the environment and validated.
+
+A wrong value fails at start-up with a message that names the variable, rather
+than surfacing later as a confusing request error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+BACKENDS = ("onnx", "torch")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true/false (or 1/0), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_store: Path = Path(".model-store")
+    model_name: str = "resnet50"
+    backend: str = "onnx"
+    refresh_seconds: float = 30.0
+    max_image_bytes: int = 4 * MiB
+    # The whole request body (a multipart batch holds several images). Lambda
+    # caps a synchronous invocation at 6 MB, so larger bodies never arrive there.
+    max_request_bytes: int = 6 * MiB
+    max_image_pixels: int = 40_000_000
+    max_batch: int = 16
+    max_s3_image_bytes: int = 20 * MiB
+    fast_jpeg_decode: bool = True
+    verify_on_load: bool = True
+    threads: int | None = None
+    uploads_bucket: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        backend = env.get("BACKEND", "onnx").strip().lower() or "onnx"
+        if backend not in BACKENDS:
+            raise ConfigError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        threads = _int(env, "INFERENCE_THREADS", 0, 0, 256)
+        return cls(
+            model_store=Path(env.get("MODEL_STORE") or ".model-store"),
+            model_name=env.get("MODEL_NAME") or "resnet50",
+            backend=backend,
+            refresh_seconds=_float(env, "MODEL_REFRESH_SECONDS", 30.0, 0.0, 86400.0),
+            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 4 * MiB, 1, 1024 * MiB),
+            max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 6 * MiB, 1, 1024 * MiB),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000, 1, 1_000_000_000),
+            max_batch=_int(env, "MAX_BATCH", 16, 1, 256),
+            max_s3_image_bytes=_int(env, "MAX_S3_IMAGE_BYTES", 20 * MiB, 1, 5 * 1024 * MiB),
+            fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", True),
+            verify_on_load=_bool(env, "VERIFY_ON_LOAD", True),
+            threads=threads or None,
+            uploads_bucket=env.get("UPLOADS_BUCKET") or None,
+        )

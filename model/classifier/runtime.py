@@ -1,0 +1,198 @@
+"""The serving model: loaded once per process, hot-swapped when CURRENT changes.
+
+``ModelManager.current()`` is called by every request. It re-reads ``CURRENT``
+at most every ``refresh_seconds``; when the version changed it loads and
+verifies the new one *before* swapping the reference, so requests in flight
+finish on the old model, and a broken version leaves the old one serving.
+Only one request pays for a load; the others keep using the old model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from classifier.backends import Backend, load_backend
+from classifier.config import Settings
+from classifier.cpu import usable_cpus
+from classifier.errors import ModelUnavailable
+from classifier.imaging import Preprocessing
+from classifier.store import BACKEND_ARTIFACT, IntegrityError, ModelStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    manifest: dict[str, Any]
+    labels: list[str]
+    preprocessing: Preprocessing
+    backend: Backend
+    load_ms: float
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.manifest.get("trained"))
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "backend": self.backend.name, "trained": self.trained}
+
+
+def read_verified(path: Any, expected: dict[str, Any], where: str, verify: bool) -> bytes:
+    """Read an artifact in one pass and check its size and sha256 against the manifest."""
+    try:
+        data: bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(f"{where}: {path.name} is missing") from None
+    if len(data) != expected["bytes"]:
+        raise IntegrityError(f"{where}: {path.name} has {len(data)} bytes, manifest says {expected['bytes']}")
+    if verify and hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise IntegrityError(f"{where}: {path.name} sha256 does not match the manifest")
+    return data
+
+
+class ModelManager:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ModelStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store or ModelStore(settings.model_store)
+        self.threads = settings.threads or usable_cpus()
+        self._clock = clock
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._next_check = 0.0
+        self._failed: tuple[str, float] | None = None  # (version, retry after)
+        self.last_error: str | None = None
+
+    # -- public ----------------------------------------------------------------
+    def current(self) -> LoadedModel:
+        """The model to serve this request with; raises ``ModelUnavailable``."""
+        self.refresh()
+        loaded = self._loaded
+        if loaded is None:
+            raise ModelUnavailable(self.last_error or "no model is loaded")
+        return loaded
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    def refresh(self, force: bool = False) -> None:
+        """Load the version named by CURRENT if it changed (rate-limited)."""
+        now = self._clock()
+        if not force and self._loaded is not None and now < self._next_check:
+            return
+        # With a model loaded, a concurrent request does not wait for a load
+        # in progress: it serves on the old model. Without one it must wait.
+        if not self._lock.acquire(blocking=self._loaded is None or force):
+            return
+        try:
+            if not force and self._loaded is not None and now < self._next_check:
+                return
+            self._next_check = now + self.settings.refresh_seconds
+            self._refresh_locked(now)
+        finally:
+            self._lock.release()
+
+    def describe(self) -> dict[str, Any]:
+        loaded = self._loaded
+        state: dict[str, Any] = {
+            "state": "loaded" if loaded else "unavailable",
+            "backend": self.settings.backend,
+            "threads": self.threads,
+            "refresh_seconds": self.settings.refresh_seconds,
+            "last_error": self.last_error,
+        }
+        if loaded:
+            state.update(
+                name=loaded.name,
+                version=loaded.version,
+                trained=loaded.trained,
+                loaded_at=loaded.loaded_at,
+                load_ms=round(loaded.load_ms, 1),
+                manifest=loaded.manifest,
+            )
+        return state
+
+    # -- internals -------------------------------------------------------------
+    def _refresh_locked(self, now: float) -> None:
+        name = self.settings.model_name
+        try:
+            version = self.store.current(name)
+        except (StoreError, OSError) as exc:
+            self._fail(None, f"cannot read {name}/CURRENT: {exc}", now)
+            return
+        if version is None:
+            self.last_error = f"no model named {name!r} is published in the store"
+            return
+        loaded = self._loaded
+        if loaded is not None and loaded.version == version:
+            return
+        if self._failed and self._failed[0] == version and now < self._failed[1]:
+            return
+        try:
+            new = self.load(version)
+        except Exception as exc:  # a broken version must never take the service down
+            self._fail(version, f"version {version} could not be loaded: {exc}", now)
+            return
+        self._loaded = new
+        self._failed = None
+        self.last_error = None
+        log.info(
+            "model loaded",
+            extra={"model_version": version, "previous_version": loaded.version if loaded else None,
+                   "backend": new.backend.name, "load_ms": round(new.load_ms, 1), "threads": self.threads},
+        )
+
+    def _fail(self, version: str | None, message: str, now: float) -> None:
+        self.last_error = message
+        if version is not None:
+            # Retry a broken version only occasionally (it may have been a
+            # transient EFS error); a new CURRENT is tried immediately.
+            self._failed = (version, now + max(self.settings.refresh_seconds, 1.0))
+        log.error(message, extra={"model_version": version,
+                                  "serving_version": self._loaded.version if self._loaded else None})
+
+    def load(self, version: str) -> LoadedModel:
+        """Load and verify ``version``; the current model is untouched on failure."""
+        start = time.perf_counter()
+        name = self.settings.model_name
+        backend_kind = self.settings.backend
+        manifest = self.store.manifest(name, version)
+        vdir = self.store.version_dir(name, version)
+        where = f"{name} {version}"
+        artifact = BACKEND_ARTIFACT[backend_kind]
+        if artifact not in manifest["artifacts"]:
+            raise IntegrityError(f"{where} has no {artifact} for the {backend_kind} backend")
+        verify = self.settings.verify_on_load
+        labels = json.loads(read_verified(vdir / "labels.json", manifest["artifacts"]["labels.json"], where, verify))
+        if not isinstance(labels, list) or len(labels) != manifest["labels"]["count"]:
+            raise IntegrityError(f"{where}: labels.json does not hold {manifest['labels']['count']} labels")
+        data = read_verified(vdir / artifact, manifest["artifacts"][artifact], where, verify)
+        backend = load_backend(backend_kind, data, threads=self.threads)
+        del data
+        preprocessing = Preprocessing.from_manifest(manifest["preprocessing"])
+        # One forward pass proves the model runs and has the right output
+        # shape, and warms up the backend so the first request is not slower.
+        probe = np.zeros((1, 3, preprocessing.crop, preprocessing.crop), dtype=np.float32)
+        out = backend.run(probe)
+        if out.shape != (1, len(labels)):
+            raise IntegrityError(f"{where}: model outputs {out.shape}, expected (1, {len(labels)})")
+        return LoadedModel(name, version, manifest, labels, preprocessing, backend,
+                           (time.perf_counter() - start) * 1000)

@@ -1,0 +1,49 @@
+"""Fixtures shared by every suite.
+
+Publishing a model takes a few seconds, so one untrained ResNet-50 (the full
+architecture with random weights: pretrained weights cannot be downloaded in
+CI) is published once per session; tests that change the store get a private
+copy whose artifacts are hard links.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support import ROOT, LiveServer, copy_store, live_server, publish  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    """Artifacts a test leaves for humans (screenshots, logs): ./test-output."""
+    path = ROOT / "test-output"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def published_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only store holding one published (untrained) version. Do not modify."""
+    store = tmp_path_factory.mktemp("published") / "store"
+    publish(store, "random")
+    return store
+
+
+@pytest.fixture
+def store(published_store: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the published store."""
+    return copy_store(published_store, tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def server(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real API server on loopback, shared by read-mostly HTTP tests."""
+    store = copy_store(published_store, tmp_path_factory.mktemp("server") / "store")
+    with live_server(store, store.parent) as live:
+        yield live

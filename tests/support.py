@@ -1,0 +1,118 @@
+"""Test helpers shared by the suites: real photos, a real server on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def photo(name: str) -> Image.Image:
+    """A CC0 photograph shipped with scikit-image: chelsea, coffee, astronaut, rocket."""
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)())
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def jpeg(name: str, quality: int = 92) -> bytes:
+    return encode(photo(name), "JPEG", quality=quality)
+
+
+def big_jpeg(name: str = "astronaut", size: tuple[int, int] = (4000, 3000)) -> bytes:
+    """A ~12 MP JPEG made by upscaling a real photo."""
+    return encode(photo(name).resize(size, Image.Resampling.BICUBIC), "JPEG", quality=90)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    store: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def live_server(store: Path, log_dir: Path, env: Mapping[str, str] | None = None,
+                wait_for_model: bool = True) -> Iterator[LiveServer]:
+    """``python -m classifier serve`` in a subprocess on a free loopback port."""
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    full_env = {**os.environ, "MODEL_REFRESH_SECONDS": "1", **(env or {})}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "classifier", "serve", "--store", str(store), "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=log_dir,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", store, proc, log_path)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{server.logs()}")
+            try:
+                r = httpx.get(f"{server.url}/health", timeout=5)
+                if r.status_code == 200 or (r.status_code == 503 and not wait_for_model):
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not become healthy:\n{server.logs()}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def publish(store: Path, weights: str = "random") -> str:
+    """Publish with the real CLI; return the new version id."""
+    out = subprocess.run(
+        [sys.executable, "-m", "classifier", "publish", "--store", str(store), "--weights", weights],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.split()[2]
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    """A private copy of a published store (hard links: artifacts are immutable)."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def relative_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
