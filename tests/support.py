@@ -108,9 +108,18 @@ def publish(store: Path, weights: str = "random") -> str:
     return out.stdout.split()[2]
 
 
+def link_large(src: str, dst: str) -> None:
+    """Hard-link the big immutable artifacts; copy the small files a test may edit."""
+    if src.endswith((".onnx", ".safetensors")):
+        os.link(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
 def copy_store(src: Path, dst: Path) -> Path:
-    """A private copy of a published store (hard links: artifacts are immutable)."""
-    shutil.copytree(src, dst, copy_function=os.link)
+    """A private copy of a published store, cheap: model artifacts are hard links.
+    Never edit an artifact in place in a copy: replace it (unlink, then write)."""
+    shutil.copytree(src, dst, copy_function=link_large)
     return dst
 
 

@@ -220,7 +220,8 @@ class ModelStore:
         validate_manifest(manifest)
         with self.stage(manifest["name"]) as staged:
             for artifact in manifest["artifacts"]:
-                shutil.copyfile(source / artifact, staged.path / artifact)
+                if (source / artifact).exists():  # a missing one is reported by commit
+                    shutil.copyfile(source / artifact, staged.path / artifact)
             return staged.commit(manifest, make_current=make_current)
 
     def set_current(self, name: str, version: str) -> None:

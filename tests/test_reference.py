@@ -1,0 +1,93 @@
+"""Served predictions equal torchvision's own resnet50 + weights.transforms() on the same weights."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from support import big_jpeg, encode, jpeg, photo
+from torchvision.models import ResNet50_Weights, resnet50
+
+from classifier.config import Settings
+from classifier.records import RecordStore
+from classifier.runtime import ModelManager
+from classifier.service import Classifier
+from classifier.store import ModelStore
+
+PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
+
+
+@pytest.fixture(scope="module")
+def reference_model(published_store: Path) -> torch.nn.Module:
+    store = ModelStore(published_store)
+    version = store.current("resnet50")
+    assert version is not None
+    model = resnet50()
+    model.load_state_dict(load_file(store.version_dir("resnet50", version) / "weights.safetensors"))
+    return model.eval()
+
+
+def reference_probs(model: torch.nn.Module, data: bytes) -> np.ndarray:
+    x = ResNet50_Weights.IMAGENET1K_V2.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
+    with torch.inference_mode():
+        return torch.softmax(model(x[None]), dim=1)[0].numpy()
+
+
+def make_classifier(store: Path, tmp_path: Path, backend: str, fast_jpeg: bool = False) -> Classifier:
+    settings = Settings(model_store=store, backend=backend, fast_jpeg_decode=fast_jpeg)
+    return Classifier(settings, ModelManager(settings), RecordStore(tmp_path))
+
+
+def assert_same_top5(predictions: list[dict], probs: np.ndarray) -> None:
+    want = np.argsort(-probs, kind="stable")[:5]
+    got = [p["index"] for p in predictions]
+    for position, (g, w) in enumerate(zip(got, want, strict=True)):
+        # positions whose reference scores tie within 1e-4 may swap
+        assert g == w or abs(probs[g] - probs[w]) <= 1e-4, f"position {position}: {got} vs {want.tolist()}"
+    for p in predictions:
+        assert abs(p["score"] - probs[p["index"]]) <= 1e-4
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_predictions_equal_torchvision(backend: str, published_store: Path, tmp_path: Path,
+                                       reference_model: torch.nn.Module) -> None:
+    # GIVEN the published model served by each backend, fast JPEG decode off
+    classifier = make_classifier(published_store, tmp_path, backend)
+    # WHEN real photos (JPEG and PNG) are classified
+    for name in PHOTOS:
+        for data in (jpeg(name), encode(photo(name), "PNG")):
+            (result,) = classifier.classify([data], k=5)
+            # THEN top-5 indices and scores match torchvision's reference pipeline
+            assert result["model"]["backend"] == backend
+            assert_same_top5(result["predictions"], reference_probs(reference_model, data))
+
+
+def test_backends_agree_on_batches(published_store: Path, tmp_path: Path) -> None:
+    # The same batch through onnx and torch gives the same top-5
+    images = [jpeg(name) for name in PHOTOS]
+    onnx = make_classifier(published_store, tmp_path, "onnx").classify(images, k=5)
+    torch_ = make_classifier(published_store, tmp_path, "torch").classify(images, k=5)
+    for a, b in zip(onnx, torch_, strict=True):
+        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+        for pa, pb in zip(a["predictions"], b["predictions"], strict=True):
+            assert abs(pa["score"] - pb["score"]) <= 1e-4
+
+
+def test_fast_jpeg_decode_keeps_the_top_prediction(published_store: Path, tmp_path: Path,
+                                                    reference_model: torch.nn.Module) -> None:
+    # On 12 MP JPEGs, the reduced-scale decode changes the input slightly; the
+    # top-1 label stays the reference's and the scores move little.
+    classifier = make_classifier(published_store, tmp_path, "onnx", fast_jpeg=True)
+    for name in ("astronaut", "coffee"):
+        data = big_jpeg(name)
+        (result,) = classifier.classify([data], k=5)
+        probs = reference_probs(reference_model, data)
+        assert result["predictions"][0]["index"] == int(np.argmax(probs))
+        drift = max(abs(p["score"] - probs[p["index"]]) for p in result["predictions"])
+        print(f"{name}: fast JPEG max score drift {drift:.4f}")
+        assert drift < 0.05
