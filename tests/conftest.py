@@ -11,12 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import ROOT, LiveServer, copy_store, live_server, publish  # noqa: E402
+from lambda_events import load_handler
+from support import ROOT, LiveServer, copy_store, live_server, publish
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,11 @@ def server(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     store = copy_store(published_store, tmp_path_factory.mktemp("server") / "store")
     with live_server(store, store.parent) as live:
         yield live
+
+
+@pytest.fixture(scope="module")
+def handler_and_store(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """``classifier.handler.handler`` freshly imported over a private store, as a new Lambda instance."""
+    store = copy_store(published_store, tmp_path_factory.mktemp("lambda") / "store")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield load_handler(monkeypatch, store), store

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
+
+import httpx
+import pytest
 
 EVENTS = Path(__file__).parent / "events"
 KINDS = ("v1", "v2")
@@ -92,3 +98,21 @@ def read_response(raw: dict[str, Any]) -> LambdaResponse:
     for key, values in (raw.get("multiValueHeaders") or {}).items():
         headers.setdefault(key.lower(), values[-1])
     return LambdaResponse(int(raw["statusCode"]), headers, data)
+
+
+def multipart(files: list[tuple[str, bytes]], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body exactly as an HTTP client would send it."""
+    request = httpx.Request("POST", "http://x/classify",
+                            files=[(name, ("img", data, "application/octet-stream")) for name, data in files],
+                            data=fields or {})
+    return request.read(), request.headers["content-type"]
+
+
+def load_handler(monkeypatch: pytest.MonkeyPatch, store: Path, **env: str) -> Callable[..., dict[str, Any]]:
+    """Import ``classifier.handler`` afresh with this environment, as a new Lambda instance would."""
+    monkeypatch.setenv("MODEL_STORE", str(store))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    module: ModuleType = importlib.import_module("classifier.handler")
+    module = importlib.reload(module)
+    return module.handler  # type: ignore[no-any-return]

@@ -6,12 +6,11 @@ import io
 
 import numpy as np
 import pytest
+from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
 from PIL import Image
 from support import big_jpeg, encode, jpeg, photo
 from torchvision.models import ResNet50_Weights
-
-from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
-from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
 
 SPEC = Preprocessing.from_manifest(DEFAULT_PREPROCESSING)
 REFERENCE = ResNet50_Weights.IMAGENET1K_V2.transforms()
@@ -97,7 +96,7 @@ def test_every_mode_becomes_rgb(mode: str) -> None:
         converted = img.convert(mode)
     fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
     data = encode(converted, fmt)
-    tensor, info = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+    tensor, _ = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
     assert tensor.shape == (3, 224, 224)
     assert np.isfinite(tensor).all()
     # 16-bit and float greys land on the same 8-bit scale as the original grey photo

@@ -21,8 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from classifier import __version__
-from classifier import schemas
+from classifier import __version__, schemas
 from classifier.config import Settings
 from classifier.errors import (
     ApiError,
@@ -177,7 +176,8 @@ def create_app(
         "/classify",
         summary="Classify one image or a batch",
         response_model=None,
-        responses={200: {"model": schemas.Classification | schemas.Batch}, **schemas.errors(400, 404, 413, 415, 422, 503)},
+        responses={200: {"model": schemas.Classification | schemas.Batch},
+                   **schemas.errors(400, 404, 413, 415, 422, 503)},
         openapi_extra=schemas.CLASSIFY_REQUEST_BODY,
     )
     async def classify(

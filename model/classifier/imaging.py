@@ -181,8 +181,8 @@ def crop_and_normalize(image: Image.Image, spec: Preprocessing) -> np.ndarray:
         padded = Image.new("RGB", (max(width, crop), max(height, crop)))
         padded.paste(image, ((max(width, crop) - width) // 2, (max(height, crop) - height) // 2))
         image, (width, height) = padded, padded.size
-    top = int(round((height - crop) / 2.0))
-    left = int(round((width - crop) / 2.0))
+    top = round((height - crop) / 2.0)
+    left = round((width - crop) / 2.0)
     array = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.float32)
     chw = array.transpose(2, 0, 1) / np.float32(255.0)
     return np.ascontiguousarray((chw - spec.mean) / spec.std, dtype=np.float32)

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +63,8 @@ class RecordStore:
         if not is_record_id(record_id):
             return None
         try:
-            return json.loads(self.path_for(record_id).read_bytes())  # type: ignore[no-any-return]
+            record: dict[str, Any] = json.loads(self.path_for(record_id).read_bytes())
+            return record
         except FileNotFoundError:
             return None
 
@@ -84,7 +86,7 @@ class RecordStore:
             return Page(items[:limit], items[limit - 1]["id"])
         return Page(items, None)
 
-    def _ids_newest_first(self, cursor: str | None):  # type: ignore[no-untyped-def]
+    def _ids_newest_first(self, cursor: str | None) -> Iterator[str]:
         bound = None
         if cursor is not None:
             match = RECORD_ID_RE.fullmatch(cursor)

@@ -7,6 +7,8 @@ assigned in place (no pickle: a shared volume should never hold code).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
@@ -18,10 +20,9 @@ class TorchBackend:
 
     def __init__(self, weights: bytes, *, threads: int) -> None:
         torch.set_num_threads(threads)
-        try:
+        # may only be set once per process, before any parallel work
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # may only be set once per process, before any parallel work
-            pass
         state = load_safetensors(weights)
         num_classes = int(state["fc.weight"].shape[0])
         with torch.device("meta"):
