@@ -8,8 +8,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from support import link_large
-
 from classifier.fsio import sha256_file
 from classifier.records import RecordStore
 from classifier.store import (
@@ -20,6 +18,7 @@ from classifier.store import (
     iter_staging_dirs,
     make_version,
 )
+from support import link_large
 
 NAME = "resnet50"
 
