@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -12,11 +13,15 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
+
+from classifier.fsio import sha256_file
+from classifier.store import ModelStore, make_version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,3 +130,25 @@ def copy_store(src: Path, dst: Path) -> Path:
 
 def relative_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
+
+
+def export_version(store: ModelStore, version: str, dest: Path) -> Path:
+    """Copy an installed version out, as a publisher would hand it over."""
+    shutil.copytree(store.version_dir("resnet50", version), dest, copy_function=link_large)
+    return dest
+
+
+def with_new_identity(src: Path, dest: Path, created: str = "2030-01-01T00:00:00Z") -> Path:
+    """The same artifacts re-labelled as a later version, plus a changed labels.json,
+    so its content id differs (a stand-in for a newly trained model)."""
+    shutil.copytree(src, dest, copy_function=link_large)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    labels = json.loads((dest / "labels.json").read_text())
+    labels[0] = labels[0] + " (v2)"
+    (dest / "labels.json").write_text(json.dumps(labels))
+    size, digest = sha256_file(dest / "labels.json")
+    manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
+    manifest["created_at"] = created
+    manifest["version"] = make_version(manifest["artifacts"], datetime.fromisoformat(created))
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest

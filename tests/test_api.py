@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from lambda_events import FakeContext, make_event, multipart, read_response
 from support import LiveServer, encode, jpeg, photo
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from lambda_events import FakeContext, load_handler, make_event, multipart, read_response
 from PIL import Image
+
+from lambda_events import FakeContext, load_handler, make_event, multipart, read_response
 from support import LiveServer, encode, jpeg, live_server
 
 MiB = 1024 * 1024

@@ -6,11 +6,13 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+from torchvision.models import ResNet50_Weights
+
 from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
-from PIL import Image
+
 from support import big_jpeg, encode, jpeg, photo
-from torchvision.models import ResNet50_Weights
 
 SPEC = Preprocessing.from_manifest(DEFAULT_PREPROCESSING)
 REFERENCE = ResNet50_Weights.IMAGENET1K_V2.transforms()

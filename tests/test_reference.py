@@ -8,15 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torchvision.models import ResNet50_Weights, resnet50
+
 from classifier.config import Settings
 from classifier.records import RecordStore
 from classifier.runtime import ModelManager
 from classifier.service import Classifier
 from classifier.store import ModelStore
-from PIL import Image
-from safetensors.torch import load_file
+
 from support import big_jpeg, encode, jpeg, photo
-from torchvision.models import ResNet50_Weights, resnet50
 
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from classifier.fsio import sha256_file
+
 from classifier.records import RecordStore
 from classifier.store import (
     IntegrityError,
@@ -16,33 +14,11 @@ from classifier.store import (
     ModelStore,
     StoreError,
     iter_staging_dirs,
-    make_version,
 )
-from support import link_large
+
+from support import export_version, with_new_identity
 
 NAME = "resnet50"
-
-
-def export_version(store: ModelStore, version: str, dest: Path) -> Path:
-    """Copy an installed version out, as a publisher would hand it over."""
-    shutil.copytree(store.version_dir(NAME, version), dest, copy_function=link_large)
-    return dest
-
-
-def with_new_identity(src: Path, dest: Path, created: str = "2030-01-01T00:00:00Z") -> Path:
-    """The same artifacts re-labelled as a later version, plus a changed labels.json,
-    so its content id differs (a stand-in for a newly trained model)."""
-    shutil.copytree(src, dest, copy_function=link_large)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    labels = json.loads((dest / "labels.json").read_text())
-    labels[0] = labels[0] + " (v2)"
-    (dest / "labels.json").write_text(json.dumps(labels))
-    size, digest = sha256_file(dest / "labels.json")
-    manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
-    manifest["created_at"] = created
-    manifest["version"] = make_version(manifest["artifacts"], datetime.fromisoformat(created))
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
 
 
 def test_published_layout_matches_the_contract(published_store: Path) -> None:
