@@ -1,0 +1,388 @@
+"""The dashboard: classify images through the API, browse stored classifications, inspect the model.
+
+Run with ``streamlit run app.py``. Configured by the environment:
+
+- ``API_URL``: the API's base URL (default ``http://127.0.0.1:8000``, what ``make serve`` starts);
+  for API Gateway, the stage URL (``https://....execute-api....amazonaws.com/prod``).
+- ``API_KEY``: sent as ``x-api-key`` when the API requires a key.
+
+Every API call goes through :mod:`api_client`; its errors become messages on the page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import streamlit as st
+from api_client import ApiError, Classification, ClassificationPage, ClassifierApi, ImageUpload, ModelState, Prediction
+from PIL import Image, ImageOps
+
+log = logging.getLogger("dashboard")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+# CC0 photographs from scikit-image's data set (see samples/README.md).
+SAMPLES = {
+    "Chelsea the cat": HERE / "samples" / "chelsea.jpg",
+    "Coffee": HERE / "samples" / "coffee.jpg",
+}
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+# Above the API's 4 MiB limit on purpose: a larger file reaches the API and its
+# 413 explains the limit, rather than the browser refusing the file silently.
+MAX_UPLOAD_MB = 20
+PREVIEW_PIXELS = 640
+PAGE_SIZES = [10, 20, 50, 100]
+ACCENT = "#FF4B4B"  # Streamlit's own primary colour: the top prediction
+MUTED = "#9AA5B1"
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """An image on screen: ``key`` names it across reruns (an upload's file id, or the sample)."""
+
+    key: str
+    upload: ImageUpload
+
+
+# -- state ----------------------------------------------------------------------
+
+
+def client() -> ClassifierApi:
+    """One client per browser session, so its HTTP connections are reused between reruns."""
+    if "api" not in st.session_state:
+        st.session_state.api = ClassifierApi(
+            os.environ.get("API_URL") or DEFAULT_API_URL,
+            os.environ.get("API_KEY") or None,
+        )
+    api: ClassifierApi = st.session_state.api
+    return api
+
+
+def fetch_model(api: ClassifierApi) -> tuple[ModelState | None, ApiError | None]:
+    try:
+        return api.model(), None
+    except ApiError as exc:
+        return None, exc
+
+
+def classify_once(api: ClassifierApi, items: Sequence[ImageItem],
+                  top_k: int) -> list[tuple[Classification | None, ApiError | None]]:
+    """Each image's result, asking the API only about images it has not answered yet.
+
+    Streamlit reruns the whole script on every interaction; without this, paging
+    through the history would classify (and store) every upload again. Transient
+    failures (API down, throttled) are not remembered, so the next rerun retries.
+    """
+    done: dict[str, tuple[Classification | None, ApiError | None]] = st.session_state.setdefault("outcomes", {})
+    keys = [f"{item.key}?top_k={top_k}" for item in items]
+    answers = {key: done[key] for key in keys if key in done}
+    todo = [(key, item) for key, item in zip(keys, items, strict=True) if key not in done]
+    if todo:
+        label = "Classifying the image…" if len(todo) == 1 else f"Classifying {len(todo)} images…"
+        with st.spinner(label):
+            outcomes = api.classify_each([item.upload for _, item in todo], top_k)
+        for (key, _), outcome in zip(todo, outcomes, strict=True):
+            answers[key] = (outcome.result, outcome.error)
+            if outcome.error is None or not outcome.error.transient:
+                done[key] = answers[key]
+    for stale in set(done) - set(keys):  # images removed from the uploader
+        del done[stale]
+    return [answers[key] for key in keys]
+
+
+# -- formatting -----------------------------------------------------------------
+
+
+def md(text: object) -> str:
+    """``text`` shown literally in Streamlit markdown (labels and API messages are data, not markup)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$:])", r"\\\1", str(text))
+
+
+def percent(score: float) -> str:
+    return f"{score:.1%}" if score >= 0.1 else f"{score:.2%}"
+
+
+def when(timestamp: str) -> str:
+    return timestamp.replace("T", " ").replace("Z", " UTC").replace("+00:00", " UTC")
+
+
+def show_error(exc: ApiError, *, context: str = "") -> None:
+    status = f"HTTP {exc.status} · " if exc.status is not None else ""
+    st.error(f"**{md(exc.title)}**{md(context)}  \n{md(exc.message)}  \n`{status}{exc.code}`",
+             icon=":material/error:")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def preview(key: str, _data: bytes) -> bytes | None:
+    """A small, browser-friendly JPEG of an image (TIFF and BMP do not display everywhere), or None."""
+    try:
+        with Image.open(io.BytesIO(_data)) as image:
+            image.thumbnail((PREVIEW_PIXELS * 2, PREVIEW_PIXELS * 2))  # cheap: JPEG draft mode
+            shown = ImageOps.exif_transpose(image).convert("RGB")
+            shown.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
+            out = io.BytesIO()
+            shown.save(out, "JPEG", quality=85)
+            return out.getvalue()
+    except Exception:  # any undecodable upload: the API's own answer explains why
+        return None
+
+
+def score_chart(predictions: Sequence[Prediction]) -> alt.LayerChart:
+    """Horizontal bars, best first, each labelled with its score."""
+    rows = [{"label": p["label"], "score": p["score"], "text": percent(p["score"]), "rank": i}
+            for i, p in enumerate(predictions)]
+    top = max((p["score"] for p in predictions), default=1.0)
+    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]  # inline values: no DataFrame needed
+    base = alt.Chart(data).encode(
+        y=alt.Y("label:N", sort=alt.EncodingSortField("rank"), title=None,
+                axis=alt.Axis(labelLimit=220, ticks=False, domain=False, labelFontSize=13)),
+        x=alt.X("score:Q", title=None, axis=None,
+                scale=alt.Scale(domain=[0, min(1.0, top * 1.25) or 1.0])),
+        tooltip=[alt.Tooltip("label:N", title="label"), alt.Tooltip("score:Q", title="score", format=".4f")],
+    )
+    bars = base.mark_bar(cornerRadiusEnd=4, size=18).encode(
+        color=alt.when(alt.datum.rank == 0).then(alt.value(ACCENT)).otherwise(alt.value(MUTED)),
+    )
+    labels = base.mark_text(align="left", dx=6, fontSize=12).encode(text="text:N")
+    chart: alt.LayerChart = (bars + labels).properties(height=30 * len(rows) + 10)
+    return chart
+
+
+# -- views ----------------------------------------------------------------------
+
+
+def sidebar(api: ClassifierApi, model: ModelState | None, model_error: ApiError | None) -> int:
+    with st.sidebar:
+        st.header("Settings", anchor=False)
+        top_k = st.slider("Predictions per image (top-k)", min_value=1, max_value=20, value=5, key="top_k")
+        st.divider()
+        st.subheader("API", anchor=False)
+        st.code(api.base_url, language=None, wrap_lines=True)
+        if model_error is not None:
+            st.badge(model_error.title, icon=":material/cloud_off:", color="red")
+        elif model is not None and model.get("state") == "loaded":
+            st.badge("Model loaded", icon=":material/check_circle:", color="green")
+        else:
+            st.badge("No model loaded", icon=":material/error:", color="red")
+        key_note = "sent as `x-api-key`" if "x-api-key" in api.session.headers else "none (set `API_KEY`)"
+        st.caption(f"API key: {key_note}")
+    return int(top_k)
+
+
+def banners(model: ModelState | None, model_error: ApiError | None, warnings: Sequence[str]) -> None:
+    """What a user must know before reading any prediction."""
+    if model_error is not None:
+        show_error(model_error)
+        return
+    if model is not None and model.get("state") != "loaded":
+        st.error("**No model is loaded**: the API cannot classify yet.  \n"
+                 f"{md(model.get('last_error') or 'publish one with `python -m classifier publish`')}",
+                 icon=":material/error:")
+    untrained = model is not None and model.get("trained") is False
+    if untrained or warnings:
+        st.warning(
+            "**Untrained model**: the API is serving a ResNet-50 with random weights, so its predictions are "
+            "meaningless. Publish trained weights to fix this: "
+            "`python -m classifier publish --weights IMAGENET1K_V2` (or a `.pth` file).",
+            icon=":material/warning:",
+        )
+
+
+def classify_view(api: ClassifierApi, top_k: int) -> list[Classification]:
+    uploads = st.file_uploader(
+        "Upload images", type=IMAGE_TYPES, accept_multiple_files=True, key="uploads",
+        max_upload_size=MAX_UPLOAD_MB,
+        help="JPEG, PNG, WebP, GIF, BMP or TIFF, up to 4 MiB each. Several files are sent as one batch.",
+    )
+    sample = st.pills("Or try a sample photo", list(SAMPLES), key="sample")
+    items = [
+        ImageItem(f"upload/{f.file_id}", ImageUpload(f.name, f.getvalue(), f.type or "application/octet-stream"))
+        for f in uploads or []
+    ]
+    if sample:
+        path = SAMPLES[sample]
+        items.append(ImageItem(f"sample/{path.name}", ImageUpload(path.name, path.read_bytes(), "image/jpeg")))
+    if not items:
+        st.info("Upload one or more photos, or pick a sample, to see what ResNet-50 makes of them.",
+                icon=":material/photo_library:")
+        return []
+
+    answers = classify_once(api, items, top_k)
+    results = [result for result, _ in answers if result is not None]
+    failed = len(answers) - len(results)
+    summary = f"{len(results)} of {len(answers)} image(s) classified"
+    if results:
+        total = sum(r["timing_ms"]["total"] for r in results)
+        summary += f" · {total / len(results):.0f} ms per image on average"
+    st.caption(summary + (f" · **{failed} failed**" if failed else ""))
+    for index, (item, (result, error)) in enumerate(zip(items, answers, strict=True)):
+        result_card(index, item, result, error)
+    return results
+
+
+def result_card(index: int, item: ImageItem, result: Classification | None, error: ApiError | None) -> None:
+    with st.container(border=True, key=f"result-{index}"):
+        image_col, info_col = st.columns([2, 3], gap="large")
+        with image_col:
+            thumbnail = preview(item.key, item.upload.data)
+            if thumbnail is not None:
+                st.image(thumbnail, caption=item.upload.name, width="stretch")
+            else:
+                st.caption(f":material/hide_image: {md(item.upload.name)}: no preview")
+        with info_col:
+            if result is None:
+                show_error(error or ApiError("no answer", code="unknown"), context=f" ({item.upload.name})")
+                return
+            predictions = result["predictions"]
+            top = predictions[0]
+            with st.container(key=f"top-label-{index}"):
+                st.subheader(md(top["label"]), anchor=False)
+            st.caption(f"Top prediction, score **{percent(top['score'])}** · top {len(predictions)} below")
+            st.altair_chart(score_chart(predictions), width="stretch")
+            timing, image = result["timing_ms"], result["image"]
+            st.caption(
+                f":material/timer: **{timing['total']:.0f} ms** total · {timing['inference']:.0f} ms inference · "
+                f"{timing['decode']:.0f} ms decode  \n"
+                f":material/image: {md(image['format'])} {image['width']}{TIMES}{image['height']} · "
+                f"record `{result['id']}`"
+            )
+
+
+def _older(cursor: str) -> None:
+    st.session_state.history_cursors.append(cursor)
+
+
+def _newer() -> None:
+    if len(st.session_state.history_cursors) > 1:
+        st.session_state.history_cursors.pop()
+
+
+def _first_page() -> None:
+    st.session_state.history_cursors = [None]
+
+
+@st.fragment
+def history_view(api: ClassifierApi) -> None:
+    """``GET /classifications``, newest first, paged by ``next_cursor``.
+
+    A fragment: paging reruns only this view, not the classifications above.
+    """
+    cursors: list[str | None] = st.session_state.setdefault("history_cursors", [None])
+    head, size_col, refresh_col = st.columns([4, 2, 1], vertical_alignment="bottom")
+    head.subheader("Stored classifications", anchor=False)
+    page_size = size_col.segmented_control("Rows per page", PAGE_SIZES, default=20, key="page_size",
+                                           required=True)
+    refresh_col.button("Refresh", icon=":material/refresh:", on_click=_first_page, key="history_refresh")
+    try:
+        page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1])
+    except ApiError as exc:
+        show_error(exc, context=" (history)")
+        return
+    if not page.items:
+        st.info("No classifications stored yet." if len(cursors) == 1 else "No older classifications.",
+                icon=":material/history:")
+    else:
+        st.dataframe(
+            [history_row(record) for record in page.items],
+            hide_index=True, width="stretch", key="history_table",
+            column_config={
+                "When": st.column_config.TextColumn(width="medium"),
+                "Top label": st.column_config.TextColumn(width="medium"),
+                "Score": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+                "Latency (ms)": st.column_config.NumberColumn(format="%.0f", width="small"),
+                "Trained": st.column_config.CheckboxColumn(width="small"),
+            },
+        )
+    newer_col, page_col, older_col = st.columns([1, 2, 1], vertical_alignment="center")
+    newer_col.button("Newer", icon=":material/arrow_back:", on_click=_newer, disabled=len(cursors) == 1,
+                     key="history_newer")
+    page_col.caption(f"Page {len(cursors)} · {len(page.items)} record(s)", text_alignment="center")
+    with older_col.container(horizontal=True, horizontal_alignment="right"):
+        st.button("Older", icon=":material/arrow_forward:", icon_position="right", key="history_older",
+                  on_click=_older, args=(page.next_cursor,), disabled=page.next_cursor is None)
+
+
+def history_row(record: Classification) -> dict[str, Any]:
+    top = record["predictions"][0] if record.get("predictions") else {"label": "", "score": 0.0}
+    model = record.get("model") or {}
+    image = record.get("image") or {}
+    return {
+        "When": when(record.get("created_at", "")),
+        "Top label": top["label"],
+        "Score": top["score"],
+        "Latency (ms)": (record.get("timing_ms") or {}).get("total"),
+        "Image": f"{image.get('format', '?')} {image.get('width', '?')}{TIMES}{image.get('height', '?')}",
+        "Model version": model.get("version", ""),
+        "Trained": bool(model.get("trained")),
+        "ID": record["id"],
+    }
+
+
+def model_view(model: ModelState | None, model_error: ApiError | None) -> None:
+    if model is None:
+        show_error(model_error or ApiError("no answer", code="unknown"), context=" (model)")
+        return
+    if model.get("state") != "loaded":
+        st.error(f"**No model is loaded** (backend {md(model.get('backend', '?'))}).  \n"
+                 f"{md(model.get('last_error') or 'no details')}", icon=":material/error:")
+        return
+    with st.container(key="model-version"):
+        st.subheader(f"{md(model.get('name', 'model'))} · version `{model.get('version', '?')}`", anchor=False)
+    backend_col, trained_col, load_col, threads_col = st.columns(4)
+    backend_col.metric("Backend", str(model.get("backend", "?")), border=True)
+    trained_col.metric("Trained", "yes" if model.get("trained") else "no", border=True)
+    load_col.metric("Load time", f"{model.get('load_ms', 0):.0f} ms", border=True)
+    threads_col.metric("Inference threads", str(model.get("threads", "?")), border=True)
+    manifest = model.get("manifest") or {}
+    prep = manifest.get("preprocessing") or {}
+    labels = manifest.get("labels") or {}
+    st.markdown(
+        f"- **Source**: `{manifest.get('source', '?')}` · **architecture** `{manifest.get('architecture', '?')}`\n"
+        f"- **Published** {when(str(manifest.get('created_at', '?')))} · "
+        f"**loaded** {when(str(model.get('loaded_at', '?')))}\n"
+        f"- **Preprocessing**: resize {prep.get('resize', '?')}, centre crop {prep.get('crop', '?')}, "
+        f"{md(prep.get('interpolation', '?'))} · **labels** {labels.get('count', '?')}\n"
+        f"- The API re-reads the current version every {model.get('refresh_seconds', '?')} s"
+    )
+    with st.expander("Manifest"):
+        st.json(manifest, expanded=2)
+
+
+# -- page -----------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="ResNet-50 classifier", page_icon=":material/image_search:", layout="wide")
+    api = client()
+    model, model_error = fetch_model(api)
+    top_k = sidebar(api, model, model_error)
+    st.title("ResNet-50 image classifier", anchor=False)
+    st.caption("Photos go to the classification API; ResNet-50 answers with its best guesses.")
+    banner = st.container()  # filled last: classifications can reveal an untrained model too
+    classify_tab, history_tab, model_tab = st.tabs(
+        [":material/image_search: Classify", ":material/history: History", ":material/memory: Model"])
+    with classify_tab:
+        results = classify_view(api, top_k)
+    with history_tab:
+        history_view(api)
+    with model_tab:
+        model_view(model, model_error)
+    with banner:
+        banners(model, model_error, [r["warning"] for r in results if r.get("warning")])
+
+
+try:
+    main()
+except Exception as exc:  # a bug here must still read as a message, not a stack trace
+    log.exception("dashboard error")
+    st.error(f"**The dashboard hit an unexpected error**: {md(type(exc).__name__)}: {md(exc)}",
+             icon=":material/bug_report:")

@@ -1,0 +1,68 @@
+"""Fixtures for the dashboard's tests: the app against the live local API (`server`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from dashboard_support import APP
+from streamlit.testing.v1 import AppTest
+
+from support import ROOT, LiveServer, free_port
+
+
+@pytest.fixture
+def app_test(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], AppTest]:
+    """An AppTest of the dashboard configured with API_URL=``url`` (no API key)."""
+
+    def make(url: str) -> AppTest:
+        monkeypatch.setenv("API_URL", url)
+        monkeypatch.delenv("API_KEY", raising=False)
+        # Generous: a classification on a busy 2-core CI machine can take seconds.
+        return AppTest.from_file(str(APP), default_timeout=120)
+
+    return make
+
+
+@pytest.fixture
+def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run`` on a free loopback port against the live API; yields its URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
+    env = {**os.environ, "API_URL": server.url}
+    env.pop("API_KEY", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP),
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+             "--server.fileWatcherType", "none"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited:\n{log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not become healthy:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+

@@ -1,0 +1,190 @@
+"""The dashboard script under Streamlit's AppTest, against the live local API (an untrained ResNet-50)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+from dashboard_support import CHELSEA, COFFEE, api_classify, block, texts, unescape
+from streamlit.testing.v1 import AppTest
+
+from support import LiveServer, free_port, jpeg, live_server
+
+MakeApp = Callable[[str], AppTest]
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, f"the page shows a traceback: {[e.value for e in at.exception]}"
+
+
+def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:
+    at.file_uploader(key="uploads").set_value(list(files)).run()
+    assert_no_exception(at)
+    return at
+
+
+def chart_data(at: AppTest, index: int) -> list[dict[str, object]]:
+    """The rows behind the bar chart of result ``index`` (Streamlit ships them as Arrow)."""
+    charts = [e for e in block(at, f"result-{index}") if e.type == "vega_lite_chart"]
+    assert len(charts) == 1
+    rows: list[dict[str, object]] = pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pylist()
+    return rows
+
+
+def test_upload_shows_the_apis_predictions_scores_and_latency(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN a photo and the API's own answer for exactly these bytes
+    data = CHELSEA.read_bytes()
+    expected = api_classify(server, data)
+    at = app_test(server.url).run()
+    assert_no_exception(at)
+
+    # WHEN the photo is uploaded
+    upload(at, ("chelsea.jpg", data, "image/jpeg"))
+
+    # THEN its card names the API's top label and charts its top-5 with their scores
+    assert unescape(block(at, "top-label-0").subheader[0].value) == expected["predictions"][0]["label"]
+    rows = chart_data(at, 0)
+    assert [(r["label"], r["score"]) for r in rows] == [(p["label"], p["score"]) for p in expected["predictions"]]
+    card = texts(block(at, "result-0"))
+    assert " ms** total" in card and "ms inference" in card and "JPEG 451" in card
+    assert not at.error
+    # and the untrained model is called out above everything
+    assert any("Untrained model" in w.value for w in at.warning)
+
+
+def test_top_k_setting_sets_the_number_of_predictions(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN the dashboard asking for the top 3
+    at = app_test(server.url).run()
+    at.slider(key="top_k").set_value(3).run()
+
+    # WHEN a sample photo is picked
+    at.pills(key="sample").set_value("Coffee").run()
+    assert_no_exception(at)
+
+    # THEN its card shows three predictions, led by the API's top label for that photo
+    expected = api_classify(server, COFFEE.read_bytes())
+    assert len(chart_data(at, 0)) == 3
+    assert unescape(block(at, "top-label-0").subheader[0].value) == expected["predictions"][0]["label"]
+
+
+def test_history_shows_the_upload(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN the dashboard
+    at = app_test(server.url).run()
+
+    # WHEN a photo is uploaded
+    upload(at, ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+
+    # THEN the history (newest first) lists its record, with the label shown on its card
+    card = texts(block(at, "result-0"))
+    record_id = card.split("record `", 1)[1].split("`", 1)[0]
+    history = at.tabs[1].dataframe[0].value
+    assert history["ID"].iloc[0] == record_id
+    assert history["Top label"].iloc[0] == unescape(block(at, "top-label-0").subheader[0].value)
+    # and a rerun (any click) does not classify the same upload again
+    at.run()
+    assert texts(block(at, "result-0")) == card
+    assert at.tabs[1].dataframe[0].value["ID"].iloc[0] == record_id
+
+
+def test_history_pages_follow_next_cursor(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN more than one page of records (11, at 10 a page)
+    images = [("file", (f"{i}.jpg", jpeg("astronaut", quality=50 + i), "image/jpeg")) for i in range(11)]
+    with server.client() as client:
+        client.post("/classify", files=images).raise_for_status()
+        first = client.get("/classifications", params={"limit": 10}).json()
+        second = client.get("/classifications", params={"limit": 10, "cursor": first["next_cursor"]}).json()
+    at = app_test(server.url).run()
+    history = at.tabs[1]
+
+    # WHEN 10 rows per page are chosen
+    history.segmented_control(key="page_size").set_value(10).run()
+
+    # THEN the first page is the API's first page, and "Older" leads to its second
+    assert list(at.tabs[1].dataframe[0].value["ID"]) == [r["id"] for r in first["items"]]
+    assert at.button(key="history_newer").disabled
+    at.button(key="history_older").click().run()
+    assert_no_exception(at)
+    assert list(at.tabs[1].dataframe[0].value["ID"]) == [r["id"] for r in second["items"]]
+    assert "Page 2" in texts(at.tabs[1])
+    # and "Newer" comes back
+    at.button(key="history_newer").click().run()
+    assert list(at.tabs[1].dataframe[0].value["ID"]) == [r["id"] for r in first["items"]]
+
+
+def test_model_view_shows_version_backend_and_untrained(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN what the API says about its model
+    model = httpx.get(f"{server.url}/model", timeout=30).json()
+
+    # WHEN the dashboard opens
+    at = app_test(server.url).run()
+    assert_no_exception(at)
+
+    # THEN the model tab names that version and backend, and says it is untrained
+    assert model["version"] in block(at, "model-version").subheader[0].value
+    metrics = {m.label: m.value for m in at.tabs[2].metric}
+    assert metrics["Backend"] == model["backend"]
+    assert metrics["Trained"] == "no"
+    assert any("Untrained model" in w.value for w in at.warning)
+
+
+def test_api_down_shows_a_message_not_a_traceback(app_test: MakeApp) -> None:
+    # GIVEN an API_URL where nothing listens
+    url = f"http://127.0.0.1:{free_port()}"
+
+    # WHEN the dashboard opens and a photo is uploaded
+    at = app_test(url).run()
+    assert_no_exception(at)
+    upload(at, ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+
+    # THEN the page, the card and the history each say the API is unreachable, and where
+    banner = at.error[0].value
+    assert "The API is unreachable" in banner and url in unescape(banner)
+    assert "The API is unreachable" in texts(block(at, "result-0"))
+    assert "The API is unreachable" in texts(at.tabs[1])
+
+
+def test_non_image_upload_shows_415_and_spares_the_rest_of_the_batch(server: LiveServer,
+                                                                    app_test: MakeApp) -> None:
+    # GIVEN a file named like an image that is not one, uploaded with a real photo
+    at = app_test(server.url).run()
+    expected = api_classify(server, CHELSEA.read_bytes())
+
+    # WHEN both are uploaded (one batch)
+    upload(at, ("notes.png", b"these are meeting notes, not pixels", "image/png"),
+           ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+
+    # THEN the bad file gets the API's 415 as a message, and the photo still gets its predictions
+    bad = texts(block(at, "result-0"))
+    assert "Not a supported image" in bad and "415" in bad and "notes.png" in bad
+    assert unescape(block(at, "top-label-1").subheader[0].value) == expected["predictions"][0]["label"]
+    assert len(at.error) == 1
+
+
+def test_oversized_upload_shows_413(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN a file over the API's 4 MiB image limit
+    at = app_test(server.url).run()
+
+    # WHEN it is uploaded
+    upload(at, ("huge.jpg", b"\xff\xd8\xff" + bytes(5 * 1024 * 1024), "image/jpeg"))
+
+    # THEN the API's 413 reads as a message
+    card = texts(block(at, "result-0"))
+    assert "Too large" in card and "413" in card
+
+
+def test_no_model_shows_503(tmp_path: Path, app_test: MakeApp) -> None:
+    # GIVEN an API whose store holds no model
+    empty = tmp_path / "store"
+    empty.mkdir()
+    with live_server(empty, tmp_path, wait_for_model=False) as api:
+        # WHEN the dashboard opens and a photo is uploaded
+        at = app_test(api.url).run()
+        assert_no_exception(at)
+        upload(at, ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+
+    # THEN it says no model is loaded, and the upload shows the API's 503
+    assert "No model is loaded" in at.error[0].value
+    card = texts(block(at, "result-0"))
+    assert "No model available" in card and "503" in card
