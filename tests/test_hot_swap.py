@@ -1,0 +1,113 @@
+"""Model updates while serving: a new version is picked up without failing a
+request, a corrupt one is refused while the old keeps serving, rollback works."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from classifier.store import ModelStore
+
+from support import export_version, jpeg, live_server, publish, with_new_identity
+
+REFRESH_SECONDS = 1.0
+
+
+def wait_for_version(url: str, version: str, timeout: float = 120) -> float:
+    """Poll /model until it serves ``version``; return how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if httpx.get(url + "/model", timeout=30).json().get("version") == version:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{version} was not served within {timeout}s")
+
+
+class Hammer(threading.Thread):
+    """Classifies a photo in a loop and remembers every status and model version."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str | None]] = []
+        self.data = jpeg("coffee")
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self.stop.is_set():
+                r = client.post("/classify", content=self.data, headers={"content-type": "image/jpeg"})
+                version = r.json().get("model", {}).get("version") if r.status_code == 200 else None
+                self.results.append((r.status_code, version))
+
+
+def cli(*args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "classifier", *args], check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def test_publish_corrupt_and_rollback_while_serving(store: Path, tmp_path: Path) -> None:
+    models = ModelStore(store)
+    v1 = models.current("resnet50")
+    assert v1 is not None
+    with live_server(store, tmp_path, env={"MODEL_REFRESH_SECONDS": str(REFRESH_SECONDS)}) as server:
+        hammer = Hammer(server.url)
+        hammer.start()
+        try:
+            # WHEN a new version is published while requests are being answered
+            v2 = publish(store, "random")
+            delay = wait_for_version(server.url, v2)
+            print(f"new version served {delay:.2f}s after publish (refresh every {REFRESH_SECONDS}s)")
+            time.sleep(0.5)
+        finally:
+            hammer.stop.set()
+            hammer.join(60)
+        # THEN no request failed, and requests moved from v1 to v2 exactly once
+        statuses = [status for status, _ in hammer.results]
+        versions = [version for _, version in hammer.results]
+        assert statuses and set(statuses) == {200}
+        assert versions[0] == v1 and versions[-1] == v2
+        switch = versions.index(v2)
+        assert set(versions[:switch]) == {v1} and set(versions[switch:]) == {v2}
+
+        # WHEN CURRENT points at a version whose model.onnx is corrupt (bit rot, bad copy)
+        v3_dir = with_new_identity(export_version(models, v2, tmp_path / "v2"), tmp_path / "v3",
+                                   created="2031-01-01T00:00:00Z")
+        onnx = v3_dir / "model.onnx"
+        data = bytearray(onnx.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        onnx.unlink()
+        onnx.write_bytes(bytes(data))
+        v3 = json.loads((v3_dir / "manifest.json").read_text())["version"]
+        os.rename(v3_dir, models.version_dir("resnet50", v3))
+        (store / "models" / "resnet50" / "CURRENT").write_text(v3 + "\n")
+        # THEN it is refused: the old model keeps serving and /model says why
+        deadline = time.monotonic() + 60
+        state: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            state = httpx.get(server.url + "/model").json()
+            if state.get("last_error"):
+                break
+            time.sleep(0.1)
+        assert state["version"] == v2
+        assert v3 in str(state["last_error"]) and "sha256" in str(state["last_error"])
+        ok = httpx.post(server.url + "/classify", content=jpeg("chelsea"), headers={"content-type": "image/jpeg"})
+        assert ok.status_code == 200 and ok.json()["model"]["version"] == v2
+        assert '"level": "ERROR"' in server.logs() and v3 in server.logs()
+
+        # WHEN an operator rolls back (default: the version before current) twice
+        assert v2 in cli("rollback", "--store", str(store))
+        wait_for_version(server.url, v2)
+        assert models.current("resnet50") == v2
+        assert v1 in cli("rollback", "--store", str(store))
+        # THEN the first version serves again
+        wait_for_version(server.url, v1)
+        listing = cli("models", "--store", str(store))
+        assert f"* {v1}" in listing and v2 in listing and v3 in listing
