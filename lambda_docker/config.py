@@ -1,0 +1,267 @@
+"""The deployment's settings: CDK context read once, typed and validated.
+
+``app.py`` builds an ``AppConfig`` from the context (``cdk.json`` plus any
+``-c key=value``) before any construct exists; constructs receive typed values
+and never read context themselves. A wrong value stops ``cdk synth`` with a
+message that names the key.
+
+Values from ``cdk.json`` arrive as JSON types, values from ``-c key=value`` as
+strings: every parser accepts both (``4096`` and ``"4096"``, ``true`` and
+``"true"``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+ARCHITECTURES = ("x86_64", "arm64")
+BACKENDS = ("onnx", "torch")
+REMOVAL_POLICIES = ("retain", "destroy")
+
+# The retention periods CloudWatch Logs accepts, in days, and the name of the
+# matching ``aws_logs.RetentionDays`` member (jsii enums carry names, not numbers).
+RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
+    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
+    2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+# API Gateway (REST) gives up on an integration after 29 s; the function must
+# finish first so that a slow request is a clean Lambda timeout, not a 504
+# from a request that is still running.
+API_GATEWAY_TIMEOUT_SECONDS = 29
+
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# Stack names are "<name>-storage-stack": keep <name> short and DNS-friendly.
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+# The model store's rule for model names (classifier.store.NAME_RE).
+_MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
+_ORIGIN_RE = re.compile(r"^(\*|https?://[^\s/]+)$")
+
+# Context keys that belong to the CDK itself (feature flags, CLI settings).
+_CDK_KEY_PREFIXES = ("@aws-cdk", "aws:cdk:", "aws-cdk:", "cdk-", "@aws-cdk-containers")
+
+
+class ConfigError(ValueError):
+    """A context value is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every deploy-time option. Field names are the context keys with ``_``."""
+
+    # Where and what: stacks are "<name>-storage-stack" and "<name>-service-stack".
+    aws_account: str | None = None
+    aws_region: str | None = None
+    name: str = "demo"
+    model_name: str = "resnet50"
+
+    # The inference function.
+    backend: str = "onnx"
+    architecture: str = "x86_64"
+    # 3008 MB (~1.8 vCPUs) is the most a new account may use before a quota
+    # increase; ResNet-50 inference speeds up with vCPUs up to 10240 MB.
+    memory_mb: int = 3008
+    timeout_seconds: int = 28
+    reserved_concurrency: int | None = None
+    provisioned_concurrency: int = 0
+    model_refresh_seconds: int = 30
+    inference_threads: int = 0  # 0: one per CPU the function may use
+    log_retention_days: int = 30
+
+    # Storage.
+    efs_removal_policy: str = "retain"
+    efs_file_system_id: str | None = None
+    inbox_expiration_days: int = 30
+    uploads_expiration_days: int = 1
+
+    # The REST API.
+    api_key: bool = False
+    throttle_rate_limit: int = 50
+    throttle_burst_limit: int = 100
+    cors_allow_origins: tuple[str, ...] = ("*",)
+
+    # Switches named by DESIGN.md; their features land with other issues.
+    dashboard: bool = False
+    function_url: bool = False
+    edge: bool = False
+    classify_on_upload: bool = False
+
+    @property
+    def storage_stack_name(self) -> str:
+        return f"{self.name}-storage-stack"
+
+    @property
+    def service_stack_name(self) -> str:
+        return f"{self.name}-service-stack"
+
+    @classmethod
+    def context_keys(cls) -> list[str]:
+        return [context_key(f.name) for f in fields(cls)]
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
+        """Validate ``context`` (all of the app's context) into a config.
+
+        ``environ`` supplies ``CDK_DEFAULT_ACCOUNT`` / ``CDK_DEFAULT_REGION``,
+        which the CDK CLI sets from the caller's credentials, when the
+        context names no account or region.
+        """
+        known = set(cls.context_keys())
+        unknown = sorted(k for k in context if k not in known and not k.startswith(_CDK_KEY_PREFIXES))
+        if unknown:
+            raise ConfigError(
+                f"unknown context key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"
+            )
+        get = _Reader(context)
+        defaults = cls()
+        reserved = get("reserved_concurrency", _optional(_int(1, 1000)), None)
+        provisioned = get("provisioned_concurrency", _int(0, 1000), defaults.provisioned_concurrency)
+        if reserved is not None and provisioned > reserved:
+            raise ConfigError(
+                f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
+                f"'reserved_concurrency' ({reserved})"
+            )
+        rate = get("throttle_rate_limit", _int(1, 10_000), defaults.throttle_rate_limit)
+        burst = get("throttle_burst_limit", _int(1, 5_000), defaults.throttle_burst_limit)
+        return cls(
+            aws_account=get("aws-account", _optional(_pattern(_ACCOUNT_RE, "a 12-digit account id")),
+                            environ.get("CDK_DEFAULT_ACCOUNT") or None),
+            aws_region=get("aws-region", _optional(_pattern(_REGION_RE, "a region such as eu-west-1")),
+                           environ.get("CDK_DEFAULT_REGION") or None),
+            name=get("name", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting "
+                                                "with a letter"), defaults.name),
+            model_name=get("model_name", _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, "
+                                                                 "'-' or '_'"), defaults.model_name),
+            backend=get("backend", _choice(BACKENDS), defaults.backend),
+            architecture=get("architecture", _choice(ARCHITECTURES), defaults.architecture),
+            memory_mb=get("memory_mb", _int(128, 10_240), defaults.memory_mb),
+            timeout_seconds=get("timeout_seconds", _int(1, API_GATEWAY_TIMEOUT_SECONDS - 1),
+                                defaults.timeout_seconds),
+            reserved_concurrency=reserved,
+            provisioned_concurrency=provisioned,
+            model_refresh_seconds=get("model_refresh_seconds", _int(0, 86_400), defaults.model_refresh_seconds),
+            inference_threads=get("inference_threads", _int(0, 256), defaults.inference_threads),
+            log_retention_days=get("log_retention_days", _retention, defaults.log_retention_days),
+            efs_removal_policy=get("efs_removal_policy", _choice(REMOVAL_POLICIES), defaults.efs_removal_policy),
+            efs_file_system_id=get("efs_file_system_id", _optional(_pattern(_FS_ID_RE, "an id like fs-0123abcd")),
+                                   None),
+            inbox_expiration_days=get("inbox_expiration_days", _int(1, 3650), defaults.inbox_expiration_days),
+            uploads_expiration_days=get("uploads_expiration_days", _int(1, 365), defaults.uploads_expiration_days),
+            api_key=get("api_key", _bool, defaults.api_key),
+            throttle_rate_limit=rate,
+            throttle_burst_limit=burst,
+            cors_allow_origins=get("cors_allow_origins", _origins, defaults.cors_allow_origins),
+            dashboard=get("dashboard", _bool, defaults.dashboard),
+            function_url=get("function_url", _bool, defaults.function_url),
+            edge=get("edge", _bool, defaults.edge),
+            classify_on_upload=get("classify_on_upload", _bool, defaults.classify_on_upload),
+        )
+
+
+def context_key(field_name: str) -> str:
+    """The context key of a config field (the account and region keys use '-')."""
+    return {"aws_account": "aws-account", "aws_region": "aws-region"}.get(field_name, field_name)
+
+
+# -- parsers: each takes the raw value and returns it typed, or raises ValueError
+
+
+class _Reader:
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self.context = context
+
+    def __call__(self, key: str, parse: Callable[[Any], T], default: T) -> T:
+        raw = self.context.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"context key {key!r}: {exc} (got {raw!r})") from None
+
+
+def _optional(parse: Callable[[Any], T]) -> Callable[[Any], T | None]:
+    def parse_optional(raw: Any) -> T | None:
+        if isinstance(raw, str) and raw.strip().lower() in ("null", "none"):
+            return None
+        return parse(raw)
+
+    return parse_optional
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse_int(raw: Any) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError("must be an integer")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse_int
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse_choice(raw: Any) -> str:
+        if not isinstance(raw, str) or raw.strip().lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw.strip().lower()
+
+    return parse_choice
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
+    def parse_pattern(raw: Any) -> str:
+        if not isinstance(raw, str) or not regex.fullmatch(raw.strip()):
+            raise ValueError(f"must be {what}")
+        return raw.strip()
+
+    return parse_pattern
+
+
+def _retention(raw: Any) -> int:
+    days = _int(1, 3653)(raw)
+    if days not in RETENTION_DAYS:
+        raise ValueError(f"must be one of CloudWatch's periods: {', '.join(map(str, RETENTION_DAYS))}")
+    return days
+
+
+def _origins(raw: Any) -> tuple[str, ...]:
+    """A JSON list (cdk.json), or a comma-separated string (``-c cors_allow_origins=a,b``)."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+    else:
+        items = raw
+    if not isinstance(items, list) or not items:
+        raise ValueError("must be a non-empty list of origins")
+    origins = tuple(str(item).strip() for item in items)
+    for origin in origins:
+        if not _ORIGIN_RE.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not '*' or an origin like https://example.com")
+    if "*" in origins and len(origins) > 1:
+        raise ValueError("'*' cannot be combined with other origins")
+    return origins

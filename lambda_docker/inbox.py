@@ -1,0 +1,136 @@
+"""The model inbox: the S3 bucket ``publish --s3`` uploads to, and the installer Lambda.
+
+When ``[<prefix>/]models/<name>/<version>/manifest.json`` lands in the bucket,
+S3 sends an "Object Created" event to EventBridge, and a rule invokes the
+installer (``classifier.installer``), which copies the version into EFS
+through its access point and makes it current.
+
+EventBridge rather than a direct S3 -> Lambda notification: CloudFormation
+sets a bucket's EventBridge switch natively, whereas CDK's direct
+notifications need a custom resource (an extra Lambda and role).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from cdk_nag import NagPackSuppression
+from constructs import Construct
+
+from lambda_docker.buckets import SecureBucket
+from lambda_docker.nag import suppress_vpc_function_role
+from lambda_docker.storage import MOUNT_PATH
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
+# The installer's zip: the standard-library part of the classifier package
+# (no numpy, onnxruntime or fastapi); the Lambda runtime provides boto3.
+INSTALLER_MODULES = ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py")
+INSTALLER_HANDLER = "classifier.installer.handler"
+MANIFEST_SUFFIX = "/manifest.json"
+
+
+def installer_code() -> lambda_.Code:
+    """The installer's code asset: only ``INSTALLER_MODULES`` from model/classifier."""
+    return lambda_.Code.from_asset(
+        str(MODEL_DIR),
+        ignore_mode=IgnoreMode.DOCKER,
+        exclude=["*", "!classifier", *(f"!classifier/{module}" for module in INSTALLER_MODULES),
+                 "classifier/__pycache__"],
+    )
+
+
+class ModelInbox(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        access_point: efs.IAccessPoint,
+        access_logs: s3.IBucket,
+        expiration_days: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.bucket = SecureBucket(
+            self, "Inbox",
+            access_logs=access_logs,
+            lifecycle_rules=[s3.LifecycleRule(
+                id="expire-installed-models",
+                # Once installed, a version lives on EFS; the upload is only a
+                # way in. Overwritten or expired copies go a week later.
+                expiration=Duration.days(expiration_days),
+                noncurrent_version_expiration=Duration.days(7),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )],
+        ).bucket
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
+
+        self.log_group = logs.LogGroup(
+            self, "InstallerLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.function = lambda_.Function(
+            self, "Installer",
+            description="Installs a model version from the S3 inbox into the EFS model store",
+            code=installer_code(),
+            handler=INSTALLER_HANDLER,
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            architecture=lambda_.Architecture.ARM_64,
+            # Memory buys network and CPU: ~200 MB of artifacts to download and hash.
+            memory_size=1024,
+            timeout=Duration.minutes(5),
+            # One install at a time: CURRENT flips in the order manifests arrive.
+            reserved_concurrent_executions=1,
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[security_group],
+            filesystem=lambda_.FileSystem.from_efs_access_point(access_point, MOUNT_PATH),
+            environment={"MODEL_STORE": MOUNT_PATH},
+            log_group=self.log_group,
+        )
+        # GetObject (HEAD too) on the objects; ListBucket so that a missing
+        # artifact is a clean 404 rather than a 403.
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[self.bucket.arn_for_objects("*")],
+        ))
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+        ))
+
+        self.rule = events.Rule(
+            self, "ManifestCreated",
+            description="A model manifest landed in the inbox: install that version",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self.bucket.bucket_name]},
+                    "object": {"key": [{"suffix": MANIFEST_SUFFIX}]},
+                },
+            ),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2)],
+        )
+        self._suppress_findings()
+
+    def _suppress_findings(self) -> None:
+        bucket_id = Stack.of(self).get_logical_id(self.bucket.node.default_child)  # type: ignore[arg-type]
+        suppress_vpc_function_role(self.function, NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="The installer reads whichever version is uploaded: object keys are not known "
+                   "at deploy time. Scoped to this one bucket's objects, read only.",
+            applies_to=[f"Resource::<{bucket_id}.Arn>/*"],
+        ))

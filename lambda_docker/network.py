@@ -1,0 +1,61 @@
+"""The VPC: two AZs of isolated subnets, no NAT gateway, an S3 gateway endpoint.
+
+Nothing here reaches the internet. The functions need only EFS (mount targets
+in these subnets) and S3 (the gateway endpoint, free of charge). Lambda itself
+pulls the container image and ships logs outside the VPC, so no interface
+endpoint (about 7 USD a month per AZ each) and no NAT gateway (about 32 USD a
+month each, plus data) is needed. A future feature that calls another AWS API
+from inside the VPC must add that service's interface endpoint.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+
+class Network(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, log_retention: logs.RetentionDays) -> None:
+        super().__init__(scope, construct_id)
+
+        self.vpc = ec2.Vpc(
+            self, "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
+            ],
+        )
+        self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+
+        # The only way out of the subnets: S3 through the route tables.
+        self.s3_endpoint = self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.subnets],
+        )
+
+        self.flow_log_group = logs.LogGroup(
+            self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Rejected flows only: they are what an investigation needs, and
+        # logging every accepted NFS and S3 flow would cost more than it tells.
+        self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
+            traffic_type=ec2.FlowLogTrafficType.REJECT,
+        )
+
+    def allow_s3_buckets(self, *buckets: s3.IBucket) -> None:
+        """Let the endpoint reach only these buckets (a data-exfiltration guard).
+
+        The functions' IAM roles decide what each may do; the endpoint policy
+        only limits where traffic from the VPC may go.
+        """
+        self.s3_endpoint.add_to_policy(iam.PolicyStatement(
+            principals=[iam.AnyPrincipal()],
+            actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+            resources=[arn for b in buckets for arn in (b.bucket_arn, b.arn_for_objects("*"))],
+        ))

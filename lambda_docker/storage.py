@@ -1,0 +1,176 @@
+"""The EFS model store: file system, access points and the NFS security groups.
+
+Layout and who may do what (DESIGN.md §2: only the installer changes models)::
+
+    /store              owner 1001 (installer), group 1000 (inference), mode 1775
+    /store/models/      created by the installer: owner 1001, mode 0755
+    /store/records/     created by the inference function: owner 1000
+
+Both access points expose ``/store`` (each function mounts it at
+``/mnt/store``) and differ only in the POSIX identity EFS enforces:
+
+- installer, uid/gid 1001: owns ``/store``, creates and writes ``models/``;
+- inference, uid/gid 1000: may create entries in ``/store`` through its group
+  (so it can make ``records/``), can read but not write ``models/`` (0755,
+  owned by 1001), and cannot rename or delete ``models/`` either, because
+  ``/store`` has the sticky bit and the inference user owns neither
+  ``/store`` nor ``models/``.
+
+Why one shared root instead of nesting the installer's access point at
+``/store/models``: EFS creates an access point's root directory, with its
+creation info, when a client first connects. With nested roots, whichever
+function connects first decides how ``/store`` is created, and the sticky bit
+does not protect an entry from the directory's *owner*; if the inference user
+owned ``/store`` it could rename ``models/`` away. With one shared root and
+identical creation info, the order does not matter.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+STORE_PATH = "/store"
+# The one mount path both functions use (Lambda requires /mnt/<name>); the
+# inference function's MODEL_STORE points here (DESIGN.md §2).
+MOUNT_PATH = "/mnt/store"
+INSTALLER_UID = 1001
+INFERENCE_UID = 1000
+# Owner: the installer. Group: the inference user, which needs to create
+# records/. Sticky: a group member may not rename or delete others' entries.
+STORE_OWNER_UID = INSTALLER_UID
+STORE_OWNER_GID = INFERENCE_UID
+STORE_PERMISSIONS = "1775"
+NFS_PORT = 2049
+
+
+class ModelStorage(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        removal_policy: RemovalPolicy,
+        existing_file_system_id: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.security_group = ec2.SecurityGroup(
+            self, "EfsSecurityGroup", vpc=vpc, allow_all_outbound=False,
+            description="EFS mount targets: NFS from the installer and inference functions only",
+        )
+        # One group per function, so the EFS rules name exactly who may mount.
+        self.installer_security_group = self._function_security_group(vpc, "Installer", "model installer")
+        self.inference_security_group = self._function_security_group(vpc, "Inference", "inference")
+
+        self.mount_targets: list[efs.CfnMountTarget] = []
+        if existing_file_system_id is None:
+            file_system = efs.FileSystem(
+                self, "FileSystem",
+                vpc=vpc,
+                vpc_subnets=subnets,
+                security_group=self.security_group,
+                encrypted=True,
+                # Bursting credits run out when many cold starts read the
+                # ~100 MB model at once; elastic throughput has no credits.
+                throughput_mode=efs.ThroughputMode.ELASTIC,
+                performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
+                # Records pile up and are rarely read again: move them to the
+                # cheaper class; the first read brings a file back.
+                lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
+                out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
+                enable_automatic_backups=True,
+                removal_policy=removal_policy,
+                file_system_policy=self._file_system_policy(),
+                # Our policy already refuses anonymous clients. Left unset, CDK
+                # would append its own statement granting ClientRootAccess and
+                # ClientWrite to any principal that comes through a mount target.
+                allow_anonymous_access=True,
+            )
+            self.file_system: efs.IFileSystem = file_system
+        else:
+            # A file system kept from an earlier deployment (RETAIN): it keeps
+            # its data and policy; it gets new mount targets in this VPC.
+            # EFS allows mount targets in one VPC only, so the file system must
+            # have none left elsewhere.
+            self.file_system = efs.FileSystem.from_file_system_attributes(
+                self, "FileSystem", file_system_id=existing_file_system_id, security_group=self.security_group,
+            )
+            self.mount_targets = [
+                efs.CfnMountTarget(
+                    self, f"MountTarget{index}",
+                    file_system_id=existing_file_system_id,
+                    subnet_id=subnet.subnet_id,
+                    security_groups=[self.security_group.security_group_id],
+                )
+                for index, subnet in enumerate(vpc.select_subnets(subnets).subnets, start=1)
+            ]
+            self.file_system.mount_targets_available.add(*self.mount_targets)
+
+        for group in (self.installer_security_group, self.inference_security_group):
+            self.security_group.add_ingress_rule(
+                group, ec2.Port.tcp(NFS_PORT), f"NFS from {group.node.id}",
+            )
+            group.add_egress_rule(self.security_group, ec2.Port.tcp(NFS_PORT), "NFS to the model store")
+
+        self.installer_access_point = self._access_point("InstallerAccessPoint", INSTALLER_UID)
+        self.inference_access_point = self._access_point("InferenceAccessPoint", INFERENCE_UID)
+
+    def _function_security_group(self, vpc: ec2.IVpc, construct_id: str, what: str) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(
+            self, f"{construct_id}SecurityGroup", vpc=vpc, allow_all_outbound=False,
+            description=f"The {what} function: NFS to EFS, HTTPS to S3",
+        )
+        # The subnets route nothing but S3 (gateway endpoint): 443 reaches S3 only.
+        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint")
+        return group
+
+    def _access_point(self, construct_id: str, uid: int) -> efs.AccessPoint:
+        return efs.AccessPoint(
+            self, construct_id,
+            file_system=self.file_system,
+            path=STORE_PATH,
+            posix_user=efs.PosixUser(uid=str(uid), gid=str(uid)),
+            # Identical on both access points: whichever function connects
+            # first creates /store the same way.
+            create_acl=efs.Acl(
+                owner_uid=str(STORE_OWNER_UID), owner_gid=str(STORE_OWNER_GID), permissions=STORE_PERMISSIONS,
+            ),
+        )
+
+    @staticmethod
+    def _file_system_policy() -> iam.PolicyDocument:
+        """Clients use TLS, come through an access point, and are IAM principals of this account."""
+        client_actions = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+        all_client_actions = [*client_actions, "elasticfilesystem:ClientRootAccess"]
+        return iam.PolicyDocument(statements=[
+            iam.PolicyStatement(
+                sid="DenyUnencryptedTransport",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=all_client_actions,
+                conditions={"Bool": {"aws:SecureTransport": "false"}},
+            ),
+            # Without an access point a client would pick its own uid (or root)
+            # and bypass the ownership rules above.
+            iam.PolicyStatement(
+                sid="DenyWithoutAccessPoint",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=all_client_actions,
+                conditions={"Null": {"elasticfilesystem:AccessPointArn": "true"}},
+            ),
+            # The functions' roles grant mount/write on their own access point;
+            # nobody is granted ClientRootAccess.
+            iam.PolicyStatement(
+                sid="AllowAccountPrincipalsViaMountTargets",
+                principals=[iam.AccountRootPrincipal()],
+                actions=client_actions,
+                conditions={"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+            ),
+        ])

@@ -1,0 +1,72 @@
+"""``<name>-storage-stack``: everything that holds data, deployed once and rarely changed.
+
+The VPC, the EFS model store with its access points, the model inbox with its
+installer, the uploads bucket for large images, and the bucket of access
+logs. The service stack mounts and uses these, so compute can be redeployed
+or destroyed without touching data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from lambda_docker.buckets import AccessLogsBucket, SecureBucket
+from lambda_docker.config import RETENTION_DAYS, AppConfig
+from lambda_docker.inbox import ModelInbox
+from lambda_docker.network import Network
+from lambda_docker.storage import ModelStorage
+
+# Browsers upload large images straight to S3 with the presigned POST that
+# POST /uploads returns.
+UPLOADS_PREFIX = "uploads/"
+
+
+def retention(config: AppConfig) -> logs.RetentionDays:
+    return logs.RetentionDays[RETENTION_DAYS[config.log_retention_days]]
+
+
+class StorageStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        self.network = Network(self, "Network", log_retention=retention(config))
+        self.model_storage = ModelStorage(
+            self, "ModelStore",
+            vpc=self.network.vpc,
+            subnets=self.network.subnets,
+            removal_policy=RemovalPolicy.DESTROY if config.efs_removal_policy == "destroy" else RemovalPolicy.RETAIN,
+            existing_file_system_id=config.efs_file_system_id,
+        )
+        self.access_logs = AccessLogsBucket(self, "AccessLogs").bucket
+        self.inbox = ModelInbox(
+            self, "ModelInbox",
+            vpc=self.network.vpc,
+            subnets=self.network.subnets,
+            security_group=self.model_storage.installer_security_group,
+            access_point=self.model_storage.installer_access_point,
+            access_logs=self.access_logs,
+            expiration_days=config.inbox_expiration_days,
+            log_retention=retention(config),
+        )
+        self.uploads = SecureBucket(
+            self, "Uploads",
+            access_logs=self.access_logs,
+            versioned=False,  # transient inputs, deleted after a day
+            lifecycle_rules=[s3.LifecycleRule(
+                id="expire-uploads",
+                expiration=Duration.days(config.uploads_expiration_days),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )],
+            cors=[s3.CorsRule(
+                allowed_methods=[s3.HttpMethods.POST],
+                allowed_origins=list(config.cors_allow_origins),
+                allowed_headers=["*"],
+                max_age=3600,
+            )],
+        ).bucket
+        self.network.allow_s3_buckets(self.inbox.bucket, self.uploads)

@@ -1,0 +1,190 @@
+"""The model installer Lambda: copies a published version from the S3 inbox into the EFS store.
+
+Runs when an object lands in the inbox bucket (an EventBridge "Object
+Created" event; S3 notification records and a plain ``{"bucket", "key"}``
+payload for a manual re-run are accepted too). Only
+``[<prefix>/]models/<name>/<version>/manifest.json`` keys are acted on
+(``classifier.inbox`` defines the layout); any other key is ignored.
+
+For a manifest, it:
+
+1. reads and validates the manifest, and checks that it names the same model
+   and version as its key;
+2. checks that every artifact is in the bucket with the manifest's size, and
+   refuses an incomplete upload before touching the store;
+3. downloads the artifacts straight into a ``ModelStore.stage`` directory on
+   EFS and commits it: the store verifies every sha256, renames the version
+   into place and flips ``CURRENT`` (the same code as ``publish --store``).
+
+A refused install (invalid manifest, incomplete upload, sha256 mismatch) is
+logged at ERROR with the reason and returns ``status: refused``; the store is
+left as it was. Retrying cannot fix those, so they do not raise. Transient
+failures (S3 errors, timeouts) raise, and Lambda retries the event.
+
+Standard library and boto3 only: this module ships in a plain Python zip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+from classifier import logs
+from classifier.inbox import ManifestKey, parse_manifest_key
+from classifier.store import ModelStore, StoreError, iter_staging_dirs, validate_manifest
+
+log = logging.getLogger("classifier.installer")
+
+DEFAULT_STORE = "/mnt/store"
+MAX_MANIFEST_BYTES = 1024 * 1024
+# A staging directory this old belongs to a crashed install, not a running one
+# (the function's timeout is far shorter).
+STALE_STAGING_SECONDS = 3600
+
+
+class InstallRefused(Exception):
+    """The upload cannot be installed as it is; the message says why."""
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point: install every manifest the event names."""
+    logs.configure()
+    import boto3
+
+    s3 = boto3.client("s3")
+    store = ModelStore(os.environ.get("MODEL_STORE") or DEFAULT_STORE)
+    results = [install(s3, store, bucket, key) for bucket, key in object_refs(event)]
+    return {"results": results}
+
+
+def object_refs(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(bucket, key) pairs from an EventBridge event, S3 notification records, or a manual payload."""
+    if "detail" in event:  # EventBridge: keys are not URL-encoded
+        detail = event["detail"]
+        yield detail["bucket"]["name"], detail["object"]["key"]
+    elif "Records" in event:  # S3 event notifications: keys are URL-encoded
+        for record in event["Records"]:
+            yield record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
+    elif "bucket" in event and "key" in event:
+        yield str(event["bucket"]), str(event["key"])
+    else:
+        log.warning("event names no S3 object; nothing to do", extra={"event_keys": sorted(event)})
+
+
+def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]:
+    """Install the version whose manifest is ``s3://bucket/key``; return what happened."""
+    where = f"s3://{bucket}/{key}"
+    target = parse_manifest_key(key)
+    if target is None:
+        log.info("ignored: not a model manifest", extra={"object": where})
+        return {"status": "ignored", "object": where}
+    try:
+        result = _install(s3, store, bucket, target)
+    except (InstallRefused, StoreError) as exc:
+        log.error("install refused: %s", exc, extra={"object": where, "reason": str(exc)})
+        return {"status": "refused", "object": where, "reason": str(exc)}
+    except PermissionError as exc:
+        reason = (f"cannot write the model store ({exc}); the installer's EFS access point "
+                  "must own models/")
+        log.error("install refused: %s", reason, extra={"object": where, "reason": reason})
+        return {"status": "refused", "object": where, "reason": reason}
+    log.info("%s %s is current", result["name"], result["version"], extra={"object": where, **result})
+    return {"object": where, **result}
+
+
+def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    manifest = _read_manifest(s3, bucket, target)
+    name, version = manifest["name"], manifest["version"]
+    _remove_stale_staging(store, name)
+
+    if version in store.versions(name):
+        # Versions are content-addressed: the same id is the same bytes.
+        # Make it current again without downloading it twice.
+        store.set_current(name, version)
+        return {"status": "already-installed", "name": name, "version": version}
+
+    missing, wrong_size = [], []
+    for artifact, meta in sorted(manifest["artifacts"].items()):
+        try:
+            head = s3.head_object(Bucket=bucket, Key=target.artifact_key(artifact))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                missing.append(artifact)
+                continue
+            raise
+        if head["ContentLength"] != meta["bytes"]:
+            wrong_size.append(f"{artifact} has {head['ContentLength']} bytes, the manifest says {meta['bytes']}")
+    if missing:
+        raise InstallRefused(
+            f"incomplete upload: {', '.join(missing)} missing under s3://{bucket}/{target.version_prefix} "
+            "(upload the artifacts before manifest.json, as `python -m classifier publish --s3` does)"
+        )
+    if wrong_size:
+        raise InstallRefused(f"{name} {version}: {'; '.join(wrong_size)}")
+
+    started = time.monotonic()
+    with store.stage(name) as staged:
+        for artifact in sorted(manifest["artifacts"]):
+            with open(staged.path / artifact, "xb") as f:
+                s3.download_fileobj(bucket, target.artifact_key(artifact), f)
+        # Verifies sizes and sha256, renames into versions/, flips CURRENT;
+        # on any failure the staging directory is discarded.
+        staged.commit(manifest)
+    return {
+        "status": "installed",
+        "name": name,
+        "version": version,
+        "bytes": sum(meta["bytes"] for meta in manifest["artifacts"].values()),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=target.key)
+    except ClientError as exc:
+        if _is_not_found(exc):
+            raise InstallRefused(f"s3://{bucket}/{target.key} no longer exists") from None
+        raise
+    if obj["ContentLength"] > MAX_MANIFEST_BYTES:
+        raise InstallRefused(f"manifest.json is {obj['ContentLength']} bytes; a manifest is a few KB")
+    try:
+        manifest = json.loads(obj["Body"].read())
+    except ValueError as exc:
+        raise InstallRefused(f"manifest.json is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise InstallRefused("manifest.json is not a JSON object")
+    validate_manifest(manifest)
+    if (manifest["name"], manifest["version"]) != (target.name, target.version):
+        raise InstallRefused(
+            f"manifest names {manifest['name']} {manifest['version']} but sits under "
+            f"{target.version_prefix}"
+        )
+    return manifest
+
+
+def _remove_stale_staging(store: ModelStore, name: str) -> None:
+    now = time.time()
+    for path in iter_staging_dirs(store, name):
+        try:
+            if now - path.stat().st_mtime > STALE_STAGING_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+                log.warning("removed a crashed install's staging directory", extra={"path": str(path)})
+        except FileNotFoundError:
+            pass
+
+
+def _is_not_found(exc: Any) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+

@@ -1,0 +1,119 @@
+"""Fixtures for the infrastructure suite: each configuration is synthesized once per session.
+
+Synthesis runs in-process (the same ``lambda_docker.build`` that ``app.py``
+calls), with cdk-nag's AwsSolutions checks attached, into a temporary cloud
+assembly. Building an app costs seconds of jsii round trips, so the suite
+builds three: the defaults from cdk.json, every option changed, and an
+imported file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The jsii runtime prints a banner on every start under an end-of-life Node.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+# The account and region a CLI would find in the caller's credentials.
+DEFAULT_ENV = {"CDK_DEFAULT_ACCOUNT": "123456789012", "CDK_DEFAULT_REGION": "us-east-1"}
+
+# Every option set away from its default (the imported file system is separate:
+# it replaces the file system the other options configure).
+OPTIONS: dict[str, Any] = {
+    "aws-account": "111122223333",
+    "aws-region": "eu-west-1",
+    "name": "acme",
+    "model_name": "resnet50-ft",
+    "backend": "torch",
+    "architecture": "arm64",
+    "memory_mb": 4096,
+    "timeout_seconds": 20,
+    "reserved_concurrency": 5,
+    "provisioned_concurrency": 2,
+    "model_refresh_seconds": 120,
+    "inference_threads": 2,
+    "log_retention_days": 7,
+    "efs_removal_policy": "destroy",
+    "inbox_expiration_days": 14,
+    "uploads_expiration_days": 3,
+    "api_key": True,
+    "throttle_rate_limit": 10,
+    "throttle_burst_limit": 20,
+    "cors_allow_origins": ["https://example.com"],
+    "dashboard": True,
+    "function_url": True,
+    "edge": True,
+    "classify_on_upload": True,
+}
+IMPORTED_FILE_SYSTEM_ID = "fs-0123456789abcdef0"
+IMPORTED: dict[str, Any] = {"efs_file_system_id": IMPORTED_FILE_SYSTEM_ID}
+
+
+def cdk_json_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return context
+
+
+@dataclass
+class Synth:
+    """One synthesized app: both stacks, their templates, and the cloud assembly."""
+
+    deployment: Any  # lambda_docker.Deployment
+    storage: Any  # aws_cdk.assertions.Template
+    service: Any
+    outdir: Path
+
+    @property
+    def templates(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
+
+    def assets(self, stack: Any) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads((self.outdir / f"{stack.artifact_id}.assets.json").read_text())
+        return manifest
+
+
+def synth(outdir: Path, overrides: dict[str, Any]) -> Synth:
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from lambda_docker import build
+
+    app = App(context={**cdk_json_context(), **overrides}, outdir=str(outdir))
+    deployment = build(app, environ=DEFAULT_ENV)
+    app.synth()
+    return Synth(deployment, Template.from_stack(deployment.storage), Template.from_stack(deployment.service), outdir)
+
+
+@pytest.fixture(scope="session")
+def default(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app as cdk.json configures it."""
+    return synth(tmp_path_factory.mktemp("cdk-default"), {})
+
+
+@pytest.fixture(scope="session")
+def options(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app with every option in OPTIONS changed."""
+    return synth(tmp_path_factory.mktemp("cdk-options"), OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app mounting an existing file system."""
+    return synth(tmp_path_factory.mktemp("cdk-imported"), IMPORTED)
+
+
+@pytest.fixture(scope="session")
+def all_synths(default: Synth, options: Synth, imported: Synth) -> dict[str, Synth]:
+    return {"default": default, "options": options, "imported": imported}
