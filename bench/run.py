@@ -1,0 +1,489 @@
+"""``make bench``: our Lambda handler against the naive torchvision pipeline, in one run.
+
+Contenders, on the same photos, the same store on local disk and the same
+environment (thread settings included):
+
+- ``baseline``: ``bench/baseline.py``, what the common samples do;
+- ``onnx`` and ``torch``: our handler, ``classifier.handler.handler``, invoked
+  with an API Gateway REST (v1) event (base64 body), ``BACKEND=onnx|torch``.
+
+Every measurement runs in a fresh child process (``bench/trial.py``), one at a
+time, the contenders' order rotated every round; a first, unrecorded round
+warms the page cache for all of them. Figures: cold start (spawn to first 200),
+warm latency p50/p95 for a ~1 MP photo and a 12 MP JPEG, the raw model forward
+(the floor), batch-8 throughput, peak RSS (VmHWM), and the installed size of the
+runtime requirements with and without torch (``bench/install_size.py``).
+Results: ``<out>/results.json`` and ``<out>/results.md``, and the table on stdout.
+
+    python bench/run.py [--quick] [--out DIR] [--store DIR] [--work DIR]
+
+``--quick`` runs every step once with a handful of repetitions and takes the
+install sizes from the cache (or leaves them out): it proves the bench works,
+its numbers mean little. The machine is shared and noisy: read medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import assets  # noqa: E402
+import install_size  # noqa: E402
+
+CONTENDERS = ("baseline", "onnx", "torch")
+OURS = ("onnx", "torch")
+CHILD_TIMEOUT = 900
+
+
+@dataclass(frozen=True)
+class Plan:
+    cold_rounds: int  # cold-start-only processes per contender (warm rounds add theirs)
+    warm_rounds: int  # processes per contender that also run the warm loop
+    iters: int  # timed warm rounds per process (each: forward, 1 MP, 12 MP)
+    warmup: int
+    batch_iters: int
+    throwaway: bool  # an unrecorded first round that warms the page cache
+
+
+FULL = Plan(cold_rounds=5, warm_rounds=3, iters=15, warmup=3, batch_iters=5, throwaway=True)
+QUICK = Plan(cold_rounds=0, warm_rounds=1, iters=2, warmup=1, batch_iters=1, throwaway=False)
+
+
+# -- statistics -------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: every figure is a real sample)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(statistics.median(values), 2),
+        "p95": round(percentile(values, 95), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+# -- setup ------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_store(store: Path) -> str:
+    """Publish an untrained ResNet-50 into ``store`` unless one is current there; return its version."""
+    current = store / "models" / "resnet50" / "CURRENT"
+    if not current.exists():
+        log(f"publishing an untrained resnet50 into {store} (latency does not depend on weight values)")
+        subprocess.run([sys.executable, "-m", "classifier", "publish", "--store", str(store), "--weights", "random"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return current.read_text().strip()
+
+
+def ensure_assets(store: Path, work: Path, version: str) -> dict[str, Path]:
+    photos = assets.make_photos(work / "photos")
+    weights = work / "baseline" / assets.BASELINE_WEIGHTS
+    stamp = weights.with_suffix(".version")
+    if not weights.exists() or not stamp.exists() or stamp.read_text() != version:
+        log("writing the baseline's resnet50.pth from the published weights.safetensors")
+        subprocess.run([sys.executable, str(BENCH / "assets.py"), "--store", str(store), "--work", str(work)],
+                       check=True)
+        stamp.write_text(version)
+    return {**photos, "weights": weights}
+
+
+def photo_facts(path: Path) -> dict[str, Any]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        fmt = image.format
+    return {"file": path.name, "format": fmt, "width": width, "height": height,
+            "megapixels": round(width * height / 1e6, 2), "bytes": path.stat().st_size}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem_gb = round(mem_kb / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": cpu,
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_gb": mem_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions(),
+        "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "INFERENCE_THREADS",
+                                                     "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
+    }
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("torch", "torchvision", "onnxruntime", "numpy", "pillow", "fastapi", "mangum"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# -- children ---------------------------------------------------------------------
+def spawn(contender: str, env: dict[str, str], photos: dict[str, Path], scratch: Path, *,
+          iters: int = 0, warmup: int = 0, batch_iters: int = 0) -> dict[str, Any]:
+    """Run one trial process; return its result plus the kernel's rusage of it."""
+    result_path = scratch / f"{contender}-{time.monotonic_ns()}.json"
+    log_path = scratch / f"{contender}.log"
+    args = [sys.executable, str(BENCH / "trial.py"), "--contender", contender,
+            "--photo-1mp", str(photos["1mp"]), "--photo-12mp", str(photos["12mp"]),
+            "--result", str(result_path), "--iters", str(iters), "--warmup", str(warmup),
+            "--batch-iters", str(batch_iters)]
+    with open(log_path, "ab") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([*args, "--t0", repr(t0)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=scratch)
+        deadline = t0 + CHILD_TIMEOUT
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or not result_path.exists():
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{contender} trial failed (exit {proc.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    result_path.unlink()
+    result["rusage"] = {"cpu_ms": (rusage.ru_utime + rusage.ru_stime) * 1000, "maxrss_kb": rusage.ru_maxrss}
+    return result
+
+
+def child_env(store: Path, weights: Path) -> dict[str, str]:
+    """The same environment for every contender; only BACKEND differs (set by trial.py)."""
+    env = dict(os.environ)
+    env.pop("BACKEND", None)
+    env.update(MODEL_STORE=str(store), MODEL_NAME="resnet50", BASELINE_WEIGHTS=str(weights))
+    return env
+
+
+def rotated(items: Sequence[str], turn: int) -> list[str]:
+    k = turn % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def collect(plan: Plan, env: dict[str, str], photos: dict[str, Path], scratch: Path) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
+    turn = 0
+    if plan.throwaway:
+        log("throwaway round (warms the page cache for every contender)")
+        for contender in CONTENDERS:
+            spawn(contender, env, photos, scratch)
+    for r in range(plan.cold_rounds):
+        log(f"cold round {r + 1}/{plan.cold_rounds}")
+        for contender in rotated(CONTENDERS, turn):
+            runs[contender].append(spawn(contender, env, photos, scratch))
+        turn += 1
+    for r in range(plan.warm_rounds):
+        log(f"warm round {r + 1}/{plan.warm_rounds}")
+        for contender in rotated(CONTENDERS, turn):
+            runs[contender].append(spawn(contender, env, photos, scratch, iters=plan.iters, warmup=plan.warmup,
+                                         batch_iters=plan.batch_iters))
+        turn += 1
+    return runs
+
+
+# -- figures ----------------------------------------------------------------------
+def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    cold = [r["cold"]["total_ms"] for r in runs]
+    warm = [r for r in runs if "warm" in r]
+    batched = [r for r in runs if "batch" in r]
+    out: dict[str, Any] = {
+        "cold_ms": summary(cold),
+        # CPU time of the cold-start-only processes (user + sys, all threads): less sensitive than wall
+        # time to other processes on a shared machine.
+        "cold_cpu_ms": summary([r["rusage"]["cpu_ms"] for r in runs if "warm" not in r]),
+        "cold_phases_ms": {
+            phase: round(statistics.median(r["cold"][phase] for r in runs), 1)
+            for phase in ("interpreter_ms", "setup_ms", "import_init_ms", "first_invoke_ms")
+        },
+        "peak_rss_mb": {
+            step: round(statistics.median(r["rss_kb"][step]["VmHWM"] for r in runs if step in r["rss_kb"]) / 1024, 1)
+            for step in ("after_cold", "after_warm", "after_batch") if any(step in r["rss_kb"] for r in runs)
+        },
+    }
+    if warm:
+        out["warm_ms"] = {name: summary([x for r in warm for x in r["warm"][name]])
+                          for name in ("1mp", "12mp", "forward")}
+        out["threads"] = warm[0].get("threads")
+        timing: dict[str, dict[str, float]] = {}
+        for name in ("1mp", "12mp"):
+            rows = [t for r in warm for t in r.get("server_timing", {}).get(name, [])]
+            if rows:
+                timing[name] = {k: round(statistics.median(t[k] for t in rows), 2) for k in rows[0]}
+        if timing:
+            out["server_timing_ms"] = timing
+    if batched:
+        size = batched[0]["batch"]["size"]
+        e2e = summary([x for r in batched for x in r["batch"]["end_to_end"]])
+        fwd = summary([x for r in batched for x in r["batch"]["forward"]])
+        out["batch"] = {
+            "size": size,
+            "end_to_end_ms": e2e,
+            "forward_ms": fwd,
+            "images_per_s": round(size / e2e["p50"] * 1000, 2),
+            "forward_images_per_s": round(size / fwd["p50"] * 1000, 2),
+        }
+    return out
+
+
+def get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The issue's targets: ratios measured in this run, and whether each holds."""
+    rows: list[dict[str, Any]] = []
+
+    def add(figure: str, contender: str, value: float | None, limit: float, against: str) -> None:
+        rows.append({"figure": figure, "contender": contender, "against": against, "ratio": value, "limit": limit,
+                     "pass": None if value is None else value <= limit})
+
+    base = fig["baseline"]
+    add("cold start", "onnx", ratio(get(fig, "onnx", "cold_ms", "p50"), get(base, "cold_ms", "p50")), 0.2,
+        "baseline cold start")
+    for backend in OURS:
+        add("warm 1 MP p50", backend,
+            ratio(get(fig, backend, "warm_ms", "1mp", "p50"), get(fig, backend, "warm_ms", "forward", "p50")),
+            1.25, f"raw forward ({backend})")
+    for backend in OURS:
+        add("warm 1 MP p50", backend,
+            ratio(get(fig, backend, "warm_ms", "1mp", "p50"), get(base, "warm_ms", "1mp", "p50")), 0.6,
+            "baseline warm 1 MP")
+    for backend in OURS:
+        add("warm 12 MP p50", backend,
+            ratio(get(fig, backend, "warm_ms", "12mp", "p50"), get(base, "warm_ms", "12mp", "p50")), 0.35,
+            "baseline warm 12 MP")
+    add("peak RSS", "onnx",
+        ratio(get(fig, "onnx", "peak_rss_mb", "after_warm"), get(base, "peak_rss_mb", "after_warm")), 0.45,
+        "baseline peak RSS")
+    onnx_size = get(sizes or {}, "variants", "onnx", "bytes")
+    for variant in ("torch-cpu", "torch-cuda"):
+        other = get(sizes or {}, "variants", variant, "bytes")
+        if other is not None or variant == "torch-cpu":
+            add("install size", "onnx", ratio(onnx_size, other), 0.25, f"{variant} variant")
+    return rows
+
+
+# -- report -----------------------------------------------------------------------
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    fig = report["figures"]
+    sizes = report.get("install_size")
+    cols = CONTENDERS
+
+    def row(label: str, values: list[str], ratios: list[str]) -> str:
+        return "| " + " | ".join([label, *values, *ratios]) + " |"
+
+    def line(label: str, path: tuple[str, ...], digits: int = 0, invert: bool = False) -> str:
+        values = [get(fig[c], *path) for c in cols]
+        base = values[0]
+        rats = []
+        for v in values[1:]:
+            r = ratio(base, v) if invert else ratio(v, base)
+            rats.append(f"{r:.2f}x" if r is not None else "-")
+        return row(label, [fmt(v, digits) for v in values], rats)
+
+    n_cold = get(fig, "onnx", "cold_ms", "n")
+    n_warm = get(fig, "onnx", "warm_ms", "1mp", "n")
+    lines = [
+        "| figure | baseline | ours, onnx | ours, torch | onnx ÷ baseline | torch ÷ baseline |",
+        "|---|---:|---:|---:|---:|---:|",
+        line(f"cold start to first 200, p50 (ms, n={n_cold})", ("cold_ms", "p50")),
+        line("cold start CPU time, p50 (ms)", ("cold_cpu_ms", "p50")),
+        line(f"warm ~1 MP photo, p50 (ms, n={n_warm})", ("warm_ms", "1mp", "p50"), 1),
+        line("warm ~1 MP photo, p95 (ms)", ("warm_ms", "1mp", "p95"), 1),
+        line("warm 12 MP JPEG, p50 (ms)", ("warm_ms", "12mp", "p50"), 1),
+        line("warm 12 MP JPEG, p95 (ms)", ("warm_ms", "12mp", "p95"), 1),
+        line("raw model forward, batch 1, p50 (ms)", ("warm_ms", "forward", "p50"), 1),
+        line("batch-8 request, end to end (images/s)", ("batch", "images_per_s"), 1),
+        line("batch-8 raw forward (images/s)", ("batch", "forward_images_per_s"), 1),
+        line("peak RSS after cold start (MB)", ("peak_rss_mb", "after_cold")),
+        line("peak RSS serving 1 MP + 12 MP (MB)", ("peak_rss_mb", "after_warm")),
+        line("peak RSS incl. batch-8 (MB)", ("peak_rss_mb", "after_batch")),
+    ]
+    if sizes:
+        v = sizes["variants"]
+        onnx_mb = v["onnx"]["bytes"] / 1e6
+        for variant in ("torch-cpu", "torch-cuda"):
+            if variant in v:
+                other_mb = v[variant]["bytes"] / 1e6
+                lines.append(f"| installed size, runtime requirements (MB), torch column = {variant} | - | "
+                             f"{onnx_mb:,.0f} | {other_mb:,.0f} | {onnx_mb / other_mb:.2f}x of {variant} | - |")
+    out = ["| target (this run) | measured | limit | result |", "|---|---:|---:|---|"]
+    for t in report["targets"]:
+        verdict = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
+        measured = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "not measured"
+        out.append(f"| {t['figure']}, {t['contender']} ÷ {t['against']} | {measured} | ≤ {t['limit']}x | {verdict} |")
+    timing_rows = []
+    for c in OURS:
+        for name in ("1mp", "12mp"):
+            t = get(fig, c, "server_timing_ms", name)
+            if t:
+                timing_rows.append(f"| {c} | {name} | {fmt(t.get('decode'), 1)} | {fmt(t.get('inference'), 1)} | "
+                                   f"{fmt(t.get('total'), 1)} |")
+    phases = ["| contender | interpreter | bench setup | import + init (model load) | first invoke |",
+              "|---|---:|---:|---:|---:|"]
+    for c in cols:
+        p = fig[c]["cold_phases_ms"]
+        phases.append(f"| {c} | {p['interpreter_ms']:.0f} | {p['setup_ms']:.0f} | {p['import_init_ms']:.0f} | "
+                      f"{p['first_invoke_ms']:.0f} |")
+    m = report["machine"]
+    text = [
+        "# `make bench` results",
+        "",
+        f"Command: `{report['command']}` ({report['mode']} mode), {report['started_at']}, "
+        f"{report['duration_s']:.0f} s.",
+        f"Machine: {m['cpu']}, {m['cpus_usable']} usable CPUs, {m['memory_gb']} GB, {m['os']}, "
+        f"Python {m['python']}; load average {report['load_average']['start']} at start, "
+        f"{report['load_average']['end']} at end (a shared machine: read medians and ratios).",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + ".",
+        "Photos: " + "; ".join(f"{k}: {p['width']}x{p['height']} {p['format']}, {p['bytes']:,} bytes"
+                               for k, p in report["photos"].items()) + ".",
+        "",
+        *lines,
+        "",
+        *out,
+        "",
+        "Cold start phases, p50 (ms):",
+        "",
+        *phases,
+        "",
+    ]
+    if timing_rows:
+        text += ["Our handler's own timing_ms, p50 (ms):", "",
+                 "| backend | photo | decode + preprocess | inference | total |", "|---|---|---:|---:|---:|",
+                 *timing_rows, ""]
+    if sizes:
+        note = "cached from " + sizes["measured_at"] if sizes.get("cached") else "measured in this run"
+        text += [f"Install sizes ({note}): files pip adds to a fresh venv's site-packages.", ""]
+        for name, variant in sizes["variants"].items():
+            biggest = ", ".join(f"{x['name']} {x['bytes'] / 1e6:.0f}" for x in variant["largest"][:6])
+            text.append(f"- {name}: {variant['bytes'] / 1e6:,.1f} MB in {variant['files']:,} files "
+                        f"(largest, MB: {biggest})")
+        text.append("")
+    else:
+        text += ["Install sizes: not measured in this run (quick mode without a cache).", ""]
+    return "\n".join(text)
+
+
+# -- main -------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short pass: proves the bench runs")
+    parser.add_argument("--out", type=Path, default=BENCH, help="where results.json and results.md go")
+    parser.add_argument("--work", type=Path, default=BENCH / ".work", help="store, photos, venvs, caches")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="an existing store with a published resnet50 (default: <work>/store)")
+    parser.add_argument("--remeasure-install", action="store_true", help="ignore the install-size cache")
+    parser.add_argument("--skip-install", action="store_true", help="leave the install sizes out")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load_start = os.getloadavg()[0]
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    store = (args.store or args.work / "store").resolve()
+    version = ensure_store(store)
+    files = ensure_assets(store, args.work.resolve(), version)
+    photos = {"1mp": files["1mp"], "12mp": files["12mp"]}
+    env = child_env(store, files["weights"])
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        runs = collect(plan, env, photos, Path(tmp))
+
+    sizes = None
+    if not args.skip_install:
+        sizes = install_size.run(args.work, force=args.remeasure_install, only_cached=args.quick)
+
+    fig = {c: figures(runs[c]) for c in CONTENDERS}
+    report: dict[str, Any] = {
+        "schema": 1,
+        "mode": "quick" if args.quick else "full",
+        "command": shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "started_at": started_at,
+        "duration_s": round(time.monotonic() - started, 1),
+        "load_average": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+        "machine": machine(),
+        "plan": asdict(plan),
+        "model": {"store": str(store), "version": version, "weights": "random (untrained)"},
+        "photos": {name: photo_facts(path) for name, path in photos.items()},
+        "figures": fig,
+        "install_size": sizes,
+        "targets": targets(fig, sizes),
+        "raw": runs,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    markdown = render(report)
+    (args.out / "results.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
