@@ -1,0 +1,638 @@
+"""The Lambda image's install and start-up, exercised without Docker.
+
+No container engine runs in CI, so the three things the image does are
+reproduced with the real parts:
+
+- its entrypoint runs ``awslambdaric`` (the runtime interface client from
+  PyPI) on the handler named by ``CMD``; here it runs against a minimal Lambda
+  Runtime API served on loopback, with the package copied into a task root the
+  way ``COPY classifier/ ${LAMBDA_TASK_ROOT}/classifier/`` does;
+- it installs ``model/requirements.txt`` alone; here into a fresh venv
+  (Python 3.12 when available, as in Lambda), which must serve the onnx
+  backend without torch;
+- the Dockerfile itself is parsed, so the emulation above cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mangum import Mangum
+
+from classifier.api import create_app
+from classifier.config import Settings
+
+from lambda_events import FakeContext, LambdaResponse, make_event, read_response
+from support import ROOT, copy_store, free_port, jpeg
+
+MODEL_DIR = ROOT / "model"
+DOCKERFILE = MODEL_DIR / "Dockerfile"
+RUNTIME_REQUIREMENTS = MODEL_DIR / "requirements.txt"
+RUNTIME_API_PREFIX = "/2018-06-01/runtime"
+FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:demo-classifier"
+# Generous bounds that only stop a hung subprocess from hanging the suite; nothing is timed.
+HANG_GUARD_SECONDS = 300
+TORCH_MODULES = ("torch", "torchvision")
+
+
+# --- the Dockerfile, parsed ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def dockerfile() -> list[Instruction]:
+    """The Dockerfile's instructions, continuation lines joined and comments dropped."""
+    instructions: list[Instruction] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        instructions.append(Instruction(keyword.upper(), args.strip()))
+        pending = ""
+    return instructions
+
+
+def _args_of(keyword: str) -> list[str]:
+    return [i.args for i in dockerfile() if i.keyword == keyword]
+
+
+def image_handler() -> str:
+    """The handler the image's CMD names: what awslambdaric is started with."""
+    cmd = json.loads(_args_of("CMD")[-1])
+    assert isinstance(cmd, list) and len(cmd) == 1, f"CMD must be one handler in exec form, got {cmd!r}"
+    return str(cmd[0])
+
+
+def image_env() -> dict[str, str]:
+    """The image's ENV, with build arguments at their defaults (the onnx image)."""
+    build_args = dict(arg.split("=", 1) for arg in _args_of("ARG") if "=" in arg)
+
+    def expand(value: str) -> str:
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: build_args.get(m[1], ""), value)
+
+    env: dict[str, str] = {}
+    for args in _args_of("ENV"):
+        for pair in shlex.split(args):
+            key, _, value = pair.partition("=")
+            env[key] = expand(value)
+    return env
+
+
+def current_version(store: Path) -> str:
+    return (store / "models" / "resnet50" / "CURRENT").read_text().strip()
+
+
+# --- a minimal Lambda Runtime API on loopback ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Post:
+    """What the runtime client POSTed: a result, an invocation error or an init error (header names lower case)."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RuntimeApi:
+    """The 2018-06-01 Runtime API as Lambda serves it to the runtime client:
+    ``GET /invocation/next`` blocks until an event is queued, then hands it out with
+    the invocation headers; ``POST /invocation/{id}/response|error`` and
+    ``POST /init/error`` are recorded and answered 202."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.posts: queue.Queue[Post] = queue.Queue()
+        self.issued: list[str] = []
+        self._stop = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def invoke(self, event: dict[str, Any]) -> str:
+        """Queue one invocation; return its request id."""
+        request_id = str(uuid.uuid4())
+        self.events.put((request_id, event))
+        return request_id
+
+    def __enter__(self) -> RuntimeApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # keep the test output clean
+                pass
+
+            def _reply(self, status: int, payload: dict[str, str]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path != f"{RUNTIME_API_PREFIX}/invocation/next":
+                    self._reply(404, {"errorType": "NotFound", "errorMessage": self.path})
+                    return
+                while not api._stop.is_set():  # long poll, as Lambda does between invocations
+                    try:
+                        request_id, event = api.events.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    api.issued.append(request_id)
+                    body = json.dumps(event).encode()
+                    now_ms = int(time.time() * 1000)
+                    self.send_response(200)
+                    self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+                    self.send_header("Lambda-Runtime-Deadline-Ms", str(now_ms + 900_000))
+                    self.send_header("Lambda-Runtime-Invoked-Function-Arn", FUNCTION_ARN)
+                    self.send_header("Lambda-Runtime-Trace-Id",
+                                     f"Root=1-{now_ms // 1000:08x}-{uuid.uuid4().hex[:24]};"
+                                     f"Parent={uuid.uuid4().hex[:16]};Sampled=0")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                api.posts.put(Post(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                match = re.fullmatch(rf"{RUNTIME_API_PREFIX}/invocation/([^/]+)/(?:response|error)", self.path)
+                if (match and match[1] in api.issued) or self.path == f"{RUNTIME_API_PREFIX}/init/error":
+                    self._reply(202, {"status": "OK"})
+                elif match:
+                    self._reply(400, {"errorType": "InvalidRequestID", "errorMessage": match[1]})
+                else:
+                    self._reply(404, {"errorType": "NotFound", "errorMessage": self.path})
+
+        return Handler
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def subprocess_env(*layers: Mapping[str, str]) -> dict[str, str]:
+    """This environment minus anything that would point a child at this repo's venv or store,
+    then ``layers`` applied in order."""
+    drop = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MODEL_STORE", "MODEL_NAME", "BACKEND"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONNOUSERSITE"] = "1"
+    for layer in layers:
+        env.update(layer)
+    return env
+
+
+def classify_event(kind: str, body: bytes, content_type: str) -> dict[str, Any]:
+    return make_event(kind, "POST", "/classify", body=body, content_type=content_type)
+
+
+def assert_same_predictions(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    """Same top-5 scores within 1e-4, position by position, with the same labels. Positions whose
+    scores tie within 1e-4 may swap, so indices are compared as a set (the 5th may tie with a 6th)."""
+    assert len(got) == len(want) == 5
+    for position, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert abs(g["score"] - w["score"]) <= 1e-4, f"position {position}: {got} vs {want}"
+    labels = {p["index"]: p["label"] for p in want}
+    assert [g["index"] for g in got if g["index"] not in labels] in ([], [got[-1]["index"]])
+    assert all(g["label"] == labels[g["index"]] for g in got if g["index"] in labels)
+
+
+def json_log_lines(text: str) -> list[dict[str, Any]]:
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def assert_classified(response: LambdaResponse, reference: dict[str, Any], version: str) -> dict[str, Any]:
+    assert response.status == 200, response.body[:2000]
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["model"]["version"] == version
+    assert body["model"]["backend"] == "onnx"
+    assert body["image"]["format"] == "JPEG"
+    assert (body["image"]["width"], body["image"]["height"]) == (451, 300)  # chelsea
+    assert body["warning"] == reference["warning"]  # the published model is untrained
+    assert_same_predictions(body["predictions"], reference["predictions"])
+    return body
+
+
+@pytest.fixture(scope="module")
+def chelsea() -> bytes:
+    return jpeg("chelsea")
+
+
+@pytest.fixture(scope="module")
+def reference(published_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes) -> dict[str, Any]:
+    """What the handler computes in this process (Mangum over the same app) for chelsea."""
+    store = copy_store(published_store, tmp_path_factory.mktemp("reference") / "store")
+    handler = Mangum(create_app(Settings(model_store=store)), lifespan="off")
+    event = classify_event("v1", chelsea, "image/jpeg")
+    response = read_response(handler(event, FakeContext()))  # type: ignore[arg-type]  # duck-typed context
+    assert response.status == 200, response.body[:2000]
+    return response.json()
+
+
+# --- 1. awslambdaric bootstraps the handler -----------------------------------------------------
+
+
+@dataclass
+class LambdaRun:
+    store: Path
+    task_root: Path
+    env: dict[str, str]
+    request_ids: dict[str, str]
+    posts: list[Post]
+    logs: str
+
+    def response(self, name: str) -> Post:
+        """The result posted for the invocation called ``name``."""
+        path = f"{RUNTIME_API_PREFIX}/invocation/{self.request_ids[name]}/response"
+        found = [p for p in self.posts if p.path == path]
+        assert len(found) == 1, ([p.path for p in self.posts], self.logs)
+        return found[0]
+
+
+def collect_posts(api: RuntimeApi, proc: subprocess.Popen[bytes], count: int, log_path: Path) -> list[Post]:
+    posts: list[Post] = []
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while len(posts) < count:
+        try:
+            posts.append(api.posts.get(timeout=0.5))
+            continue
+        except queue.Empty:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            state = f"exited with {proc.returncode}" if proc.returncode is not None else "hung"
+            pytest.fail(f"the runtime client {state} after {len(posts)} of {count} posts "
+                        f"{[(p.path, p.body[:500]) for p in posts]}:\n{log_path.read_text(errors='replace')}")
+    return posts
+
+
+@pytest.fixture(scope="module")
+def lambda_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes) -> LambdaRun:
+    """One Lambda execution environment: init, then three invocations, as the image would run them."""
+    base = tmp_path_factory.mktemp("lambda")
+    store = copy_store(published_store, base / "store")
+    # COPY classifier/ ${LAMBDA_TASK_ROOT}/classifier/
+    task_root = base / "var-task"
+    shutil.copytree(MODEL_DIR / "classifier", task_root / "classifier",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    log_path = base / "function.log"
+    with RuntimeApi() as api:
+        request_ids = {
+            "v1": api.invoke(classify_event("v1", chelsea, "image/jpeg")),
+            "v2": api.invoke(classify_event("v2", chelsea, "image/jpeg")),
+            "unsupported": api.invoke(classify_event("v1", b"just some text", "text/plain")),
+        }
+        env = subprocess_env(image_env(), {
+            "MODEL_STORE": str(store),  # /mnt/store in Lambda: the EFS mount
+            "AWS_LAMBDA_RUNTIME_API": api.address,
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "PYTHONPATH": str(task_root),
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "AWS_LAMBDA_FUNCTION_NAME": "demo-classifier",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008",
+            "AWS_REGION": "eu-west-1",
+        })
+        # The base image's entrypoint: python -m awslambdaric <CMD>, from the task root.
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", image_handler()],
+                                    cwd=task_root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            posts = collect_posts(api, proc, len(request_ids), log_path)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return LambdaRun(store, task_root, env, request_ids, posts, log_path.read_text(errors="replace"))
+
+
+def test_runtime_client_posts_one_response_per_invocation(lambda_run: LambdaRun) -> None:
+    # GIVEN the function started by awslambdaric and sent three invocations
+    # THEN init succeeded and each invocation got a result (not a function error), in order
+    assert [post.path for post in lambda_run.posts] == [
+        f"{RUNTIME_API_PREFIX}/invocation/{request_id}/response" for request_id in lambda_run.request_ids.values()
+    ], lambda_run.logs
+    for post in lambda_run.posts:
+        assert post.headers.get("content-type", "").startswith("application/json")
+
+
+def test_runtime_client_classifies_rest_v1_event(lambda_run: LambdaRun, reference: dict[str, Any]) -> None:
+    # GIVEN a REST (v1) POST /classify with a base64 JPEG body, invoked through the runtime client
+    response = read_response(lambda_run.response("v1").json())
+    # THEN the proxy response holds the predictions the in-process handler computes, from CURRENT
+    body = assert_classified(response, reference, current_version(lambda_run.store))
+    # AND the classification was stored as a record on the (EFS) store
+    records = list((lambda_run.store / "records").rglob(f"{body['id']}.json"))
+    assert len(records) == 1
+    assert json.loads(records[0].read_text())["predictions"] == body["predictions"]
+
+
+def test_runtime_client_classifies_http_v2_event(lambda_run: LambdaRun, reference: dict[str, Any]) -> None:
+    # GIVEN the same photo as an HTTP API / Function URL (v2) event, in the same warm environment
+    response = read_response(lambda_run.response("v2").json())
+    # THEN it is classified the same way
+    assert_classified(response, reference, current_version(lambda_run.store))
+
+
+def test_unsupported_body_is_a_415_response_through_the_runtime(lambda_run: LambdaRun) -> None:
+    # GIVEN a text/plain body
+    raw = lambda_run.response("unsupported").json()
+    response = read_response(raw)
+    # THEN the function returns the API's JSON error as a proxy response, not a Lambda function error
+    assert "errorType" not in raw
+    assert response.status == 415
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()
+    assert set(error) == {"error"}
+    assert error["error"]["code"] == "unsupported_media_type"
+    assert isinstance(error["error"]["message"], str) and error["error"]["message"]
+    assert "Traceback" not in response.body.decode()
+
+
+def test_request_ids_are_in_the_json_logs(lambda_run: LambdaRun, chelsea: bytes) -> None:
+    # GIVEN the function's stdout (CloudWatch Logs in AWS)
+    entries = json_log_lines(lambda_run.logs)
+    # THEN each invocation's Lambda request id is on a JSON log line with its outcome
+    version = current_version(lambda_run.store)
+    for name, status in (("v1", 200), ("v2", 200), ("unsupported", 415)):
+        request_id = lambda_run.request_ids[name]
+        mine = [e for e in entries if e.get("request_id") == request_id]
+        assert any(e.get("status") == status and e.get("path") == "/classify" for e in mine), (name, mine)
+        if status == 200:
+            assert any(e.get("model_version") == version for e in mine), (name, mine)
+    # AND the image bytes never are
+    assert base64.b64encode(chelsea).decode()[100:200] not in lambda_run.logs
+
+
+def test_handler_package_resolves_from_the_task_root(lambda_run: LambdaRun) -> None:
+    # GIVEN the environment the runtime client ran in
+    out = subprocess.run(
+        [sys.executable, "-c", "import classifier; print(classifier.__file__)"],
+        cwd=lambda_run.task_root, env=lambda_run.env,
+        capture_output=True, text=True, check=False,
+    )
+    # THEN `classifier` is the copy in LAMBDA_TASK_ROOT, as in the image, not this repo's editable install
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == lambda_run.task_root / "classifier" / "__init__.py"
+
+
+# --- 2. model/requirements.txt alone serves the onnx backend ------------------------------------
+
+
+def lambda_python() -> str:
+    """Lambda runs Python 3.12: use a working 3.12 interpreter for the fresh venv when there is one."""
+    pyenv = sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.12.*/bin/python3.12"))
+    for candidate in [*pyenv, shutil.which("python3.12")]:
+        if candidate is None:
+            continue
+        # a pyenv shim on PATH may exist and still fail when 3.12 is not selected
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
+                               capture_output=True, text=True, check=False, env=subprocess_env())
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return candidate
+    return sys.executable
+
+
+@dataclass
+class RuntimeVenv:
+    python: Path
+    packages: set[str]
+
+
+@pytest.fixture(scope="session")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
+    """A fresh venv holding model/requirements.txt and nothing else (slow: created once)."""
+    interpreter = lambda_python()
+    print(f"runtime venv interpreter: {interpreter}")
+    venv = tmp_path_factory.mktemp("runtime-venv") / "venv"
+    env = subprocess_env()
+    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, env=env)
+    python = venv / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(RUNTIME_REQUIREMENTS)],
+                             capture_output=True, text=True, env=env, check=False)
+    assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-4000:]
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "json"],
+                            capture_output=True, text=True, env=env, check=True)
+    packages = {re.sub(r"[-_.]+", "-", p["name"]).lower() for p in json.loads(listed.stdout)}
+    return RuntimeVenv(python, packages)
+
+
+# Runs inside the fresh venv: the Lambda init phase (import the handler module, which loads
+# the model) and one invocation, then what got imported.
+INVOKE_SCRIPT = """
+import importlib.util, json, sys
+from pathlib import Path
+
+event = json.loads(Path(sys.argv[1]).read_text())
+import classifier.handler
+
+class Context:
+    aws_request_id = "11111111-2222-3333-4444-555555555555"
+    function_name = "demo-classifier"
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:demo-classifier"
+    memory_limit_in_mb = 3008
+    def get_remaining_time_in_millis(self):
+        return 25000
+
+response = classifier.handler.handler(event, Context())
+Path(sys.argv[2]).write_text(json.dumps({
+    "version": list(sys.version_info[:2]),
+    "prefix": sys.prefix,
+    "classifier": classifier.__file__,
+    "response": response,
+    "findable": {name: importlib.util.find_spec(name) is not None for name in ("torch", "torchvision")},
+    "imported": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")),
+    "onnxruntime": "onnxruntime" in sys.modules,
+}))
+"""
+
+
+def test_runtime_requirements_alone_install_no_torch(runtime_venv: RuntimeVenv) -> None:
+    # GIVEN the venv built from model/requirements.txt alone
+    # THEN it holds the runtime (onnxruntime, the ASGI adapter, the server) and no torch
+    assert {"onnxruntime", "mangum", "fastapi", "uvicorn", "numpy", "pillow"} <= runtime_venv.packages
+    assert not runtime_venv.packages & {"torch", "torchvision"}
+    # AND not the classifier package either: it comes from the task root, as in the image
+    assert "classifier" not in runtime_venv.packages
+
+
+def test_runtime_requirements_alone_serve_the_lambda_handler(
+    runtime_venv: RuntimeVenv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
+) -> None:
+    # GIVEN the fresh venv, the package on PYTHONPATH like LAMBDA_TASK_ROOT, and a published store
+    store = copy_store(published_store, tmp_path / "store")
+    event_path, result_path = tmp_path / "event.json", tmp_path / "result.json"
+    event_path.write_text(json.dumps(classify_event("v1", chelsea, "image/jpeg")))
+    script = tmp_path / "invoke.py"
+    script.write_text(INVOKE_SCRIPT)
+    # WHEN the handler module is imported and invoked with a REST v1 event
+    run = subprocess.run(
+        [str(runtime_venv.python), str(script), str(event_path), str(result_path)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+        env=subprocess_env(image_env(), {"MODEL_STORE": str(store), "PYTHONPATH": str(MODEL_DIR)}),
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    result = json.loads(result_path.read_text())
+    print(f"runtime venv: Python {result['version']} at {result['prefix']}")
+    # THEN it ran in the fresh venv on this repo's package
+    assert Path(result["prefix"]).resolve() == runtime_venv.python.parent.parent.resolve()
+    assert Path(result["classifier"]).resolve() == (MODEL_DIR / "classifier" / "__init__.py").resolve()
+    # AND classified the photo with the onnx backend, as the in-process handler does
+    assert_classified(read_response(result["response"]), reference, current_version(store))
+    assert result["onnxruntime"] is True
+    # AND torch is neither installed nor imported
+    assert result["findable"] == {"torch": False, "torchvision": False}
+    assert result["imported"] == []
+
+
+def test_runtime_requirements_alone_serve_http(
+    runtime_venv: RuntimeVenv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
+) -> None:
+    # GIVEN `python -m classifier serve` from the fresh venv
+    store = copy_store(published_store, tmp_path / "store")
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(runtime_venv.python), "-m", "classifier", "serve", "--store", str(store), "--port", str(port)],
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            env=subprocess_env(image_env(), {"PYTHONPATH": str(MODEL_DIR)}),
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_for_health(url, proc, log_path)
+        # WHEN a photo is posted over HTTP
+        classified = httpx.post(f"{url}/classify", content=chelsea, headers={"Content-Type": "image/jpeg"}, timeout=60)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # THEN /health reports the current version loaded on the onnx backend
+    assert health == {"status": "ok", "version": current_version(store), "backend": "onnx"}
+    # AND the photo is classified as in-process
+    assert classified.status_code == 200, classified.text
+    assert_same_predictions(classified.json()["predictions"], reference["predictions"])
+
+
+def wait_for_health(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> Mapping[str, Any]:
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            response = httpx.get(f"{url}/health", timeout=5)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server never became healthy:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.2)
+
+
+# --- 3. the Dockerfile is what the tests above emulate ------------------------------------------
+
+
+def test_dockerfile_runs_the_handler_on_the_lambda_python_base_image() -> None:
+    instructions = dockerfile()
+    # The base image's entrypoint runs awslambdaric on CMD, which is what the tests above do.
+    assert instructions[0] == Instruction("FROM", "public.ecr.aws/lambda/python:3.12")
+    assert not [i for i in instructions if i.keyword == "ENTRYPOINT"]
+    assert image_handler() == "classifier.handler.handler"
+    # The weights are on EFS, not in the image.
+    assert image_env()["MODEL_STORE"] == "/mnt/store"
+    assert image_env()["BACKEND"] == "onnx"
+
+
+def test_dockerfile_copies_the_package_into_the_task_root() -> None:
+    copies = [shlex.split(args) for args in _args_of("COPY")]
+    assert [c for c in copies if "classifier" in c[0]] == [["classifier/", "${LAMBDA_TASK_ROOT}/classifier/"]]
+    assert (MODEL_DIR / "classifier" / "handler.py").is_file()
+
+
+def test_dockerfile_installs_the_tested_requirements() -> None:
+    run = " ".join(_args_of("RUN"))
+    copied = {src for args in _args_of("COPY") for src in shlex.split(args)[:-1]}
+    installed = re.findall(r"-r\s+([^\s;&|]+)", run)
+    # every requirements file the image installs is in the build context and copied in
+    assert installed and all(name in copied and (MODEL_DIR / name).is_file() for name in installed)
+    # the default image installs model/requirements.txt (the file the fresh venv above holds, alone)
+    # into the task root, before and outside the torch branch
+    first_install = run[run.index("pip install"):].split("&&")[0]
+    assert "-r requirements.txt" in first_install and '--target "${LAMBDA_TASK_ROOT}"' in first_install
+    torch_branch = re.search(r'if \[ "\$BACKEND" = "torch" \]; then(.*?)(?:elif|else|fi)', run, re.DOTALL)
+    assert torch_branch and "-r requirements-torch.txt" in torch_branch[1]
+    assert set(installed) == {"requirements.txt", "requirements-torch.txt"}
+    # the torch variant pins the torch the suite tests the torch backend with (plus the +cpu local tag)
+    dev_pins = dict(_pins(ROOT / "requirements.txt"))
+    for name, version in _pins(MODEL_DIR / "requirements-torch.txt"):
+        assert dev_pins.get(name) == version.split("+")[0], name
+    # and the developer venv gets exactly the image's runtime pins
+    assert "-r model/requirements.txt" in (ROOT / "requirements.txt").read_text().splitlines()
+
+
+def _pins(path: Path) -> list[tuple[str, str]]:
+    pins = []
+    for line in path.read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line.split("#")[0].strip())
+        if match:
+            pins.append((match[1].split("[")[0].lower(), match[2]))
+    return pins
