@@ -1,0 +1,114 @@
+"""``python -m classifier publish``: weights sources, the offline message, and the
+ONNX-vs-torch agreement gate."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import ResNet50_Weights, resnet50
+
+from classifier import publish as publisher
+from classifier.config import Settings
+from classifier.fsio import sha256_file
+from classifier.records import RecordStore
+from classifier.runtime import ModelManager
+from classifier.service import Classifier
+from classifier.store import ModelStore, artifacts_digest
+
+from support import jpeg
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "classifier", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def test_offline_default_names_the_alternatives(tmp_path: Path) -> None:
+    # GIVEN no network (a proxy that refuses) and an empty torch hub cache
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = run_cli("publish", "--store", str(tmp_path / "store"), env=env)
+    # THEN publish fails clearly, says how to proceed, and the store stays empty
+    assert result.returncode == 2
+    assert "IMAGENET1K_V2" in result.stderr
+    assert "--weights PATH" in result.stderr and "--weights random" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ModelStore(tmp_path / "store").current("resnet50") is None
+
+
+def test_publish_from_a_weights_file(tmp_path: Path) -> None:
+    # GIVEN a checkpoint a user trained (here: seeded weights, saved the common way)
+    torch.manual_seed(7)
+    model = resnet50().eval()
+    checkpoint = tmp_path / "my-resnet50.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    # WHEN it is published with the CLI
+    store = tmp_path / "store"
+    result = run_cli("publish", "--store", str(store), "--weights", str(checkpoint))
+    assert result.returncode == 0, result.stderr
+    # THEN the manifest records its sha256 and says it is trained
+    models = ModelStore(store)
+    version = models.current("resnet50")
+    assert version is not None
+    manifest = models.verify("resnet50", version)
+    assert manifest["source"] == f"file:{sha256_file(checkpoint)[1]}"
+    assert manifest["trained"] is True
+    assert manifest["version"].rsplit("-", 1)[1] == artifacts_digest(manifest["artifacts"])
+    # AND the served model is that checkpoint: predictions equal torchvision's on it
+    settings = Settings(model_store=store, fast_jpeg_decode=False)
+    classifier = Classifier(settings, ModelManager(settings), RecordStore(tmp_path))
+    data = jpeg("astronaut")
+    (result_,) = classifier.classify([data], k=5)
+    assert "warning" not in result_
+    x = ResNet50_Weights.IMAGENET1K_V2.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
+    with torch.inference_mode():
+        probs = torch.softmax(model(x[None]), 1)[0].numpy()
+    assert [p["index"] for p in result_["predictions"]] == np.argsort(-probs)[:5].tolist()
+    # AND `models` lists it as current
+    listing = run_cli("models", "--store", str(store)).stdout
+    assert f"* {version}" in listing and "yes" in listing
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    torch.save({"fc.weight": torch.zeros(10, 2048)}, bad)
+    result = run_cli("publish", "--store", str(tmp_path / "store"), "--weights", str(bad))
+    assert result.returncode == 2 and "does not fit" in result.stderr
+    missing = run_cli("publish", "--store", str(tmp_path / "store"), "--weights", str(tmp_path / "nope.pth"))
+    assert missing.returncode == 2 and "neither" in missing.stderr
+
+
+def test_publish_refuses_when_onnx_and_torch_disagree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an exporter that writes a different network than the one checked (a broken export)
+    real_export = publisher.export_onnx
+
+    def broken_export(module: torch.nn.Module, path: Path) -> None:
+        torch.manual_seed(123)
+        real_export(resnet50().eval(), path)
+
+    monkeypatch.setattr(publisher, "export_onnx", broken_export)
+    store = ModelStore(tmp_path / "store")
+    # WHEN publishing
+    with pytest.raises(publisher.PublishError, match="disagree"):
+        publisher.publish_to_store(store, "random")
+    # THEN nothing was installed
+    assert store.current("resnet50") is None and store.versions("resnet50") == []
+
+
+def test_manifest_records_the_agreement_check(published_store: Path) -> None:
+    models = ModelStore(published_store)
+    version = models.current("resnet50")
+    assert version is not None
+    manifest = json.loads((models.version_dir("resnet50", version) / "manifest.json").read_text())
+    assert manifest["verification"]["photo"] == "chelsea.jpg"
+    assert manifest["verification"]["max_abs_logit_diff"] < 1e-2
+    assert manifest["onnx"]["dynamic_batch"] is True
