@@ -115,4 +115,5 @@ def load_handler(monkeypatch: pytest.MonkeyPatch, store: Path, **env: str) -> Ca
         monkeypatch.setenv(key, value)
     module: ModuleType = importlib.import_module("classifier.handler")
     module = importlib.reload(module)
-    return module.handler  # type: ignore[no-any-return]
+    handler: Callable[..., dict[str, Any]] = module.handler
+    return handler
