@@ -108,7 +108,9 @@ def md(text: object) -> str:
 
 
 def percent(score: float) -> str:
-    return f"{score:.1%}" if score >= 0.1 else f"{score:.2%}"
+    if score >= 0.1:
+        return f"{score:.1%}"
+    return f"{score:.2%}" if score >= 0.0001 else "<0.01%"
 
 
 def when(timestamp: str) -> str:
@@ -218,12 +220,10 @@ def classify_view(api: ClassifierApi, top_k: int) -> list[Classification]:
 
     answers = classify_once(api, items, top_k)
     results = [result for result, _ in answers if result is not None]
-    failed = len(answers) - len(results)
-    summary = f"{len(results)} of {len(answers)} image(s) classified"
-    if results:
-        total = sum(r["timing_ms"]["total"] for r in results)
-        summary += f" · {total / len(results):.0f} ms per image on average"
-    st.caption(summary + (f" · **{failed} failed**" if failed else ""))
+    if len(answers) > 1:
+        failed = len(answers) - len(results)
+        note = f" · **{failed} failed**" if failed else ""
+        st.caption(f"{len(results)} of {len(answers)} images classified{note}")
     for index, (item, (result, error)) in enumerate(zip(items, answers, strict=True)):
         result_card(index, item, result, error)
     return results

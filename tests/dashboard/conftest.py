@@ -29,9 +29,12 @@ def app_test(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], AppTest]:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run`` on a free loopback port against the live API; yields its URL."""
+    """``streamlit run`` on a free loopback port against the live API; yields its URL.
+
+    One per session: every browser page is a new Streamlit session anyway.
+    """
     port = free_port()
     log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
     env = {**os.environ, "API_URL": server.url}

@@ -1,0 +1,70 @@
+"""The served dashboard in a real headless Chromium (Debian's package), driven by Playwright."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dashboard_support import CHELSEA, api_classify
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from support import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser download is not used
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Streamlit's first render, a websocket round trip and an inference on a busy CI machine.
+UI_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def test_uploaded_photo_shows_its_top_label(server: LiveServer, dashboard: str, page: Page,
+                                            output_dir: Path) -> None:
+    # GIVEN the served dashboard, and the API's own top label for a real photo
+    expected = api_classify(server, CHELSEA.read_bytes())["predictions"][0]["label"]
+    page.goto(dashboard, timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="ResNet-50 image classifier")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    # WHEN the photo is chosen in the file uploader
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(CHELSEA)
+
+    # THEN its card shows that label, with the photo, a chart and the latency
+    card = page.locator(".st-key-result-0")
+    expect(card.locator(".st-key-top-label-0")).to_have_text(expected, timeout=UI_TIMEOUT_MS)
+    expect(card.get_by_text(re.compile(r"\d+ ms total"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(card.get_by_test_id("stVegaLiteChart")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(card.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg")
+           .first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    photo = card.get_by_role("img").first
+    expect(photo).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=photo.element_handle(),
+                           timeout=UI_TIMEOUT_MS)
+    # and the untrained model is called out; nothing failed
+    expect(page.get_by_text("Untrained model")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+
+    # The run is over (no "Running..." indicator) before the picture is taken.
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "dashboard.png"))
+    assert (output_dir / "dashboard.png").stat().st_size > 10_000
