@@ -43,8 +43,9 @@ def installer_code() -> lambda_.Code:
     return lambda_.Code.from_asset(
         str(MODEL_DIR),
         ignore_mode=IgnoreMode.DOCKER,
-        exclude=["*", "!classifier", *(f"!classifier/{module}" for module in INSTALLER_MODULES),
-                 "classifier/__pycache__"],
+        # Docker-ignore rules, last match wins: drop everything, then bring
+        # back the listed modules.
+        exclude=["*", "!classifier", "classifier/*", *(f"!classifier/{module}" for module in INSTALLER_MODULES)],
     )
 
 

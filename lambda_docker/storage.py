@@ -108,7 +108,7 @@ class ModelStorage(Construct):
                     subnet_id=subnet.subnet_id,
                     security_groups=[self.security_group.security_group_id],
                 )
-                for index, subnet in enumerate(vpc.select_subnets(subnets).subnets, start=1)
+                for index, subnet in enumerate(vpc.select_subnets(subnet_type=subnets.subnet_type).subnets, start=1)
             ]
             self.file_system.mount_targets_available.add(*self.mount_targets)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -31,6 +31,16 @@ def retention(config: AppConfig) -> logs.RetentionDays:
 
 
 class StorageStack(Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The region's first two AZs, resolved by CloudFormation at deploy time.
+
+        With an account and region set, CDK would otherwise look the AZs up
+        through the AWS API during synth (and write placeholders without
+        credentials); this keeps `cdk synth` offline and the template portable.
+        """
+        return [Fn.select(index, Fn.get_azs()) for index in range(2)]
+
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
@@ -70,3 +80,6 @@ class StorageStack(Stack):
             )],
         ).bucket
         self.network.allow_s3_buckets(self.inbox.bucket, self.uploads)
+
+        CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
+                  description="python -m classifier publish --s3 s3://<this bucket>")

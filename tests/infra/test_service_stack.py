@@ -1,0 +1,152 @@
+"""The service stack as cdk.json configures it: the inference function and the REST API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from .conftest import Synth
+from .test_storage_stack import only, resources
+
+
+def inference_function(synth: Synth) -> tuple[str, dict[str, Any]]:
+    return only(synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
+
+
+def test_function_is_a_container_image_from_model_dir(default: Synth) -> None:
+    # PackageType Image, built from model/ (its Dockerfile) at deploy time, not at synth.
+    _, function = inference_function(default)
+    assert "ImageUri" in function["Properties"]["Code"]
+    images = default.assets(default.deployment.service)["dockerImages"]
+    assert len(images) == 1
+    source = next(iter(images.values()))["source"]
+    assert (default.outdir / source["directory"] / "Dockerfile").is_file()
+    assert source.get("platform") == "linux/amd64"
+    assert source.get("dockerBuildArgs") == {"BACKEND": "onnx"}
+
+
+def test_function_mounts_the_store_through_the_inference_access_point(default: Synth) -> None:
+    # /mnt/store, through the access point whose POSIX user is 1000 (read models, write records).
+    inference_ap_id, _ = only(default.storage, "AWS::EFS::AccessPoint", {"PosixUser": {"Uid": "1000"}})
+    _, function = inference_function(default)
+    (config,) = function["Properties"]["FileSystemConfigs"]
+    assert config["LocalMountPath"] == "/mnt/store"
+    assert f"ExportsOutputRef{inference_ap_id}" in json.dumps(config["Arn"])
+
+
+def test_function_environment(default: Synth) -> None:
+    # The runtime's settings (model/classifier/config.py), from cdk.json's defaults.
+    _, function = inference_function(default)
+    env = function["Properties"]["Environment"]["Variables"]
+    assert {k: env[k] for k in ("MODEL_STORE", "MODEL_NAME", "BACKEND", "MODEL_REFRESH_SECONDS",
+                                "INFERENCE_THREADS")} == {
+        "MODEL_STORE": "/mnt/store", "MODEL_NAME": "resnet50", "BACKEND": "onnx",
+        "MODEL_REFRESH_SECONDS": "30", "INFERENCE_THREADS": "0",
+    }
+    uploads_id, _ = only(default.storage, "AWS::S3::Bucket", {"CorsConfiguration": Match.any_value()})
+    assert f"ExportsOutputRef{uploads_id}" in json.dumps(env["UPLOADS_BUCKET"])
+
+
+def test_function_size_and_timeout(default: Synth) -> None:
+    # x86_64, 3008 MB, and a timeout below API Gateway's 29 s; no reserved concurrency by default.
+    _, function = inference_function(default)
+    props = function["Properties"]
+    assert (props["Architectures"], props["MemorySize"]) == (["x86_64"], 3008)
+    assert props["Timeout"] < 29
+    assert "ReservedConcurrentExecutions" not in props
+
+
+def test_function_runs_in_the_isolated_subnets_with_its_security_group(default: Synth) -> None:
+    # The security group the storage stack admits to NFS.
+    inference_group, _ = only(default.storage, "AWS::EC2::SecurityGroup",
+                              {"GroupDescription": Match.string_like_regexp("^The inference function")})
+    _, function = inference_function(default)
+    vpc = function["Properties"]["VpcConfig"]
+    assert inference_group in json.dumps(vpc["SecurityGroupIds"])
+    assert len(vpc["SubnetIds"]) == 2
+
+
+def test_function_logs_have_a_retention(default: Synth) -> None:
+    # Its own log group, 30 days.
+    _, function = inference_function(default)
+    group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resources(default.service, "AWS::Logs::LogGroup")[group_id]["Properties"]["RetentionInDays"] == 30
+
+
+def test_api_invokes_the_live_alias_without_provisioned_concurrency(default: Synth) -> None:
+    # The alias is always there, so turning provisioned concurrency on never changes the API.
+    alias_id, alias = only(default.service, "AWS::Lambda::Alias")
+    assert alias["Properties"]["Name"] == "live"
+    assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
+    proxies = resources(default.service, "AWS::ApiGateway::Method", {"Integration": {"Type": "AWS_PROXY"}})
+    assert len(proxies) == 2  # / and /{proxy+}
+    for method in proxies.values():
+        assert {"Ref": alias_id} in method["Properties"]["Integration"]["Uri"]["Fn::Join"][1]
+
+
+def test_function_may_use_only_the_uploads_prefix(default: Synth) -> None:
+    # Read and write uploads/* of the uploads bucket; nothing on the inbox.
+    _, policy = only(default.service, "AWS::IAM::Policy")
+    s3 = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "s3:" in json.dumps(s["Action"])]
+    assert {json.dumps(s["Action"]) for s in s3} == {'["s3:GetObject", "s3:PutObject"]', '"s3:ListBucket"'}
+    inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+    assert inbox_id not in json.dumps(s3)
+    assert "/uploads/*" in json.dumps(s3)
+
+
+def test_api_has_binary_media_types_for_images_and_multipart(default: Synth) -> None:
+    # Without them API Gateway would mangle image bytes into UTF-8 text.
+    default.service.has_resource_properties("AWS::ApiGateway::RestApi", {
+        "BinaryMediaTypes": Match.array_with(["image/*", "multipart/form-data", "application/octet-stream"]),
+        "EndpointConfiguration": {"Types": ["REGIONAL"]},
+    })
+
+
+def test_api_stage_throttles_and_writes_json_access_logs(default: Synth) -> None:
+    # 50 req/s, bursts of 100; JSON access logs to a log group with retention; execution errors logged.
+    logs_ids = [k for k, v in resources(default.service, "AWS::Logs::LogGroup").items()
+                if v["Properties"]["RetentionInDays"] == 30]
+    _, stage = only(default.service, "AWS::ApiGateway::Stage")
+    props = stage["Properties"]
+    assert props["StageName"] == "prod"
+    (settings,) = props["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (50, 100)
+    assert (settings["LoggingLevel"], settings["DataTraceEnabled"]) == ("ERROR", False)
+    assert json.loads(props["AccessLogSetting"]["Format"])["status"] == "$context.status"
+    assert any(group in json.dumps(props["AccessLogSetting"]["DestinationArn"]) for group in logs_ids)
+
+
+def test_api_answers_cors_preflight(default: Synth) -> None:
+    # OPTIONS on every resource, allowing the configured origins and the API key header.
+    preflight = resources(default.service, "AWS::ApiGateway::Method", {"HttpMethod": "OPTIONS"})
+    assert len(preflight) == 2
+    for method in preflight.values():
+        headers = method["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'"
+        assert "X-Api-Key" in headers["method.response.header.Access-Control-Allow-Headers"]
+        assert method["Properties"]["ApiKeyRequired"] is False
+
+
+def test_no_api_key_by_default(default: Synth) -> None:
+    # The API is public unless api_key is true.
+    default.service.resource_count_is("AWS::ApiGateway::ApiKey", 0)
+    default.service.resource_count_is("AWS::ApiGateway::UsagePlan", 0)
+    default.service.all_resources_properties("AWS::ApiGateway::Method", {"ApiKeyRequired": False})
+
+
+def test_outputs(default: Synth) -> None:
+    # What a user needs after `cdk deploy`: the URL, where to publish models, the function.
+    alias_function_id, _ = inference_function(default)
+    stage_id, _ = only(default.service, "AWS::ApiGateway::Stage")
+    api_url = json.dumps(default.service.find_outputs("ApiUrl"))
+    assert "https://" in api_url and json.dumps({"Ref": stage_id}) in api_url
+    default.service.has_output("InboxBucket", {"Value": {"Fn::ImportValue": Match.string_like_regexp("InboxBucket")}})
+    default.service.has_output("FunctionName", {"Value": {"Ref": alias_function_id}})
+    assert not default.service.find_outputs("ApiKeyId")
+
+
+def test_service_stack_depends_on_the_storage_stack(default: Synth) -> None:
+    # Deploying the service deploys (or requires) the storage first.
+    assert default.deployment.storage in default.deployment.service.dependencies

@@ -1,0 +1,343 @@
+"""The storage stack as cdk.json configures it: network, EFS, access points, buckets, installer."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+from .conftest import ROOT, Synth
+
+# -- helpers -------------------------------------------------------------------
+
+
+def resources(template: Template, type_: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = template.find_resources(type_, {"Properties": props} if props else None)
+    return found
+
+
+def only(template: Template, type_: str, props: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    found = resources(template, type_, props)
+    assert len(found) == 1, f"expected one {type_} matching {props}, found {len(found)}"
+    return next(iter(found.items()))
+
+
+def access_point(template: Template, uid: str) -> tuple[str, dict[str, Any]]:
+    return only(template, "AWS::EFS::AccessPoint", {"PosixUser": {"Uid": uid}})
+
+
+def function_using(template: Template, access_point_id: str) -> dict[str, Any]:
+    for resource in resources(template, "AWS::Lambda::Function").values():
+        configs = resource["Properties"].get("FileSystemConfigs", [])
+        if access_point_id in json.dumps(configs):
+            return dict(resource["Properties"])
+    raise AssertionError(f"no function mounts {access_point_id}")
+
+
+# -- POSIX rules, to read the access points' identities as a file server does --
+
+
+@dataclass(frozen=True)
+class Node:
+    uid: int
+    gid: int
+    mode: int  # permission bits, with the sticky bit
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+
+
+def may_write_in(directory: Node, user: User) -> bool:
+    """Create, remove or rename entries of ``directory`` (write + search permission)."""
+    if user.uid == directory.uid:
+        bits = (directory.mode >> 6) & 0o7
+    elif user.gid == directory.gid:
+        bits = (directory.mode >> 3) & 0o7
+    else:
+        bits = directory.mode & 0o7
+    return bits & 0o3 == 0o3
+
+
+def may_remove_or_rename(entry: Node, parent: Node, user: User) -> bool:
+    """Sticky parent: only the entry's owner or the parent's owner may unlink or rename it."""
+    if not may_write_in(parent, user):
+        return False
+    return not parent.mode & stat.S_ISVTX or user.uid in (entry.uid, parent.uid)
+
+
+def posix_user(ap: dict[str, Any]) -> User:
+    return User(int(ap["Properties"]["PosixUser"]["Uid"]), int(ap["Properties"]["PosixUser"]["Gid"]))
+
+
+def store_root(ap: dict[str, Any]) -> Node:
+    info = ap["Properties"]["RootDirectory"]["CreationInfo"]
+    return Node(int(info["OwnerUid"]), int(info["OwnerGid"]), int(info["Permissions"], 8))
+
+
+# -- network ---------------------------------------------------------------------
+
+
+def test_no_nat_gateway_and_no_internet_route(default: Synth) -> None:
+    # Isolated subnets only: nothing to pay for by the hour, nothing reachable from outside.
+    default.storage.resource_count_is("AWS::EC2::NatGateway", 0)
+    default.storage.resource_count_is("AWS::EC2::InternetGateway", 0)
+    default.storage.resource_count_is("AWS::EC2::EIP", 0)
+
+
+def test_two_isolated_subnets_in_two_azs(default: Synth) -> None:
+    # One subnet per AZ, no public IPs.
+    default.storage.resource_count_is("AWS::EC2::Subnet", 2)
+    subnets = resources(default.storage, "AWS::EC2::Subnet")
+    assert len({json.dumps(s["Properties"]["AvailabilityZone"]) for s in subnets.values()}) == 2
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets.values())
+
+
+def test_s3_gateway_endpoint_reaches_only_the_project_buckets(default: Synth) -> None:
+    # The functions reach S3 through the free gateway endpoint, and only our two buckets.
+    _, endpoint = only(default.storage, "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway"})
+    assert ".s3" in json.dumps(endpoint["Properties"]["ServiceName"])
+    inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+    uploads_id, _ = only(default.storage, "AWS::S3::Bucket", {"CorsConfiguration": Match.any_value()})
+    resources_json = json.dumps(endpoint["Properties"]["PolicyDocument"]["Statement"][0]["Resource"])
+    assert inbox_id in resources_json and uploads_id in resources_json
+    assert '"*"' not in resources_json
+
+
+def test_vpc_flow_logs_are_kept_for_the_retention_period(default: Synth) -> None:
+    # Rejected flows go to a log group with the configured retention.
+    default.storage.has_resource_properties("AWS::EC2::FlowLog", {
+        "ResourceType": "VPC", "TrafficType": "REJECT", "LogDestinationType": "cloud-watch-logs",
+    })
+    default.storage.all_resources_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+
+
+# -- EFS -------------------------------------------------------------------------
+
+
+def test_efs_is_encrypted_with_elastic_throughput(default: Synth) -> None:
+    # Bursting credits would run out under many cold starts reading the model at once.
+    default.storage.has_resource_properties("AWS::EFS::FileSystem", {
+        "Encrypted": True, "ThroughputMode": "elastic", "PerformanceMode": "generalPurpose",
+    })
+
+
+def test_efs_is_retained_when_the_stack_is_deleted(default: Synth) -> None:
+    # The default removal policy keeps the models and records.
+    default.storage.has_resource("AWS::EFS::FileSystem", {
+        "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+    })
+
+
+def test_efs_policy_requires_tls_and_an_access_point(default: Synth) -> None:
+    # No client may mount in clear text or without the POSIX identity an access point enforces.
+    _, fs = only(default.storage, "AWS::EFS::FileSystem")
+    statements = fs["Properties"]["FileSystemPolicy"]["Statement"]
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in [s["Condition"] for s in denies]
+    assert {"Null": {"elasticfilesystem:AccessPointArn": "true"}} in [s["Condition"] for s in denies]
+    allowed = [a for s in statements if s["Effect"] == "Allow" for a in s["Action"]]
+    assert "elasticfilesystem:ClientRootAccess" not in allowed
+
+
+def test_both_access_points_share_the_store_root_with_identical_creation_info(default: Synth) -> None:
+    # Whichever function connects first, /store is created the same way.
+    points = resources(default.storage, "AWS::EFS::AccessPoint")
+    assert len(points) == 2
+    roots = [p["Properties"]["RootDirectory"] for p in points.values()]
+    assert roots[0] == roots[1]
+    assert roots[0]["Path"] == "/store"
+    assert roots[0]["CreationInfo"] == {"OwnerUid": "1001", "OwnerGid": "1000", "Permissions": "1775"}
+
+
+def test_installer_user_owns_the_store_and_writes_models(default: Synth) -> None:
+    # uid 1001 owns /store, so it can create models/ (and everything under it).
+    _, installer = access_point(default.storage, "1001")
+    assert posix_user(installer) == User(1001, 1001)
+    assert may_write_in(store_root(installer), posix_user(installer))
+
+
+def test_inference_user_writes_records_but_cannot_write_models(default: Synth) -> None:
+    # uid 1000 creates records/ through the group bit, but models/ (created by the
+    # installer, 0755) is read-only to it, and the sticky bit on /store stops it
+    # from renaming or deleting models/ either.
+    _, installer_ap = access_point(default.storage, "1001")
+    _, inference_ap = access_point(default.storage, "1000")
+    inference, installer = posix_user(inference_ap), posix_user(installer_ap)
+    root = store_root(inference_ap)
+    models = Node(installer.uid, installer.gid, 0o755)  # mkdir under Lambda's umask 022
+    assert may_write_in(root, inference), "inference must be able to create records/"
+    assert not may_write_in(models, inference), "inference must not write models/"
+    assert not may_remove_or_rename(models, root, inference), "inference must not rename models/"
+    assert root.mode & stat.S_ISVTX
+    assert inference.uid not in (root.uid, installer.uid) and inference.gid != installer.gid
+
+
+def test_nfs_reaches_efs_only_from_the_two_functions(default: Synth) -> None:
+    # The mount targets' security group admits TCP 2049 from the two functions' groups, nothing else.
+    targets = resources(default.storage, "AWS::EFS::MountTarget")
+    assert len(targets) == 2
+    efs_groups = {json.dumps(t["Properties"]["SecurityGroups"]) for t in targets.values()}
+    assert len(efs_groups) == 1
+    efs_group_id = json.loads(efs_groups.pop())[0]["Fn::GetAtt"][0]
+    efs_group = resources(default.storage, "AWS::EC2::SecurityGroup")[efs_group_id]
+    assert "SecurityGroupIngress" not in efs_group["Properties"]
+    rules = [r["Properties"] for r in resources(default.storage, "AWS::EC2::SecurityGroupIngress").values()
+             if r["Properties"]["GroupId"] == {"Fn::GetAtt": [efs_group_id, "GroupId"]}]
+    installer_group, _ = only(default.storage, "AWS::EC2::SecurityGroup",
+                              {"GroupDescription": Match.string_like_regexp("^The model installer function")})
+    inference_group, _ = only(default.storage, "AWS::EC2::SecurityGroup",
+                              {"GroupDescription": Match.string_like_regexp("^The inference function")})
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    assert installer["Properties"]["VpcConfig"]["SecurityGroupIds"] == [{"Fn::GetAtt": [installer_group, "GroupId"]}]
+    assert len(rules) == 2
+    assert all((r["IpProtocol"], r["FromPort"], r["ToPort"]) == ("tcp", 2049, 2049) for r in rules)
+    sources = {r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in rules}
+    assert sources == {installer_group, inference_group}
+    assert efs_group_id not in sources
+
+
+def test_function_security_groups_allow_only_nfs_and_https_out(default: Synth) -> None:
+    # No allow-all egress: NFS to EFS, and 443, which in these subnets routes only to S3.
+    for group in resources(default.storage, "AWS::EC2::SecurityGroup",
+                           {"GroupDescription": Match.string_like_regexp("^The .* function:")}).values():
+        egress = group["Properties"]["SecurityGroupEgress"]
+        assert [(e["IpProtocol"], e["FromPort"], e["ToPort"]) for e in egress] == [("tcp", 443, 443)]
+    for rule in resources(default.storage, "AWS::EC2::SecurityGroupEgress").values():
+        assert (rule["Properties"]["FromPort"], rule["Properties"]["ToPort"]) == (2049, 2049)
+
+
+# -- buckets ---------------------------------------------------------------------
+
+
+def test_every_bucket_blocks_public_access_and_is_encrypted(default: Synth) -> None:
+    # Inbox, uploads and access logs alike.
+    default.storage.resource_count_is("AWS::S3::Bucket", 3)
+    default.storage.all_resources_properties("AWS::S3::Bucket", {
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        },
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}},
+        ]},
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    })
+
+
+def test_every_bucket_denies_requests_without_tls(default: Synth) -> None:
+    # A bucket policy per bucket, each with a Deny on aws:SecureTransport=false.
+    policies = resources(default.storage, "AWS::S3::BucketPolicy")
+    covered = set()
+    for policy in policies.values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}:
+                covered.add(policy["Properties"]["Bucket"]["Ref"])
+    assert covered == set(resources(default.storage, "AWS::S3::Bucket"))
+
+
+def test_buckets_are_retained_when_the_stack_is_deleted(default: Synth) -> None:
+    # CloudFormation cannot delete a bucket with objects; keeping them is explicit.
+    for bucket in resources(default.storage, "AWS::S3::Bucket").values():
+        assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_inbox_bucket_is_versioned_logged_and_expires_old_uploads(default: Synth) -> None:
+    # Installed models live on EFS; the inbox keeps uploads 30 days, old versions 7.
+    logs_id, _ = only(default.storage, "AWS::S3::Bucket", {"LoggingConfiguration": Match.absent()})
+    default.storage.has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LoggingConfiguration": {"DestinationBucketName": {"Ref": logs_id}},
+        "LifecycleConfiguration": {"Rules": [Match.object_like({
+            "Status": "Enabled",
+            "ExpirationInDays": 30,
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        })]},
+        "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+    })
+
+
+def test_uploads_bucket_expires_objects_after_a_day(default: Synth) -> None:
+    # Large images are transient inputs; browsers POST them with presigned forms.
+    default.storage.has_resource_properties("AWS::S3::Bucket", {
+        "LifecycleConfiguration": {"Rules": [Match.object_like({"ExpirationInDays": 1})]},
+        "CorsConfiguration": {"CorsRules": [Match.object_like({"AllowedMethods": ["POST"], "AllowedOrigins": ["*"]})]},
+    })
+
+
+# -- the installer ----------------------------------------------------------------
+
+
+def test_installer_mounts_the_store_through_its_own_access_point(default: Synth) -> None:
+    # A Python zip in the VPC, mounting /store at /mnt/store as uid 1001.
+    installer_ap_id, _ = access_point(default.storage, "1001")
+    props = function_using(default.storage, installer_ap_id)
+    assert props["Handler"] == "classifier.installer.handler"
+    assert props["Runtime"].startswith("python3.")
+    assert props["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/store"
+    assert props["Environment"]["Variables"]["MODEL_STORE"] == "/mnt/store"
+    assert props["ReservedConcurrentExecutions"] == 1
+    assert len(props["VpcConfig"]["SubnetIds"]) == 2
+
+
+def test_manifest_uploads_trigger_the_installer(default: Synth) -> None:
+    # EventBridge: "Object Created" in the inbox for keys ending in /manifest.json.
+    inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    default.storage.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [{"Ref": inbox_id}]}, "object": {"key": [{"suffix": "/manifest.json"}]}},
+        },
+        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [installer_id, "Arn"]}})],
+    })
+    default.storage.has_resource_properties("AWS::Lambda::Permission", {
+        "Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [installer_id, "Arn"]},
+    })
+
+
+def test_installer_may_only_read_the_inbox(default: Synth) -> None:
+    # GetObject on the inbox's objects and ListBucket on it; no writes, no other bucket.
+    inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+    _, policy = only(default.storage, "AWS::IAM::Policy", {"PolicyName": Match.string_like_regexp("Installer")})
+    s3_statements = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                     if "s3:" in json.dumps(s["Action"])]
+    assert sorted(json.dumps(s["Action"]) for s in s3_statements) == ['"s3:GetObject"', '"s3:ListBucket"']
+    assert all(inbox_id in json.dumps(s["Resource"]) for s in s3_statements)
+
+
+def test_installer_zip_holds_only_the_standard_library_modules(default: Synth) -> None:
+    # The zip has store, fsio, logs, inbox, installer: no numpy, onnxruntime or fastapi.
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    asset_hash = installer["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    asset_dir = default.outdir / f"asset.{asset_hash}"
+    files = sorted(p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*") if p.is_file())
+    assert files == sorted(f"classifier/{m}" for m in
+                           ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py"))
+    # Importing the handler from the zip alone pulls in nothing heavy.
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import classifier.installer as i; "
+             "assert i.__file__.startswith(sys.argv[1]), i.__file__; "
+             "heavy = {'numpy', 'onnxruntime', 'fastapi', 'torch', 'PIL'} & set(sys.modules); "
+             "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", probe, str(asset_dir)], check=True, cwd=ROOT)
+
+
+def test_installer_logs_are_kept_for_the_retention_period(default: Synth) -> None:
+    # The function logs to its own log group (not an unbounded default one).
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    group_id = installer["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resources(default.storage, "AWS::Logs::LogGroup")[group_id]["Properties"]["RetentionInDays"] == 30
+
+
+def test_storage_stack_outputs_the_inbox_bucket(default: Synth) -> None:
+    # Publishing can start as soon as the storage stack is up.
+    inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+    default.storage.has_output("InboxBucket", {"Value": {"Ref": inbox_id}})
