@@ -143,7 +143,7 @@ def score_chart(predictions: Sequence[Prediction]) -> alt.LayerChart:
     rows = [{"label": p["label"], "score": p["score"], "text": percent(p["score"]), "rank": i}
             for i, p in enumerate(predictions)]
     top = max((p["score"] for p in predictions), default=1.0)
-    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]  # inline values: no DataFrame needed
+    data = alt.Data(values=rows)  # type: ignore[no-untyped-call,unused-ignore]  # inline values: no DataFrame needed
     base = alt.Chart(data).encode(
         y=alt.Y("label:N", sort=alt.EncodingSortField("rank"), title=None,
                 axis=alt.Axis(labelLimit=220, ticks=False, domain=False, labelFontSize=13)),
@@ -295,10 +295,9 @@ def history_view(api: ClassifierApi) -> None:
             [history_row(record) for record in page.items],
             hide_index=True, width="stretch", key="history_table",
             column_config={
-                "When": st.column_config.TextColumn(width="medium"),
                 "Top label": st.column_config.TextColumn(width="medium"),
                 "Score": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-                "Latency (ms)": st.column_config.NumberColumn(format="%.0f", width="small"),
+                "Latency (ms)": st.column_config.NumberColumn(format="%.0f"),
                 "Trained": st.column_config.CheckboxColumn(width="small"),
             },
         )

@@ -47,7 +47,7 @@ TEXT_ELEMENTS = {"markdown", "caption", "title", "header", "subheader", "error",
 def texts(node: AppTest | Block) -> str:
     """All the text (alerts, headings, captions, markdown) shown under ``node``, one per line."""
     root = node.main if isinstance(node, AppTest) else node
-    return "\n".join(str(e.value) for e in root if e.type in TEXT_ELEMENTS)
+    return "\n".join(str(getattr(e, "value", "")) for e in root if e.type in TEXT_ELEMENTS)
 
 
 def unescape(markdown: str) -> str:

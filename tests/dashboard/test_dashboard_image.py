@@ -27,7 +27,7 @@ IMAGE_MARKERS = {"python_version": "3.12", "python_full_version": "3.12.0", "sys
 
 
 def pins(path: str) -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for line in (ROOT / path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
