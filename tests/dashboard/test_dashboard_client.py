@@ -40,6 +40,7 @@ def stub() -> Iterator[Stub]:
             state.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
             if path.startswith("/slow/"):
                 state.release.wait(30)  # until the test is over: the client must give up first
+                return  # and it has: nobody is left to answer
             status, content_type, data = state.answers.get(path, (404, "application/json", b"{}"))
             self.send_response(status)
             self.send_header("content-type", content_type)
