@@ -94,7 +94,7 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
                   "must own models/")
         log.error("install refused: %s", reason, extra={"object": where, "reason": reason})
         return {"status": "refused", "object": where, "reason": reason}
-    log.info("%s %s is current", result["name"], result["version"], extra={"object": where, **result})
+    log.info("%s %s is current", result["name"], result["version"], extra={"object": where, "install": result})
     return {"object": where, **result}
 
 

@@ -1,0 +1,238 @@
+"""The installer Lambda handler against a real S3 API (moto's server) with a directory standing in for EFS."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from inbox_support import moto_s3_server, new_bucket, point_boto3_at, s3_event, tiny_version, tree, upload_version
+
+from classifier import inbox, installer
+from classifier.inbox import ManifestKey
+from classifier.store import ModelStore
+
+from support import copy_store
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with moto_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """A fresh inbox bucket, and the environment pointing boto3 at it."""
+    point_boto3_at(monkeypatch, s3_endpoint)
+    name = f"inbox-{uuid.uuid4().hex[:12]}"
+    return new_bucket(name), name
+
+
+@pytest.fixture
+def efs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelStore:
+    """An empty directory standing in for the EFS store (MODEL_STORE, as in the Lambda)."""
+    root = tmp_path / "efs"
+    root.mkdir()
+    monkeypatch.setenv("MODEL_STORE", str(root))
+    return ModelStore(root)
+
+
+@pytest.fixture
+def serving_efs(published_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelStore:
+    """The EFS store with the published version current, as a deployed service has it."""
+    root = copy_store(published_store, tmp_path / "serving-efs")
+    monkeypatch.setenv("MODEL_STORE", str(root))
+    return ModelStore(root)
+
+
+def manifest_key(manifest: dict[str, Any], prefix: str = "") -> ManifestKey:
+    return ManifestKey(prefix, manifest["name"], manifest["version"])
+
+
+def test_installs_a_model_published_with_publish_s3(
+    bucket: tuple[Any, str], efs: ModelStore, published_store: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the published ResNet-50 uploaded by `publish --s3` (its build replaced by the
+    # already-built version, so the upload and the key layout are the real ones)
+    _, name = bucket
+    published = ModelStore(published_store)
+    version = published.current("resnet50")
+    assert version is not None
+
+    def already_built(weights: str, workdir: Path, model_name: str = "resnet50") -> dict[str, Any]:
+        source = published.version_dir(model_name, version)
+        for item in source.iterdir():
+            os.link(item, workdir / item.name)
+        return published.manifest(model_name, version)
+
+    monkeypatch.setattr("classifier.publish.build_version", already_built)
+    manifest = inbox.publish_to_s3(f"s3://{name}/releases", "random", "resnet50")
+
+    # WHEN S3 reports the manifest's arrival
+    result = installer.handler(s3_event("eventbridge", name, manifest_key(manifest, "releases/").key))
+
+    # THEN that version is installed, intact, and current
+    (outcome,) = result["results"]
+    assert outcome["status"] == "installed", outcome
+    assert efs.current("resnet50") == version
+    assert efs.verify("resnet50", version) == published.manifest("resnet50", version)
+    assert not list(efs.model_dir("resnet50").glob(".staging-*"))
+
+
+@pytest.mark.parametrize("kind", ["eventbridge", "notification", "manual"])
+def test_accepts_every_event_shape(
+    kind: str, bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # EventBridge (deployed), S3 notification records (URL-encoded keys), and a manual re-run payload.
+    s3, name = bucket
+    manifest = tiny_version(published_store, tmp_path / "v")
+    target = manifest_key(manifest, "team a/")  # a space: encoded as '+' in notifications
+    upload_version(s3, name, tmp_path / "v", target.version_prefix)
+
+    result = installer.handler(s3_event(kind, name, target.key))
+
+    assert result["results"][0]["status"] == "installed"
+    assert efs.current("resnet50") == manifest["version"]
+
+
+@pytest.mark.parametrize("key", [
+    "models/resnet50/20261122T100000Z-0123456789ab/model.onnx",
+    "models/resnet50/manifest.json",
+    "uploads/cat.jpg",
+    "manifest.json",
+])
+def test_ignores_keys_that_are_not_version_manifests(key: str, bucket: tuple[Any, str], efs: ModelStore) -> None:
+    # Artifacts landing, or anything else in the bucket, start nothing.
+    _, name = bucket
+    result = installer.handler(s3_event("eventbridge", name, key))
+    assert result["results"][0]["status"] == "ignored"
+    assert tree(efs.root) == {}
+
+
+def test_refuses_an_incomplete_upload_and_changes_nothing(
+    bucket: tuple[Any, str], serving_efs: ModelStore, published_store: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a manifest whose model.onnx never made it to the bucket
+    s3, name = bucket
+    manifest = tiny_version(published_store, tmp_path / "v")
+    target = manifest_key(manifest)
+    upload_version(s3, name, tmp_path / "v", target.version_prefix, skip=("model.onnx",))
+    before = tree(serving_efs.root)
+
+    # WHEN the installer runs
+    with caplog.at_level(logging.INFO):
+        result = installer.handler(s3_event("eventbridge", name, target.key))
+
+    # THEN it refuses, says what is missing, and the store is exactly as it was
+    (outcome,) = result["results"]
+    assert outcome["status"] == "refused"
+    assert "incomplete upload" in outcome["reason"] and "model.onnx" in outcome["reason"]
+    refusals = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(refusals) == 1 and "model.onnx" in refusals[0].getMessage()
+    assert tree(serving_efs.root) == before
+
+
+def test_refuses_a_sha256_mismatch_without_touching_current(
+    bucket: tuple[Any, str], serving_efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # GIVEN an upload whose model.onnx has the right size but other bytes than the manifest says
+    s3, name = bucket
+    manifest = tiny_version(published_store, tmp_path / "v")
+    onnx = tmp_path / "v" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes().replace(b"seed a", b"seed X"))
+    target = manifest_key(manifest)
+    upload_version(s3, name, tmp_path / "v", target.version_prefix)
+    current = serving_efs.current("resnet50")
+    before = tree(serving_efs.root)
+
+    # WHEN the installer runs
+    result = installer.handler(s3_event("eventbridge", name, target.key))
+
+    # THEN nothing is installed: same CURRENT, no new version, no staging left behind
+    (outcome,) = result["results"]
+    assert outcome["status"] == "refused"
+    assert "sha256" in outcome["reason"]
+    assert serving_efs.current("resnet50") == current
+    assert tree(serving_efs.root) == before
+
+
+def test_refuses_a_manifest_filed_under_another_version(
+    bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # The key and the manifest must agree on name and version.
+    s3, name = bucket
+    tiny_version(published_store, tmp_path / "v")
+    wrong = ManifestKey("", "resnet50", "20200101T000000Z-000000000000")
+    upload_version(s3, name, tmp_path / "v", wrong.version_prefix)
+
+    result = installer.handler(s3_event("eventbridge", name, wrong.key))
+
+    assert result["results"][0]["status"] == "refused"
+    assert "sits under" in result["results"][0]["reason"]
+    assert efs.current("resnet50") is None
+
+
+def test_redelivery_makes_an_installed_version_current_again(
+    bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # Versions are content-addressed: a re-sent manifest flips CURRENT back without a download.
+    s3, name = bucket
+    first = tiny_version(published_store, tmp_path / "v1", seed="1")
+    second = tiny_version(published_store, tmp_path / "v2", seed="2")
+    for manifest, source in ((first, tmp_path / "v1"), (second, tmp_path / "v2")):
+        upload_version(s3, name, source, manifest_key(manifest).version_prefix)
+        installer.handler(s3_event("eventbridge", name, manifest_key(manifest).key))
+    assert efs.current("resnet50") == second["version"]
+
+    result = installer.handler(s3_event("eventbridge", name, manifest_key(first).key))
+
+    assert result["results"][0]["status"] == "already-installed"
+    assert efs.current("resnet50") == first["version"]
+    assert efs.versions("resnet50") == sorted([first["version"], second["version"]])
+
+
+def test_removes_the_staging_directory_of_a_crashed_install(
+    bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # A staging directory older than any install could run is debris; a fresh one is left alone.
+    s3, name = bucket
+    stale = efs.model_dir("resnet50") / ".staging-0123456789abcdef"
+    fresh = efs.model_dir("resnet50") / ".staging-fedcba9876543210"
+    for path in (stale, fresh):
+        path.mkdir(parents=True)
+        (path / "model.onnx").write_bytes(b"partial")
+    hours_ago = time.time() - 2 * installer.STALE_STAGING_SECONDS
+    os.utime(stale, (hours_ago, hours_ago))
+    manifest = tiny_version(published_store, tmp_path / "v")
+    upload_version(s3, name, tmp_path / "v", manifest_key(manifest).version_prefix)
+
+    installer.handler(s3_event("eventbridge", name, manifest_key(manifest).key))
+
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+def test_s3_failures_raise_so_lambda_retries(
+    s3_endpoint: str, efs: ModelStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not a refusal: a missing bucket (or throttling, or a timeout) may pass; the event is retried.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    event = s3_event("eventbridge", "no-such-bucket", "models/resnet50/20261122T100000Z-0123456789ab/manifest.json")
+    with pytest.raises(ClientError):
+        installer.handler(event)
+
+
+def test_results_are_json_for_the_lambda_runtime(bucket: tuple[Any, str], efs: ModelStore) -> None:
+    # The handler's return value is what Lambda records for an async invocation.
+    _, name = bucket
+    result = installer.handler(s3_event("manual", name, "uploads/cat.jpg"))
+    assert json.loads(json.dumps(result)) == result

@@ -1,0 +1,130 @@
+"""`python -m classifier publish --s3`: uploads to the model inbox, artifacts first and the manifest last.
+
+The model build itself (torch, ONNX export) is the local publish's business
+and is tested there; here ``build_version`` is replaced by a small valid
+version so that each test costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from inbox_support import moto_s3_server, new_bucket, point_boto3_at, tiny_version
+
+from classifier import inbox
+from classifier.__main__ import main
+from classifier.inbox import ManifestKey, parse_manifest_key, parse_s3_url
+from classifier.publish import PublishError
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with moto_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    point_boto3_at(monkeypatch, s3_endpoint)
+    name = f"inbox-{uuid.uuid4().hex[:12]}"
+    return new_bucket(name), name
+
+
+@pytest.fixture
+def small_build(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the torch build with a tiny valid version; record the weights asked for."""
+    calls: list[str] = []
+
+    def build_version(weights: str, workdir: Path, name: str = "resnet50") -> dict[str, Any]:
+        calls.append(weights)
+        assert name == "resnet50"
+        return tiny_version(published_store, workdir)
+
+    monkeypatch.setattr("classifier.publish.build_version", build_version)
+    return calls
+
+
+@pytest.fixture
+def upload_order(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys boto3 uploads, in the order the uploads complete."""
+    import boto3.s3.transfer
+
+    order: list[str] = []
+    real_upload = boto3.s3.transfer.S3Transfer.upload_file
+
+    def recording_upload(self: Any, filename: str, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
+        real_upload(self, filename, bucket, key, *args, **kwargs)
+        order.append(key)
+
+    monkeypatch.setattr(boto3.s3.transfer.S3Transfer, "upload_file", recording_upload)
+    return order
+
+
+def test_uploads_artifacts_first_and_the_manifest_last(
+    bucket: tuple[Any, str], small_build: list[str], upload_order: list[str],
+) -> None:
+    # The installer starts on the manifest: by then every artifact is in the bucket.
+    s3, name = bucket
+    manifest = inbox.publish_to_s3(f"s3://{name}/team/releases/", "random", "resnet50")
+    target = ManifestKey("team/releases/", "resnet50", manifest["version"])
+    assert upload_order[-1] == target.key
+    assert sorted(upload_order[:-1]) == sorted(target.artifact_key(a) for a in manifest["artifacts"])
+    listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=name)["Contents"]}
+    assert {k: listed[k] for k in upload_order[:-1]} == {
+        target.artifact_key(a): meta["bytes"] for a, meta in manifest["artifacts"].items()
+    }
+
+
+def test_cli_publish_s3_to_a_bucket_root(
+    bucket: tuple[Any, str], small_build: list[str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `python -m classifier publish --s3 s3://bucket` puts the version under models/<name>/<version>/.
+    s3, name = bucket
+    assert main(["publish", "--s3", f"s3://{name}", "--weights", "random"]) == 0
+    assert small_build == ["random"]
+    out = capsys.readouterr().out
+    assert out.startswith("uploaded resnet50 ") and f"s3://{name}" in out
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]]
+    manifests = [parse_manifest_key(k) for k in keys if parse_manifest_key(k)]
+    assert len(manifests) == 1 and manifests[0] is not None and manifests[0].prefix == ""
+
+
+def test_a_missing_bucket_fails_before_the_build(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, small_build: list[str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Minutes of export should not end in a typo'd bucket name.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    assert main(["publish", "--s3", "s3://no-such-inbox", "--weights", "random"]) == 2
+    assert small_build == []
+    err = capsys.readouterr().err
+    assert "error:" in err and "no-such-inbox" in err and "InboxBucket" in err
+
+
+@pytest.mark.parametrize("url", ["https://bucket/models", "s3://", "bucket/prefix", "s3://bucket/p?x=1"])
+def test_a_malformed_url_is_refused(url: str) -> None:
+    # Only s3://bucket or s3://bucket/prefix.
+    with pytest.raises(PublishError, match="s3://bucket"):
+        inbox.publish_to_s3(url, "random", "resnet50")
+
+
+def test_parse_s3_url_normalises_the_prefix() -> None:
+    # Slashes around the prefix do not change where the version lands.
+    assert parse_s3_url("s3://inbox") == ("inbox", "")
+    assert parse_s3_url("s3://inbox/") == ("inbox", "")
+    assert parse_s3_url("s3://inbox/a/b") == ("inbox", "a/b/")
+    assert parse_s3_url("s3://inbox//a/b/") == ("inbox", "a/b/")
+
+
+def test_manifest_keys_round_trip() -> None:
+    # The installer reads back exactly the layout publish writes.
+    key = ManifestKey("team/", "resnet50", "20261122T100000Z-0123456789ab")
+    assert key.key == "team/models/resnet50/20261122T100000Z-0123456789ab/manifest.json"
+    assert parse_manifest_key(key.key) == key
+    assert parse_manifest_key("models/resnet50/20261122T100000Z-0123456789ab/manifest.json") == ManifestKey(
+        "", "resnet50", "20261122T100000Z-0123456789ab")
+    assert parse_manifest_key("models/resnet50/20261122T100000Z-0123456789ab/model.onnx") is None
+    assert parse_manifest_key("xmodels/resnet50/v/manifest.json") is None
