@@ -83,3 +83,5 @@ class StorageStack(Stack):
 
         CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
                   description="python -m classifier publish --s3 s3://<this bucket>")
+        CfnOutput(self, "InstallerLogGroup", value=self.inbox.log_group.log_group_name,
+                  description="aws logs tail <this group>: what the installer did with each upload")

@@ -234,10 +234,11 @@ def test_every_bucket_blocks_public_access_and_is_encrypted(default: Synth) -> N
 def test_every_bucket_denies_requests_without_tls(default: Synth) -> None:
     # A bucket policy per bucket, each with a Deny on aws:SecureTransport=false.
     policies = resources(default.storage, "AWS::S3::BucketPolicy")
+    insecure = {"Bool": {"aws:SecureTransport": "false"}}
     covered = set()
     for policy in policies.values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if statement["Effect"] == "Deny" and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}:
+            if statement["Effect"] == "Deny" and statement.get("Condition") == insecure:
                 covered.add(policy["Properties"]["Bucket"]["Ref"])
     assert covered == set(resources(default.storage, "AWS::S3::Bucket"))
 
@@ -337,7 +338,9 @@ def test_installer_logs_are_kept_for_the_retention_period(default: Synth) -> Non
     assert resources(default.storage, "AWS::Logs::LogGroup")[group_id]["Properties"]["RetentionInDays"] == 30
 
 
-def test_storage_stack_outputs_the_inbox_bucket(default: Synth) -> None:
-    # Publishing can start as soon as the storage stack is up.
+def test_storage_stack_outputs_the_inbox_and_the_installer_log(default: Synth) -> None:
+    # Publishing can start as soon as the storage stack is up, and its outcome is in that log group.
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     default.storage.has_output("InboxBucket", {"Value": {"Ref": inbox_id}})
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    default.storage.has_output("InstallerLogGroup", {"Value": installer["Properties"]["LoggingConfig"]["LogGroup"]})
