@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,12 +15,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from inbox_support import moto_s3_server, new_bucket, point_boto3_at, s3_event, tiny_version, tree, upload_version
 
 from classifier import inbox, installer
 from classifier.inbox import ManifestKey
 from classifier.store import ModelStore
 
+from inbox_support import moto_s3_server, new_bucket, point_boto3_at, s3_event, tiny_version, tree, upload_version
 from support import copy_store
 
 
@@ -139,6 +141,26 @@ def test_refuses_an_incomplete_upload_and_changes_nothing(
     refusals = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(refusals) == 1 and "model.onnx" in refusals[0].getMessage()
     assert tree(serving_efs.root) == before
+
+
+def test_in_lambda_a_refusal_is_one_json_log_line(
+    bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # What CloudWatch receives: JSON lines, the refusal at ERROR with its reason and object.
+    s3, name = bucket
+    manifest = tiny_version(published_store, tmp_path / "v")
+    target = manifest_key(manifest)
+    upload_version(s3, name, tmp_path / "v", target.version_prefix, skip=("labels.json",))
+    run = ("import json, sys; from classifier import installer; "
+           "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
+    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "demo-installer"}
+    out = subprocess.run([sys.executable, "-c", run], input=json.dumps(s3_event("eventbridge", name, target.key)),
+                         env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    entries = [json.loads(line) for line in out if line.startswith("{")]
+    (refusal,) = [e for e in entries if e["level"] == "ERROR"]
+    assert refusal["message"].startswith("install refused: incomplete upload")
+    assert refusal["object"] == f"s3://{name}/{target.key}" and "labels.json" in refusal["reason"]
+    assert json.loads(out[-1].removeprefix("RESULT "))["results"][0]["status"] == "refused"
 
 
 def test_refuses_a_sha256_mismatch_without_touching_current(

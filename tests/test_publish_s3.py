@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from inbox_support import moto_s3_server, new_bucket, point_boto3_at, tiny_version
 
 from classifier import inbox
 from classifier.__main__ import main
 from classifier.inbox import ManifestKey, parse_manifest_key, parse_s3_url
 from classifier.publish import PublishError
+
+from inbox_support import moto_s3_server, new_bucket, point_boto3_at, tiny_version
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,10 @@ class InstallRefused(Exception):
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point: install every manifest the event names."""
-    logs.configure()
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        # In Lambda: JSON lines to CloudWatch. Elsewhere (tests, a manual
+        # call) the caller's logging setup stays as it is.
+        logs.configure()
     import boto3
 
     s3 = boto3.client("s3")

@@ -11,7 +11,7 @@ from .conftest import IMPORTED, OPTIONS, ROOT, cdk_json_context
 
 sys.path.insert(0, str(ROOT))
 
-from lambda_docker.config import AppConfig, ConfigError  # noqa: E402
+from lambda_docker.config import AppConfig, ConfigError
 
 
 def config(**context: Any) -> AppConfig:
@@ -98,7 +98,7 @@ def test_a_wrong_value_names_its_key(key: str, value: Any) -> None:
 
 def test_provisioned_concurrency_cannot_exceed_reserved() -> None:
     # Lambda would reject it at deploy time; synth rejects it first.
-    with pytest.raises(ConfigError, match="'provisioned_concurrency'.*'reserved_concurrency'"):
+    with pytest.raises(ConfigError, match=r"'provisioned_concurrency'.*'reserved_concurrency'"):
         config(reserved_concurrency=2, provisioned_concurrency=3)
 
 
