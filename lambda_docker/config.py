@@ -49,8 +49,10 @@ _MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
 _ORIGIN_RE = re.compile(r"^(\*|https?://[^\s/]+)$")
 
-# Context keys that belong to the CDK itself (feature flags, CLI settings).
-_CDK_KEY_PREFIXES = ("@aws-cdk", "aws:cdk:", "aws-cdk:", "cdk-", "@aws-cdk-containers")
+# Options are snake_case; an unknown snake_case key is most likely a misspelt
+# option. Other keys belong to the CDK and its CLI (feature flags, lookups
+# cached in cdk.context.json, "acknowledged-issue-numbers", ...) and pass.
+_OPTION_KEY_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
 class ConfigError(ValueError):
@@ -119,7 +121,7 @@ class AppConfig:
         context names no account or region.
         """
         known = set(cls.context_keys())
-        unknown = sorted(k for k in context if k not in known and not k.startswith(_CDK_KEY_PREFIXES))
+        unknown = sorted(k for k in context if k not in known and _OPTION_KEY_RE.fullmatch(k))
         if unknown:
             raise ConfigError(
                 f"unknown context key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"

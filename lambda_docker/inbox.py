@@ -94,8 +94,10 @@ class ModelInbox(Construct):
             # Memory buys network and CPU: ~200 MB of artifacts to download and hash.
             memory_size=1024,
             timeout=Duration.minutes(5),
-            # One install at a time: CURRENT flips in the order manifests arrive.
-            reserved_concurrent_executions=1,
+            # No reserved concurrency: a new account's concurrency quota may be
+            # too small to reserve any. Concurrent installs are safe (each
+            # stages, verifies and renames on its own); the last to finish
+            # becomes current.
             vpc=vpc,
             vpc_subnets=subnets,
             security_groups=[security_group],

@@ -92,19 +92,28 @@ class ServiceStack(Stack):
                       description="aws apigateway get-api-key --include-value --api-key <this id>")
 
     def _optional_features(self, config: AppConfig) -> None:
-        """Features behind context switches. Each is built by its own construct, wired here.
+        """Features behind context switches: each one a construct in its own file, wired here.
 
-        - ``dashboard``: the Streamlit dashboard on Fargate behind an ALB
-          (construct ``lambda_docker/dashboard.py``), output ``DashboardUrl``;
-        - ``function_url``, ``edge``, ``classify_on_upload``: see DESIGN.md.
-
-        A switch turned on before its feature exists changes nothing; synth
-        says so rather than silently ignoring it.
+        A switch turned on before its feature exists changes nothing, and
+        synth says so rather than ignoring it silently.
         """
-        for switch in ("dashboard", "function_url", "edge", "classify_on_upload"):
-            if getattr(config, switch):
-                Annotations.of(self).add_warning_v2(
-                    f"classifier:{switch}-not-implemented",
-                    f"context switch {switch}=true: this feature is not part of this version; "
-                    "the stack is synthesized without it",
-                )
+        if config.dashboard:
+            # The Streamlit dashboard on Fargate behind an ALB, calling
+            # self.api.url (lambda_docker/dashboard.py); output DashboardUrl.
+            self._not_built_yet("dashboard")
+        if config.function_url:
+            # A Lambda function URL on self.inference.alias, beside the REST API.
+            self._not_built_yet("function_url")
+        if config.edge:
+            # An edge (CloudFront) entry point in front of the API.
+            self._not_built_yet("edge")
+        if config.classify_on_upload:
+            # Classify objects as they land in storage.uploads (S3 event -> function).
+            self._not_built_yet("classify_on_upload")
+
+    def _not_built_yet(self, switch: str) -> None:
+        Annotations.of(self).add_warning_v2(
+            f"classifier:{switch}-not-implemented",
+            f"context switch {switch}=true: this feature is not part of this version; "
+            "the stack is synthesized without it",
+        )

@@ -27,11 +27,13 @@ identical creation info, the order does not matter.
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, DependencyGroup
 
 STORE_PATH = "/store"
 # The one mount path both functions use (Lambda requires /mnt/<name>); the
@@ -110,7 +112,8 @@ class ModelStorage(Construct):
                 )
                 for index, subnet in enumerate(vpc.select_subnets(subnet_type=subnets.subnet_type).subnets, start=1)
             ]
-            self.file_system.mount_targets_available.add(*self.mount_targets)
+            # What aws-lambda's FileSystem makes a mounting function wait for.
+            cast(DependencyGroup, self.file_system.mount_targets_available).add(*self.mount_targets)
 
         for group in (self.installer_security_group, self.inference_security_group):
             self.security_group.add_ingress_rule(

@@ -18,6 +18,7 @@ CLI_ENV = {
     **os.environ,
     "CDK_DOCKER": "/bin/false",
     "AWS_EC2_METADATA_DISABLED": "true",  # no credentials lookup against an instance role
+    "CDK_DISABLE_CLI_TELEMETRY": "true",
     "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20",
 }
@@ -25,7 +26,7 @@ CLI_ENV = {
 
 def cdk(*args: str, outdir: Path) -> subprocess.CompletedProcess[str]:
     """The pinned CLI from node_modules (`npm ci`, run by `make`); never downloads one."""
-    return subprocess.run(["npx", "--no", "cdk", *args, "--output", str(outdir)], cwd=ROOT, env=CLI_ENV,
+    return subprocess.run(["npx", "--no", "cdk", *args, "--no-notices", "--output", str(outdir)], cwd=ROOT, env=CLI_ENV,
                           capture_output=True, text=True, timeout=600)
 
 

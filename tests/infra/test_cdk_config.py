@@ -106,3 +106,11 @@ def test_an_unknown_key_is_a_typo() -> None:
     # A misspelt option would otherwise be silently ignored.
     with pytest.raises(ConfigError, match="'memroy_mb'"):
         config(memroy_mb=4096)
+
+
+def test_keys_the_cdk_cli_writes_are_left_alone() -> None:
+    # Feature flags, cached lookups and `cdk acknowledge` live in the same context.
+    cfg = config(**{"acknowledged-issue-numbers": [32775], "cli-telemetry": False,
+                    "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"],
+                    "@aws-cdk/core:newStyleStackSynthesis": True})
+    assert cfg == AppConfig()

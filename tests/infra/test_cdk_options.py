@@ -123,7 +123,7 @@ def test_switches_for_later_features_are_reported(options: Synth, default: Synth
     # until their features land, synth warns instead of ignoring them silently.
     warnings = Annotations.from_stack(options.deployment.service).find_warning(
         "*", Match.string_like_regexp("context switch .*=true"))
-    named = {w.entry.data.split("=")[0].removeprefix("context switch ") for w in warnings}
+    named = {str(w.entry.data).split("=")[0].removeprefix("context switch ") for w in warnings}
     assert named == {"dashboard", "function_url", "edge", "classify_on_upload"}
     assert all(OPTIONS[switch] is True for switch in named)
     assert not Annotations.from_stack(default.deployment.service).find_warning(

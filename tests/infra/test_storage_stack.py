@@ -17,8 +17,7 @@ from .conftest import ROOT, Synth
 
 
 def resources(template: Template, type_: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
-    found: dict[str, Any] = template.find_resources(type_, {"Properties": props} if props else None)
-    return found
+    return dict(template.find_resources(type_, {"Properties": props} if props else None))
 
 
 def only(template: Template, type_: str, props: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -284,7 +283,6 @@ def test_installer_mounts_the_store_through_its_own_access_point(default: Synth)
     assert props["Runtime"].startswith("python3.")
     assert props["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/store"
     assert props["Environment"]["Variables"]["MODEL_STORE"] == "/mnt/store"
-    assert props["ReservedConcurrentExecutions"] == 1
     assert len(props["VpcConfig"]["SubnetIds"]) == 2
 
 
