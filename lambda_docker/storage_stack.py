@@ -85,3 +85,5 @@ class StorageStack(Stack):
                   description="python -m classifier publish --s3 s3://<this bucket>")
         CfnOutput(self, "InstallerLogGroup", value=self.inbox.log_group.log_group_name,
                   description="aws logs tail <this group>: what the installer did with each upload")
+        CfnOutput(self, "InstallerFunction", value=self.inbox.function.function_name,
+                  description="The installer Lambda; invoke it with {bucket, key} to re-run an install")

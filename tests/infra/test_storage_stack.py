@@ -336,9 +336,11 @@ def test_installer_logs_are_kept_for_the_retention_period(default: Synth) -> Non
     assert resources(default.storage, "AWS::Logs::LogGroup")[group_id]["Properties"]["RetentionInDays"] == 30
 
 
-def test_storage_stack_outputs_the_inbox_and_the_installer_log(default: Synth) -> None:
+def test_storage_stack_outputs_the_inbox_and_the_installer(default: Synth) -> None:
     # Publishing can start as soon as the storage stack is up, and its outcome is in that log group.
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     default.storage.has_output("InboxBucket", {"Value": {"Ref": inbox_id}})
     _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
     default.storage.has_output("InstallerLogGroup", {"Value": installer["Properties"]["LoggingConfig"]["LogGroup"]})
+    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    default.storage.has_output("InstallerFunction", {"Value": {"Ref": installer_id}})
