@@ -9,6 +9,7 @@ STORE  ?= .model-store
 PORT   ?= 8000
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv serve test bench lint publish models rollback synth clean
@@ -48,7 +49,7 @@ rollback: venv
 	$(PY) -m classifier rollback --store $(STORE)
 
 synth: venv
-	npx cdk synth --all --quiet
+	npx cdk synth --quiet
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache test-output
