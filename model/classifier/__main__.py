@@ -1,7 +1,8 @@
-"""Command line: ``python -m classifier {publish,models,rollback,serve}``.
+"""Command line: ``python -m classifier {publish,models,rollback,serve,classify}``.
 
 Imports stay inside the commands: ``models`` and ``rollback`` need only the
-standard library, ``serve`` never imports torch.
+standard library, ``serve`` never imports torch, ``classify`` (a client of a
+running API) needs neither the model store nor the model.
 """
 
 from __future__ import annotations
@@ -110,6 +111,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    import json
+
+    from classifier.client import ClassifierClient, Progress, RetryEvent, RetryPolicy, classify_files, format_table
+
+    if not args.url:
+        print("error: --url is required (or set CLASSIFIER_URL)", file=sys.stderr)
+        return 2
+    if args.concurrency < 1 or args.retries < 0:
+        print("error: --concurrency must be at least 1 and --retries at least 0", file=sys.stderr)
+        return 2
+    progress = Progress(len(args.images))
+
+    def on_retry(event: RetryEvent) -> None:
+        progress.write(f"retry {event.retry}/{args.retries} in {event.delay:.1f}s after {event.reason}: "
+                       f"{event.method} {event.url}")
+
+    try:
+        client = ClassifierClient(
+            args.url, api_key=args.api_key, sigv4=args.sigv4, region=args.region, timeout=args.timeout,
+            retry=RetryPolicy(attempts=args.retries + 1), inline_max_bytes=args.inline_max_bytes,
+            on_retry=on_retry, max_connections=args.concurrency,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        results = classify_files(client, args.images, top_k=args.top_k, concurrency=args.concurrency,
+                                 progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(format_table(results))
+    return 0 if all(r.error is None for r in results) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +175,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("classify", help="classify image files with a running API (inline, or through S3 if large)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--url", default=os.environ.get("CLASSIFIER_URL"),
+                   help="the API's base URL: API Gateway stage, Function URL, CloudFront or local "
+                        "(default: $CLASSIFIER_URL)")
+    p.add_argument("--api-key", default=os.environ.get("CLASSIFIER_API_KEY"),
+                   help="sent as x-api-key (default: $CLASSIFIER_API_KEY)")
+    p.add_argument("--sigv4", action="store_true",
+                   help="sign requests with SigV4 (service lambda) for a Function URL with IAM auth")
+    p.add_argument("--region", help="SigV4 region (default: from the Function URL, else $AWS_REGION)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.add_argument("--top-k", type=int, default=5, choices=range(1, 21), metavar="1..20",
+                   help="predictions per image (default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
+    p.add_argument("--retries", type=int, default=4,
+                   help="retries of a 429, a 5xx or a connection error (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer (default: %(default)s)")
+    p.add_argument("--inline-max-bytes", type=int, default=4 * 1024 * 1024,
+                   help="larger images go through S3 (default: 4 MiB, the server's MAX_IMAGE_BYTES)")
+    p.set_defaults(func=cmd_classify)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -34,6 +34,7 @@ from classifier.errors import (
 from classifier.records import RecordStore, is_record_id
 from classifier.runtime import ModelManager
 from classifier.service import Classifier
+from classifier.uploads import Uploads, check_upload_key, parse_upload_request
 
 log = logging.getLogger("classifier.api")
 
@@ -134,6 +135,7 @@ def create_app(
     manager = manager or ModelManager(settings)
     records = records or RecordStore(settings.model_store)
     classifier = Classifier(settings, manager, records)
+    uploads = Uploads(settings)  # boto3 is imported on first use, not here
     if load_model:
         manager.refresh()
 
@@ -147,6 +149,7 @@ def create_app(
     app.state.manager = manager
     app.state.records = records
     app.state.classifier = classifier
+    app.state.uploads = uploads
     app.add_middleware(RequestContext, max_body=settings.max_request_bytes)
 
     @app.exception_handler(ApiError)
@@ -177,17 +180,32 @@ def create_app(
         summary="Classify one image or a batch",
         response_model=None,
         responses={200: {"model": schemas.Classification | schemas.Batch},
-                   **schemas.errors(400, 404, 413, 415, 422, 503)},
+                   **schemas.errors(400, 404, 413, 415, 422, 501, 503)},
         openapi_extra=schemas.CLASSIFY_REQUEST_BODY,
     )
     async def classify(
         request: Request, top_k: int = Query(5, ge=1, le=20, description="predictions per image")
     ) -> JSONResponse:
-        images, names = await read_images(request, settings)
+        images, names, s3_key = await read_images(request, settings, uploads)
         request.state.images = len(images)
-        results = await run_in_threadpool(classifier.classify, images, k=top_k, names=names)
+        options: dict[str, Any] = {}
+        if s3_key is not None:
+            options = {"max_bytes": settings.max_s3_image_bytes, "extra": {"s3_key": s3_key}}
+        results = await run_in_threadpool(classifier.classify, images, k=top_k, names=names, **options)
         request.state.model_version = results[0]["model"]["version"]
         return JSONResponse(results[0] if len(results) == 1 else {"results": results})
+
+    @app.post(
+        "/uploads",
+        summary="Presign an S3 upload for an image too large to send inline",
+        response_model=None,
+        responses={200: {"model": schemas.Upload}, **schemas.errors(400, 413, 415, 422, 501, 503)},
+        openapi_extra=schemas.UPLOAD_REQUEST_BODY,
+    )
+    async def create_upload(request: Request) -> JSONResponse:
+        uploads.require_enabled()
+        upload = parse_upload_request(await request.body(), max_bytes=settings.max_s3_image_bytes)
+        return JSONResponse(await run_in_threadpool(uploads.presign, upload))
 
     @app.get(
         "/classifications",
@@ -238,19 +256,29 @@ def create_app(
     return app
 
 
-async def read_images(request: Request, settings: Settings) -> tuple[list[bytes], list[str | None]]:
-    """The image(s) of a classify request, whatever the content type."""
+async def read_images(
+    request: Request, settings: Settings, uploads: Uploads
+) -> tuple[list[bytes], list[str | None], str | None]:
+    """The image(s) of a classify request, whatever the content type, and the
+    S3 key they were read from (JSON ``{"s3_key": ...}``), if any."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
-        return await _read_multipart(request, settings)
+        return *await _read_multipart(request, settings), None
     if media_type == "application/json" or media_type.endswith("+json"):
-        return [_decode_json_image(await request.body())], [None]
+        payload = _json_object(await request.body())
+        if "s3_key" in payload:
+            uploads.require_enabled()
+            if "image" in payload:
+                raise InvalidRequest("send either 'image' or 's3_key', not both")
+            key = check_upload_key(payload["s3_key"])
+            return [await run_in_threadpool(uploads.read, key)], [None], key
+        return [_decode_json_image(payload)], [None], None
     if media_type.startswith("image/") or media_type in ("application/octet-stream", ""):
         body = await request.body()
         if not body:
             raise InvalidRequest("the request body is empty: send an image")
-        return [body], [None]
+        return [body], [None], None
     raise UnsupportedMediaType(
         f"Content-Type {media_type!r} is not accepted: send image/*, application/octet-stream, "
         "multipart/form-data or application/json"
@@ -277,7 +305,7 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[list[by
     return images, names
 
 
-def _decode_json_image(body: bytes) -> bytes:
+def _json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidRequest("the request body is empty: send {\"image\": \"<base64>\"}")
     try:
@@ -286,8 +314,12 @@ def _decode_json_image(body: bytes) -> bytes:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the JSON body must be an object")
+    return payload
+
+
+def _decode_json_image(payload: dict[str, Any]) -> bytes:
     if "image" not in payload:
-        raise InvalidRequest("the JSON body needs an 'image' field holding base64 image bytes")
+        raise InvalidRequest("the JSON body needs an 'image' field holding base64 image bytes (or an 's3_key')")
     encoded = payload["image"]
     if not isinstance(encoded, str) or not encoded:
         raise InvalidRequest("'image' must be a non-empty base64 string")

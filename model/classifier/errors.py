@@ -49,3 +49,15 @@ class ModelUnavailable(ApiError):
 
 class UploadsDisabled(ApiError):
     status, code = 501, "not_configured"
+
+
+class UploadChanged(ApiError):
+    """The object was replaced after the event that named it (its ETag differs)."""
+
+    status, code = 409, "upload_changed"
+
+
+class StorageUnavailable(ApiError):
+    """S3 could not be reached or refused us: worth retrying, and the operator's problem."""
+
+    status, code = 503, "storage_unavailable"

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from classifier.uploads import UPLOAD_CONTENT_TYPES
+
 
 class ErrorBody(BaseModel):
     code: str
@@ -76,6 +78,15 @@ class Health(BaseModel):
     status: str
 
 
+class Upload(BaseModel):
+    """A presigned POST: send ``fields`` then the image as the form's last field, ``file``, to ``url``."""
+
+    key: str
+    url: str
+    fields: dict[str, str]
+    expires_in: int
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
@@ -104,6 +115,30 @@ CLASSIFY_REQUEST_BODY: dict[str, Any] = {
                     },
                 }
             },
+        },
+    }
+}
+
+
+UPLOAD_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The image about to be uploaded. The presigned policy pins the returned key, this "
+        "Content-Type and a size of 1 byte to MAX_S3_IMAGE_BYTES (default 20 MiB).",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "content_type": {
+                            "type": "string",
+                            "enum": list(UPLOAD_CONTENT_TYPES),
+                        },
+                        "bytes": {"type": "integer", "minimum": 1, "description": "the image's size in bytes"},
+                    },
+                    "required": ["content_type", "bytes"],
+                }
+            }
         },
     }
 }

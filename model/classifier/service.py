@@ -53,14 +53,22 @@ class Classifier:
         k: int = 5,
         names: Sequence[str | None] | None = None,
         extra: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+        store: bool = True,
     ) -> list[dict[str, Any]]:
-        """Classify ``images`` as one batch; store and return one result per image."""
+        """Classify ``images`` as one batch; store and return one result per image.
+
+        ``max_bytes`` is the per-image limit (default ``MAX_IMAGE_BYTES``; images
+        read from S3 pass ``MAX_S3_IMAGE_BYTES``). With ``store=False`` the
+        caller stores the records itself (the S3 trigger must know a write failed).
+        """
         start = time.perf_counter()
+        limit = self.settings.max_image_bytes if max_bytes is None else max_bytes
+        hint = " (use POST /uploads for larger images)" if limit < self.settings.max_s3_image_bytes else ""
         for i, data in enumerate(images):
-            if len(data) > self.settings.max_image_bytes:
+            if len(data) > limit:
                 raise PayloadTooLarge(
-                    f"{_which(i, names, len(images))} is {len(data)} bytes; the limit is "
-                    f"{self.settings.max_image_bytes} (use POST /uploads for larger images)"
+                    f"{_which(i, names, len(images))} is {len(data)} bytes; the limit is {limit}{hint}"
                 )
         model = self.manager.current()
         tensors, infos, decode_ms = [], [], []
@@ -97,7 +105,8 @@ class Classifier:
             })
             if extra:
                 result.update(extra)
-            self._store(result)
+            if store:
+                self._store(result)
             results.append(result)
         log.info("classified", extra={
             "model_version": model.version, "backend": model.backend.name, "images": len(images),

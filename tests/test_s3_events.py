@@ -1,0 +1,281 @@
+"""Classify on upload: ``classifier.s3_events.handler`` fed AWS's S3 Put event shape
+(tests/events/s3_put.json, the Lambda console's sample), reading from moto's S3
+server, writing records into a real store directory.
+
+Delivery is at least once; whatever is redelivered, one upload (bucket, key,
+ETag) is one record.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from uploads_support import aws_env, new_bucket, s3_client
+
+from classifier.errors import ModelUnavailable, StorageUnavailable
+from classifier.records import RecordStore, is_record_id
+
+from inbox_support import moto_s3_server
+from lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
+from support import free_port, jpeg
+
+KEY = "uploads/2026/11/22/my cat (1).jpg"  # a space and parentheses: URL-encoded in the event
+
+Handler = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with moto_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> str:
+    """A fresh bucket; the environment of the trigger function pointing at it and at the store."""
+    for key, value in aws_env(s3_endpoint).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MODEL_STORE", str(store))
+    return new_bucket(s3_endpoint)
+
+
+def fresh_handler() -> Handler:
+    """``classifier.s3_events.handler`` as a new Lambda instance would import it."""
+    module = importlib.reload(importlib.import_module("classifier.s3_events"))
+    handler: Handler = module.handler
+    return handler
+
+
+def put(s3_endpoint: str, bucket: str, key: str, data: bytes) -> str:
+    """Upload an object; return its ETag as S3 events carry it (no quotes)."""
+    etag: str = s3_client(s3_endpoint).put_object(Bucket=bucket, Key=key, Body=data)["ETag"]
+    return etag.strip('"')
+
+
+def put_event(bucket: str, key: str, etag: str, size: int, event_time: str = "2026-11-22T10:00:00.123Z",
+              name: str = "ObjectCreated:Put") -> dict[str, Any]:
+    """AWS's sample S3 Put event, naming this object."""
+    event: dict[str, Any] = copy.deepcopy(json.loads((EVENTS / "s3_put.json").read_text()))
+    record = event["Records"][0]
+    record["eventTime"] = event_time
+    record["eventName"] = name
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    record["s3"]["object"].update(key=quote_plus(key, safe="/"), eTag=etag, size=size)
+    return event
+
+
+def records(store: Path) -> list[dict[str, Any]]:
+    return RecordStore(store).list(100).items
+
+
+def record_files(store: Path) -> list[Path]:
+    """Every record file in the date tree, whatever RecordStore.list would show."""
+    return [p for p in (store / "records").glob("[0-9]*/*/*/*.json")] if (store / "records").exists() else []
+
+
+def test_an_upload_is_classified_and_stored_with_its_key(s3_endpoint: str, bucket: str, store: Path) -> None:
+    # GIVEN a photo uploaded under a key that S3 URL-encodes in the event
+    image = jpeg("chelsea")
+    etag = put(s3_endpoint, bucket, KEY, image)
+    event = put_event(bucket, KEY, etag, len(image))
+    assert "my+cat+%281%29.jpg" in event["Records"][0]["s3"]["object"]["key"]
+    # WHEN the trigger runs
+    out = fresh_handler()(event, FakeContext())
+    # THEN one record holds the classification of exactly those bytes, with the decoded key
+    assert [r["status"] for r in out["results"]] == ["classified"]
+    (record,) = records(store)
+    assert record["id"] == out["results"][0]["id"] and is_record_id(record["id"])
+    assert record["id"].startswith("20261122T100000123000Z-")  # the event's time
+    assert record["s3_key"] == KEY
+    assert record["image"]["sha256"] == hashlib.sha256(image).hexdigest()
+    assert len(record["predictions"]) == 5 and record["model"]["name"] == "resnet50"
+
+
+def test_the_same_event_delivered_twice_stores_one_record(s3_endpoint: str, bucket: str, store: Path) -> None:
+    image = jpeg("coffee")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    handler = fresh_handler()
+    first = handler(event, FakeContext())
+    again = handler(copy.deepcopy(event), FakeContext())
+    # A new Lambda instance (nothing cached in memory) gets it a third time.
+    third = fresh_handler()(copy.deepcopy(event), FakeContext())
+    assert first["results"][0]["status"] == "classified"
+    assert again["results"][0]["status"] == third["results"][0]["status"] == "duplicate"
+    assert again["results"][0]["id"] == first["results"][0]["id"]
+    assert len(record_files(store)) == 1 and len(records(store)) == 1
+
+
+def test_another_event_for_the_same_key_and_etag_stores_nothing_new(s3_endpoint: str, bucket: str,
+                                                                    store: Path) -> None:
+    image = jpeg("rocket")
+    etag = put(s3_endpoint, bucket, KEY, image)
+    handler = fresh_handler()
+    handler(put_event(bucket, KEY, etag, len(image), "2026-11-22T10:00:00.000Z"), FakeContext())
+    # A later event (another time, e.g. a retried notification or a copy of identical content)
+    later = handler(put_event(bucket, KEY, etag, len(image), "2026-11-22T11:30:00.000Z",
+                              "ObjectCreated:CompleteMultipartUpload"), FakeContext())
+    assert later["results"][0]["status"] == "duplicate"
+    assert len(record_files(store)) == 1
+
+
+def test_racing_deliveries_of_different_events_store_one_record(s3_endpoint: str, bucket: str,
+                                                                store: Path) -> None:
+    # GIVEN eight different events for the same object, processed at once: all of them
+    # find no index entry, all classify, then race to claim it
+    image = jpeg("astronaut")
+    etag = put(s3_endpoint, bucket, KEY, image)
+    handler = fresh_handler()
+    events = [put_event(bucket, KEY, etag, len(image), f"2026-11-22T10:00:0{i}.000Z") for i in range(8)]
+    outcomes: list[dict[str, Any]] = []
+    barrier = threading.Barrier(len(events))
+
+    def deliver(event: dict[str, Any]) -> None:
+        barrier.wait()
+        outcomes.append(handler(event, FakeContext())["results"][0])
+
+    threads = [threading.Thread(target=deliver, args=(e,)) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # THEN they agree on one record id, and one record exists
+    assert len(outcomes) == 8 and {o["status"] for o in outcomes} <= {"classified", "duplicate"}
+    assert len({o["id"] for o in outcomes}) == 1
+    assert len(record_files(store)) == 1
+
+
+def test_a_new_version_of_the_object_is_a_new_record(s3_endpoint: str, bucket: str, store: Path) -> None:
+    # Idempotent on the ETag, not only the key: new content under the same key is classified again.
+    handler = fresh_handler()
+    for name in ("chelsea", "coffee"):
+        image = jpeg(name)
+        event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image),
+                          f"2026-11-22T10:0{len(records(store))}:00.000Z")
+        assert handler(event, FakeContext())["results"][0]["status"] == "classified"
+    assert len(records(store)) == 2 and {r["s3_key"] for r in records(store)} == {KEY}
+
+
+def test_classifications_api_shows_the_upload(s3_endpoint: str, bucket: str, store: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an upload classified by the trigger, twice delivered
+    image = jpeg("chelsea")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    handler = fresh_handler()
+    handler(event, FakeContext())
+    handler(event, FakeContext())
+    # WHEN the API lists classifications over the same store
+    api = load_handler(monkeypatch, store)
+    listing = read_response(api(make_event("v2", "GET", "/classifications"), FakeContext())).json()
+    # THEN it shows the upload once, with its key, and nothing of the index
+    assert [item["s3_key"] for item in listing["items"]] == [KEY]
+    one = read_response(api(make_event("v1", "GET", f"/classifications/{listing['items'][0]['id']}"),
+                            FakeContext()))
+    assert one.status == 200 and one.json()["s3_key"] == KEY
+
+
+def test_eventbridge_object_created_is_accepted(s3_endpoint: str, bucket: str, store: Path) -> None:
+    image = jpeg("coffee")
+    etag = put(s3_endpoint, bucket, KEY, image)
+    event = json.loads((EVENTS / "s3_object_created_eventbridge.json").read_text())
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update(key=KEY, etag=etag, size=len(image))  # not URL-encoded in EventBridge
+    out = fresh_handler()(event, FakeContext())
+    assert out["results"][0]["status"] == "classified"
+    assert [r["s3_key"] for r in records(store)] == [KEY]
+
+
+# -- uploads that can never be classified: logged, not retried, nothing stored ------------
+
+def test_a_non_image_upload_stores_nothing_and_does_not_raise(s3_endpoint: str, bucket: str,
+                                                              store: Path) -> None:
+    data = b"%PDF-1.7 not an image at all"
+    key = "uploads/2026/11/22/report.jpg"
+    event = put_event(bucket, key, put(s3_endpoint, bucket, key, data), len(data))
+    out = fresh_handler()(event, FakeContext())
+    assert out["results"][0]["status"] == "refused"
+    assert "unsupported_media_type" in out["results"][0]["reason"]
+    assert not (store / "records").exists() or not any((store / "records").rglob("*.json"))
+
+
+@pytest.mark.parametrize("case", ["too large", "deleted since", "replaced since", "outside uploads/", "removed",
+                                  "another bucket"])
+def test_other_permanent_outcomes(s3_endpoint: str, bucket: str, store: Path, case: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    image = jpeg("rocket")
+    key = KEY if case != "outside uploads/" else "elsewhere/cat.jpg"
+    etag = put(s3_endpoint, bucket, key, image)
+    size, name = len(image), "ObjectCreated:Put"
+    expected = "refused"
+    if case == "too large":
+        size = 20 * 1024 * 1024 + 1  # the event says so: refused without downloading
+    elif case == "deleted since":
+        s3_client(s3_endpoint).delete_object(Bucket=bucket, Key=key)
+    elif case == "replaced since":
+        put(s3_endpoint, bucket, key, jpeg("coffee"))
+    elif case == "outside uploads/":
+        expected = "ignored"
+    elif case == "removed":
+        name, expected = "ObjectRemoved:Delete", None
+    elif case == "another bucket":  # the function is configured for one bucket and acts on no other
+        monkeypatch.setenv("UPLOADS_BUCKET", "the-real-uploads-bucket")
+        expected = "ignored"
+    out = fresh_handler()(put_event(bucket, key, etag, size, name=name), FakeContext())
+    assert [r["status"] for r in out["results"]] == ([expected] if expected else [])
+    assert not (store / "records").exists() or not any((store / "records").rglob("*.json"))
+
+
+# -- transient failures raise, so Lambda retries and finally dead-letters the event ---------
+
+def test_no_model_raises_for_a_retry(s3_endpoint: str, bucket: str, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty-store"
+    monkeypatch.setenv("MODEL_STORE", str(empty))
+    image = jpeg("chelsea")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    with pytest.raises(ModelUnavailable):
+        fresh_handler()(event, FakeContext())
+    assert not (empty / "records").exists()
+
+
+def test_unreachable_s3_raises_for_a_retry(bucket: str, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    image = jpeg("chelsea")
+    with pytest.raises(StorageUnavailable):
+        fresh_handler()(put_event(bucket, KEY, "0" * 32, len(image)), FakeContext())
+    assert not (store / "records").exists() or not any((store / "records").rglob("*.json"))
+
+
+def test_a_retry_after_a_failed_record_write_stores_the_record(s3_endpoint: str, bucket: str, store: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a record write that fails once (EFS hiccup) after the index entry was claimed
+    image = jpeg("coffee")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    original = RecordStore.put
+    calls = {"n": 0}
+
+    def flaky_put(self: RecordStore, record: dict[str, Any]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(5, "Input/output error")
+        original(self, record)
+
+    monkeypatch.setattr(RecordStore, "put", flaky_put)
+    handler = fresh_handler()
+    # WHEN the first delivery fails, it raises (Lambda retries) ...
+    with pytest.raises(OSError):
+        handler(event, FakeContext())
+    assert records(store) == []
+    # ... and the retry is not mistaken for a duplicate: it stores the record under the claimed id
+    retried = handler(event, FakeContext())["results"][0]
+    assert retried["status"] == "classified"
+    assert [r["id"] for r in records(store)] == [retried["id"]]
