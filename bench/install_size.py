@@ -124,7 +124,7 @@ def measure(name: str, steps: list[list[str]], venvs: Path) -> dict[str, Any]:
     for rel, size in added.items():
         by_top[top_level(rel)] = by_top.get(top_level(rel), 0) + size
     freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--disable-pip-version-check"],
-                            check=True, capture_output=True, text=True).stdout.split()
+                            check=True, capture_output=True, text=True).stdout.splitlines()
     largest = sorted(by_top.items(), key=lambda kv: -kv[1])[:12]
     shutil.rmtree(venv)  # gigabytes; the numbers are what we keep
     return {

@@ -227,6 +227,7 @@ def main() -> int:
         },
         "rss_kb": {"after_cold": peak_rss_kb()},
         "photo_bytes": {name: len(data) for name, data in photos.items()},
+        "module_file": getattr(module, "__file__", None),
     }
 
     if args.iters > 0:
