@@ -56,7 +56,15 @@ class AccessLogsBucket(Construct):
 
 
 class SecureBucket(Construct):
-    """A versioned bucket with access logging and the given lifecycle rules."""
+    """A versioned bucket with access logging and the given lifecycle rules.
+
+    ``event_bridge``: S3 reports every object event to the account's default
+    EventBridge bus, where rules (in this stack or another) pick what they
+    need. CloudFormation sets this switch on the bucket itself, whereas CDK's
+    direct notifications need a custom resource (an extra Lambda and role),
+    and a rule in the service stack adds no reference back from this bucket,
+    so the stacks stay free of cycles. S3's events to EventBridge are free.
+    """
 
     def __init__(
         self,
@@ -67,6 +75,7 @@ class SecureBucket(Construct):
         lifecycle_rules: Sequence[s3.LifecycleRule],
         cors: Sequence[s3.CorsRule] | None = None,
         versioned: bool = True,
+        event_bridge: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.bucket = _bucket(
@@ -77,3 +86,9 @@ class SecureBucket(Construct):
             access_logs_prefix=f"{construct_id.lower()}/",
             cors=cors,
         )
+        if event_bridge:
+            cfn_bucket = self.bucket.node.default_child
+            assert isinstance(cfn_bucket, s3.CfnBucket)
+            cfn_bucket.add_property_override(
+                "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True,
+            )

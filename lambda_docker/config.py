@@ -12,6 +12,7 @@ strings: every parser accepts both (``4096`` and ``"4096"``, ``true`` and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -48,6 +49,15 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
 _ORIGIN_RE = re.compile(r"^(\*|https?://[^\s/]+)$")
+# An ACM certificate: arn:<partition>:acm:<region>:<account>:certificate/<id>.
+_CERTIFICATE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/[0-9a-f-]{36}$")
+# A DNS name such as dashboard.example.com (at least two labels, no trailing dot).
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Who may assume the Function URL's invoker role: an account id, or an IAM
+# account root, role or user ARN.
+_PRINCIPAL_RE = re.compile(
+    r"^(\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]{1,512}|user/[\w+=,.@/-]{1,512}))$"
+)
 
 # Options are snake_case; an unknown snake_case key is most likely a misspelt
 # option. Other keys belong to the CDK and its CLI (feature flags, lookups
@@ -94,11 +104,21 @@ class AppConfig:
     throttle_burst_limit: int = 100
     cors_allow_origins: tuple[str, ...] = ("*",)
 
-    # Switches named by DESIGN.md; their features land with other issues.
+    # Switches named by DESIGN.md, each a construct wired by the service stack.
     dashboard: bool = False
     function_url: bool = False
     edge: bool = False
     classify_on_upload: bool = False
+
+    # The dashboard (switch dashboard): HTTPS with this ACM certificate (in the
+    # stacks' region), else HTTP; the name users reach it by; who may.
+    dashboard_certificate_arn: str | None = None
+    dashboard_domain_name: str | None = None
+    dashboard_allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+
+    # The Function URL (switch function_url): who may assume the invoker role;
+    # None means this account (its root principal).
+    function_url_invoker_principal: str | None = None
 
     @property
     def storage_stack_name(self) -> str:
@@ -137,11 +157,19 @@ class AppConfig:
             )
         rate = get("throttle_rate_limit", _int(1, 10_000), defaults.throttle_rate_limit)
         burst = get("throttle_burst_limit", _int(1, 5_000), defaults.throttle_burst_limit)
+        region = get("aws-region", _optional(_pattern(_REGION_RE, "a region such as eu-west-1")),
+                     environ.get("CDK_DEFAULT_REGION") or None)
+        certificate = get("dashboard_certificate_arn", _optional(_certificate_arn), None)
+        if certificate is not None and region is not None and _certificate_region(certificate) != region:
+            raise ConfigError(
+                f"context key 'dashboard_certificate_arn': the certificate is in "
+                f"{_certificate_region(certificate)}, the stacks deploy to {region}; a load balancer "
+                "can only use a certificate from its own region"
+            )
         return cls(
             aws_account=get("aws-account", _optional(_pattern(_ACCOUNT_RE, "a 12-digit account id")),
                             environ.get("CDK_DEFAULT_ACCOUNT") or None),
-            aws_region=get("aws-region", _optional(_pattern(_REGION_RE, "a region such as eu-west-1")),
-                           environ.get("CDK_DEFAULT_REGION") or None),
+            aws_region=region,
             name=get("name", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting "
                                                 "with a letter"), defaults.name),
             model_name=get("model_name", _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, "
@@ -169,6 +197,15 @@ class AppConfig:
             function_url=get("function_url", _bool, defaults.function_url),
             edge=get("edge", _bool, defaults.edge),
             classify_on_upload=get("classify_on_upload", _bool, defaults.classify_on_upload),
+            dashboard_certificate_arn=certificate,
+            dashboard_domain_name=get("dashboard_domain_name", _optional(_domain), None),
+            dashboard_allowed_cidrs=get("dashboard_allowed_cidrs", _cidrs, defaults.dashboard_allowed_cidrs),
+            function_url_invoker_principal=get(
+                "function_url_invoker_principal",
+                _optional(_pattern(_PRINCIPAL_RE, "a 12-digit account id or an IAM ARN of an account root, "
+                                                  "role or user (arn:aws:iam::<account>:role/<name>)")),
+                None,
+            ),
         )
 
 
@@ -267,3 +304,47 @@ def _origins(raw: Any) -> tuple[str, ...]:
     if "*" in origins and len(origins) > 1:
         raise ValueError("'*' cannot be combined with other origins")
     return origins
+
+
+def _string_list(raw: Any) -> list[str]:
+    """A JSON list (cdk.json), or a comma-separated string (``-c key=a,b``)."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+    else:
+        items = raw
+    if not isinstance(items, list) or not items:
+        raise ValueError("must be a non-empty list")
+    return [str(item).strip() for item in items]
+
+
+def _cidrs(raw: Any) -> tuple[str, ...]:
+    cidrs = []
+    for item in _string_list(raw):
+        try:
+            if "/" not in item:  # a bare address would silently mean /32
+                raise ValueError
+            network = ipaddress.IPv4Network(item, strict=True)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IPv4 CIDR block like 203.0.113.0/24") from None
+        cidrs.append(str(network))
+    if len(set(cidrs)) != len(cidrs):
+        raise ValueError("lists a CIDR block twice")
+    return tuple(cidrs)
+
+
+def _certificate_arn(raw: Any) -> str:
+    return _pattern(_CERTIFICATE_ARN_RE, "an ACM certificate ARN "
+                                         "(arn:aws:acm:<region>:<account>:certificate/<id>)")(raw)
+
+
+def _certificate_region(arn: str) -> str:
+    match = _CERTIFICATE_ARN_RE.fullmatch(arn)
+    assert match is not None
+    return match.group(1)
+
+
+def _domain(raw: Any) -> str:
+    if not isinstance(raw, str) or not _DOMAIN_RE.fullmatch(raw.strip().lower()):
+        raise ValueError("must be a DNS name such as dashboard.example.com")
+    return raw.strip().lower()

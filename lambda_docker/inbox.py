@@ -76,10 +76,8 @@ class ModelInbox(Construct):
                 noncurrent_version_expiration=Duration.days(7),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             )],
+            event_bridge=True,
         ).bucket
-        cfn_bucket = self.bucket.node.default_child
-        assert isinstance(cfn_bucket, s3.CfnBucket)
-        cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
 
         self.log_group = logs.LogGroup(
             self, "InstallerLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,

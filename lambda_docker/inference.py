@@ -45,6 +45,37 @@ class InferenceSettings:
     log_retention: logs.RetentionDays
 
 
+def classifier_image(settings: InferenceSettings, *, cmd: list[str] | None = None) -> lambda_.DockerImageCode:
+    """The container image built from model/; ``cmd`` overrides its handler (the image's CMD).
+
+    Every function built from it shares one image asset: the build arguments
+    and platform make the asset hash, ``cmd`` only the function's ImageConfig.
+    """
+    arm64 = settings.architecture == "arm64"
+    return lambda_.DockerImageCode.from_image_asset(
+        str(MODEL_DIR),
+        cmd=cmd,
+        platform=ecr_assets.Platform.LINUX_ARM64 if arm64 else ecr_assets.Platform.LINUX_AMD64,
+        build_args={"BACKEND": settings.backend},
+    )
+
+
+def lambda_architecture(settings: InferenceSettings) -> lambda_.Architecture:
+    return lambda_.Architecture.ARM_64 if settings.architecture == "arm64" else lambda_.Architecture.X86_64
+
+
+def runtime_environment(settings: InferenceSettings, *, uploads_bucket_name: str) -> dict[str, str]:
+    """The runtime's settings; names and meanings: model/classifier/config.py (Settings.from_env)."""
+    return {
+        "MODEL_STORE": MOUNT_PATH,
+        "MODEL_NAME": settings.model_name,
+        "BACKEND": settings.backend,
+        "MODEL_REFRESH_SECONDS": str(settings.model_refresh_seconds),
+        "INFERENCE_THREADS": str(settings.inference_threads),
+        "UPLOADS_BUCKET": uploads_bucket_name,
+    }
+
+
 class InferenceFunction(Construct):
     def __init__(
         self,
@@ -59,7 +90,6 @@ class InferenceFunction(Construct):
         uploads_bucket_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        arm64 = settings.architecture == "arm64"
 
         self.log_group = logs.LogGroup(
             self, "Logs", retention=settings.log_retention, removal_policy=RemovalPolicy.DESTROY,
@@ -67,12 +97,8 @@ class InferenceFunction(Construct):
         self.function = lambda_.DockerImageFunction(
             self, "Function",
             description=f"ResNet-50 classifier ({settings.backend} backend), models from EFS",
-            code=lambda_.DockerImageCode.from_image_asset(
-                str(MODEL_DIR),
-                platform=ecr_assets.Platform.LINUX_ARM64 if arm64 else ecr_assets.Platform.LINUX_AMD64,
-                build_args={"BACKEND": settings.backend},
-            ),
-            architecture=lambda_.Architecture.ARM_64 if arm64 else lambda_.Architecture.X86_64,
+            code=classifier_image(settings),
+            architecture=lambda_architecture(settings),
             memory_size=settings.memory_mb,
             timeout=Duration.seconds(settings.timeout_seconds),
             reserved_concurrent_executions=settings.reserved_concurrency,
@@ -80,15 +106,7 @@ class InferenceFunction(Construct):
             vpc_subnets=subnets,
             security_groups=[security_group],
             filesystem=lambda_.FileSystem.from_efs_access_point(access_point, MOUNT_PATH),
-            # Names and meanings: model/classifier/config.py (Settings.from_env).
-            environment={
-                "MODEL_STORE": MOUNT_PATH,
-                "MODEL_NAME": settings.model_name,
-                "BACKEND": settings.backend,
-                "MODEL_REFRESH_SECONDS": str(settings.model_refresh_seconds),
-                "INFERENCE_THREADS": str(settings.inference_threads),
-                "UPLOADS_BUCKET": uploads_bucket_name,
-            },
+            environment=runtime_environment(settings, uploads_bucket_name=uploads_bucket_name),
             log_group=self.log_group,
         )
         self.alias = lambda_.Alias(

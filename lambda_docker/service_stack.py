@@ -2,46 +2,58 @@
 
 The inference function (container image from model/) and the REST API in
 front of it. Optional features, each behind a context switch validated in
-``AppConfig``, hang off this stack; see ``_optional_features``.
+``AppConfig`` and each a construct in its own file, hang off this stack;
+see ``_optional_features``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, RegexAppliesTo
 from constructs import Construct
 
-from lambda_docker.api import ApiSettings, ClassifierApi
+from lambda_docker.api import STAGE_NAME, ApiSettings, ClassifierApi
 from lambda_docker.config import AppConfig
+from lambda_docker.dashboard import Dashboard, DashboardSettings
+from lambda_docker.edge import ApiDistribution
+from lambda_docker.function_url import ClassifierFunctionUrl, invoker_principal
 from lambda_docker.inference import InferenceFunction, InferenceSettings
 from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.storage_stack import UPLOADS_PREFIX, StorageStack, retention
+from lambda_docker.upload_classifier import UploadClassifier
 
 
 class ServiceStack(Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The region's first two AZs, resolved at deploy time (see ``StorageStack.availability_zones``)."""
+        return [Fn.select(index, Fn.get_azs()) for index in range(2)]
+
     def __init__(
         self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.add_stack_dependency(storage, "the functions mount the storage stack's file system")
+        self.storage = storage
+        self.inference_settings = InferenceSettings(
+            model_name=config.model_name,
+            backend=config.backend,
+            architecture=config.architecture,
+            memory_mb=config.memory_mb,
+            timeout_seconds=config.timeout_seconds,
+            reserved_concurrency=config.reserved_concurrency,
+            provisioned_concurrency=config.provisioned_concurrency,
+            model_refresh_seconds=config.model_refresh_seconds,
+            inference_threads=config.inference_threads,
+            log_retention=retention(config),
+        )
 
         self.inference = InferenceFunction(
             self, "Inference",
-            settings=InferenceSettings(
-                model_name=config.model_name,
-                backend=config.backend,
-                architecture=config.architecture,
-                memory_mb=config.memory_mb,
-                timeout_seconds=config.timeout_seconds,
-                reserved_concurrency=config.reserved_concurrency,
-                provisioned_concurrency=config.provisioned_concurrency,
-                model_refresh_seconds=config.model_refresh_seconds,
-                inference_threads=config.inference_threads,
-                log_retention=retention(config),
-            ),
+            settings=self.inference_settings,
             vpc=storage.network.vpc,
             subnets=storage.network.subnets,
             security_group=storage.model_storage.inference_security_group,
@@ -90,30 +102,63 @@ class ServiceStack(Stack):
         if self.api.api_key is not None:
             CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id,
                       description="aws apigateway get-api-key --include-value --api-key <this id>")
+        if self.api.api_key_secret is not None:
+            CfnOutput(self, "ApiKeySecret", value=self.api.api_key_secret.secret_arn,
+                      description="aws secretsmanager get-secret-value --query SecretString --secret-id <this>")
 
     def _optional_features(self, config: AppConfig) -> None:
-        """Features behind context switches: each one a construct in its own file, wired here.
+        """Features behind context switches: each one a construct in its own file, wired here."""
+        self.dashboard: Dashboard | None = None
+        self.function_url: ClassifierFunctionUrl | None = None
+        self.edge: ApiDistribution | None = None
+        self.upload_classifier: UploadClassifier | None = None
 
-        A switch turned on before its feature exists changes nothing, and
-        synth says so rather than ignoring it silently.
-        """
         if config.dashboard:
-            # The Streamlit dashboard on Fargate behind an ALB, calling
-            # self.api.url (lambda_docker/dashboard.py); output DashboardUrl.
-            self._not_built_yet("dashboard")
-        if config.function_url:
-            # A Lambda function URL on self.inference.alias, beside the REST API.
-            self._not_built_yet("function_url")
-        if config.edge:
-            # An edge (CloudFront) entry point in front of the API.
-            self._not_built_yet("edge")
-        if config.classify_on_upload:
-            # Classify objects as they land in storage.uploads (S3 event -> function).
-            self._not_built_yet("classify_on_upload")
+            self.dashboard = Dashboard(
+                self, "Dashboard",
+                settings=DashboardSettings(
+                    architecture=config.architecture,
+                    certificate_arn=config.dashboard_certificate_arn,
+                    domain_name=config.dashboard_domain_name,
+                    allowed_cidrs=config.dashboard_allowed_cidrs,
+                    log_retention=retention(config),
+                ),
+                api_url=self.api.url,
+                api_key_secret=self.api.api_key_secret,
+            )
+            CfnOutput(self, "DashboardUrl", value=self.dashboard.url,
+                      description="The Streamlit dashboard (point dashboard_domain_name's DNS record at the "
+                                  "load balancer when it is set)")
+            if config.dashboard_domain_name is not None:
+                CfnOutput(self, "DashboardLoadBalancer", value=self.dashboard.load_balancer.load_balancer_dns_name,
+                          description="CNAME (or alias) dashboard_domain_name to this name")
 
-    def _not_built_yet(self, switch: str) -> None:
-        Annotations.of(self).add_warning_v2(
-            f"classifier:{switch}-not-implemented",
-            f"context switch {switch}=true: this feature is not part of this version; "
-            "the stack is synthesized without it",
-        )
+        if config.function_url:
+            self.function_url = ClassifierFunctionUrl(
+                self, "FunctionUrlAccess",
+                alias=self.inference.alias,
+                invoker_principal=invoker_principal(config.function_url_invoker_principal),
+            )
+            CfnOutput(self, "FunctionUrl", value=self.function_url.url.url,
+                      description="python -m classifier classify IMAGE --url <this> --sigv4 (as InvokerRoleArn)")
+            CfnOutput(self, "InvokerRoleArn", value=self.function_url.invoker_role.role_arn,
+                      description="Assume this role to call FunctionUrl")
+
+        if config.edge:
+            self.edge = ApiDistribution(self, "Edge", api=self.api.api, stage_name=STAGE_NAME)
+            CfnOutput(self, "EdgeUrl", value=self.edge.url,
+                      description="The API through CloudFront (same paths as ApiUrl)")
+
+        if config.classify_on_upload:
+            self.upload_classifier = UploadClassifier(
+                self, "UploadClassifier",
+                settings=self.inference_settings,
+                vpc=self.storage.network.vpc,
+                subnets=self.storage.network.subnets,
+                security_group=self.storage.model_storage.inference_security_group,
+                access_point=self.storage.model_storage.inference_access_point,
+                uploads_bucket=self.storage.uploads,
+                uploads_prefix=UPLOADS_PREFIX,
+            )
+            CfnOutput(self, "UploadFailuresQueue", value=self.upload_classifier.dead_letter_queue.queue_url,
+                      description="Uploads that could not be classified after every retry (alarmed)")

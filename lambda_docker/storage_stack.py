@@ -78,6 +78,9 @@ class StorageStack(Stack):
                 allowed_headers=["*"],
                 max_age=3600,
             )],
+            # Always on, whatever classify_on_upload says: the switch then only
+            # adds or removes a rule in the service stack, never changes this one.
+            event_bridge=True,
         ).bucket
         self.network.allow_s3_buckets(self.inbox.bucket, self.uploads)
 

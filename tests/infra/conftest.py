@@ -3,8 +3,8 @@
 Synthesis runs in-process (the same ``lambda_docker.build`` that ``app.py``
 calls), with cdk-nag's AwsSolutions checks attached, into a temporary cloud
 assembly. Building an app costs seconds of jsii round trips, so the suite
-builds three: the defaults from cdk.json, every option changed, and an
-imported file system.
+builds four: the defaults from cdk.json, every option changed, every switch
+on with the other defaults, and an imported file system.
 """
 
 from __future__ import annotations
@@ -52,7 +52,14 @@ OPTIONS: dict[str, Any] = {
     "function_url": True,
     "edge": True,
     "classify_on_upload": True,
+    "dashboard_certificate_arn": "arn:aws:acm:eu-west-1:111122223333:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+    "dashboard_domain_name": "dashboard.example.com",
+    "dashboard_allowed_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
+    "function_url_invoker_principal": "arn:aws:iam::444455556666:role/image-pipeline",
 }
+# Every switch on, everything else as cdk.json has it: the dashboard on plain
+# HTTP open to all, no API key, the Function URL for this account.
+SWITCHES: dict[str, Any] = {"dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True}
 IMPORTED_FILE_SYSTEM_ID = "fs-0123456789abcdef0"
 IMPORTED: dict[str, Any] = {"efs_file_system_id": IMPORTED_FILE_SYSTEM_ID}
 
@@ -78,6 +85,20 @@ class Synth:
     def assets(self, stack: Any) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads((self.outdir / f"{stack.artifact_id}.assets.json").read_text())
         return manifest
+
+    def images(self, stack: Any) -> dict[str, dict[str, Any]]:
+        """The stack's Docker image assets, by what they build: ``model`` or ``dashboard``."""
+        images = self.assets(stack)["dockerImages"].values()
+        return {image_kind(self.outdir / image["source"]["directory"]): image for image in images}
+
+
+def image_kind(directory: Path) -> str:
+    """What a staged Docker build context is: model/ (the functions) or streamlit-docker/."""
+    if (directory / "classifier").is_dir():
+        return "model"
+    if (directory / "app.py").is_file() and (directory / "api_client.py").is_file():
+        return "dashboard"
+    raise AssertionError(f"unknown build context {directory}")
 
 
 def synth(outdir: Path, overrides: dict[str, Any]) -> Synth:
@@ -109,11 +130,17 @@ def options(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 @pytest.fixture(scope="session")
+def switches(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app with every feature switch on and every other option at its default."""
+    return synth(tmp_path_factory.mktemp("cdk-switches"), SWITCHES)
+
+
+@pytest.fixture(scope="session")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """The app mounting an existing file system."""
     return synth(tmp_path_factory.mktemp("cdk-imported"), IMPORTED)
 
 
 @pytest.fixture(scope="session")
-def all_synths(default: Synth, options: Synth, imported: Synth) -> dict[str, Synth]:
-    return {"default": default, "options": options, "imported": imported}
+def all_synths(default: Synth, options: Synth, switches: Synth, imported: Synth) -> dict[str, Synth]:
+    return {"default": default, "options": options, "switches": switches, "imported": imported}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
-from .conftest import ROOT, Synth
+from .conftest import ROOT, SWITCHES, Synth, image_kind
 
-VARIANTS = ("default", "options", "imported")
+VARIANTS = ("default", "options", "switches", "imported")
 # The CLI must never build the image at synth time: point it at a docker that always fails.
 CLI_ENV = {
     **os.environ,
@@ -55,9 +55,10 @@ def test_nag_suppressions_are_specific_and_explained(variant: str, all_synths: d
                     assert rule.get("applies_to"), f"{logical_id} {rule['id']} suppresses every finding"
 
 
-def test_nag_reports_show_suppressions_only(default: Synth) -> None:
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nag_reports_show_suppressions_only(variant: str, all_synths: dict[str, Synth]) -> None:
     # The CSV reports cdk-nag writes list nothing Non-Compliant.
-    reports = sorted(default.outdir.glob("AwsSolutions-*-NagReport.csv"))
+    reports = sorted(all_synths[variant].outdir.glob("AwsSolutions-*-NagReport.csv"))
     assert len(reports) == 2
     for report in reports:
         assert ",\"Non-Compliant\"," not in report.read_text()
@@ -67,24 +68,30 @@ def test_cfn_lint_finds_nothing(all_synths: dict[str, Synth]) -> None:
     # Valid CloudFormation per AWS's resource specification, for every configuration.
     # Ignored checks, each with its reason, are in .cfnlintrc.yaml.
     templates = [str(p) for synth in all_synths.values() for p in synth.templates]
-    assert len(templates) == 6
+    assert len(templates) == 2 * len(VARIANTS)
     result = subprocess.run([str(ROOT / ".venv/bin/cfn-lint"), "--format", "parseable", *templates],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cdk_cli_synthesizes_both_stacks_without_docker(tmp_path: Path) -> None:
-    # `npx cdk synth --all` from the repo root: the app runs, nag passes, and the
-    # image asset is only staged (the build context with its Dockerfile), never built.
+def test_cdk_cli_synthesizes_both_stacks_with_every_switch_on_without_docker(tmp_path: Path) -> None:
+    # `npx cdk synth` from the repo root with -c for every feature switch: the app runs,
+    # nag passes, and both images (the function's and the dashboard's) are only staged
+    # (their build context with its Dockerfile), never built.
     out = tmp_path / "cdk.out"
-    result = cdk("synth", "--all", "--quiet", outdir=out)
+    switches = [arg for key in SWITCHES for arg in ("-c", f"{key}=true")]
+    result = cdk("synth", "--quiet", *switches, outdir=out)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {p.name for p in out.glob("*.template.json")} == {
         "demo-storage-stack.template.json", "demo-service-stack.template.json",
     }
     images = json.loads((out / "demo-service-stack.assets.json").read_text())["dockerImages"]
-    (image,) = images.values()
-    assert (out / image["source"]["directory"] / "Dockerfile").is_file()
+    staged = {(out / image["source"]["directory"]) for image in images.values()}
+    assert len(staged) == 2  # the inference and upload functions share one image
+    assert all((directory / "Dockerfile").is_file() for directory in staged)
+    assert {image_kind(directory) for directory in staged} == {"model", "dashboard"}
+    template = json.loads((out / "demo-service-stack.template.json").read_text())
+    assert {"DashboardUrl", "FunctionUrl", "InvokerRoleArn", "EdgeUrl"} <= set(template["Outputs"])
 
 
 def test_cdk_cli_reports_a_wrong_context_value_by_key(tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ def test_defaults() -> None:
     assert cfg.reserved_concurrency is None and cfg.provisioned_concurrency == 0
     assert cfg.api_key is False and cfg.efs_removal_policy == "retain" and cfg.efs_file_system_id is None
     assert not (cfg.dashboard or cfg.function_url or cfg.edge or cfg.classify_on_upload)
+    assert cfg.dashboard_certificate_arn is None and cfg.dashboard_domain_name is None
+    assert cfg.dashboard_allowed_cidrs == ("0.0.0.0/0",) and cfg.function_url_invoker_principal is None
 
 
 def test_command_line_strings_are_parsed() -> None:
@@ -89,11 +91,40 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("function_url", 1),
     ("edge", "on"),
     ("classify_on_upload", "sometimes"),
+    ("dashboard_certificate_arn", "arn:aws:iam::111122223333:server-certificate/dashboard"),
+    ("dashboard_certificate_arn", "my-certificate"),
+    ("dashboard_domain_name", "https://dashboard.example.com"),
+    ("dashboard_domain_name", "dashboard"),
+    ("dashboard_allowed_cidrs", "203.0.113.7"),
+    ("dashboard_allowed_cidrs", ["203.0.113.1/24"]),
+    ("dashboard_allowed_cidrs", ["2001:db8::/32"]),
+    ("dashboard_allowed_cidrs", []),
+    ("dashboard_allowed_cidrs", ["203.0.113.0/24", "203.0.113.0/24"]),
+    ("function_url_invoker_principal", "everyone"),
+    ("function_url_invoker_principal", "arn:aws:iam::111122223333:group/admins"),
+    ("function_url_invoker_principal", "12345"),
 ])
 def test_a_wrong_value_names_its_key(key: str, value: Any) -> None:
     # Synth stops before building anything, with a message naming the key.
     with pytest.raises(ConfigError, match=f"'{key}'"):
         config(**{key: value})
+
+
+def test_feature_keys_from_the_command_line() -> None:
+    # -c dashboard_allowed_cidrs=a,b and friends: strings, normalised.
+    cfg = config(dashboard_allowed_cidrs="203.0.113.0/24, 198.51.100.7/32", dashboard_domain_name="Dash.Example.com",
+                 function_url_invoker_principal="444455556666", dashboard="TRUE")
+    assert cfg.dashboard_allowed_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
+    assert cfg.dashboard_domain_name == "dash.example.com"
+    assert cfg.function_url_invoker_principal == "444455556666" and cfg.dashboard is True
+
+
+def test_dashboard_certificate_must_be_in_the_stacks_region() -> None:
+    # An ALB can only use an ACM certificate of its own region; synth says so before CloudFormation does.
+    arn = "arn:aws:acm:us-east-1:111122223333:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    assert config(**{"aws-region": "us-east-1", "dashboard_certificate_arn": arn}).dashboard_certificate_arn == arn
+    with pytest.raises(ConfigError, match=r"'dashboard_certificate_arn'.*us-east-1.*eu-west-1"):
+        config(**{"aws-region": "eu-west-1", "dashboard_certificate_arn": arn})
 
 
 def test_provisioned_concurrency_cannot_exceed_reserved() -> None:

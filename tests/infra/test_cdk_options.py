@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk.assertions import Annotations, Match
+from aws_cdk.assertions import Match
 
-from .conftest import IMPORTED_FILE_SYSTEM_ID, OPTIONS, Synth
+from .conftest import IMPORTED_FILE_SYSTEM_ID, Synth
 from .test_service_stack import inference_function
 from .test_storage_stack import only, resources
 
@@ -32,13 +32,13 @@ def test_name_and_environment(options: Synth) -> None:
 def test_architecture_arm64(options: Synth) -> None:
     # The function runs on Graviton and its image is built for linux/arm64.
     assert function_props(options)["Architectures"] == ["arm64"]
-    image = next(iter(options.assets(options.deployment.service)["dockerImages"].values()))
+    image = options.images(options.deployment.service)["model"]
     assert image["source"]["platform"] == "linux/arm64"
 
 
 def test_backend_torch(options: Synth) -> None:
     # BACKEND reaches both the image build (installs torch) and the runtime.
-    image = next(iter(options.assets(options.deployment.service)["dockerImages"].values()))
+    image = options.images(options.deployment.service)["model"]
     assert image["source"]["dockerBuildArgs"] == {"BACKEND": "torch"}
     assert function_props(options)["Environment"]["Variables"]["BACKEND"] == "torch"
 
@@ -118,16 +118,15 @@ def test_api_key_and_usage_plan(options: Synth) -> None:
     options.service.has_output("ApiKeyId", {"Value": {"Ref": key_id}})
 
 
-def test_switches_for_later_features_are_reported(options: Synth, default: Synth) -> None:
-    # dashboard / function_url / edge / classify_on_upload are accepted and validated;
-    # until their features land, synth warns instead of ignoring them silently.
-    warnings = Annotations.from_stack(options.deployment.service).find_warning(
-        "*", Match.string_like_regexp("context switch .*=true"))
-    named = {str(w.entry.data).split("=")[0].removeprefix("context switch ") for w in warnings}
-    assert named == {"dashboard", "function_url", "edge", "classify_on_upload"}
-    assert all(OPTIONS[switch] is True for switch in named)
-    assert not Annotations.from_stack(default.deployment.service).find_warning(
-        "*", Match.string_like_regexp("context switch"))
+def test_api_key_value_comes_from_secrets_manager(options: Synth) -> None:
+    # The key's value is a generated secret, resolved by CloudFormation (never in the template); its ARN is an output.
+    secret_id, secret = only(options.service, "AWS::SecretsManager::Secret")
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 20  # API Gateway's minimum
+    _, key = only(options.service, "AWS::ApiGateway::ApiKey")
+    assert key["Properties"]["Value"] == {"Fn::Join": ["", [
+        "{{resolve:secretsmanager:", {"Ref": secret_id}, ":SecretString:::}}",
+    ]]}
+    options.service.has_output("ApiKeySecret", {"Value": {"Ref": secret_id}})
 
 
 def test_existing_file_system_is_imported_not_created(imported: Synth) -> None:

@@ -12,16 +12,17 @@ from .test_storage_stack import only, resources
 
 
 def inference_function(synth: Synth) -> tuple[str, dict[str, Any]]:
-    return only(synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
+    # The image's own CMD (the API handler); the upload classifier overrides it.
+    return only(synth.service, "AWS::Lambda::Function", {"PackageType": "Image", "ImageConfig": Match.absent()})
 
 
 def test_function_is_a_container_image_from_model_dir(default: Synth) -> None:
     # PackageType Image, built from model/ (its Dockerfile) at deploy time, not at synth.
     _, function = inference_function(default)
     assert "ImageUri" in function["Properties"]["Code"]
-    images = default.assets(default.deployment.service)["dockerImages"]
-    assert len(images) == 1
-    source = next(iter(images.values()))["source"]
+    images = default.images(default.deployment.service)
+    assert list(images) == ["model"]
+    source = images["model"]["source"]
     assert (default.outdir / source["directory"] / "Dockerfile").is_file()
     assert source.get("platform") == "linux/amd64"
     assert source.get("dockerBuildArgs") == {"BACKEND": "onnx"}

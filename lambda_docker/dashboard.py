@@ -1,0 +1,231 @@
+"""The dashboard (switch ``dashboard``): the Streamlit UI from streamlit-docker/ on Fargate behind an ALB.
+
+The UI holds no state and no model; it calls the REST API (``API_URL``, and
+``API_KEY`` from Secrets Manager when the API requires a key) like any client.
+
+Networking. The dashboard gets a small VPC of its own, in the service stack:
+two public subnets, an internet gateway, no NAT gateway. The load balancer and
+the tasks sit in the public subnets; each task has a public IP, so it pulls
+its image from ECR, ships its logs, reads its secret and calls the public API
+over the internet gateway at no charge per hour, while its security group
+admits nothing but the load balancer on 8501 (a public IP does not make a
+task reachable). The alternative, keeping the tasks in isolated subnets,
+would need interface endpoints for ECR (api and dkr), CloudWatch Logs and
+Secrets Manager, about 7 USD a month each per AZ (~58 USD a month for two
+AZs), and still an internet gateway for an internet-facing load balancer;
+and an execute-api endpoint with private DNS would make the public API
+unreachable from that VPC. A VPC of its own keeps the storage stack's VPC, where EFS
+and the functions live, without any route to the internet, and turning the
+dashboard on or off never touches the storage stack.
+
+Redeploys never hang (issue 5: the well-known sample's redeploys waited
+until someone stopped tasks by hand): see ``MIN_HEALTHY_PERCENT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_ecs_patterns as ecs_patterns
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "streamlit-docker"
+CONTAINER_PORT = 8501  # streamlit-docker/Dockerfile: STREAMLIT_SERVER_PORT
+HEALTH_CHECK_PATH = "/_stcore/health"  # Streamlit's own liveness endpoint
+DESIRED_COUNT = 1
+# With one task, 100/200 means: start the new task beside the old one (room
+# for 200%), wait until the ALB finds it healthy, then stop the old one (never
+# below 100%, so the UI never goes away during a deploy). ECS always has room
+# to make progress; the known hang comes from max 100% (no room for a new
+# task while min 100% forbids stopping the old one). A new task that never
+# gets healthy trips the circuit breaker, which rolls back to the last
+# working task definition instead of retrying forever.
+MIN_HEALTHY_PERCENT = 100
+MAX_HEALTHY_PERCENT = 200
+# Streamlit starts in a few seconds; the grace period covers a slow image pull.
+HEALTH_CHECK_GRACE = Duration.seconds(60)
+# Streamlit sessions are WebSockets that a draining task cannot hand over;
+# waiting ALB's default 300 s for them only makes every deploy 5 minutes
+# longer. Clients reconnect to the new task by themselves.
+DEREGISTRATION_DELAY_SECONDS = 30
+# A session's uploads (POST /_stcore/upload_file) must reach the task that
+# holds its WebSocket; during a deploy two tasks run, so stick to one.
+STICKINESS = Duration.hours(1)
+# 0.5 vCPU / 1 GiB: Streamlit, pandas and Pillow resizing a few images per session.
+CPU = 512
+MEMORY_MIB = 1024
+HTTPS_PORT = 443
+HTTP_PORT = 80
+# The finding cdk-nag reports for ecr:GetAuthorizationToken, which has no resource scoping.
+ECR_AUTHORIZATION_RESOURCE = "Resource::*"
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """What the deployment decides about the dashboard (from ``AppConfig``)."""
+
+    architecture: str
+    certificate_arn: str | None
+    domain_name: str | None
+    allowed_cidrs: Sequence[str]
+    log_retention: logs.RetentionDays
+
+
+class Dashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DashboardSettings,
+        api_url: str,
+        api_key_secret: secretsmanager.ISecret | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        https = settings.certificate_arn is not None
+        arm64 = settings.architecture == "arm64"
+
+        self.vpc = self._public_vpc(settings.log_retention)
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc)
+        self.task_security_group = ec2.SecurityGroup(
+            self, "TaskSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Dashboard tasks: 8501 from the load balancer only; HTTPS out (ECR, logs, "
+                        "Secrets Manager, the API)",
+        )
+        self.task_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to ECR, CloudWatch Logs, Secrets Manager and the API",
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=settings.log_retention, removal_policy=RemovalPolicy.DESTROY,
+        )
+        secrets = {"API_KEY": ecs.Secret.from_secrets_manager(api_key_secret)} if api_key_secret else None
+
+        self.service = ecs_patterns.ApplicationLoadBalancedFargateService(
+            self, "Service",
+            cluster=self.cluster,
+            cpu=CPU,
+            memory_limit_mib=MEMORY_MIB,
+            runtime_platform=ecs.RuntimePlatform(
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                cpu_architecture=ecs.CpuArchitecture.ARM64 if arm64 else ecs.CpuArchitecture.X86_64,
+            ),
+            desired_count=DESIRED_COUNT,
+            task_image_options=ecs_patterns.ApplicationLoadBalancedTaskImageOptions(
+                image=ecs.ContainerImage.from_asset(
+                    str(DASHBOARD_DIR),
+                    platform=ecr_assets.Platform.LINUX_ARM64 if arm64 else ecr_assets.Platform.LINUX_AMD64,
+                ),
+                container_name="dashboard",
+                container_port=CONTAINER_PORT,
+                environment={"API_URL": api_url},
+                secrets=secrets,
+                log_driver=ecs.LogDrivers.aws_logs(stream_prefix="dashboard", log_group=self.log_group),
+            ),
+            public_load_balancer=True,
+            task_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            assign_public_ip=True,
+            security_groups=[self.task_security_group],
+            # Who may reach the listeners is set below, from dashboard_allowed_cidrs.
+            open_listener=False,
+            protocol=elbv2.ApplicationProtocol.HTTPS if https else elbv2.ApplicationProtocol.HTTP,
+            certificate=(acm.Certificate.from_certificate_arn(self, "Certificate", settings.certificate_arn)
+                         if settings.certificate_arn else None),
+            redirect_http=https,
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if https else None,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            min_healthy_percent=MIN_HEALTHY_PERCENT,
+            max_healthy_percent=MAX_HEALTHY_PERCENT,
+            health_check_grace_period=HEALTH_CHECK_GRACE,
+        )
+        target_group = self.service.target_group
+        target_group.configure_health_check(
+            path=HEALTH_CHECK_PATH,
+            healthy_http_codes="200",
+            interval=Duration.seconds(15),
+            timeout=Duration.seconds(5),
+            healthy_threshold_count=2,
+            unhealthy_threshold_count=3,
+        )
+        target_group.set_attribute("deregistration_delay.timeout_seconds", str(DEREGISTRATION_DELAY_SECONDS))
+        target_group.enable_cookie_stickiness(STICKINESS)
+
+        self.load_balancer = self.service.load_balancer
+        # The pattern's own outputs repeat the stack's DashboardUrl under generated names.
+        for output in ("LoadBalancerDNS", "ServiceURL"):
+            self.service.node.try_remove_child(output)
+        for port in (HTTPS_PORT, HTTP_PORT) if https else (HTTP_PORT,):
+            for cidr in settings.allowed_cidrs:
+                self.load_balancer.connections.allow_from(
+                    ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"Dashboard users ({cidr}) on {port}",
+                )
+
+        scheme = "https" if https else "http"
+        host = settings.domain_name or self.load_balancer.load_balancer_dns_name
+        self.url = f"{scheme}://{host}"
+        self._suppress_findings(https=https, open_to_all="0.0.0.0/0" in settings.allowed_cidrs)
+
+    def _public_vpc(self, log_retention: logs.RetentionDays) -> ec2.Vpc:
+        vpc = ec2.Vpc(
+            self, "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+            ],
+        )
+        flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.REJECT,
+        )
+        return vpc
+
+    def _suppress_findings(self, *, https: bool, open_to_all: bool) -> None:
+        NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
+            id="AwsSolutions-ELB2",
+            reason="No ALB access logs: they need a bucket with an ELB log-delivery policy and a region "
+                   "known at synth; the dashboard's every API call is in the API's access logs, and "
+                   "Streamlit's own log is in the container log group.",
+        )])
+        if open_to_all:
+            NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
+                id="AwsSolutions-EC23",
+                reason="dashboard_allowed_cidrs is 0.0.0.0/0: a public web UI, open on its listener "
+                       + ("ports (443, and 80 which only redirects to 443)" if https else "port 80 (HTTP: "
+                          "no dashboard_certificate_arn given)")
+                       + "; the tasks admit only this load balancer's security group.",
+            )], apply_to_children=True)
+        task_definition = self.service.task_definition
+        NagSuppressions.add_resource_suppressions(task_definition, [
+            NagPackSuppression(
+                id="AwsSolutions-ECS2",
+                reason="The one plain environment variable is API_URL, the API's public URL; the API key, "
+                       "when there is one, comes from Secrets Manager as an ECS secret.",
+            ),
+        ])
+        execution_role = task_definition.execution_role
+        assert isinstance(execution_role, iam.Role)
+        NagSuppressions.add_resource_suppressions(execution_role, [NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="ecr:GetAuthorizationToken has no resource-level permissions (it must be '*'); "
+                   "pulling is limited to the CDK asset repository by the other statements.",
+            applies_to=[ECR_AUTHORIZATION_RESOURCE],
+        )], apply_to_children=True)
+        NagSuppressions.add_resource_suppressions(self.cluster, [NagPackSuppression(
+            id="AwsSolutions-ECS4",
+            reason="One small task: ECS's free service CPU and memory metrics and the ALB's target "
+                   "metrics cover it; Container Insights would add per-task custom metrics at a cost.",
+        )])

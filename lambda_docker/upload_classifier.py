@@ -1,0 +1,162 @@
+"""Classification on upload (switch ``classify_on_upload``): images created under ``uploads/`` are classified.
+
+S3 reports "Object Created" to EventBridge (the uploads bucket has
+EventBridge notifications on, see ``storage_stack.py``); a rule here matches
+the uploads bucket and the ``uploads/`` prefix and invokes a second function
+built from the same container image as the API, with its handler set to
+``classifier.s3_events.handler``. It mounts the store like the inference
+function (same access point: read ``models/``, write ``records/``) and may
+read ``uploads/*`` only.
+
+Why EventBridge and not an S3 notification to the function: the bucket lives
+in the storage stack and the function in the service stack. An S3
+notification is configured on the bucket and names the function, so the
+storage stack would reference the service stack, which already references
+the storage stack: a cycle. The rule lives beside the function and only
+names the bucket.
+
+Failures. EventBridge invokes the function asynchronously: a failed delivery
+(throttling, a missing permission) is retried by EventBridge, and an error
+inside the function is retried by Lambda, both for a bounded time. What is
+still failing then lands in one dead-letter queue, with the original
+EventBridge event as the message body in both cases, so re-driving is the same
+for both (``aws lambda invoke --payload <body>``); the handler is idempotent
+on bucket, key and ETag, so a re-drive never stores a second record. An alarm
+fires as soon as the queue holds a message.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagPackSuppression, RegexAppliesTo
+from constructs import Construct
+
+from lambda_docker.inference import (
+    InferenceSettings,
+    classifier_image,
+    lambda_architecture,
+    runtime_environment,
+)
+from lambda_docker.nag import suppress_vpc_function_role
+from lambda_docker.storage import MOUNT_PATH
+
+HANDLER = "classifier.s3_events.handler"
+# A cold start loads the model from EFS and an upload may be 20 MiB
+# (MAX_S3_IMAGE_BYTES); no API Gateway limit applies to an asynchronous call.
+TIMEOUT = Duration.minutes(2)
+# Lambda retries a failed asynchronous invocation twice (about 1 and 2
+# minutes later): enough for a model being published or a brief S3 or EFS
+# error; an event older than an hour is stale and goes to the queue.
+RETRY_ATTEMPTS = 2
+MAX_EVENT_AGE = Duration.hours(1)
+# EventBridge's own retries, for failures to invoke at all.
+DELIVERY_RETRY_ATTEMPTS = 10
+# SQS's longest retention: two weeks to look at and re-drive a failure.
+DLQ_RETENTION = Duration.days(14)
+
+
+class UploadClassifier(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: InferenceSettings,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        access_point: efs.IAccessPoint,
+        uploads_bucket: s3.IBucket,
+        uploads_prefix: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.dead_letter_queue = sqs.Queue(
+            self, "Failures",
+            retention_period=DLQ_RETENTION,
+            # SQS-managed keys: Lambda and EventBridge can write without a KMS grant.
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=settings.log_retention, removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.function = lambda_.DockerImageFunction(
+            self, "Function",
+            description="Classifies images created under uploads/ and stores their records (classify_on_upload)",
+            code=classifier_image(settings, cmd=[HANDLER]),
+            architecture=lambda_architecture(settings),
+            memory_size=settings.memory_mb,
+            timeout=TIMEOUT,
+            # No reserved concurrency, like the installer: a new account's
+            # quota may be too small to reserve any (see the README).
+            vpc=vpc,
+            vpc_subnets=subnets,
+            # The inference function's group: the one EFS admits, HTTPS to S3.
+            security_groups=[security_group],
+            filesystem=lambda_.FileSystem.from_efs_access_point(access_point, MOUNT_PATH),
+            environment=runtime_environment(settings, uploads_bucket_name=uploads_bucket.bucket_name),
+            log_group=self.log_group,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+            dead_letter_queue=self.dead_letter_queue,
+        )
+        # Read the uploaded objects (GET and HEAD); ListBucket on the prefix
+        # only, so that an object deleted since the event is a 404, not a 403.
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[uploads_bucket.arn_for_objects(f"{uploads_prefix}*")],
+        ))
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[uploads_bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{uploads_prefix}*"]}},
+        ))
+
+        self.rule = events.Rule(
+            self, "ObjectCreated",
+            description="An object was created under uploads/ in the uploads bucket: classify it",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [uploads_bucket.bucket_name]},
+                    "object": {"key": [{"prefix": uploads_prefix}]},
+                },
+            ),
+            targets=[targets.LambdaFunction(
+                self.function,
+                dead_letter_queue=self.dead_letter_queue,
+                retry_attempts=DELIVERY_RETRY_ATTEMPTS,
+                max_event_age=MAX_EVENT_AGE,
+            )],
+        )
+
+        self.alarm = cloudwatch.Alarm(
+            self, "FailuresAlarm",
+            alarm_description="Uploads that could not be classified after every retry are waiting in the "
+                              "dead-letter queue; see the README (Classification on upload) to re-drive them",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM,
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        suppress_vpc_function_role(self.function, NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="Uploads get random keys under uploads/, unknown at deploy time: the function may "
+                   "read that prefix of the uploads bucket only, and write nothing to S3.",
+            applies_to=[RegexAppliesTo(regex=r"/^Resource::.*\/uploads\/\*$/")],
+        ))
