@@ -41,7 +41,8 @@ def build(app: App, environ: Mapping[str, str] | None = None) -> Deployment:
     )
     service = ServiceStack(
         app, config.service_stack_name, config=config, storage=storage, env=env,
-        description="ResNet-50 classifier: inference function and REST API",
+        description="ResNet-50 classifier: inference function and REST API, and the optional dashboard, "
+                    "Function URL, CloudFront distribution and upload classifier",
     )
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return Deployment(config, storage, service)

@@ -162,3 +162,5 @@ class ServiceStack(Stack):
             )
             CfnOutput(self, "UploadFailuresQueue", value=self.upload_classifier.dead_letter_queue.queue_url,
                       description="Uploads that could not be classified after every retry (alarmed)")
+            CfnOutput(self, "UploadClassifierFunction", value=self.upload_classifier.function.function_name,
+                      description="Classifies uploads; invoke it with a dead-lettered message body to re-drive it")

@@ -177,3 +177,9 @@ def test_alarm_fires_on_a_visible_message(switches: Synth) -> None:
         "TreatMissingData": "notBreaching",
     })
     switches.service.has_output("UploadFailuresQueue", {"Value": {"Ref": queue_id}})
+
+
+def test_upload_function_is_an_output(switches: Synth) -> None:
+    # Its name, to re-drive a dead-lettered event by hand.
+    function_id, _ = upload_function(switches)
+    switches.service.has_output("UploadClassifierFunction", {"Value": {"Ref": function_id}})
