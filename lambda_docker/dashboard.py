@@ -162,6 +162,8 @@ class Dashboard(Construct):
         target_group.enable_cookie_stickiness(STICKINESS)
 
         self.load_balancer = self.service.load_balancer
+        # Header smuggling guard (AWS Security Hub ELB.4); Streamlit sends nothing unusual.
+        self.load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled", "true")
         # The pattern's own outputs repeat the stack's DashboardUrl under generated names.
         for output in ("LoadBalancerDNS", "ServiceURL"):
             self.service.node.try_remove_child(output)

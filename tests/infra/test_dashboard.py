@@ -73,6 +73,15 @@ def test_load_balancer_is_internet_facing_in_public_subnets(switches: Synth) -> 
     assert sorted(ref["Ref"] for ref in alb["Properties"]["Subnets"]) == sorted(subnets)
 
 
+def test_load_balancer_drops_invalid_header_fields(switches: Synth) -> None:
+    # Requests with malformed header names never reach Streamlit (request smuggling guard).
+    switches.service.has_resource_properties("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+        "LoadBalancerAttributes": Match.array_with([
+            {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"},
+        ]),
+    })
+
+
 def test_health_check_is_streamlits_own(switches: Synth) -> None:
     # The target group probes /_stcore/health and wants a 200.
     switches.service.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup", {
