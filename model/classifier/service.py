@@ -64,7 +64,8 @@ class Classifier:
         """
         start = time.perf_counter()
         limit = self.settings.max_image_bytes if max_bytes is None else max_bytes
-        hint = " (use POST /uploads for larger images)" if limit < self.settings.max_s3_image_bytes else ""
+        uploads_help = self.settings.uploads_bucket and limit < self.settings.max_s3_image_bytes
+        hint = " (use POST /uploads for larger images)" if uploads_help else ""
         for i, data in enumerate(images):
             if len(data) > limit:
                 raise PayloadTooLarge(
