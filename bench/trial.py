@@ -131,6 +131,14 @@ def server_timing(response: dict[str, Any]) -> dict[str, float] | None:
     return timing if isinstance(timing, dict) else None
 
 
+def model_load_ms(module: Any) -> float | None:
+    """Our runtime's own measure of the model load inside the init phase (None for the baseline)."""
+    try:
+        return float(module.app.state.manager.loaded.load_ms)
+    except AttributeError:
+        return None
+
+
 def load_contender(kind: str) -> tuple[Handler, Any]:
     """Import the contender (its whole init phase) and return its handler and module."""
     if kind == "baseline":
@@ -228,6 +236,7 @@ def main() -> int:
         "rss_kb": {"after_cold": peak_rss_kb()},
         "photo_bytes": {name: len(data) for name, data in photos.items()},
         "module_file": getattr(module, "__file__", None),
+        "model_load_ms": model_load_ms(module),
     }
 
     if args.iters > 0:
