@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import io
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -145,6 +148,23 @@ PARALLEL_PREPACK = Step(
 COMPILED = Step("byte-compiled package", "the image copies classifier/ as source and PYTHONDONTWRITEBYTECODE=1 "
                 "stops Python caching it, so every cold start compiles it", compile=True)
 
+CONCURRENT_VERIFY = Step(
+    "sha256 of model.onnx in a thread while ORT builds the session",
+    "hashlib releases the GIL: the 100 MB hash overlaps session creation on the second vCPU; a mismatch "
+    "still refuses the version (the session is dropped)",
+    [("runtime.py",
+      """            _verify_streaming(vdir / artifact, manifest["artifacts"][artifact], where, verify)
+            backend = load_backend(backend_kind, str(vdir / artifact), threads=self.threads)  # type: ignore[arg-type]
+""",
+      """            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as pool:
+                check = pool.submit(_verify_streaming, vdir / artifact, manifest["artifacts"][artifact], where, verify)
+                backend = load_backend(backend_kind, str(vdir / artifact), threads=self.threads)  # type: ignore
+                check.result()  # raises IntegrityError on a mismatch; the new session is dropped
+""")],
+)
+
 ONE_THREAD = Step(
     "1 intra-op thread (INFERENCE_THREADS=1)",
     "the CPU share this process really gets here (2 cores, load ~4) is about one core; 2 threads stall "
@@ -152,20 +172,50 @@ ONE_THREAD = Step(
     env={"INFERENCE_THREADS": "1"},
 )
 
+# ONE_THREAD and NO_SPIN help only when the process gets less CPU than it sees (a shared machine, a Lambda
+# below 3,538 MB); pass --steps to choose, e.g. --steps compiled path trim prepack verify optimized.
+STEP_NAMES = {"compiled": COMPILED, "path": PATH_LOAD, "trim": MALLOC_TRIM, "nospin": NO_SPIN,
+              "prepack": PARALLEL_PREPACK, "verify": CONCURRENT_VERIFY, "onethread": ONE_THREAD,
+              "optimized": OPTIMIZED}
 STEPS = [COMPILED, PATH_LOAD, MALLOC_TRIM, NO_SPIN, PARALLEL_PREPACK, ONE_THREAD, OPTIMIZED]
 
 
-def build_variants(work: Path, store: Path) -> dict[str, dict[str, Any]]:
+# The runtime the patches were written against (the Core commit). The core owner applies the chosen
+# changes in model/classifier, after which the patches no longer apply to the working tree.
+BASE_REV = "179da43e44efc971dddd28fbf50562c93805a397"
+
+
+def export_package(rev: str, target: Path) -> Path:
+    """``model/classifier`` at ``rev`` (or the working tree for ``worktree``) copied to ``target``."""
+    if rev == "worktree":
+        shutil.copytree(ROOT / "model" / "classifier", target / "model" / "classifier",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "model/classifier"], check=True,
+                                 capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+    return target / "model" / "classifier"
+
+
+def build_variants(work: Path, store: Path, steps: Sequence[Step] = tuple(STEPS), rev: str = BASE_REV,
+                   worktree: bool = False) -> dict[str, dict[str, Any]]:
     """Patched package copies (cumulative) and the store each variant reads."""
     proto = work / "proto"
     shutil.rmtree(proto, ignore_errors=True)
-    source = ROOT / "model" / "classifier"
+    source = export_package(rev, proto / "source")
     variants: dict[str, dict[str, Any]] = {}
+    if worktree:
+        target = proto / "worktree" / "classifier"
+        shutil.copytree(export_package("worktree", proto / "worktree-source"), target)
+        variants["model/classifier as in the working tree now"] = {
+            "pythonpath": str(target.parent), "store": str(store), "env": {},
+            "why": "the runtime with whatever tuning is already applied (uncommitted included)"}
     applied: list[Step] = []
-    for i, step in enumerate([None, *STEPS]):
+    for i, step in enumerate([None, *steps]):
         if step is not None:
             applied.append(step)
-        label = "current runtime" if step is None else f"+ {step.name}"
+        label = f"runtime at {rev[:7]}" if step is None else f"+ {step.name}"
         target = proto / f"v{i}" / "classifier"
         shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         for s in applied:
@@ -183,7 +233,7 @@ def build_variants(work: Path, store: Path) -> dict[str, dict[str, Any]]:
             env.update(s.env)
         variants[label] = {"pythonpath": str(target.parent), "store": str(optimized_store(work, store)
                                                                           if uses_optimized else store),
-                           "env": env, "why": step.why if step else "as in model/classifier now"}
+                           "env": env, "why": step.why if step else f"model/classifier at {rev}"}
     return variants
 
 
@@ -213,13 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warm-rounds", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--rev", default=BASE_REV, help="git revision of model/classifier to patch, or 'worktree'")
+    parser.add_argument("--worktree", action="store_true", help="also measure model/classifier as it is now")
+    parser.add_argument("--steps", nargs="+", choices=list(STEP_NAMES), default=None,
+                        help="cumulative steps in this order (default: %(default)s = all but verify)")
     args = parser.parse_args(argv)
     work = args.work.resolve()
     store = work / "store"
     version = bench.ensure_store(store)
     files = bench.ensure_assets(store, work, version)
     photos = {"1mp": files["1mp"], "12mp": files["12mp"]}
-    variants = build_variants(work, store)
+    variants = build_variants(work, store, [STEP_NAMES[n] for n in args.steps] if args.steps else STEPS,
+                              rev=args.rev, worktree=args.worktree)
     contenders = list(variants) + ([] if args.no_baseline else ["baseline"])
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
 

@@ -156,6 +156,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def runtime_revision() -> dict[str, Any]:
+    """The commit the runtime was measured at, and whether model/ had uncommitted changes."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD") or None, "model_dirty": bool(git("status", "--porcelain", "model"))}
+
+
 def versions() -> dict[str, str | None]:
     from importlib import metadata
 
@@ -411,6 +422,8 @@ def render(report: dict[str, Any]) -> str:
         f"Python {m['python']}; load average {report['load_average']['start']} at start, "
         f"{report['load_average']['end']} at end (a shared machine: read medians and ratios).",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + ".",
+        f"Runtime measured: model/classifier at commit {str(report['runtime']['commit'])[:12]}"
+        + (" with uncommitted changes." if report["runtime"]["model_dirty"] else "."),
         "Photos: " + "; ".join(f"{k}: {p['width']}x{p['height']} {p['format']}, {p['bytes']:,} bytes"
                                for k, p in report["photos"].items()) + ".",
         "",
@@ -481,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": round(time.monotonic() - started, 1),
         "load_average": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "machine": machine(),
+        "runtime": runtime_revision(),
         "plan": asdict(plan),
         "model": {"store": str(store), "version": version, "weights": "random (untrained)"},
         "photos": {name: photo_facts(path) for name, path in photos.items()},
