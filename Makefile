@@ -10,7 +10,6 @@ PORT   ?= 8000
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv serve test bench lint publish models rollback synth clean
 

@@ -505,7 +505,7 @@ Path(sys.argv[2]).write_text(json.dumps({
 def test_runtime_requirements_alone_install_no_torch(runtime_venv: RuntimeVenv) -> None:
     # GIVEN the venv built from model/requirements.txt alone
     # THEN it holds the runtime (onnxruntime, the ASGI adapter, the server) and no torch
-    assert {"onnxruntime", "mangum", "fastapi", "uvicorn", "numpy", "pillow"} <= runtime_venv.packages
+    assert {"onnxruntime", "mangum", "starlette", "uvicorn", "numpy", "pillow"} <= runtime_venv.packages
     assert not runtime_venv.packages & {"torch", "torchvision"}
     # AND not the classifier package either: it comes from the task root, as in the image
     assert "classifier" not in runtime_venv.packages

@@ -92,11 +92,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from classifier import logs
-    from classifier.api import create_app
     from classifier.config import ConfigError, Settings
+    from classifier.runtime import ModelManager
 
     logs.configure()
     os.environ["MODEL_STORE"] = str(args.store)
@@ -106,7 +104,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
+    manager = ModelManager(settings)
+    manager.load_in_background()  # overlaps the imports below, as in Lambda
+
+    import uvicorn
+
+    from classifier.api import create_app
+
+    app = create_app(settings, manager=manager, load_model=False)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
