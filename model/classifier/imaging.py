@@ -57,17 +57,20 @@ class Preprocessing:
     crop: int
     mean: np.ndarray  # (3, 1, 1) float32
     std: np.ndarray
+    # (3, 256) float32: the normalised value of every 8-bit level per channel,
+    # computed with torchvision's float32 operations, so a table lookup gives
+    # bit-identical results ~3x faster than the arithmetic on every pixel.
+    table: np.ndarray
 
     @classmethod
     def from_manifest(cls, spec: Mapping[str, Any]) -> Preprocessing:
         if str(spec.get("interpolation", "bilinear")).lower() != "bilinear":
             raise ValueError(f"unsupported interpolation {spec.get('interpolation')!r}")
-        return cls(
-            resize=int(spec["resize"]),
-            crop=int(spec["crop"]),
-            mean=np.asarray(spec["mean"], dtype=np.float32).reshape(3, 1, 1),
-            std=np.asarray(spec["std"], dtype=np.float32).reshape(3, 1, 1),
-        )
+        mean = np.asarray(spec["mean"], dtype=np.float32).reshape(3, 1, 1)
+        std = np.asarray(spec["std"], dtype=np.float32).reshape(3, 1, 1)
+        levels = np.arange(256, dtype=np.float32).reshape(1, 1, 256) / np.float32(255.0)
+        table = np.ascontiguousarray(((levels - mean) / std).reshape(3, 256), dtype=np.float32)
+        return cls(resize=int(spec["resize"]), crop=int(spec["crop"]), mean=mean, std=std, table=table)
 
 
 @dataclass(frozen=True)
@@ -183,9 +186,11 @@ def crop_and_normalize(image: Image.Image, spec: Preprocessing) -> np.ndarray:
         image, (width, height) = padded, padded.size
     top = round((height - crop) / 2.0)
     left = round((width - crop) / 2.0)
-    array = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.float32)
-    chw = array.transpose(2, 0, 1) / np.float32(255.0)
-    return np.ascontiguousarray((chw - spec.mean) / spec.std, dtype=np.float32)
+    pixels = np.asarray(image.crop((left, top, left + crop, top + crop)))  # (crop, crop, 3) uint8
+    tensor = np.empty((3, crop, crop), dtype=np.float32)
+    for channel in range(3):
+        np.take(spec.table[channel], pixels[:, :, channel], out=tensor[channel])
+    return tensor
 
 
 def stack(tensors: Sequence[np.ndarray]) -> np.ndarray:
