@@ -57,3 +57,12 @@ def handler_and_store(published_store: Path, tmp_path_factory: pytest.TempPathFa
     store = copy_store(published_store, tmp_path_factory.mktemp("lambda") / "store")
     with pytest.MonkeyPatch.context() as monkeypatch:
         yield load_handler(monkeypatch, store), store
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, shared by every S3 test (buckets are per test)."""
+    from inbox_support import moto_s3_server
+
+    with moto_s3_server() as url:
+        yield url

@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -68,6 +69,45 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process, killing it if it does not exit within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log_path: Path, what: str,
+               timeout: float = 120) -> None:
+    """Poll ``ready()`` (a transport error counts as not ready) until it holds;
+    fail with the process's log if it exits or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if ready():
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not become ready:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def child(cmd: list[str], log_path: Path, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process writing to ``log_path``, always stopped on exit."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
 @contextmanager
 def live_server(store: Path, log_dir: Path, env: Mapping[str, str] | None = None,
                 wait_for_model: bool = True) -> Iterator[LiveServer]:
@@ -75,33 +115,13 @@ def live_server(store: Path, log_dir: Path, env: Mapping[str, str] | None = None
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     full_env = {**os.environ, "MODEL_REFRESH_SECONDS": "1", **(env or {})}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "classifier", "serve", "--store", str(store), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=log_dir,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", store, proc, log_path)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{server.logs()}")
-            try:
-                r = httpx.get(f"{server.url}/health", timeout=5)
-                if r.status_code == 200 or (r.status_code == 503 and not wait_for_model):
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become healthy:\n{server.logs()}")
-            time.sleep(0.2)
+    cmd = [sys.executable, "-m", "classifier", "serve", "--store", str(store), "--port", str(port)]
+    with child(cmd, log_path, env=full_env, cwd=log_dir) as proc:
+        server = LiveServer(f"http://127.0.0.1:{port}", store, proc, log_path)
+        accepted = {200} if wait_for_model else {200, 503}
+        wait_until(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code in accepted,
+                   proc, log_path, "the server")
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def publish(store: Path, weights: str = "random") -> str:

@@ -26,18 +26,11 @@ from uploads_support import REGION, aws_env, new_bucket
 from classifier.__main__ import main
 from classifier.client import ClassifierClient, RetryEvent, RetryPolicy, region_from_url, sigv4_signer
 
-from inbox_support import moto_s3_server
 from support import LiveServer, big_jpeg, copy_store, free_port, jpeg, link_large, live_server
 
 INLINE_LIMIT = 100_000  # the module's server: MAX_IMAGE_BYTES, so a few test photos need S3
 FAST_RETRY = RetryPolicy(attempts=6, base=0.05, cap=0.5)
 ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLECALLER", "caller-secret-key"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

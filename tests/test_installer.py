@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,8 @@ from classifier import inbox, installer
 from classifier.inbox import ManifestKey
 from classifier.store import ModelStore
 
-from inbox_support import moto_s3_server, new_bucket, point_boto3_at, s3_event, tiny_version, tree, upload_version
+from inbox_support import new_bucket, point_boto3_at, s3_event, tiny_version, tree, upload_version
 from support import copy_store
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as url:
-        yield url
 
 
 @pytest.fixture

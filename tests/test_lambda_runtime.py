@@ -41,7 +41,7 @@ from classifier.api import create_app
 from classifier.config import Settings
 
 from lambda_events import FakeContext, LambdaResponse, make_event, read_response
-from support import ROOT, copy_store, free_port, jpeg
+from support import ROOT, child, copy_store, free_port, jpeg, wait_until
 
 MODEL_DIR = ROOT / "model"
 DOCKERFILE = MODEL_DIR / "Dockerfile"
@@ -346,18 +346,9 @@ def lambda_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory, 
             "AWS_REGION": "eu-west-1",
         })
         # The base image's entrypoint: python -m awslambdaric <CMD>, from the task root.
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", image_handler()],
-                                    cwd=task_root, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with child([sys.executable, "-m", "awslambdaric", image_handler()], log_path, cwd=task_root,
+                   env=env) as proc:
             posts = collect_posts(api, proc, len(request_ids), log_path)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     return LambdaRun(store, task_root, env, request_ids, posts, log_path.read_text(errors="replace"))
 
 
@@ -547,45 +538,19 @@ def test_runtime_requirements_alone_serve_http(
     store = copy_store(published_store, tmp_path / "store")
     port = free_port()
     log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(runtime_venv.python), "-m", "classifier", "serve", "--store", str(store), "--port", str(port)],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-            env=subprocess_env(image_env(), {"PYTHONPATH": str(MODEL_DIR)}),
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        health = wait_for_health(url, proc, log_path)
+    cmd = [str(runtime_venv.python), "-m", "classifier", "serve", "--store", str(store), "--port", str(port)]
+    with child(cmd, log_path, cwd=tmp_path, env=subprocess_env(image_env(), {"PYTHONPATH": str(MODEL_DIR)})) as proc:
+        wait_until(lambda: httpx.get(f"{url}/health", timeout=5).status_code == 200, proc, log_path,
+                   "the server", timeout=HANG_GUARD_SECONDS)
+        health = httpx.get(f"{url}/health", timeout=30).json()
         # WHEN a photo is posted over HTTP
         classified = httpx.post(f"{url}/classify", content=chelsea, headers={"Content-Type": "image/jpeg"}, timeout=60)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     # THEN /health reports the current version loaded on the onnx backend
     assert health == {"status": "ok", "version": current_version(store), "backend": "onnx"}
     # AND the photo is classified as in-process
     assert classified.status_code == 200, classified.text
     assert_same_predictions(classified.json()["predictions"], reference["predictions"])
-
-
-def wait_for_health(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> Mapping[str, Any]:
-    deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            response = httpx.get(f"{url}/health", timeout=5)
-            if response.status_code == 200:
-                return response.json()
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"the server never became healthy:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.2)
 
 
 # --- 3. the Dockerfile is what the tests above emulate ------------------------------------------

@@ -8,7 +8,6 @@ version so that each test costs milliseconds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,7 @@ from classifier.__main__ import main
 from classifier.inbox import ManifestKey, parse_manifest_key, parse_s3_url
 from classifier.publish import PublishError
 
-from inbox_support import moto_s3_server, new_bucket, point_boto3_at, tiny_version
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as url:
-        yield url
+from inbox_support import new_bucket, point_boto3_at, tiny_version
 
 
 @pytest.fixture

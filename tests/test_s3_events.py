@@ -13,7 +13,7 @@ import hashlib
 import importlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -24,19 +24,12 @@ from uploads_support import aws_env, new_bucket, s3_client
 from classifier.errors import ModelUnavailable, StorageUnavailable
 from classifier.records import RecordStore, is_record_id
 
-from inbox_support import moto_s3_server
 from lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
 from support import free_port, jpeg
 
 KEY = "uploads/2026/11/22/my cat (1).jpg"  # a space and parentheses: URL-encoded in the event
 
 Handler = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as url:
-        yield url
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from uploads_support import SECRET_KEY, aws_env, new_bucket, post_upload, s3_cli
 
 from classifier.uploads import UPLOAD_EXPIRES_SECONDS, check_upload_key
 
-from inbox_support import moto_s3_server
 from lambda_events import FakeContext, load_handler, make_event, read_response
 from support import LiveServer, copy_store, encode, free_port, jpeg, live_server, photo
 
@@ -52,12 +51,6 @@ def large_bmp() -> bytes:
     data = encode(photo("astronaut").resize((1536, 1024), Image.Resampling.BICUBIC), "BMP")
     assert 4 * MiB < len(data) < MAX_S3
     return data
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ from classifier.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from classifier.payloads import json_object
 from classifier.records import RecordStore, is_record_id
 from classifier.runtime import ModelManager
 from classifier.service import Classifier
@@ -317,7 +318,7 @@ async def read_images(
     if media_type == "multipart/form-data":
         return *await _read_multipart(request, settings), None
     if media_type == "application/json" or media_type.endswith("+json"):
-        payload = _json_object(await request.body())
+        payload = json_object(await request.body(), '{"image": "<base64>"}')
         if "s3_key" in payload:
             uploads.require_enabled()
             if "image" in payload:
@@ -354,18 +355,6 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[list[by
             images.append(data)
             names.append(part.filename)
     return images, names
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise InvalidRequest("the request body is empty: send {\"image\": \"<base64>\"}")
-    try:
-        payload: Any = json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the JSON body must be an object")
-    return payload
 
 
 def _decode_json_image(payload: dict[str, Any]) -> bytes:

@@ -7,43 +7,43 @@ than surfacing later as a confusing request error.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 MiB = 1024 * 1024
 
 BACKENDS = ("onnx", "torch")
 
 
+T = TypeVar("T", int, float)
+
+
 class ConfigError(ValueError):
     pass
 
 
-def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+def _number(env: Mapping[str, str], key: str, default: T, lo: T, hi: T, kind: Callable[[str], T]) -> T:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{key} must be {noun}, got {raw!r}") from None
     if not lo <= value <= hi:
         raise ConfigError(f"{key} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    return _number(env, key, default, lo, hi, int)
 
 
 def _float(env: Mapping[str, str], key: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{key} must be between {lo} and {hi}, got {value}")
-    return value
+    return _number(env, key, default, lo, hi, float)
 
 
 def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:

@@ -15,7 +15,6 @@ milliseconds of cold start that requests without S3 should not pay.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -35,6 +34,7 @@ from classifier.errors import (
     UploadChanged,
     UploadsDisabled,
 )
+from classifier.payloads import json_object
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,7 @@ def parse_upload_request(body: bytes, *, max_bytes: int) -> UploadRequest:
     type we cannot classify is 415; a size over ``max_bytes`` is 413; a size
     below 1 is 422.
     """
-    if not body:
-        raise InvalidRequest('the request body is empty: send {"content_type": "image/jpeg", "bytes": <size>}')
-    try:
-        payload: Any = json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the JSON body must be an object")
+    payload = json_object(body, '{"content_type": "image/jpeg", "bytes": <size>}')
     content_type, size = payload.get("content_type"), payload.get("bytes")
     if not isinstance(content_type, str) or not content_type:
         raise InvalidRequest("'content_type' must be a string such as \"image/jpeg\"")

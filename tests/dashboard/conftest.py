@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from dashboard_support import APP
 from streamlit.testing.v1 import AppTest
 
-from support import ROOT, LiveServer, free_port
+from dashboard_support import APP
+from support import ROOT, LiveServer, child, free_port, wait_until
 
 
 @pytest.fixture
@@ -39,33 +37,13 @@ def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
     log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
     env = {**os.environ, "API_URL": server.url}
     env.pop("API_KEY", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP),
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-             "--server.fileWatcherType", "none"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
+           "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+           "--server.fileWatcherType", "none"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited:\n{log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not become healthy:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.2)
+    with child(cmd, log_path, env=env, cwd=ROOT) as proc:
+        wait_until(lambda: httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200,
+                   proc, log_path, "streamlit")
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-from dashboard_support import CHELSEA, COFFEE, api_classify, block, texts, unescape
 from streamlit.testing.v1 import AppTest
 
+from dashboard_support import CHELSEA, COFFEE, api_classify, block, texts, unescape
 from support import LiveServer, free_port, jpeg, live_server
 
 MakeApp = Callable[[str], AppTest]

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dashboard_support import CHELSEA, api_classify
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from dashboard_support import CHELSEA, api_classify
 from support import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser download is not used

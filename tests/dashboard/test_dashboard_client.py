@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import dashboard_support  # noqa: F401  (puts streamlit-docker/ on sys.path)
 import pytest
+
+import dashboard_support  # noqa: F401  (puts streamlit-docker/ on sys.path)
 from api_client import ApiError, ClassifierApi, ImageUpload, plan_batches
 
 

@@ -13,10 +13,10 @@ import sys
 from fnmatch import fnmatch
 from importlib.metadata import distribution, version
 
-from dashboard_support import DASHBOARD
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from dashboard_support import DASHBOARD
 from support import ROOT, free_port
 
 DOCKERFILE = (DASHBOARD / "Dockerfile").read_text()
