@@ -290,14 +290,7 @@ def _retention(raw: Any) -> int:
 
 def _origins(raw: Any) -> tuple[str, ...]:
     """A JSON list (cdk.json), or a comma-separated string (``-c cors_allow_origins=a,b``)."""
-    if isinstance(raw, str):
-        text = raw.strip()
-        items = json.loads(text) if text.startswith("[") else text.split(",")
-    else:
-        items = raw
-    if not isinstance(items, list) or not items:
-        raise ValueError("must be a non-empty list of origins")
-    origins = tuple(str(item).strip() for item in items)
+    origins = tuple(_string_list(raw))
     for origin in origins:
         if not _ORIGIN_RE.fullmatch(origin):
             raise ValueError(f"{origin!r} is not '*' or an origin like https://example.com")
