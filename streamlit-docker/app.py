@@ -22,8 +22,9 @@ from typing import Any
 
 import altair as alt
 import streamlit as st
-from api_client import ApiError, Classification, ClassificationPage, ClassifierApi, ImageUpload, ModelState, Prediction
 from PIL import Image, ImageOps
+
+from api_client import ApiError, Classification, ClassificationPage, ClassifierApi, ImageUpload, ModelState, Prediction
 
 log = logging.getLogger("dashboard")
 
