@@ -48,7 +48,7 @@ rollback: venv
 	$(PY) -m classifier rollback --store $(STORE)
 
 synth: venv
-	npx cdk synth --quiet
+	npx cdk synth --all --quiet
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache test-output

@@ -62,6 +62,10 @@ _PRINCIPAL_RE = re.compile(
 # Options are snake_case; an unknown snake_case key is most likely a misspelt
 # option. Other keys belong to the CDK and its CLI (feature flags, lookups
 # cached in cdk.context.json, "acknowledged-issue-numbers", ...) and pass.
+# Where alarm notifications go: one address, checked for shape only (SNS
+# mails it a confirmation link).
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
 _OPTION_KEY_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
@@ -103,6 +107,10 @@ class AppConfig:
     throttle_rate_limit: int = 50
     throttle_burst_limit: int = 100
     cors_allow_origins: tuple[str, ...] = ("*",)
+
+    # Alarms (API 5xx; the upload classifier's dead-letter queue) notify this
+    # address through an SNS topic; None: the alarms have no action.
+    alarm_email: str | None = None
 
     # Switches named by DESIGN.md, each a construct wired by the service stack.
     dashboard: bool = False
@@ -193,6 +201,7 @@ class AppConfig:
             throttle_rate_limit=rate,
             throttle_burst_limit=burst,
             cors_allow_origins=get("cors_allow_origins", _origins, defaults.cors_allow_origins),
+            alarm_email=get("alarm_email", _optional(_pattern(_EMAIL_RE, "an email address")), None),
             dashboard=get("dashboard", _bool, defaults.dashboard),
             function_url=get("function_url", _bool, defaults.function_url),
             edge=get("edge", _bool, defaults.edge),

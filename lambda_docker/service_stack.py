@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, RegexAppliesTo
 from constructs import Construct
 
+from lambda_docker.alarms import Alarms
 from lambda_docker.api import STAGE_NAME, ApiSettings, ClassifierApi
 from lambda_docker.config import AppConfig
 from lambda_docker.dashboard import Dashboard, DashboardSettings
@@ -91,6 +92,7 @@ class ServiceStack(Stack):
                 log_retention=retention(config),
             ),
         )
+        self.alarms = Alarms(self, "Alarms", api=self.api.api, email=config.alarm_email)
         self._optional_features(config)
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the classification API")
@@ -99,6 +101,9 @@ class ServiceStack(Stack):
         CfnOutput(self, "FunctionName", value=function.function_name, description="The inference function")
         CfnOutput(self, "UploadsBucket", value=storage.uploads.bucket_name,
                   description="Large images go here through POST /uploads")
+        if self.alarms.topic is not None:
+            CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn,
+                      description="Alarm notifications (alarm_email is subscribed; confirm its mail)")
         if self.api.api_key is not None:
             CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id,
                       description="aws apigateway get-api-key --include-value --api-key <this id>")
@@ -160,6 +165,7 @@ class ServiceStack(Stack):
                 uploads_bucket=self.storage.uploads,
                 uploads_prefix=UPLOADS_PREFIX,
             )
+            self.alarms.watch(self.upload_classifier.alarm)
             CfnOutput(self, "UploadFailuresQueue", value=self.upload_classifier.dead_letter_queue.queue_url,
                       description="Uploads that could not be classified after every retry (alarmed)")
             CfnOutput(self, "UploadClassifierFunction", value=self.upload_classifier.function.function_name,

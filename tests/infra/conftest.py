@@ -48,6 +48,7 @@ OPTIONS: dict[str, Any] = {
     "throttle_rate_limit": 10,
     "throttle_burst_limit": 20,
     "cors_allow_origins": ["https://example.com"],
+    "alarm_email": "ops@example.com",
     "dashboard": True,
     "function_url": True,
     "edge": True,

@@ -75,12 +75,12 @@ def test_cfn_lint_finds_nothing(all_synths: dict[str, Synth]) -> None:
 
 
 def test_cdk_cli_synthesizes_both_stacks_with_every_switch_on_without_docker(tmp_path: Path) -> None:
-    # `npx cdk synth` from the repo root with -c for every feature switch: the app runs,
+    # `npx cdk synth --all` from the repo root with -c for every feature switch: the app runs,
     # nag passes, and both images (the function's and the dashboard's) are only staged
     # (their build context with its Dockerfile), never built.
     out = tmp_path / "cdk.out"
     switches = [arg for key in SWITCHES for arg in ("-c", f"{key}=true")]
-    result = cdk("synth", "--quiet", *switches, outdir=out)
+    result = cdk("synth", "--all", "--quiet", *switches, outdir=out)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {p.name for p in out.glob("*.template.json")} == {
         "demo-storage-stack.template.json", "demo-service-stack.template.json",

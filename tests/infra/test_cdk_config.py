@@ -87,6 +87,8 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("throttle_burst_limit", 10_000),
     ("cors_allow_origins", "example.com"),
     ("cors_allow_origins", ["*", "https://example.com"]),
+    ("alarm_email", "ops"),
+    ("alarm_email", "ops@example.com, dev@example.com"),
     ("dashboard", "yes please"),
     ("function_url", 1),
     ("edge", "on"),

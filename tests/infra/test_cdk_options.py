@@ -151,3 +151,47 @@ def test_imported_file_system_grants_name_it(imported: Synth) -> None:
     # The functions' ClientWrite permission names the imported file system.
     _, policy = only(imported.service, "AWS::IAM::Policy")
     assert f"file-system/{IMPORTED_FILE_SYSTEM_ID}" in json.dumps(policy["Properties"]["PolicyDocument"])
+
+
+def alarm_actions(template: Any, props: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    _, alarm = only(template, "AWS::CloudWatch::Alarm", props)
+    return alarm["Properties"].get("AlarmActions", []), alarm["Properties"].get("OKActions", [])
+
+
+API_5XX = {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError"}
+DEAD_LETTERS = {"Namespace": "AWS/SQS"}
+
+
+def test_api_server_errors_alarm_without_a_topic_by_default(default: Synth) -> None:
+    # With alarm_email unset the 5xx alarm exists (console, later subscriptions) but notifies no one.
+    default.service.has_resource_properties("AWS::CloudWatch::Alarm", {
+        **API_5XX, "Statistic": "Sum", "Period": 300, "Threshold": 5,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching",
+    })
+    assert alarm_actions(default.service, API_5XX) == ([], [])
+    default.service.resource_count_is("AWS::SNS::Topic", 0)
+    assert "AlarmTopicArn" not in default.service.to_json()["Outputs"]
+
+
+def test_alarm_email_subscribes_an_encrypted_topic_to_every_alarm(options: Synth) -> None:
+    # alarm_email: one topic, KMS-encrypted with a key CloudWatch may use, TLS only, the address
+    # subscribed; the API 5xx alarm and the dead-letter alarm notify it on ALARM and on OK.
+    topic_id, topic = only(options.service, "AWS::SNS::Topic")
+    key_ref = topic["Properties"]["KmsMasterKeyId"]
+    key_id, key = only(options.service, "AWS::KMS::Key")
+    assert key_ref == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert key["Properties"]["EnableKeyRotation"] is True
+    grants = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+              if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert [set(s["Action"]) for s in grants] == [{"kms:Decrypt", "kms:GenerateDataKey*"}]
+    options.service.has_resource_properties("AWS::SNS::TopicPolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])},
+    })
+    options.service.has_resource_properties("AWS::SNS::Subscription", {
+        "Protocol": "email", "Endpoint": "ops@example.com", "TopicArn": {"Ref": topic_id},
+    })
+    for props in (API_5XX, DEAD_LETTERS):
+        assert alarm_actions(options.service, props) == ([{"Ref": topic_id}], [{"Ref": topic_id}])
+    options.service.has_output("AlarmTopicArn", {"Value": {"Ref": topic_id}})

@@ -56,10 +56,11 @@ def test_uploads_bucket_policy_only_denies_insecure_requests(default: Synth) -> 
 
 
 def test_no_upload_classifier_by_default(default: Synth) -> None:
-    # The switch is off in cdk.json: one container function, no rule, no queue, no alarm.
+    # The switch is off in cdk.json: one container function, no rule, no queue, no queue alarm.
     assert len(resources(default.service, "AWS::Lambda::Function", {"PackageType": "Image"})) == 1
-    for type_ in ("AWS::Events::Rule", "AWS::SQS::Queue", "AWS::CloudWatch::Alarm"):
+    for type_ in ("AWS::Events::Rule", "AWS::SQS::Queue"):
         default.service.resource_count_is(type_, 0)
+    assert resources(default.service, "AWS::CloudWatch::Alarm", {"Namespace": "AWS/SQS"}) == {}
 
 
 # -- the rule and the function ----------------------------------------------------------
