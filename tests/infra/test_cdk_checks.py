@@ -99,3 +99,10 @@ def test_cdk_cli_reports_a_wrong_context_value_by_key(tmp_path: Path) -> None:
     result = cdk("synth", "--quiet", "-c", "memory_mb=lots", outdir=tmp_path / "cdk.out")
     assert result.returncode != 0
     assert "'memory_mb'" in result.stdout + result.stderr
+
+
+def test_cdk_cli_lists_the_two_stacks(tmp_path: Path) -> None:
+    # `npx cdk ls` from the repo root names exactly the stacks `cdk deploy` takes.
+    result = cdk("ls", outdir=tmp_path / "cdk.out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["demo-storage-stack", "demo-service-stack"]
