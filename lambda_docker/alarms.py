@@ -35,6 +35,21 @@ API_5XX_THRESHOLD = 5
 ALARM_PERIOD = Duration.minutes(5)
 
 
+def alarm_at_or_above(
+    scope: Construct, construct_id: str, *, metric: cloudwatch.IMetric, threshold: float, description: str,
+) -> cloudwatch.Alarm:
+    """An alarm when one period of ``metric`` reaches ``threshold``; no data (no traffic) is not a breach."""
+    return cloudwatch.Alarm(
+        scope, construct_id,
+        alarm_description=description,
+        metric=metric,
+        threshold=threshold,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
 class Alarms(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, api: apigw.RestApi, email: str | None) -> None:
         super().__init__(scope, construct_id)
@@ -56,15 +71,12 @@ class Alarms(Construct):
             )
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
-        self.api_server_errors = cloudwatch.Alarm(
+        self.api_server_errors = alarm_at_or_above(
             self, "ApiServerErrors",
-            alarm_description=f"The classification API answered 5xx at least {API_5XX_THRESHOLD} times in "
-                              "5 minutes: see the inference function's log group",
             metric=api.metric_server_error(period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM),
             threshold=API_5XX_THRESHOLD,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description=f"The classification API answered 5xx at least {API_5XX_THRESHOLD} times in "
+                        "5 minutes: see the inference function's log group",
         )
         self.watch(self.api_server_errors)
 

@@ -58,14 +58,13 @@ _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[
 _PRINCIPAL_RE = re.compile(
     r"^(\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]{1,512}|user/[\w+=,.@/-]{1,512}))$"
 )
-
-# Options are snake_case; an unknown snake_case key is most likely a misspelt
-# option. Other keys belong to the CDK and its CLI (feature flags, lookups
-# cached in cdk.context.json, "acknowledged-issue-numbers", ...) and pass.
 # Where alarm notifications go: one address, checked for shape only (SNS
 # mails it a confirmation link).
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+# Options are snake_case; an unknown snake_case key is most likely a misspelt
+# option. Other keys belong to the CDK and its CLI (feature flags, lookups
+# cached in cdk.context.json, "acknowledged-issue-numbers", ...) and pass.
 _OPTION_KEY_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 

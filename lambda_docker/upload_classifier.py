@@ -41,6 +41,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, RegexAppliesTo
 from constructs import Construct
 
+from lambda_docker.alarms import ALARM_PERIOD, alarm_at_or_above
 from lambda_docker.inference import (
     InferenceSettings,
     classifier_image,
@@ -142,17 +143,14 @@ class UploadClassifier(Construct):
             )],
         )
 
-        self.alarm = cloudwatch.Alarm(
+        self.alarm = alarm_at_or_above(
             self, "FailuresAlarm",
-            alarm_description="Uploads that could not be classified after every retry are waiting in the "
-                              "dead-letter queue; see the README (Classification on upload) to re-drive them",
             metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM,
+                period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM,
             ),
             threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="Uploads that could not be classified after every retry are waiting in the "
+                        "dead-letter queue; see the README (Classification on upload) to re-drive them",
         )
         suppress_vpc_function_role(self.function, NagPackSuppression(
             id="AwsSolutions-IAM5",

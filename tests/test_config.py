@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_defaults_follow_the_contract() -> None:
                                                                           20 << 20, True)
 
 
-def test_serve_refuses_a_bad_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_serve_refuses_a_bad_setting(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "classifier", "serve", "--store", str(tmp_path)],
                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "BACKEND": "tf"}, timeout=60)
     assert result.returncode == 2 and "BACKEND" in result.stderr and "Traceback" not in result.stderr
