@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 STORE  ?= .model-store
 PORT   ?= 8000
@@ -11,16 +12,25 @@ PORT   ?= 8000
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv serve test bench lint publish models rollback synth clean
+.PHONY: venv lock serve test bench lint publish models rollback synth clean
 
-$(STAMP): requirements.txt model/requirements.txt model/pyproject.toml $(wildcard package.json package-lock.json)
+# The venv holds exactly what uv.lock pins. pip (from the interpreter that made the venv)
+# installs only uv, hash-checked from requirements-uv.txt; uv then installs everything
+# else from the lock, never re-resolving it (--frozen). npm installs the CDK CLI from
+# package-lock.json.
+$(STAMP): uv.lock requirements-uv.txt pyproject.toml model/pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	test -x $(UV) || $(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-uv.txt
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## Re-resolve uv.lock (UPGRADE=1: to the newest allowed versions) and regenerate the requirements files
+lock: venv
+	$(UV) lock $(if $(UPGRADE),--upgrade)
+	$(PY) scripts/lock.py
 
 ## Publish a model into ./.model-store if it has none, then serve the API on :8000
 serve: venv

@@ -5,16 +5,17 @@ its size is the sum of the files pip added to ``site-packages`` (apparent
 bytes, byte-compiled ``.pyc`` included, as pip leaves them in the image); the
 files of the empty venv (pip itself) are not counted. Variants:
 
-- ``onnx``: ``model/requirements.txt`` (what the default Lambda image installs);
-- ``torch-cuda``: the same plus ``torch``/``torchvision`` as pinned in the
-  developer ``requirements.txt`` and ``safetensors`` (the torch backend needs
-  it). PyPI's Linux torch wheels are CUDA builds and pull in the nvidia-* wheels;
+- ``onnx``: ``model/requirements.txt``, installed as the default Lambda image
+  does (hash-checked, ``--no-deps``);
+- ``torch-cuda``: the same plus ``torch``/``torchvision``/``safetensors`` at
+  the versions uv.lock pins. PyPI's Linux torch wheels are CUDA builds and
+  pull in the nvidia-* wheels;
 - ``torch-cpu``: the same with a CPU-only torch wheel found in pip's
   ``find-links`` directory (``/opt/wheels`` on the project's machines), the
   closest stand-in for the ``+cpu`` wheel the torch image variant installs from
-  PyTorch's own index, which this machine cannot reach. torchvision comes from
-  PyPI with ``--no-deps`` (its pin on an exact torch version would otherwise
-  pull the CUDA torch back in); it is a few MB either way.
+  PyTorch's own index, which this machine cannot reach, and the rest of
+  ``model/requirements-torch.txt`` with ``--no-deps`` (torchvision from PyPI:
+  it is a few MB either way).
 
 Installing takes minutes and gigabytes, so results are cached in
 ``<work>/install-size.json`` under a key of everything that determines them.
@@ -34,24 +35,40 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_REQUIREMENTS = ROOT / "model" / "requirements.txt"
-DEV_REQUIREMENTS = ROOT / "requirements.txt"
+TORCH_REQUIREMENTS = ROOT / "model" / "requirements-torch.txt"
 CPU_WHEEL_DIRS = [Path(p) for p in (os.environ.get("PIP_FIND_LINKS") or "/opt/wheels").split() if p]
 
 
-def pinned(name: str, requirements: Path = DEV_REQUIREMENTS) -> str:
-    """``name==version`` as pinned in the developer requirements."""
-    for line in requirements.read_text().splitlines():
+def pinned(name: str) -> str:
+    """``name==version`` as uv.lock pins it."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    versions = [p["version"] for p in lock["package"] if p["name"] == name]
+    if len(versions) != 1:
+        raise SystemExit(f"{name}: expected one version in uv.lock, found {versions}")
+    return f"{name}=={versions[0]}"
+
+
+def torch_variant_pins() -> list[str]:
+    """model/requirements-torch.txt's pins but torch itself, for this Python, without +cpu."""
+    pins = []
+    for line in TORCH_REQUIREMENTS.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if re.fullmatch(rf"{re.escape(name)}==[\w.+-]+", line, flags=re.IGNORECASE):
-            return line
-    raise SystemExit(f"{name} is not pinned in {requirements}")
+        if not line:
+            continue
+        requirement = Requirement(line)
+        if requirement.name != "torch" and (requirement.marker is None or requirement.marker.evaluate()):
+            pins.append(f"{requirement.name}{requirement.specifier}".replace("+cpu", ""))
+    return pins
 
 
 def cpu_torch_wheel() -> Path | None:
@@ -65,22 +82,21 @@ def cpu_torch_wheel() -> Path | None:
 
 def variants() -> dict[str, list[list[str]]]:
     """Each variant as a list of pip install argument lists, run in order."""
-    runtime = ["-r", str(RUNTIME_REQUIREMENTS)]
-    torch_extra = [pinned("torch"), pinned("torchvision"), pinned("safetensors")]
+    runtime = ["--require-hashes", "--no-deps", "-r", str(RUNTIME_REQUIREMENTS)]
     plans: dict[str, list[list[str]]] = {
         "onnx": [runtime],
-        "torch-cuda": [runtime + torch_extra],
+        "torch-cuda": [runtime, [pinned("torch"), pinned("torchvision"), pinned("safetensors")]],
     }
     wheel = cpu_torch_wheel()
     if wheel is not None:
-        plans["torch-cpu"] = [[*runtime, str(wheel), pinned("safetensors")],
-                              ["--no-deps", pinned("torchvision")]]
+        plans["torch-cpu"] = [runtime, ["--no-deps", str(wheel), *torch_variant_pins()]]
     return plans
 
 
 def cache_key(plans: dict[str, list[list[str]]]) -> str:
     digest = hashlib.sha256()
     digest.update(RUNTIME_REQUIREMENTS.read_bytes())
+    digest.update(TORCH_REQUIREMENTS.read_bytes())
     digest.update(json.dumps(plans, sort_keys=True).encode())
     digest.update(sys.version.encode())
     return digest.hexdigest()[:16]

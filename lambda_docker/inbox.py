@@ -12,9 +12,13 @@ notifications need a custom resource (an extra Lambda and role).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, Duration, IgnoreMode, ILocalBundling, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_events as events
@@ -23,7 +27,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from cdk_nag import NagPackSuppression
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from lambda_docker.buckets import SecureBucket
@@ -31,21 +35,58 @@ from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.storage import MOUNT_PATH
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
-# The installer's zip: the standard-library part of the classifier package
-# (no numpy, onnxruntime or fastapi); the Lambda runtime provides boto3.
+# The installer's zip: the standard-library part of the classifier package (no numpy or
+# onnxruntime), and the SDK it calls S3 with, installed from the lock's hash-checked
+# export rather than taken from whatever boto3 the Lambda runtime happens to carry.
 INSTALLER_MODULES = ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py")
+INSTALLER_REQUIREMENTS = "requirements-installer.txt"
 INSTALLER_HANDLER = "classifier.installer.handler"
+# The installer's runtime: the Python the lock resolves for and the Lambda image runs.
+INSTALLER_RUNTIME = lambda_.Runtime.PYTHON_3_12
+INSTALLER_ARCHITECTURE = lambda_.Architecture.ARM_64
 MANIFEST_SUFFIX = "/manifest.json"
 
 
+def pip_install_command(target: str) -> list[str]:
+    """pip's arguments that install the installer's requirements into ``target``, for its runtime."""
+    version = INSTALLER_RUNTIME.name.removeprefix("python")
+    machine = "aarch64" if INSTALLER_ARCHITECTURE is lambda_.Architecture.ARM_64 else "x86_64"
+    return ["install", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:", "--no-compile",
+            "--python-version", version, "--implementation", "cp", "--platform", f"manylinux2014_{machine}",
+            "--target", target, "--requirement", str(MODEL_DIR / INSTALLER_REQUIREMENTS)]
+
+
+@jsii.implements(ILocalBundling)
+class LocalInstallerBundling:
+    """Builds the installer's zip with this machine's pip, so synth needs no Docker."""
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+        subprocess.run([sys.executable, "-m", "pip", *pip_install_command(output_dir)], check=True)
+        package = Path(output_dir) / "classifier"
+        package.mkdir()
+        for module in INSTALLER_MODULES:
+            shutil.copy2(MODEL_DIR / "classifier" / module, package / module)
+        return True
+
+
 def installer_code() -> lambda_.Code:
-    """The installer's code asset: only ``INSTALLER_MODULES`` from model/classifier."""
+    """The installer's code asset: ``INSTALLER_MODULES`` from model/classifier and its locked requirements."""
+    modules = " ".join(f"classifier/{module}" for module in INSTALLER_MODULES)
+    in_docker = " ".join(["pip", *pip_install_command("/asset-output")]).replace(str(MODEL_DIR), "/asset-input")
     return lambda_.Code.from_asset(
         str(MODEL_DIR),
         ignore_mode=IgnoreMode.DOCKER,
-        # Docker-ignore rules, last match wins: drop everything, then bring
-        # back the listed modules.
-        exclude=["*", "!classifier", "classifier/*", *(f"!classifier/{module}" for module in INSTALLER_MODULES)],
+        # Docker-ignore rules, last match wins: drop everything, then bring back the
+        # listed modules and the requirements (the asset's hash covers exactly these).
+        exclude=["*", f"!{INSTALLER_REQUIREMENTS}", "!classifier", "classifier/*",
+                 *(f"!classifier/{module}" for module in INSTALLER_MODULES)],
+        asset_hash_type=AssetHashType.SOURCE,
+        bundling=BundlingOptions(
+            image=INSTALLER_RUNTIME.bundling_image,
+            command=["bash", "-c", f"{in_docker} && mkdir /asset-output/classifier && "
+                                   f"cp {modules} /asset-output/classifier/"],
+            local=LocalInstallerBundling(),
+        ),
     )
 
 
@@ -87,8 +128,8 @@ class ModelInbox(Construct):
             description="Installs a model version from the S3 inbox into the EFS model store",
             code=installer_code(),
             handler=INSTALLER_HANDLER,
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
+            runtime=INSTALLER_RUNTIME,
+            architecture=INSTALLER_ARCHITECTURE,
             # Memory buys network and CPU: ~200 MB of artifacts to download and hash.
             memory_size=1024,
             timeout=Duration.minutes(5),
@@ -135,3 +176,9 @@ class ModelInbox(Construct):
                    "at deploy time. Scoped to this one bucket's objects, read only.",
             applies_to=[f"Resource::<{bucket_id}.Arn>/*"],
         ))
+        NagSuppressions.add_resource_suppressions(self.function, [NagPackSuppression(
+            id="AwsSolutions-L1",
+            reason="The installer runs the Python of the Lambda image (public.ecr.aws/lambda/python:3.12) "
+                   "and of uv.lock (requires-python <3.13), which its bundled requirements are locked "
+                   "and tested for; supported by Lambda until 2028. Both move to a newer Python together.",
+        )])

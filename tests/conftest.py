@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lambda_events import load_handler
 from support import ROOT, LiveServer, copy_store, live_server, publish
+from venvs import Venv, fresh_venv
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +67,9 @@ def s3_endpoint() -> Iterator[str]:
 
     with moto_s3_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """A fresh Python 3.12 venv holding model/requirements.txt alone, installed as the Lambda image does."""
+    return fresh_venv(tmp_path_factory.mktemp("runtime-venv") / "venv", [ROOT / "model" / "requirements.txt"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import queue
 import re
 import shlex
@@ -27,7 +26,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,10 +40,10 @@ from classifier.config import Settings
 
 from lambda_events import FakeContext, LambdaResponse, make_event, read_response
 from support import ROOT, child, copy_store, free_port, jpeg, wait_until
+from venvs import LAMBDA_PYTHON, LOCKED_INSTALL, Venv, subprocess_env
 
 MODEL_DIR = ROOT / "model"
 DOCKERFILE = MODEL_DIR / "Dockerfile"
-RUNTIME_REQUIREMENTS = MODEL_DIR / "requirements.txt"
 RUNTIME_API_PREFIX = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:demo-classifier"
 # Generous bounds that only stop a hung subprocess from hanging the suite; nothing is timed.
@@ -214,17 +212,6 @@ class RuntimeApi:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def subprocess_env(*layers: Mapping[str, str]) -> dict[str, str]:
-    """This environment minus anything that would point a child at this repo's venv or store,
-    then ``layers`` applied in order."""
-    drop = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MODEL_STORE", "MODEL_NAME", "BACKEND"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONNOUSERSITE"] = "1"
-    for layer in layers:
-        env.update(layer)
-    return env
 
 
 def classify_event(kind: str, body: bytes, content_type: str) -> dict[str, Any]:
@@ -425,44 +412,6 @@ def test_handler_package_resolves_from_the_task_root(lambda_run: LambdaRun) -> N
 # --- 2. model/requirements.txt alone serves the onnx backend ------------------------------------
 
 
-def lambda_python() -> str:
-    """Lambda runs Python 3.12: use a working 3.12 interpreter for the fresh venv when there is one."""
-    pyenv = sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.12.*/bin/python3.12"))
-    for candidate in [*pyenv, shutil.which("python3.12")]:
-        if candidate is None:
-            continue
-        # a pyenv shim on PATH may exist and still fail when 3.12 is not selected
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
-                               capture_output=True, text=True, check=False, env=subprocess_env())
-        if probe.returncode == 0 and probe.stdout.strip() == "True":
-            return candidate
-    return sys.executable
-
-
-@dataclass
-class RuntimeVenv:
-    python: Path
-    packages: set[str]
-
-
-@pytest.fixture(scope="session")
-def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
-    """A fresh venv holding model/requirements.txt and nothing else (slow: created once)."""
-    interpreter = lambda_python()
-    print(f"runtime venv interpreter: {interpreter}")
-    venv = tmp_path_factory.mktemp("runtime-venv") / "venv"
-    env = subprocess_env()
-    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, env=env)
-    python = venv / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(RUNTIME_REQUIREMENTS)],
-                             capture_output=True, text=True, env=env, check=False)
-    assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-4000:]
-    listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "json"],
-                            capture_output=True, text=True, env=env, check=True)
-    packages = {re.sub(r"[-_.]+", "-", p["name"]).lower() for p in json.loads(listed.stdout)}
-    return RuntimeVenv(python, packages)
-
-
 # Runs inside the fresh venv: the Lambda init phase (import the handler module, which loads
 # the model) and one invocation, then what got imported.
 INVOKE_SCRIPT = """
@@ -493,17 +442,24 @@ Path(sys.argv[2]).write_text(json.dumps({
 """
 
 
-def test_runtime_requirements_alone_install_no_torch(runtime_venv: RuntimeVenv) -> None:
-    # GIVEN the venv built from model/requirements.txt alone
+def test_runtime_requirements_alone_install_no_torch(runtime_venv: Venv) -> None:
+    # GIVEN the venv built from model/requirements.txt alone, as the image installs it
+    packages = runtime_venv.packages()
     # THEN it holds the runtime (onnxruntime, the ASGI adapter, the server) and no torch
-    assert {"onnxruntime", "mangum", "starlette", "uvicorn", "numpy", "pillow"} <= runtime_venv.packages
-    assert not runtime_venv.packages & {"torch", "torchvision"}
+    assert {"onnxruntime", "mangum", "starlette", "uvicorn", "numpy", "pillow"} <= set(packages)
+    assert not set(packages) & {"torch", "torchvision"}
     # AND not the classifier package either: it comes from the task root, as in the image
-    assert "classifier" not in runtime_venv.packages
+    assert "classifier" not in packages
+
+
+def test_runtime_requirements_alone_are_a_closed_set(runtime_venv: Venv) -> None:
+    # GIVEN the file installed with --no-deps: pip resolved nothing, so a missing dependency stays missing
+    # THEN every requirement of every installed package is met, at a compatible version
+    assert runtime_venv.check() == []
 
 
 def test_runtime_requirements_alone_serve_the_lambda_handler(
-    runtime_venv: RuntimeVenv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
+    runtime_venv: Venv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
 ) -> None:
     # GIVEN the fresh venv, the package on PYTHONPATH like LAMBDA_TASK_ROOT, and a published store
     store = copy_store(published_store, tmp_path / "store")
@@ -519,9 +475,9 @@ def test_runtime_requirements_alone_serve_the_lambda_handler(
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     result = json.loads(result_path.read_text())
-    print(f"runtime venv: Python {result['version']} at {result['prefix']}")
-    # THEN it ran in the fresh venv on this repo's package
-    assert Path(result["prefix"]).resolve() == runtime_venv.python.parent.parent.resolve()
+    # THEN it ran in the fresh venv, on Lambda's Python, on this repo's package
+    assert tuple(result["version"]) == LAMBDA_PYTHON
+    assert Path(result["prefix"]).resolve() == runtime_venv.path.resolve()
     assert Path(result["classifier"]).resolve() == (MODEL_DIR / "classifier" / "__init__.py").resolve()
     # AND classified the photo with the onnx backend, as the in-process handler does
     assert_classified(read_response(result["response"]), reference, current_version(store))
@@ -532,7 +488,7 @@ def test_runtime_requirements_alone_serve_the_lambda_handler(
 
 
 def test_runtime_requirements_alone_serve_http(
-    runtime_venv: RuntimeVenv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
+    runtime_venv: Venv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
 ) -> None:
     # GIVEN `python -m classifier serve` from the fresh venv
     store = copy_store(published_store, tmp_path / "store")
@@ -573,31 +529,18 @@ def test_dockerfile_copies_the_package_into_the_task_root() -> None:
     assert (MODEL_DIR / "classifier" / "handler.py").is_file()
 
 
-def test_dockerfile_installs_the_tested_requirements() -> None:
+def test_dockerfile_installs_the_locked_requirements() -> None:
     run = " ".join(_args_of("RUN"))
     copied = {src for args in _args_of("COPY") for src in shlex.split(args)[:-1]}
     installed = re.findall(r"-r\s+([^\s;&|]+)", run)
     # every requirements file the image installs is in the build context and copied in
     assert installed and all(name in copied and (MODEL_DIR / name).is_file() for name in installed)
     # the default image installs model/requirements.txt (the file the fresh venv above holds, alone)
-    # into the task root, before and outside the torch branch
+    # into the task root, hash-checked and closed, before and outside the torch branch
     first_install = run[run.index("pip install"):].split("&&")[0]
     assert "-r requirements.txt" in first_install and '--target "${LAMBDA_TASK_ROOT}"' in first_install
+    assert all(flag in first_install.split() for flag in LOCKED_INSTALL)
     torch_branch = re.search(r'if \[ "\$BACKEND" = "torch" \]; then(.*?)(?:elif|else|fi)', run, re.DOTALL)
     assert torch_branch and "-r requirements-torch.txt" in torch_branch[1]
+    assert "--no-deps" in torch_branch[1].split()
     assert set(installed) == {"requirements.txt", "requirements-torch.txt"}
-    # the torch variant pins the torch the suite tests the torch backend with (plus the +cpu local tag)
-    dev_pins = dict(_pins(ROOT / "requirements.txt"))
-    for name, version in _pins(MODEL_DIR / "requirements-torch.txt"):
-        assert dev_pins.get(name) == version.split("+")[0], name
-    # and the developer venv gets exactly the image's runtime pins
-    assert "-r model/requirements.txt" in (ROOT / "requirements.txt").read_text().splitlines()
-
-
-def _pins(path: Path) -> list[tuple[str, str]]:
-    pins = []
-    for line in path.read_text().splitlines():
-        match = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line.split("#")[0].strip())
-        if match:
-            pins.append((match[1].split("[")[0].lower(), match[2]))
-    return pins

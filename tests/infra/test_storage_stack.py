@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
 from .conftest import ROOT, Synth
+from venvs import lambda_python
 
 # -- helpers -------------------------------------------------------------------
 
@@ -313,20 +314,29 @@ def test_installer_may_only_read_the_inbox(default: Synth) -> None:
     assert all(inbox_id in json.dumps(s["Resource"]) for s in s3_statements)
 
 
-def test_installer_zip_holds_only_the_standard_library_modules(default: Synth) -> None:
-    # The zip has store, fsio, logs, inbox, installer: no numpy, onnxruntime or fastapi.
+def test_installer_zip_holds_its_modules_and_its_locked_requirements(default: Synth) -> None:
+    # The zip has store, fsio, logs, inbox, installer (no numpy, onnxruntime or torch), and
+    # exactly the distributions of model/requirements-installer.txt, at the locked versions.
     _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
     asset_hash = installer["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     asset_dir = default.outdir / f"asset.{asset_hash}"
-    files = sorted(p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*") if p.is_file())
-    assert files == sorted(f"classifier/{m}" for m in
-                           ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py"))
-    # Importing the handler from the zip alone pulls in nothing heavy.
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import classifier.installer as i; "
-             "assert i.__file__.startswith(sys.argv[1]), i.__file__; "
-             "heavy = {'numpy', 'onnxruntime', 'fastapi', 'torch', 'PIL'} & set(sys.modules); "
-             "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", probe, str(asset_dir)], check=True, cwd=ROOT)
+    modules = sorted(p.relative_to(asset_dir).as_posix() for p in (asset_dir / "classifier").rglob("*"))
+    assert modules == sorted(f"classifier/{m}" for m in
+                             ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py"))
+    bundled = {re.sub(r"[-_.]+", "-", d.name.removesuffix(".dist-info")).lower()
+               for d in asset_dir.glob("*.dist-info")}
+    pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", (ROOT / "model/requirements-installer.txt").read_text(), re.M)
+    assert bundled == {re.sub(r"[-_.]+", "-", f"{name}-{version}").lower() for name, version in pins}
+    assert "boto3" in dict(pins)
+    # Importing the handler from the zip alone, on the runtime's Python with no site-packages,
+    # finds boto3 in the zip and pulls in nothing heavy.
+    assert installer["Properties"]["Runtime"] == "python3.12"
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import classifier.installer as i, boto3; "
+             "assert i.__file__.startswith(sys.argv[1]) and boto3.__file__.startswith(sys.argv[1]); "
+             "heavy = {'numpy', 'onnxruntime', 'torch', 'PIL'} & set(sys.modules); "
+             "assert not heavy, heavy; import botocore.session; botocore.session.get_session().create_client("
+             "'s3', region_name='eu-west-1')")
+    subprocess.run([lambda_python(), "-I", "-S", "-c", probe, str(asset_dir)], check=True, cwd=ROOT)
 
 
 def test_installer_logs_are_kept_for_the_retention_period(default: Synth) -> None:
