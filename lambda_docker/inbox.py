@@ -61,7 +61,10 @@ class LocalInstallerBundling:
     """Builds the installer's zip with this machine's pip, so synth needs no Docker."""
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
-        subprocess.run([sys.executable, "-m", "pip", *pip_install_command(output_dir)], check=True)
+        done = subprocess.run([sys.executable, "-m", "pip", *pip_install_command(output_dir)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip could not bundle the installer's requirements:\n{done.stderr[-4000:]}")
         package = Path(output_dir) / "classifier"
         package.mkdir()
         for module in INSTALLER_MODULES:
