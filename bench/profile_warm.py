@@ -4,7 +4,7 @@ Loads the real handler (``classifier.handler``, BACKEND=onnx by default) on the
 bench store, then times, interleaved so that noise hits every step alike:
 
 - the whole handler invocation (API Gateway REST event in, response out);
-- ``Classifier.classify`` alone (no HTTP), hence the Mangum/FastAPI overhead;
+- ``Classifier.classify`` alone (no HTTP), hence the Mangum/Starlette overhead;
 - each step of ``classifier.imaging.preprocess`` (open + checks, EXIF size,
   decode, transpose, RGB, resize, crop + normalise, sha256), the forward pass,
   softmax + top-k, the record write (with its fsyncs), the JSON body;
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = measure(steps, args.iters)
         inner = sum(rows[k]["p50"] for k in list(steps)[2:])
         rows["= sum of the steps"] = {"p50": inner, "min": sum(rows[k]["min"] for k in list(steps)[2:])}
-        rows["handler - classify (Mangum, FastAPI, base64, threadpool)"] = {
+        rows["handler - classify (Mangum, Starlette, base64)"] = {
             "p50": rows["handler invoke (end to end)"]["p50"] - rows["Classifier.classify (no HTTP)"]["p50"],
             "min": rows["handler invoke (end to end)"]["min"] - rows["Classifier.classify (no HTTP)"]["min"]}
         report[f"steps_{photo}"] = rows

@@ -8,18 +8,17 @@ copy whose artifacts are hard links.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from lambda_events import load_handler
-from support import ROOT, LiveServer, copy_store, live_server, publish
-from venvs import Venv, fresh_venv
+from helpers import ROOT
+from helpers.lambda_events import load_handler
+from helpers.processes import LiveServer, live_server
+from helpers.stores import copy_store, publish
+from helpers.venvs import Venv, fresh_venv
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +62,9 @@ def handler_and_store(published_store: Path, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on a free loopback port, shared by every S3 test (buckets are per test)."""
-    from inbox_support import moto_s3_server
+    from helpers.aws import moto_server
 
-    with moto_s3_server() as url:
+    with moto_server() as url:
         yield url
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from lambda_events import FakeContext, make_event, multipart, read_response
-from support import LiveServer, encode, jpeg, photo
+from helpers.lambda_events import FakeContext, make_event, multipart, read_response
+from helpers.photos import encode, jpeg, photo
+from helpers.processes import LiveServer
 
 PHOTOS = ["chelsea", "coffee", "rocket"]
 

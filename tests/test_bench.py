@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from support import ROOT, copy_store
+from helpers import ROOT
+from helpers.stores import copy_store
 
 CONTENDERS = ("baseline", "onnx", "torch")
 

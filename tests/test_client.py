@@ -21,12 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
-from uploads_support import REGION, aws_env, new_bucket
 
 from classifier.__main__ import main
 from classifier.client import ClassifierClient, RetryEvent, RetryPolicy, region_from_url, sigv4_signer
 
-from support import LiveServer, big_jpeg, copy_store, free_port, jpeg, link_large, live_server
+from helpers.aws import REGION, aws_env, new_bucket
+from helpers.photos import big_jpeg, jpeg
+from helpers.processes import LiveServer, free_port, live_server
+from helpers.stores import copy_store, link_large
 
 INLINE_LIMIT = 100_000  # the module's server: MAX_IMAGE_BYTES, so a few test photos need S3
 FAST_RETRY = RetryPolicy(attempts=6, base=0.05, cap=0.5)

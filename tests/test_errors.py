@@ -17,8 +17,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from lambda_events import FakeContext, load_handler, make_event, multipart, read_response
-from support import LiveServer, encode, jpeg, live_server
+from helpers.lambda_events import FakeContext, load_handler, make_event, multipart, read_response
+from helpers.photos import encode, jpeg
+from helpers.processes import LiveServer, live_server
 
 MiB = 1024 * 1024
 

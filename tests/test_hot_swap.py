@@ -15,7 +15,9 @@ import httpx
 
 from classifier.store import ModelStore
 
-from support import export_version, jpeg, live_server, publish, with_new_identity
+from helpers.photos import jpeg
+from helpers.processes import live_server
+from helpers.stores import export_version, publish, with_new_identity
 
 REFRESH_SECONDS = 1.0
 

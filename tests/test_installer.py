@@ -8,27 +8,26 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from classifier import inbox, installer
+from classifier import installer, publish
 from classifier.inbox import ManifestKey
 from classifier.store import ModelStore
 
-from inbox_support import new_bucket, point_boto3_at, s3_event, tiny_version, tree, upload_version
-from support import copy_store
+from helpers.aws import new_bucket, point_boto3_at, s3_client
+from helpers.inbox import s3_event, tiny_version, tree, upload_version
+from helpers.stores import copy_store
 
 
 @pytest.fixture
 def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
     """A fresh inbox bucket, and the environment pointing boto3 at it."""
     point_boto3_at(monkeypatch, s3_endpoint)
-    name = f"inbox-{uuid.uuid4().hex[:12]}"
-    return new_bucket(name), name
+    return s3_client(s3_endpoint), new_bucket(s3_endpoint, "inbox")
 
 
 @pytest.fixture
@@ -69,7 +68,7 @@ def test_installs_a_model_published_with_publish_s3(
         return published.manifest(model_name, version)
 
     monkeypatch.setattr("classifier.publish.build_version", already_built)
-    manifest = inbox.publish_to_s3(f"s3://{name}/releases", "random", "resnet50")
+    manifest = publish.publish_to_s3(f"s3://{name}/releases", "random", "resnet50")
 
     # WHEN S3 reports the manifest's arrival
     result = installer.handler(s3_event("eventbridge", name, manifest_key(manifest, "releases/").key))

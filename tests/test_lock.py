@@ -23,8 +23,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from support import ROOT
-from venvs import fresh_venv
+from helpers import ROOT
+from helpers.venvs import fresh_venv
 
 # The files an image or a zip installs, each hash-locked (the torch variant's is separate).
 HASHED_IMAGE_FILES = ["model/requirements.txt", "model/requirements-installer.txt",

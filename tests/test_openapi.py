@@ -15,8 +15,9 @@ from starlette.routing import Route
 from classifier.api import create_app, openapi_document
 from classifier.config import Settings
 
-from lambda_events import multipart
-from support import LiveServer, jpeg
+from helpers.lambda_events import multipart
+from helpers.photos import jpeg
+from helpers.processes import LiveServer
 
 SPEC = openapi_document()
 UNDOCUMENTED = {"/openapi.json", "/docs"}

@@ -12,7 +12,7 @@ from torchvision.models import ResNet50_Weights
 from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
 
-from support import big_jpeg, encode, jpeg, photo
+from helpers.photos import big_jpeg, encode, jpeg, photo
 
 SPEC = Preprocessing.from_manifest(DEFAULT_PREPROCESSING)
 REFERENCE = ResNet50_Weights.IMAGENET1K_V2.transforms()

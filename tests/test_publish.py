@@ -24,7 +24,7 @@ from classifier.runtime import ModelManager
 from classifier.service import Classifier
 from classifier.store import ModelStore, artifacts_digest
 
-from support import jpeg
+from helpers.photos import jpeg
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

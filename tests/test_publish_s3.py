@@ -7,25 +7,24 @@ version so that each test costs milliseconds.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from classifier import inbox
+from classifier import publish
 from classifier.__main__ import main
 from classifier.inbox import ManifestKey, parse_manifest_key, parse_s3_url
 from classifier.publish import PublishError
 
-from inbox_support import new_bucket, point_boto3_at, tiny_version
+from helpers.aws import new_bucket, point_boto3_at, s3_client
+from helpers.inbox import tiny_version
 
 
 @pytest.fixture
 def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
     point_boto3_at(monkeypatch, s3_endpoint)
-    name = f"inbox-{uuid.uuid4().hex[:12]}"
-    return new_bucket(name), name
+    return s3_client(s3_endpoint), new_bucket(s3_endpoint, "inbox")
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def test_uploads_artifacts_first_and_the_manifest_last(
 ) -> None:
     # The installer starts on the manifest: by then every artifact is in the bucket.
     s3, name = bucket
-    manifest = inbox.publish_to_s3(f"s3://{name}/team/releases/", "random", "resnet50")
+    manifest = publish.publish_to_s3(f"s3://{name}/team/releases/", "random", "resnet50")
     target = ManifestKey("team/releases/", "resnet50", manifest["version"])
     assert upload_order[-1] == target.key
     assert sorted(upload_order[:-1]) == sorted(target.artifact_key(a) for a in manifest["artifacts"])
@@ -102,7 +101,7 @@ def test_a_missing_bucket_fails_before_the_build(
 def test_a_malformed_url_is_refused(url: str) -> None:
     # Only s3://bucket or s3://bucket/prefix.
     with pytest.raises(PublishError, match="s3://bucket"):
-        inbox.publish_to_s3(url, "random", "resnet50")
+        publish.publish_to_s3(url, "random", "resnet50")
 
 
 def test_parse_s3_url_normalises_the_prefix() -> None:

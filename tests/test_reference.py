@@ -18,7 +18,7 @@ from classifier.runtime import ModelManager
 from classifier.service import Classifier
 from classifier.store import ModelStore
 
-from support import big_jpeg, encode, jpeg, photo
+from helpers.photos import big_jpeg, encode, jpeg, photo
 
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
 

@@ -19,13 +19,14 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from uploads_support import aws_env, new_bucket, s3_client
 
 from classifier.errors import ModelUnavailable, StorageUnavailable
 from classifier.records import RecordStore, is_record_id
 
-from lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
-from support import free_port, jpeg
+from helpers.aws import new_bucket, point_boto3_at, s3_client
+from helpers.lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
+from helpers.photos import jpeg
+from helpers.processes import free_port
 
 KEY = "uploads/2026/11/22/my cat (1).jpg"  # a space and parentheses: URL-encoded in the event
 
@@ -35,9 +36,7 @@ Handler = Callable[..., dict[str, Any]]
 @pytest.fixture
 def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> str:
     """A fresh bucket; the environment of the trigger function pointing at it and at the store."""
-    for key, value in aws_env(s3_endpoint).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MODEL_STORE", str(store))
+    point_boto3_at(monkeypatch, s3_endpoint, MODEL_STORE=str(store))
     return new_bucket(s3_endpoint)
 
 

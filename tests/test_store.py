@@ -16,7 +16,7 @@ from classifier.store import (
     iter_staging_dirs,
 )
 
-from support import export_version, with_new_identity
+from helpers.stores import export_version, with_new_identity
 
 NAME = "resnet50"
 

@@ -23,12 +23,14 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from uploads_support import SECRET_KEY, aws_env, new_bucket, post_upload, s3_client
 
 from classifier.uploads import UPLOAD_EXPIRES_SECONDS, check_upload_key
 
-from lambda_events import FakeContext, load_handler, make_event, read_response
-from support import LiveServer, copy_store, encode, free_port, jpeg, live_server, photo
+from helpers.aws import SECRET_KEY, aws_env, new_bucket, post_upload, s3_client
+from helpers.lambda_events import FakeContext, load_handler, make_event, read_response
+from helpers.photos import encode, jpeg, photo
+from helpers.processes import LiveServer, free_port, live_server
+from helpers.stores import copy_store
 
 MiB = 1024 * 1024
 MAX_S3 = 8 * MiB  # the servers here: small enough to test 413 without a 20 MiB upload

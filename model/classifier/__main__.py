@@ -24,12 +24,10 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from classifier.publish import PublishError, publish_to_store
+    from classifier.publish import PublishError, publish_to_s3, publish_to_store
     from classifier.store import ModelStore
 
     if args.s3:
-        from classifier.inbox import publish_to_s3
-
         try:
             manifest = publish_to_s3(args.s3, args.weights, args.name)
         except PublishError as exc:

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from classifier import __version__
 from classifier.config import Settings
 from classifier.errors import (
-    ApiError,
+    ClassifierError,
     InvalidParameter,
     InvalidRequest,
     NotFound,
@@ -249,7 +249,7 @@ def create_app(
         return HTMLResponse(SWAGGER_UI)
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+        assert isinstance(exc, ClassifierError)
         return error_response(exc.status, exc.code, exc.message)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -277,7 +277,7 @@ def create_app(
             Route("/docs", docs, methods=["GET"], include_in_schema=False),
         ],
         middleware=[Middleware(RequestContext, max_body=settings.max_request_bytes)],
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+        exception_handlers={ClassifierError: on_api_error, HTTPException: on_http_error},
     )
     app.state.settings = settings
     app.state.manager = manager

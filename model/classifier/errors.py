@@ -1,12 +1,13 @@
 """Domain errors, each carrying the HTTP status and error code of the API contract.
 
-Code raises these anywhere; ``classifier.api`` maps them to JSON in one place.
+Code raises these anywhere; the API maps them to JSON in one place
+(``classifier.routes``), and the S3 trigger turns them into refusals or retries.
 """
 
 from __future__ import annotations
 
 
-class ApiError(Exception):
+class ClassifierError(Exception):
     status = 500
     code = "internal_error"
 
@@ -15,49 +16,49 @@ class ApiError(Exception):
         self.message = message
 
 
-class InvalidRequest(ApiError):
+class InvalidRequest(ClassifierError):
     status, code = 400, "invalid_request"
 
 
-class NotFound(ApiError):
+class NotFound(ClassifierError):
     status, code = 404, "not_found"
 
 
-class PayloadTooLarge(ApiError):
+class PayloadTooLarge(ClassifierError):
     status, code = 413, "payload_too_large"
 
 
-class ImageTooLarge(ApiError):
+class ImageTooLarge(ClassifierError):
     status, code = 413, "image_too_large"
 
 
-class UnsupportedMediaType(ApiError):
+class UnsupportedMediaType(ClassifierError):
     status, code = 415, "unsupported_media_type"
 
 
-class InvalidImage(ApiError):
+class InvalidImage(ClassifierError):
     status, code = 422, "invalid_image"
 
 
-class InvalidParameter(ApiError):
+class InvalidParameter(ClassifierError):
     status, code = 422, "invalid_parameter"
 
 
-class ModelUnavailable(ApiError):
+class ModelUnavailable(ClassifierError):
     status, code = 503, "model_unavailable"
 
 
-class UploadsDisabled(ApiError):
+class UploadsDisabled(ClassifierError):
     status, code = 501, "not_configured"
 
 
-class UploadChanged(ApiError):
+class UploadChanged(ClassifierError):
     """The object was replaced after the event that named it (its ETag differs)."""
 
     status, code = 409, "upload_changed"
 
 
-class StorageUnavailable(ApiError):
+class StorageUnavailable(ClassifierError):
     """S3 could not be reached or refused us: worth retrying, and the operator's problem."""
 
     status, code = 503, "storage_unavailable"

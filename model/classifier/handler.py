@@ -6,7 +6,7 @@ Lambda instance, in the init phase.
 
 Order matters for the cold start: the model starts loading on a thread
 *before* the web framework is imported, so reading, hashing and building the
-ONNX Runtime session (which release the GIL) overlap FastAPI's import. The
+ONNX Runtime session (which release the GIL) overlap the web layer's import. The
 first request waits for the load if it is not finished yet.
 """
 

@@ -6,7 +6,8 @@ the serving path.
 Steps: build torchvision's ``resnet50`` with the requested weights, export ONNX
 (dynamic batch axis) and safetensors, check on a real photo that ONNX Runtime
 and torch agree (refuse to publish otherwise), write the manifest, and install
-the version atomically (or upload it to the S3 inbox).
+the version atomically, or upload it to the S3 model inbox (``publish_to_s3``),
+whose installer Lambda installs it the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 
 from classifier.fsio import sha256_file
 from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
-from classifier.store import MANIFEST, ModelStore, make_version, validate_manifest
+from classifier.inbox import MANIFEST_NAME, ManifestKey, parse_s3_url
+from classifier.store import MANIFEST, ModelStore, StoreError, check_name, make_version, validate_manifest
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +208,41 @@ def publish_to_store(store: ModelStore, weights: str, name: str = "resnet50") ->
     return manifest
 
 
+def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50") -> dict[str, Any]:
+    """Build a version (as ``publish`` does) and upload it to the inbox; return its manifest.
+
+    The bucket is checked before the (slow) build, so a typo fails fast.
+    """
+    import boto3
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        bucket, prefix = parse_s3_url(s3_url)
+        check_name(name)
+    except (ValueError, StoreError) as exc:
+        raise PublishError(str(exc)) from None
+
+    s3 = boto3.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except (ClientError, BotoCoreError) as exc:
+        raise PublishError(
+            f"cannot reach bucket {bucket!r} ({exc}). Use the InboxBucket output of the "
+            "storage stack, and AWS credentials allowed to write to it."
+        ) from None
+
+    with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
+        workdir = Path(tmp)
+        manifest = build_version(weights, workdir, name)
+        target = ManifestKey(prefix, manifest["name"], manifest["version"])
+        try:
+            # Artifacts first, the manifest last: the manifest's arrival is
+            # what starts the installer.
+            for artifact in sorted(manifest["artifacts"]):
+                s3.upload_file(str(workdir / artifact), bucket, target.artifact_key(artifact))
+            s3.upload_file(str(workdir / MANIFEST_NAME), bucket, target.key,
+                           ExtraArgs={"ContentType": "application/json"})
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            raise PublishError(f"upload to s3://{bucket}/{target.version_prefix} failed: {exc}") from None
+    return manifest

@@ -9,7 +9,8 @@ Only one request pays for a load; the others keep using the old model.
 A cold start overlaps the model load with the web framework's imports:
 ``load_in_background`` starts the first load on a thread before ``api`` is
 imported. Reading and hashing the artifact and building the ONNX Runtime
-session release the GIL, so they run while the main thread imports FastAPI.
+session release the GIL, so they run while the main thread imports the web layer
+(Starlette, Mangum).
 This module imports nothing heavy itself (numpy, PIL and the backend are
 imported by the loading thread).
 """

@@ -42,7 +42,7 @@ from urllib.parse import unquote_plus
 
 from classifier import logs
 from classifier.config import Settings
-from classifier.errors import ApiError
+from classifier.errors import ClassifierError
 from classifier.fsio import fsync_dir, temp_name
 from classifier.records import RecordStore
 from classifier.runtime import ModelManager
@@ -178,7 +178,7 @@ class UploadWorker:
             return {"status": "ignored", "object": where}
         try:
             check_upload_key(obj.key)
-        except ApiError:
+        except ClassifierError:
             log.info("ignored: not under uploads/", extra={"object": where})
             return {"status": "ignored", "object": where}
         if obj.size is not None and obj.size > self.settings.max_s3_image_bytes:
@@ -193,7 +193,7 @@ class UploadWorker:
             result = self.classifier.classify(
                 [data], max_bytes=self.settings.max_s3_image_bytes, store=False, extra={"s3_key": obj.key}
             )[0]
-        except ApiError as exc:
+        except ClassifierError as exc:
             if exc.status >= 500:  # model unavailable, S3 unreachable: Lambda retries
                 raise
             return self._refused(obj, f"{exc.code}: {exc.message}")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from classifier.config import Settings
-from classifier.errors import ApiError, PayloadTooLarge
+from classifier.errors import ClassifierError, PayloadTooLarge
 from classifier.imaging import preprocess, stack
 from classifier.records import RecordStore, new_record_id
 from classifier.runtime import LoadedModel, ModelManager
@@ -81,7 +81,7 @@ class Classifier:
                     max_pixels=self.settings.max_image_pixels,
                     fast_jpeg=self.settings.fast_jpeg_decode,
                 )
-            except ApiError as exc:
+            except ClassifierError as exc:
                 if len(images) > 1:
                     exc.message = f"{_which(i, names, len(images))}: {exc.message}"
                     exc.args = (exc.message,)

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard_support import APP
-from support import ROOT, LiveServer, child, free_port, wait_until
+from helpers import ROOT
+from helpers.dashboard import APP
+from helpers.processes import LiveServer, child, free_port, wait_until
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import httpx
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
-from dashboard_support import CHELSEA, COFFEE, api_classify, block, texts, unescape
-from support import LiveServer, free_port, jpeg, live_server
+from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, texts, unescape
+from helpers.photos import jpeg
+from helpers.processes import LiveServer, free_port, live_server
 
 MakeApp = Callable[[str], AppTest]
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import dashboard_support  # noqa: F401  (puts streamlit-docker/ on sys.path)
+import helpers.dashboard  # noqa: F401  (puts streamlit-docker/ on sys.path)
 from api_client import ApiError, ClassifierApi, ImageUpload, plan_batches
 
 

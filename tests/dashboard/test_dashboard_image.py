@@ -13,8 +13,8 @@ import subprocess
 import sys
 from fnmatch import fnmatch
 
-from dashboard_support import DASHBOARD
-from support import free_port
+from helpers.dashboard import DASHBOARD
+from helpers.processes import free_port
 
 DOCKERFILE = (DASHBOARD / "Dockerfile").read_text()
 

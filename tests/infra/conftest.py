@@ -103,10 +103,6 @@ def image_kind(directory: Path) -> str:
 
 
 def synth(outdir: Path, overrides: dict[str, Any]) -> Synth:
-    import sys
-
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from aws_cdk import App
     from aws_cdk.assertions import Template
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
 
-from .conftest import IMPORTED, OPTIONS, ROOT, cdk_json_context
-
-sys.path.insert(0, str(ROOT))
-
 from lambda_docker.config import AppConfig, ConfigError
+
+from .conftest import IMPORTED, OPTIONS, cdk_json_context
 
 
 def config(**context: Any) -> AppConfig:

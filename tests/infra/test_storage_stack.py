@@ -12,7 +12,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 
 from .conftest import ROOT, Synth
-from venvs import lambda_python
+from helpers.venvs import lambda_python
 
 # -- helpers -------------------------------------------------------------------
 

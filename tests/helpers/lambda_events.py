@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-EVENTS = Path(__file__).parent / "events"
+from helpers import EVENTS
+
 KINDS = ("v1", "v2")
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
-from support import ROOT, LiveServer
+from helpers import ROOT
+from helpers.processes import LiveServer
 
 DASHBOARD = ROOT / "streamlit-docker"
 APP = DASHBOARD / "app.py"

@@ -1,63 +1,17 @@
-"""Helpers for the S3 model inbox tests: moto's S3 server on loopback, and small model versions.
-
-boto3 honours ``AWS_ENDPOINT_URL``, so the code under test needs no hooks:
-``point_boto3_at`` sets the environment to the local server, with dummy
-credentials.
-"""
+"""The S3 model inbox in tests: small valid versions, uploading them as ``publish --s3`` does, their events."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from classifier.fsio import sha256_file
 from classifier.store import MANIFEST, ModelStore, make_version, validate_manifest
 
-from support import free_port
-
-EVENTS = Path(__file__).parent / "events"
-
-
-@contextmanager
-def moto_s3_server() -> Iterator[str]:
-    """moto's threaded server on a free loopback port; yields its URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def point_boto3_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    """Dummy credentials and the local endpoint; no profile or instance role is consulted."""
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE",
-                "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-def new_bucket(name: str) -> Any:
-    """A fresh bucket on the server the environment points at; returns the client."""
-    import boto3
-
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=name)
-    return s3
+from helpers import EVENTS
 
 
 def tiny_version(published_store: Path, workdir: Path, seed: str = "a") -> dict[str, Any]:

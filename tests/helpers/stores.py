@@ -1,0 +1,60 @@
+"""Model stores for tests: publish with the real CLI, copy cheaply, derive new versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from classifier.fsio import sha256_file
+from classifier.store import ModelStore, make_version
+
+
+def publish(store: Path, weights: str = "random") -> str:
+    """Publish with the real CLI; return the new version id."""
+    out = subprocess.run(
+        [sys.executable, "-m", "classifier", "publish", "--store", str(store), "--weights", weights],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.split()[2]
+
+
+def link_large(src: str, dst: str) -> None:
+    """Hard-link the big immutable artifacts; copy the small files a test may edit."""
+    if src.endswith((".onnx", ".safetensors")):
+        os.link(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    """A private copy of a published store, cheap: model artifacts are hard links.
+    Never edit an artifact in place in a copy: replace it (unlink, then write)."""
+    shutil.copytree(src, dst, copy_function=link_large)
+    return dst
+
+
+def export_version(store: ModelStore, version: str, dest: Path) -> Path:
+    """Copy an installed version out, as a publisher would hand it over."""
+    shutil.copytree(store.version_dir("resnet50", version), dest, copy_function=link_large)
+    return dest
+
+
+def with_new_identity(src: Path, dest: Path, created: str = "2030-01-01T00:00:00Z") -> Path:
+    """The same artifacts re-labelled as a later version, plus a changed labels.json,
+    so its content id differs (a stand-in for a newly trained model)."""
+    shutil.copytree(src, dest, copy_function=link_large)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    labels = json.loads((dest / "labels.json").read_text())
+    labels[0] = labels[0] + " (v2)"
+    (dest / "labels.json").write_text(json.dumps(labels))
+    size, digest = sha256_file(dest / "labels.json")
+    manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
+    manifest["created_at"] = created
+    manifest["version"] = make_version(manifest["artifacts"], datetime.fromisoformat(created))
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
