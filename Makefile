@@ -16,12 +16,13 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 # The venv holds exactly what uv.lock pins. pip (from the interpreter that made the venv)
 # installs only uv, hash-checked from requirements-uv.txt; uv then installs everything
-# else from the lock, never re-resolving it (--frozen). npm installs the CDK CLI from
-# package-lock.json.
+# else from the lock, never re-resolving it (--frozen), and byte-compiles it as pip would
+# (first imports stay fast, and Streamlit's threads do not race a slow first import of
+# pandas). npm installs the CDK CLI from package-lock.json.
 $(STAMP): uv.lock requirements-uv.txt pyproject.toml model/pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-uv.txt
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --compile-bytecode --quiet
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 

@@ -47,7 +47,7 @@ def install_with_uv(venv: Path, cache: Path) -> None:
     python = str(venv / "bin" / "python")
     run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes", "-r", "requirements-uv.txt",
          "--cache-dir", str(cache / "pip")])
-    run([str(venv / "bin" / "uv"), "sync", "--frozen", "--quiet"],
+    run([str(venv / "bin" / "uv"), "sync", "--frozen", "--compile-bytecode", "--quiet"],
         UV_CACHE_DIR=str(cache / "uv"), UV_PROJECT_ENVIRONMENT=str(venv))
 
 

@@ -38,7 +38,7 @@ MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 # The installer's zip: the standard-library part of the classifier package (no numpy or
 # onnxruntime), and the SDK it calls S3 with, installed from the lock's hash-checked
 # export rather than taken from whatever boto3 the Lambda runtime happens to carry.
-INSTALLER_MODULES = ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py")
+INSTALLER_MODULES = ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "s3_notifications.py", "installer.py")
 INSTALLER_REQUIREMENTS = "requirements-installer.txt"
 INSTALLER_HANDLER = "classifier.installer.handler"
 # The installer's runtime: the Python the lock resolves for and the Lambda image runs.

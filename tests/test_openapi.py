@@ -12,8 +12,10 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from classifier.api import create_app, openapi_document
+from classifier.api import create_app
 from classifier.config import Settings
+from classifier.parameters import QUERY_PARAMETERS
+from classifier.routes import openapi_document
 
 from helpers.lambda_events import multipart
 from helpers.photos import jpeg
@@ -52,6 +54,19 @@ def test_document_lists_exactly_the_routes(tmp_path: Any) -> None:
     }
     documented = {(path, method) for path, ops in SPEC["paths"].items() for method in ops}
     assert routes == documented
+
+
+def test_document_states_the_bounds_and_defaults_the_code_enforces() -> None:
+    # The parameter table the routes read (classifier.parameters) is what the document says.
+    for (path, method), parameters in QUERY_PARAMETERS.items():
+        documented = {p["name"]: p["schema"] for p in SPEC["paths"][path][method]["parameters"] if p["in"] == "query"}
+        for parameter in parameters:
+            schema = documented[parameter.name]
+            assert (schema["type"], schema["minimum"], schema["maximum"], schema["default"]) == (
+                "integer", parameter.minimum, parameter.maximum, parameter.default), parameter.name
+    integers = {(path, method, p["name"]) for path, ops in SPEC["paths"].items() for method, op in ops.items()
+                for p in op.get("parameters", []) if p["in"] == "query" and p["schema"].get("type") == "integer"}
+    assert integers == {(path, method, p.name) for (path, method), ps in QUERY_PARAMETERS.items() for p in ps}
 
 
 def test_served_document_is_the_file(server: LiveServer) -> None:

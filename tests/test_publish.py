@@ -21,7 +21,7 @@ from classifier.config import Settings
 from classifier.fsio import sha256_file
 from classifier.records import RecordStore
 from classifier.runtime import ModelManager
-from classifier.service import Classifier
+from classifier.service import Classifier, ImageInput
 from classifier.store import ModelStore, artifacts_digest
 
 from helpers.photos import jpeg
@@ -67,7 +67,7 @@ def test_publish_from_a_weights_file(tmp_path: Path) -> None:
     settings = Settings(model_store=store, fast_jpeg_decode=False)
     classifier = Classifier(settings, ModelManager(settings), RecordStore(tmp_path))
     data = jpeg("astronaut")
-    (result_,) = classifier.classify([data], k=5)
+    result_ = classifier.classify([ImageInput(data)], k=5)[0].as_dict()
     assert "warning" not in result_
     x = ResNet50_Weights.IMAGENET1K_V2.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
     with torch.inference_mode():

@@ -15,7 +15,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 from classifier.config import Settings
 from classifier.records import RecordStore
 from classifier.runtime import ModelManager
-from classifier.service import Classifier
+from classifier.service import Classifier, ImageInput
 from classifier.store import ModelStore
 
 from helpers.photos import big_jpeg, encode, jpeg, photo
@@ -62,7 +62,7 @@ def test_predictions_equal_torchvision(backend: str, published_store: Path, tmp_
     # WHEN real photos (JPEG and PNG) are classified
     for name in PHOTOS:
         for data in (jpeg(name), encode(photo(name), "PNG")):
-            (result,) = classifier.classify([data], k=5)
+            result = classifier.classify([ImageInput(data)], k=5)[0].as_dict()
             # THEN top-5 indices and scores match torchvision's reference pipeline
             assert result["model"]["backend"] == backend
             assert_same_top5(result["predictions"], reference_probs(reference_model, data))
@@ -71,12 +71,13 @@ def test_predictions_equal_torchvision(backend: str, published_store: Path, tmp_
 def test_backends_agree_on_batches(published_store: Path, tmp_path: Path) -> None:
     # The same batch through onnx and torch gives the same top-5
     images = [jpeg(name) for name in PHOTOS]
-    onnx = make_classifier(published_store, tmp_path, "onnx").classify(images, k=5)
-    torch_ = make_classifier(published_store, tmp_path, "torch").classify(images, k=5)
+    inputs = [ImageInput(data) for data in images]
+    onnx = make_classifier(published_store, tmp_path, "onnx").classify(inputs, k=5)
+    torch_ = make_classifier(published_store, tmp_path, "torch").classify(inputs, k=5)
     for a, b in zip(onnx, torch_, strict=True):
-        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
-        for pa, pb in zip(a["predictions"], b["predictions"], strict=True):
-            assert abs(pa["score"] - pb["score"]) <= 1e-4
+        assert [p.index for p in a.predictions] == [p.index for p in b.predictions]
+        for pa, pb in zip(a.predictions, b.predictions, strict=True):
+            assert abs(pa.score - pb.score) <= 1e-4
 
 
 def test_fast_jpeg_decode_keeps_the_top_prediction(published_store: Path, tmp_path: Path,
@@ -86,7 +87,7 @@ def test_fast_jpeg_decode_keeps_the_top_prediction(published_store: Path, tmp_pa
     classifier = make_classifier(published_store, tmp_path, "onnx", fast_jpeg=True)
     for name in ("astronaut", "coffee"):
         data = big_jpeg(name)
-        (result,) = classifier.classify([data], k=5)
+        result = classifier.classify([ImageInput(data)], k=5)[0].as_dict()
         probs = reference_probs(reference_model, data)
         assert result["predictions"][0]["index"] == int(np.argmax(probs))
         drift = max(abs(p["score"] - probs[p["index"]]) for p in result["predictions"])

@@ -2,7 +2,7 @@
 
 Runs when an object lands in the inbox bucket (an EventBridge "Object
 Created" event; S3 notification records and a plain ``{"bucket", "key"}``
-payload for a manual re-run are accepted too). Only
+payload for a manual re-run are accepted too: ``classifier.s3_notifications``). Only
 ``[<prefix>/]models/<name>/<version>/manifest.json`` keys are acted on
 (``classifier.inbox`` defines the layout); any other key is ignored.
 
@@ -31,12 +31,12 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote_plus
 
 from classifier import logs
 from classifier.inbox import ManifestKey, parse_manifest_key
+from classifier.s3_notifications import created_objects, is_not_found
 from classifier.store import ModelStore, StoreError, iter_staging_dirs, validate_manifest
 
 log = logging.getLogger("classifier.installer")
@@ -62,22 +62,8 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
     s3 = boto3.client("s3")
     store = ModelStore(os.environ.get("MODEL_STORE") or DEFAULT_STORE)
-    results = [install(s3, store, bucket, key) for bucket, key in object_refs(event)]
+    results = [install(s3, store, obj.bucket, obj.key) for obj in created_objects(event)]
     return {"results": results}
-
-
-def object_refs(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(bucket, key) pairs from an EventBridge event, S3 notification records, or a manual payload."""
-    if "detail" in event:  # EventBridge: keys are not URL-encoded
-        detail = event["detail"]
-        yield detail["bucket"]["name"], detail["object"]["key"]
-    elif "Records" in event:  # S3 event notifications: keys are URL-encoded
-        for record in event["Records"]:
-            yield record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
-    elif "bucket" in event and "key" in event:
-        yield str(event["bucket"]), str(event["key"])
-    else:
-        log.warning("event names no S3 object; nothing to do", extra={"event_keys": sorted(event)})
 
 
 def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]:
@@ -119,7 +105,7 @@ def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> di
         try:
             head = s3.head_object(Bucket=bucket, Key=target.artifact_key(artifact))
         except ClientError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 missing.append(artifact)
                 continue
             raise
@@ -156,7 +142,7 @@ def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> dict[str, Any]:
     try:
         obj = s3.get_object(Bucket=bucket, Key=target.key)
     except ClientError as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             raise InstallRefused(f"s3://{bucket}/{target.key} no longer exists") from None
         raise
     if obj["ContentLength"] > MAX_MANIFEST_BYTES:
@@ -185,9 +171,3 @@ def _remove_stale_staging(store: ModelStore, name: str) -> None:
                 log.warning("removed a crashed install's staging directory", extra={"path": str(path)})
         except FileNotFoundError:
             pass
-
-
-def _is_not_found(exc: Any) -> bool:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
-

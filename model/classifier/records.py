@@ -27,10 +27,14 @@ RECORD_ID_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T\d{12}Z-[0-9a-f]{12}$")
 _DIGITS = re.compile(r"^\d+$")
 
 
+def record_id(at: datetime, suffix: str) -> str:
+    """``<yyyymmddThhmmss><microseconds>Z-<12 hex>``: ids sort by time; ``suffix`` makes them unique."""
+    return f"{at.astimezone(UTC):%Y%m%dT%H%M%S%f}Z-{suffix[:12]}"
+
+
 def new_record_id(now: datetime | None = None) -> str:
-    """``<yyyymmddThhmmss><microseconds>Z-<12 hex>``: unique and time-ordered."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{now:%Y%m%dT%H%M%S%f}Z-{secrets.token_hex(6)}"
+    """A new, unique, time-ordered record id."""
+    return record_id(now or datetime.now(UTC), secrets.token_hex(6))
 
 
 def is_record_id(value: str) -> bool:

@@ -28,15 +28,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from classifier.backends import Backend, load_backend
 from classifier.config import Settings
 from classifier.cpu import plan_threads
 from classifier.errors import ModelUnavailable
-from classifier.fsio import sha256_file
-from classifier.store import BACKEND_ARTIFACT, IntegrityError, ModelStore, StoreError
+from classifier.store import BACKEND_ARTIFACT, IntegrityError, ModelStore, StoreError, check_artifact
 
 if TYPE_CHECKING:
     from classifier.imaging import Preprocessing
@@ -61,21 +59,6 @@ class LoadedModel:
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "backend": self.backend.name, "trained": self.trained}
-
-
-def check_size_and_hash(path: Path, expected: dict[str, Any], where: str, verify: bool) -> None:
-    """Raise ``IntegrityError`` unless ``path`` matches the manifest's size (and sha256)."""
-    try:
-        if not verify:
-            size = path.stat().st_size
-        else:
-            size, digest = sha256_file(path)
-    except FileNotFoundError:
-        raise IntegrityError(f"{where}: {path.name} is missing") from None
-    if size != expected["bytes"]:
-        raise IntegrityError(f"{where}: {path.name} has {size} bytes, the manifest says {expected['bytes']}")
-    if verify and digest != expected["sha256"]:
-        raise IntegrityError(f"{where}: {path.name} sha256 does not match the manifest")
 
 
 def _release_free_memory() -> None:
@@ -223,7 +206,7 @@ class ModelManager:
         if artifact not in expected:
             raise IntegrityError(f"{where} has no {artifact} for the {backend_kind} backend")
         verify = self.settings.verify_on_load
-        check_size_and_hash(vdir / "labels.json", expected["labels.json"], where, verify)
+        check_artifact(vdir / "labels.json", expected["labels.json"], where, hash_it=verify)
         labels = json.loads((vdir / "labels.json").read_bytes())
         if not isinstance(labels, list) or len(labels) != manifest["labels"]["count"]:
             raise IntegrityError(f"{where}: labels.json does not hold {manifest['labels']['count']} labels")
@@ -232,7 +215,7 @@ class ModelManager:
         # ONNX Runtime release the GIL, so verification costs ~no extra time.
         # The backend is only returned, and so only ever serves, if it matches.
         with ThreadPoolExecutor(1, thread_name_prefix="model-verify") as pool:
-            verified = pool.submit(check_size_and_hash, vdir / artifact, expected[artifact], where, verify)
+            verified = pool.submit(check_artifact, vdir / artifact, expected[artifact], where, hash_it=verify)
             try:
                 backend = load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin)
             finally:

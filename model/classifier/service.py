@@ -1,7 +1,9 @@
-"""Classification as a use case: images in, predictions and stored records out.
+"""Classification as a use case: images in, ``Classification`` values (and stored records) out.
 
-Independent of HTTP: the API, the S3 upload trigger and tests call it.
-Each step is timed: decode (per image), inference (per batch), total.
+Independent of HTTP: the API, the S3 upload trigger and tests call it, and each
+serialises the result itself (``Classification.as_dict`` is the record and
+response shape of DESIGN.md §4). Each step is timed: decode (per image),
+inference (per batch), total.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,13 +20,69 @@ import numpy as np
 
 from classifier.config import Settings
 from classifier.errors import ClassifierError, PayloadTooLarge
-from classifier.imaging import preprocess, stack
+from classifier.imaging import ImageInfo, preprocess, stack
 from classifier.records import RecordStore, new_record_id
 from classifier.runtime import LoadedModel, ModelManager
 
 log = logging.getLogger(__name__)
 
 UNTRAINED_WARNING = "untrained model: predictions are meaningless"
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One image to classify, admitted under the byte limit of the way it came in.
+
+    ``extra`` is copied into its record (the S3 key it was read from, say).
+    """
+
+    data: bytes
+    name: str | None = None
+    max_bytes: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_bytes is not None and len(self.data) > self.max_bytes:
+            raise PayloadTooLarge(f"{self.name or 'the image'} is {len(self.data)} bytes; "
+                                  f"the limit is {self.max_bytes}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "index": self.index, "score": self.score}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One image's answer: what the API returns and what is stored as its record."""
+
+    id: str
+    created_at: str
+    model: Mapping[str, Any]
+    predictions: Sequence[Prediction]
+    image: ImageInfo
+    timing_ms: Mapping[str, float]
+    warning: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "created_at": self.created_at,
+            "model": dict(self.model),
+            "predictions": [p.as_dict() for p in self.predictions],
+            "image": self.image.as_dict(),
+            "timing_ms": dict(self.timing_ms),
+        }
+        if self.warning is not None:
+            out["warning"] = self.warning
+        out.update(self.extra)
+        return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -48,42 +107,34 @@ class Classifier:
 
     def classify(
         self,
-        images: Sequence[bytes],
+        images: Sequence[ImageInput],
         *,
         k: int = 5,
-        names: Sequence[str | None] | None = None,
-        extra: dict[str, Any] | None = None,
-        max_bytes: int | None = None,
+        record_ids: Sequence[str] | None = None,
         store: bool = True,
-    ) -> list[dict[str, Any]]:
-        """Classify ``images`` as one batch; store and return one result per image.
+    ) -> list[Classification]:
+        """Classify ``images`` as one batch; store (unless ``store=False``) and return one result each.
 
-        ``max_bytes`` is the per-image limit (default ``MAX_IMAGE_BYTES``; images
-        read from S3 pass ``MAX_S3_IMAGE_BYTES``). With ``store=False`` the
-        caller stores the records itself (the S3 trigger must know a write failed).
+        ``record_ids`` names the records (default: new time-ordered ids); the S3
+        trigger passes its idempotent ones. With ``store=False`` the caller stores
+        the records itself (the S3 trigger must know that a write failed).
         """
+        if record_ids is not None and len(record_ids) != len(images):
+            raise ValueError(f"{len(record_ids)} record ids for {len(images)} images")
         start = time.perf_counter()
-        limit = self.settings.max_image_bytes if max_bytes is None else max_bytes
-        uploads_help = self.settings.uploads_bucket and limit < self.settings.max_s3_image_bytes
-        hint = " (use POST /uploads for larger images)" if uploads_help else ""
-        for i, data in enumerate(images):
-            if len(data) > limit:
-                raise PayloadTooLarge(
-                    f"{_which(i, names, len(images))} is {len(data)} bytes; the limit is {limit}{hint}"
-                )
         model = self.manager.current()
         tensors, infos, decode_ms = [], [], []
-        for i, data in enumerate(images):
+        for i, image in enumerate(images):
             t0 = time.perf_counter()
             try:
                 tensor, info = preprocess(
-                    data, model.preprocessing,
+                    image.data, model.preprocessing,
                     max_pixels=self.settings.max_image_pixels,
                     fast_jpeg=self.settings.fast_jpeg_decode,
                 )
             except ClassifierError as exc:
                 if len(images) > 1:
-                    exc.message = f"{_which(i, names, len(images))}: {exc.message}"
+                    exc.message = f"{_which(i, image)}: {exc.message}"
                     exc.args = (exc.message,)
                 raise
             tensors.append(tensor)
@@ -98,51 +149,39 @@ class Classifier:
         total_ms = (time.perf_counter() - start) * 1000
 
         results = []
-        for i, info in enumerate(infos):
-            result = self._result(model, probs[i], best[i], info.as_dict(), {
-                "decode": round(decode_ms[i], 2),
-                "inference": round(inference_ms, 2),
-                "total": round(total_ms, 2),
-            })
-            if extra:
-                result.update(extra)
+        now = datetime.now(UTC)
+        for i, (image, info) in enumerate(zip(images, infos, strict=True)):
+            result = Classification(
+                id=record_ids[i] if record_ids is not None else new_record_id(now),
+                created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                model=model.summary(),
+                predictions=_predictions(model, probs[i], best[i]),
+                image=info,
+                timing_ms={"decode": round(decode_ms[i], 2), "inference": round(inference_ms, 2),
+                           "total": round(total_ms, 2)},
+                warning=None if model.trained else UNTRAINED_WARNING,
+                extra=image.extra,
+            )
             if store:
                 self._store(result)
             results.append(result)
         log.info("classified", extra={
             "model_version": model.version, "backend": model.backend.name, "images": len(images),
             "decode_ms": round(sum(decode_ms), 2), "inference_ms": round(inference_ms, 2),
-            "total_ms": round(total_ms, 2), "record_ids": [r["id"] for r in results],
+            "total_ms": round(total_ms, 2), "record_ids": [r.id for r in results],
         })
         return results
 
-    def _result(self, model: LoadedModel, probs: np.ndarray, best: np.ndarray,
-                image: dict[str, Any], timing: dict[str, float]) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        result: dict[str, Any] = {
-            "id": new_record_id(now),
-            "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "model": model.summary(),
-            "predictions": [
-                {"label": model.labels[j], "index": int(j), "score": round(float(probs[j]), 6)}
-                for j in best
-            ],
-            "image": image,
-            "timing_ms": timing,
-        }
-        if not model.trained:
-            result["warning"] = UNTRAINED_WARNING
-        return result
-
-    def _store(self, result: dict[str, Any]) -> None:
+    def _store(self, result: Classification) -> None:
         try:
-            self.records.put(result)
+            self.records.put(result.as_dict())
         except Exception:  # the caller still gets its answer; the loss is logged
-            log.exception("record write failed", extra={"record_id": result["id"]})
+            log.exception("record write failed", extra={"record_id": result.id})
 
 
-def _which(i: int, names: Sequence[str | None] | None, count: int) -> str:
-    if count <= 1:
-        return "the image"
-    name = names[i] if names and i < len(names) and names[i] else None
-    return f"image {i + 1} ({name})" if name else f"image {i + 1}"
+def _predictions(model: LoadedModel, probs: np.ndarray, best: np.ndarray) -> list[Prediction]:
+    return [Prediction(model.labels[j], int(j), round(float(probs[j]), 6)) for j in best]
+
+
+def _which(i: int, image: ImageInput) -> str:
+    return f"image {i + 1} ({image.name})" if image.name else f"image {i + 1}"

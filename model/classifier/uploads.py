@@ -35,6 +35,7 @@ from classifier.errors import (
     UploadsDisabled,
 )
 from classifier.payloads import json_object
+from classifier.s3_notifications import NOT_FOUND_CODES
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ UPLOAD_CONTENT_TYPES = {
     "image/tiff": "tiff",
 }
 
-_NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 _CHANGED_CODES = ("412", "PreconditionFailed")
 
 
@@ -178,7 +178,7 @@ class Uploads:
             obj = self.client().get_object(**params)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _NOT_FOUND_CODES:
+            if code in NOT_FOUND_CODES:
                 raise NotFound(f"no uploaded object {key!r}") from None
             if code in _CHANGED_CODES:
                 raise UploadChanged(f"{key!r} was replaced since the event (ETag is no longer {etag})") from None

@@ -322,7 +322,8 @@ def test_installer_zip_holds_its_modules_and_its_locked_requirements(default: Sy
     asset_dir = default.outdir / f"asset.{asset_hash}"
     modules = sorted(p.relative_to(asset_dir).as_posix() for p in (asset_dir / "classifier").rglob("*"))
     assert modules == sorted(f"classifier/{m}" for m in
-                             ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "installer.py"))
+                             ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "s3_notifications.py",
+                              "installer.py"))
     bundled = {re.sub(r"[-_.]+", "-", d.name.removesuffix(".dist-info")).lower()
                for d in asset_dir.glob("*.dist-info")}
     pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", (ROOT / "model/requirements-installer.txt").read_text(), re.M)

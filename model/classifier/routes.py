@@ -1,0 +1,134 @@
+"""The API's routes, and the one place errors become JSON responses.
+
+Each route is a module-level function that finds what it needs on
+``request.app.state`` (set by ``classifier.api.create_app``): ``settings``,
+``manager``, ``records``, ``classifier``, ``uploads``.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from classifier import __version__
+from classifier.errors import ClassifierError, InvalidParameter, NotFound
+from classifier.inputs import read_images
+from classifier.middleware import error_response
+from classifier.offload import blocking
+from classifier.parameters import LIMIT, TOP_K
+from classifier.records import is_record_id
+from classifier.uploads import parse_upload_request
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_parameter",
+}
+
+SWAGGER_UI = """<!doctype html>
+<html><head><title>ResNet-50 image classifier</title><meta charset="utf-8">
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script>
+</body></html>"""
+
+
+async def classify(request: Request) -> JSONResponse:
+    state = request.app.state
+    top_k = TOP_K.read(request.query_params)
+    images = await read_images(request, state.settings, state.uploads)
+    request.state.images = len(images)
+    results = await blocking(request, state.classifier.classify, images, k=top_k)
+    request.state.model_version = results[0].model["version"]
+    if len(results) == 1:
+        return JSONResponse(results[0].as_dict())
+    return JSONResponse({"results": [result.as_dict() for result in results]})
+
+
+async def create_upload(request: Request) -> JSONResponse:
+    state = request.app.state
+    state.uploads.require_enabled()
+    upload = parse_upload_request(await request.body(), max_bytes=state.settings.max_s3_image_bytes)
+    return JSONResponse(await blocking(request, state.uploads.presign, upload))
+
+
+async def list_classifications(request: Request) -> JSONResponse:
+    limit = LIMIT.read(request.query_params)
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and not is_record_id(cursor):
+        raise InvalidParameter("cursor: not a cursor returned by this API")
+    page = await blocking(request, request.app.state.records.list, limit, cursor)
+    return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
+
+
+async def get_classification(request: Request) -> JSONResponse:
+    record_id = request.path_params["record_id"]
+    record = await blocking(request, request.app.state.records.get, record_id)
+    if record is None:
+        raise NotFound(f"no classification with id {record_id!r}")
+    return JSONResponse(record)
+
+
+async def model_state(request: Request) -> JSONResponse:
+    manager = request.app.state.manager
+    await blocking(request, manager.refresh)
+    return JSONResponse(manager.describe())
+
+
+async def health(request: Request) -> JSONResponse:
+    manager = request.app.state.manager
+    await blocking(request, manager.refresh)
+    loaded = manager.loaded
+    if loaded is None:
+        return JSONResponse(
+            {"status": "unavailable",
+             "error": {"code": "model_unavailable", "message": manager.last_error or "no model is loaded"}},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "version": loaded.version, "backend": loaded.backend.name})
+
+
+def openapi_document() -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(resources.files("classifier").joinpath("openapi.json").read_bytes())
+    spec["info"]["version"] = __version__
+    return spec
+
+
+async def openapi(request: Request) -> JSONResponse:
+    state = request.app.state
+    if state.openapi is None:  # read on first use: no cold-start cost
+        state.openapi = openapi_document()
+    return JSONResponse(state.openapi)
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(SWAGGER_UI)
+
+
+async def on_classifier_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClassifierError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown route, wrong method) in the API's error shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    response = error_response(exc.status_code, code, message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
