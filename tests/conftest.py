@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from helpers import ROOT
 from helpers.lambda_events import load_handler
@@ -41,6 +42,18 @@ def published_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store(published_store: Path, tmp_path: Path) -> Path:
     """A private, writable copy of the published store."""
     return copy_store(published_store, tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def app_client(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API in this process (Starlette's TestClient, no socket), over a private copy of the store:
+    for checks of the app's own behaviour, where a real server adds nothing."""
+    from classifier.api import create_app
+    from classifier.config import Settings
+
+    store = copy_store(published_store, tmp_path_factory.mktemp("app") / "store")
+    with TestClient(create_app(Settings(model_store=store))) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

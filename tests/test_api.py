@@ -1,4 +1,5 @@
-"""The classification API's happy paths, over real HTTP and through the Lambda handler."""
+"""The classification API's happy paths: in process (the app's own behaviour), over real HTTP (each way
+in, through uvicorn) and through the Lambda handler."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from helpers.lambda_events import FakeContext, make_event, multipart, read_response
 from helpers.photos import encode, jpeg, photo
@@ -50,26 +52,25 @@ def test_one_image_three_ways(server: LiveServer) -> None:
     assert raw.headers.get("x-request-id")
 
 
-def test_each_classification_is_stored_and_listed_newest_first(server: LiveServer) -> None:
-    with server.client() as client:
-        ids = [client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}).json()["id"]
-               for name in PHOTOS]
-        page = client.get("/classifications", params={"limit": 3}).json()
-        assert [item["id"] for item in page["items"]] == ids[::-1]
-        one = client.get(f"/classifications/{ids[0]}")
+def test_each_classification_is_stored_and_listed_newest_first(app_client: TestClient) -> None:
+    client = app_client
+    ids = [client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}).json()["id"]
+           for name in PHOTOS]
+    page = client.get("/classifications", params={"limit": 3}).json()
+    assert [item["id"] for item in page["items"]] == ids[::-1]
+    one = client.get(f"/classifications/{ids[0]}")
     assert one.status_code == 200
     assert one.json()["id"] == ids[0] and one.json()["predictions"]
 
 
-def test_batch_equals_one_by_one(server: LiveServer) -> None:
+def test_batch_equals_one_by_one(app_client: TestClient) -> None:
     # GIVEN three different photos
     images = [jpeg(name) for name in PHOTOS]
     body, content_type = multipart([("file", data) for data in images])
-    with server.client() as client:
-        # WHEN sent as one multipart batch
-        batch = client.post("/classify", content=body, headers={"content-type": content_type})
-        singles = [client.post("/classify", content=data, headers={"content-type": "image/jpeg"}).json()
-                   for data in images]
+    # WHEN sent as one multipart batch
+    batch = app_client.post("/classify", content=body, headers={"content-type": content_type})
+    singles = [app_client.post("/classify", content=data, headers={"content-type": "image/jpeg"}).json()
+               for data in images]
     # THEN three results come back, in order, equal to the one-by-one results
     assert batch.status_code == 200, batch.text
     results = batch.json()["results"]
@@ -82,21 +83,19 @@ def test_batch_equals_one_by_one(server: LiveServer) -> None:
     assert len({r["image"]["sha256"] for r in results}) == 3
 
 
-def test_accepted_formats(server: LiveServer) -> None:
+def test_accepted_formats(app_client: TestClient) -> None:
     img = photo("coffee")
-    with server.client() as client:
-        for fmt in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"):
-            data = encode(img.convert("P") if fmt == "GIF" else img, fmt)
-            response = client.post("/classify", content=data, headers={"content-type": "application/octet-stream"})
-            assert response.status_code == 200, (fmt, response.text)
-            assert response.json()["image"]["format"] == fmt
+    for fmt in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"):
+        data = encode(img.convert("P") if fmt == "GIF" else img, fmt)
+        response = app_client.post("/classify", content=data, headers={"content-type": "application/octet-stream"})
+        assert response.status_code == 200, (fmt, response.text)
+        assert response.json()["image"]["format"] == fmt
 
 
-def test_model_health_and_openapi(server: LiveServer) -> None:
-    with server.client() as client:
-        model = client.get("/model").json()
-        health = client.get("/health")
-        spec = client.get("/openapi.json").json()
+def test_model_health_and_openapi(app_client: TestClient) -> None:
+    model = app_client.get("/model").json()
+    health = app_client.get("/health")
+    spec = app_client.get("/openapi.json").json()
     assert model["state"] == "loaded" and model["backend"] == "onnx"
     assert model["manifest"]["version"] == model["version"]
     assert model["manifest"]["artifacts"]["model.onnx"]["sha256"]
