@@ -1,4 +1,4 @@
-"""Command line: ``python -m classifier {publish,models,rollback,serve,classify}``.
+"""Command line: ``python -m classifier {publish,models,evaluate,promote,quantize,rollback,serve,classify}``.
 
 Imports stay inside the commands: ``models`` and ``rollback`` need only the
 standard library, ``serve`` never imports torch, ``classify`` (a client of a
@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_STORE = os.environ.get("MODEL_STORE") or ".model-store"
 DEFAULT_NAME = os.environ.get("MODEL_NAME") or "resnet50"
@@ -27,22 +30,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from classifier.publish import PublishError, publish_to_s3, publish_to_store
     from classifier.store import ModelStore
 
-    if args.s3:
-        try:
-            manifest = publish_to_s3(args.s3, args.weights, args.name)
-        except PublishError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"uploaded {manifest['name']} {manifest['version']} to {args.s3} "
-              "(the installer Lambda installs it and makes it current)")
-        return 0
+    activate = not args.no_activate
     try:
-        manifest = publish_to_store(ModelStore(args.store), args.weights, args.name)
+        if args.s3:
+            manifest = publish_to_s3(args.s3, args.weights, args.name, labels_file=args.labels, activate=activate)
+        else:
+            manifest = publish_to_store(ModelStore(args.store), args.weights, args.name, labels_file=args.labels,
+                                        activate=activate)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"published {manifest['name']} {manifest['version']} (source {manifest['source']}) "
-          f"to {args.store}; it is now current")
+    labels = manifest["labels"]["count"]
+    if args.s3:
+        after = "makes it current" if activate else "installs it; `promote --s3` makes it current"
+        print(f"uploaded {manifest['name']} {manifest['version']} ({labels} labels) to {args.s3} "
+              f"(the installer Lambda {after})")
+    else:
+        state = "it is now current" if activate else "installed, not current (promote it when it is ready)"
+        print(f"published {manifest['name']} {manifest['version']} (source {manifest['source']}, {labels} labels) "
+              f"to {args.store}; {state}")
     if not manifest["trained"]:
         print("WARNING: this model is UNTRAINED (random weights): its predictions are meaningless.",
               file=sys.stderr)
@@ -50,7 +56,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from classifier.store import ModelStore, StoreError
+    from classifier.store import ModelStore, StoreError, precision
 
     store = ModelStore(args.store)
     try:
@@ -61,7 +67,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no versions of {args.name} in {args.store}")
         return 0
-    print(f"{'':2}{'VERSION':31} {'CREATED':21} {'SOURCE':18} {'TRAINED':8} ARTIFACTS")
+    print(f"{'':2}{'VERSION':31} {'CREATED':21} {'SOURCE':18} {'TRAINED':8} {'PRECISION':10} "
+          f"{'TOP-1 (LATEST EVALUATION)':26} SIZE")
     for info in reversed(infos):
         mark = "* " if info.current else "  "
         if info.manifest is None:
@@ -70,9 +77,155 @@ def cmd_models(args: argparse.Namespace) -> int:
         m = info.manifest
         size = sum(a["bytes"] for a in m["artifacts"].values()) / 1e6
         source = m["source"] if len(m["source"]) <= 18 else m["source"][:15] + "..."
+        report = store.latest_evaluation(args.name, info.version)
+        score = f"{report['top1']:.3f} on {report['images']} images" if report else "-"
         print(f"{mark}{info.version:31} {m['created_at']:21} {source:18} "
-              f"{'yes' if m['trained'] else 'NO':8} {', '.join(sorted(m['artifacts']))} ({size:.0f} MB)")
+              f"{'yes' if m['trained'] else 'NO':8} {precision(m):10} {score:26} {size:.0f} MB")
     return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from classifier.evaluate import DataSet, EvaluationError, evaluate
+    from classifier.store import ModelStore, StoreError
+
+    settings = _settings(args)
+    store = ModelStore(args.store)
+    try:
+        version = args.version or store.current(args.name)
+        if version is None:
+            raise EvaluationError(f"model {args.name} has no current version: pass --version")
+        labels = _labels(store, args.name, version)
+        data = DataSet.scan(args.data, labels)
+        with _progress(len(data.samples), "evaluating", quiet=args.json) as progress:
+            report = evaluate(store, settings, version, data, compare=args.compare, progress=progress)
+    except (EvaluationError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_evaluation(report))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from classifier.evaluate import DataSet, EvaluationError, evaluate
+    from classifier.store import ModelStore, StoreError
+
+    if (args.data is None) != (args.min_top1 is None):
+        print("error: a gate needs both --data DIR and --min-top1 X", file=sys.stderr)
+        return 2
+    if args.s3:
+        if args.data is not None:
+            print("error: gate a promotion on a local store (evaluate there first); --s3 only sends the "
+                  "promotion to the installer", file=sys.stderr)
+            return 2
+        return _promote_s3(args)
+    store = ModelStore(args.store)
+    try:
+        labels = _labels(store, args.name, args.version)
+        if args.data is not None:
+            data = DataSet.scan(args.data, labels)
+            report = store.evaluation(args.name, args.version, data.sha256)
+            if report is None:
+                with _progress(len(data.samples), "evaluating") as progress:
+                    report = evaluate(store, _settings(args), args.version, data, progress=progress)
+            if report["top1"] < args.min_top1:
+                print(f"refused: {args.name} {args.version} scores top-1 {report['top1']:.4f} on {args.data} "
+                      f"({report['images']} images), below --min-top1 {args.min_top1}; CURRENT is unchanged",
+                      file=sys.stderr)
+                return 1
+            print(f"gate passed: top-1 {report['top1']:.4f} >= {args.min_top1} on {report['images']} images")
+        previous = store.current(args.name)
+        store.set_current(args.name, args.version)
+    except (EvaluationError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.name}: current version is now {args.version} (was {previous})")
+    return 0
+
+
+def _promote_s3(args: argparse.Namespace) -> int:
+    from classifier.publish import PublishError, promote_in_inbox
+
+    try:
+        key = promote_in_inbox(args.s3, args.name, args.version)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote s3 key {key}: the installer Lambda makes {args.name} {args.version} current")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from classifier.quantize import QuantizeError, quantize
+    from classifier.store import ModelStore, StoreError
+
+    try:
+        manifest = quantize(ModelStore(args.store), args.name, args.version, calibration=args.calibration,
+                            activate=not args.no_activate)
+    except (QuantizeError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
+    state = "it is now current" if not args.no_activate else "installed, not current"
+    print(f"quantized {manifest['derived_from']} into {manifest['version']} (int8, {size:.0f} MB); {state}. "
+          f"Top-1 agreement with fp32 on the calibration photos: "
+          f"{manifest['verification']['top1_agreement_with_fp32']:.2f}; measure it on your data with "
+          f"`evaluate --data DIR --version {manifest['version']} --compare {manifest['derived_from']}`")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """Runtime settings from the environment (BACKEND, threads, ...) with this command's store and name."""
+    from classifier.config import Settings
+
+    return replace(Settings.from_env(), model_store=args.store, model_name=args.name)
+
+
+def _labels(store: Any, name: str, version: str) -> list[str]:
+    import json
+
+    store.manifest(name, version)  # a clear error for an unknown version
+    labels: list[str] = json.loads((store.version_dir(name, version) / "labels.json").read_text())
+    return labels
+
+
+@contextmanager
+def _progress(total: int, what: str, *, quiet: bool = False) -> Iterator[Any]:
+    """A tqdm bar on stderr when it is a terminal (and tqdm is installed); the callback to advance it."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or quiet:
+        yield None
+        return
+    with tqdm(total=total, unit="img", desc=what, disable=None, leave=False) as bar:
+        def advance(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        yield advance
+
+
+def format_evaluation(report: dict[str, Any]) -> str:
+    lines = [f"{report['name']} {report['version']} ({report['precision']}, {report['backend']}) on "
+             f"{report['data']['path']}: {report['images']} images",
+             f"  top-1 {report['top1']:.4f}   top-5 {report['top5']:.4f}   latency per image p50 "
+             f"{report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms"]
+    if "agreement" in report:
+        agreement = report["agreement"]
+        lines.append(f"  against {agreement['version']}: same top-1 on {agreement['top1']:.4f}, "
+                     f"top-5 overlap {agreement['top5_overlap']:.4f}")
+    width = max(len(label) for label in report["per_class"])
+    lines.append(f"  {'CLASS':{width}}  IMAGES  TOP-1")
+    for label, row in report["per_class"].items():
+        lines.append(f"  {label:{width}}  {row['images']:6}  {row['top1']:.4f}")
+    for error in report["errors"]:
+        lines.append(f"  skipped {error['file']}: {error['code']}: {error['message']}")
+    return "\n".join(lines)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -162,11 +315,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="upload to the model inbox bucket instead of a local store")
     p.add_argument("--weights", default="IMAGENET1K_V2",
                    help="IMAGENET1K_V2 (default), IMAGENET1K_V1, a .pth/.safetensors file, or random")
+    p.add_argument("--labels", type=Path, metavar="FILE",
+                   help="your checkpoint's labels: .txt (a label a line) or .json (a list), one per output of fc")
+    p.add_argument("--no-activate", action="store_true", help="install the version without making it current")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("models", help="list versions; * marks the current one")
     _store_arg(p)
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("evaluate", help="accuracy and latency of a version on DIR/<label>/<images>")
+    _store_arg(p)
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="an ImageFolder: DIR/<label>/<images>")
+    p.add_argument("--version", help="the version to evaluate (default: the current one)")
+    p.add_argument("--compare", metavar="VERSION", help="also report top-1 agreement and top-5 overlap with it")
+    p.add_argument("--json", action="store_true", help="print the report alone, as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("promote", help="make VERSION current, optionally only if it passes an accuracy gate")
+    _store_arg(p)
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--data", type=Path, metavar="DIR", help="the gate's data set (an ImageFolder)")
+    p.add_argument("--min-top1", type=float, metavar="X", help="refuse below this top-1 accuracy (0..1)")
+    p.add_argument("--s3", metavar="s3://bucket/prefix",
+                   help="ask the installer Lambda to promote it (the model inbox bucket)")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("quantize", help="derive an int8 version (ONNX Runtime static quantization)")
+    _store_arg(p)
+    p.add_argument("--version", help="the fp32 version to quantize (default: the current one)")
+    p.add_argument("--calibration", type=Path, metavar="DIR", help="calibration images (default: bundled photos)")
+    p.add_argument("--no-activate", action="store_true", help="install the int8 version without making it current")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("rollback", help="make an earlier version current")
     _store_arg(p)

@@ -51,6 +51,8 @@ def create_app(
             Route("/classifications", routes.list_classifications, methods=["GET"]),
             Route("/classifications/{record_id}", routes.get_classification, methods=["GET"]),
             Route("/model", routes.model_state, methods=["GET"]),
+            Route("/model/versions", routes.model_versions, methods=["GET"]),
+            Route("/model/versions/{version}/evaluation", routes.version_evaluation, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"], include_in_schema=False),
             Route("/docs", routes.docs, methods=["GET"], include_in_schema=False),

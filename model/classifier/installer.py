@@ -6,6 +6,10 @@ payload for a manual re-run are accepted too: ``classifier.s3_notifications``). 
 ``[<prefix>/]models/<name>/<version>/manifest.json`` keys are acted on
 (``classifier.inbox`` defines the layout); any other key is ignored.
 
+For a promotion object (``[<prefix>/]models/<name>/CURRENT``, written by
+``promote VERSION --s3``) it makes that installed version current; a version
+that is not installed is refused.
+
 For a manifest, it:
 
 1. reads and validates the manifest, and checks that it names the same model
@@ -14,7 +18,8 @@ For a manifest, it:
    refuses an incomplete upload before touching the store;
 3. downloads the artifacts straight into a ``ModelStore.stage`` directory on
    EFS and commits it: the store verifies every sha256, renames the version
-   into place and flips ``CURRENT`` (the same code as ``publish --store``).
+   into place and flips ``CURRENT`` (the same code as ``publish --store``),
+   unless the manifest's metadata says ``activate: false`` (``--no-activate``).
 
 A refused install (invalid manifest, incomplete upload, sha256 mismatch) is
 logged at ERROR with the reason and returns ``status: refused``; the store is
@@ -35,9 +40,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from classifier import logs
-from classifier.inbox import ManifestKey, parse_manifest_key
+from classifier.inbox import (
+    ACTIVATE_METADATA,
+    MAX_PROMOTION_BYTES,
+    PROMOTION_NAME,
+    ManifestKey,
+    PromotionKey,
+    parse_manifest_key,
+    parse_promotion_key,
+)
 from classifier.s3_notifications import created_objects, is_not_found
-from classifier.store import ModelStore, StoreError, iter_staging_dirs, validate_manifest
+from classifier.store import ModelStore, StoreError, check_version, iter_staging_dirs, validate_manifest
 
 log = logging.getLogger("classifier.installer")
 
@@ -67,14 +80,15 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]:
-    """Install the version whose manifest is ``s3://bucket/key``; return what happened."""
+    """Act on ``s3://bucket/key``: install a version (a manifest) or promote one; return what happened."""
     where = f"s3://{bucket}/{key}"
     target = parse_manifest_key(key)
-    if target is None:
-        log.info("ignored: not a model manifest", extra={"object": where})
+    promotion = parse_promotion_key(key) if target is None else None
+    if target is None and promotion is None:
+        log.info("ignored: not a model manifest or promotion", extra={"object": where})
         return {"status": "ignored", "object": where}
     try:
-        result = _install(s3, store, bucket, target)
+        result = _install(s3, store, bucket, target) if target else _promote(s3, store, bucket, promotion)
     except (InstallRefused, StoreError) as exc:
         log.error("install refused: %s", exc, extra={"object": where, "reason": str(exc)})
         return {"status": "refused", "object": where, "reason": str(exc)}
@@ -83,22 +97,45 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
                   "must own models/")
         log.error("install refused: %s", reason, extra={"object": where, "reason": reason})
         return {"status": "refused", "object": where, "reason": reason}
-    log.info("%s %s is current", result["name"], result["version"], extra={"object": where, "install": result})
+    current = "is current" if result.get("current") else "is installed, not current"
+    log.info("%s %s %s", result["name"], result["version"], current, extra={"object": where, "install": result})
     return {"object": where, **result}
+
+
+def _promote(s3: Any, store: ModelStore, bucket: str, promotion: PromotionKey | None) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    assert promotion is not None
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=promotion.key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise InstallRefused(f"s3://{bucket}/{promotion.key} no longer exists") from None
+        raise
+    if obj["ContentLength"] > MAX_PROMOTION_BYTES:
+        raise InstallRefused(f"{PROMOTION_NAME} is {obj['ContentLength']} bytes; it holds one version id")
+    version = obj["Body"].read().decode("utf-8", "replace").strip()
+    check_version(version)
+    if version not in store.versions(promotion.name):
+        raise InstallRefused(f"{promotion.name} {version} is not installed: publish it (its manifest) first")
+    previous = store.current(promotion.name)
+    store.set_current(promotion.name, version)
+    return {"status": "promoted", "name": promotion.name, "version": version, "previous": previous, "current": True}
 
 
 def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
-    manifest = _read_manifest(s3, bucket, target)
+    manifest, activate = _read_manifest(s3, bucket, target)
     name, version = manifest["name"], manifest["version"]
     _remove_stale_staging(store, name)
 
     if version in store.versions(name):
         # Versions are content-addressed: the same id is the same bytes.
         # Make it current again without downloading it twice.
-        store.set_current(name, version)
-        return {"status": "already-installed", "name": name, "version": version}
+        if activate:
+            store.set_current(name, version)
+        return {"status": "already-installed", "name": name, "version": version, "current": activate}
 
     missing, wrong_size = [], []
     for artifact, meta in sorted(manifest["artifacts"].items()):
@@ -126,17 +163,19 @@ def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> di
                 s3.download_fileobj(bucket, target.artifact_key(artifact), f)
         # Verifies sizes and sha256, renames into versions/, flips CURRENT;
         # on any failure the staging directory is discarded.
-        staged.commit(manifest)
+        staged.commit(manifest, make_current=activate)
     return {
         "status": "installed",
         "name": name,
         "version": version,
+        "current": activate,
         "bytes": sum(meta["bytes"] for meta in manifest["artifacts"].values()),
         "seconds": round(time.monotonic() - started, 3),
     }
 
 
-def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> dict[str, Any]:
+def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> tuple[dict[str, Any], bool]:
+    """The validated manifest, and whether to make it current (its ``activate`` metadata)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -159,7 +198,8 @@ def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> dict[str, Any]:
             f"manifest names {manifest['name']} {manifest['version']} but sits under "
             f"{target.version_prefix}"
         )
-    return manifest
+    activate = str(obj.get("Metadata", {}).get(ACTIVATE_METADATA, "true")).strip().lower() != "false"
+    return manifest, activate
 
 
 def _remove_stale_staging(store: ModelStore, name: str) -> None:

@@ -27,8 +27,17 @@ import numpy as np
 
 from classifier.fsio import sha256_file
 from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
-from classifier.inbox import MANIFEST_NAME, ManifestKey, parse_s3_url
-from classifier.store import MANIFEST, ModelStore, StoreError, check_name, make_version, validate_manifest
+from classifier.inbox import ACTIVATE_METADATA, MANIFEST_NAME, ManifestKey, PromotionKey, parse_s3_url
+from classifier.s3_notifications import is_not_found
+from classifier.store import (
+    MANIFEST,
+    ModelStore,
+    StoreError,
+    check_name,
+    check_version,
+    make_version,
+    validate_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +58,61 @@ class BuiltModel:
     module: Any  # torch.nn.Module
     source: str
     trained: bool
+    labels: list[str]
 
 
 def sample_photo() -> bytes:
     return resources.files("classifier").joinpath("assets", SAMPLE_PHOTO).read_bytes()
 
 
-def build(weights: str) -> BuiltModel:
-    """torchvision's resnet50 with ``weights``: a named enum, a file path, or ``random``."""
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names, in index order, as torchvision ships them."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def read_labels(path: Path) -> list[str]:
+    """A labels file: ``.txt`` (one label a line; blank lines and surrounding spaces ignored) or
+    ``.json`` (a list of strings). Labels must be unique and non-empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PublishError(f"cannot read the labels file {path}: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            labels: Any = json.loads(text)
+        except ValueError as exc:
+            raise PublishError(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise PublishError(f"{path} must hold a JSON list of strings (one label per class, in index order)")
+        labels = [label.strip() for label in labels]
+    elif path.suffix.lower() == ".txt":
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        raise PublishError(f"labels file {path}: use .txt (a label a line) or .json (a list)")
+    if not labels or any(not label for label in labels):
+        raise PublishError(f"{path} holds an empty label")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise PublishError(f"{path} repeats labels: {', '.join(duplicates[:5])}")
+    return list(labels)
+
+
+def build(weights: str, labels_file: Path | None = None) -> BuiltModel:
+    """torchvision's resnet50 with ``weights``: a named enum, a file path, or ``random``.
+
+    A checkpoint's head width (``fc.weight``'s rows) decides the number of classes;
+    ``labels_file`` must name exactly that many. The ImageNet weights keep their
+    built-in labels; ``random`` takes a labels file's width, or ImageNet's 1000.
+    """
     import torch
     from torchvision.models import ResNet50_Weights, resnet50
 
+    labels = read_labels(labels_file) if labels_file is not None else None
     if weights in NAMED_WEIGHTS:
+        if labels is not None:
+            raise PublishError(f"--labels is for your own checkpoint: {weights} carries ImageNet's 1000 labels")
         try:
             state = ResNet50_Weights[weights].get_state_dict(progress=False, check_hash=True)
         except (urllib.error.URLError, OSError, RuntimeError) as exc:
@@ -72,9 +124,11 @@ def build(weights: str) -> BuiltModel:
             ) from None
         module = resnet50()
         module.load_state_dict(state)
-        return BuiltModel(module.eval(), weights, True)
+        return BuiltModel(module.eval(), weights, True, imagenet_labels())
     if weights == "random":
-        return BuiltModel(resnet50(weights=None).eval(), "random", False)
+        classes = len(labels) if labels is not None else 1000
+        module = resnet50(weights=None, num_classes=classes)
+        return BuiltModel(module.eval(), "random", False, labels or imagenet_labels())
 
     path = Path(weights)
     if not path.is_file():
@@ -92,12 +146,27 @@ def build(weights: str) -> BuiltModel:
     except Exception as exc:
         raise PublishError(f"{path} is not a readable state dict: {exc}") from None
     state = _unwrap_state_dict(state)
-    module = resnet50()
+    classes = head_width(state, path)
+    if labels is None and classes != 1000:
+        raise PublishError(f"{path} has a {classes}-class head: pass --labels FILE with its {classes} labels")
+    if labels is not None and len(labels) != classes:
+        raise PublishError(f"{labels_file} has {len(labels)} labels, but the checkpoint's head "
+                           f"(fc.weight) has {classes} outputs: nothing was published")
+    module = resnet50(num_classes=classes)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise PublishError(f"{path} does not fit torchvision's resnet50: {exc}") from None
-    return BuiltModel(module.eval(), f"file:{digest}", True)
+    return BuiltModel(module.eval(), f"file:{digest}", True, labels or imagenet_labels())
+
+
+def head_width(state: Mapping[str, Any], path: Path) -> int:
+    """The number of classes of a resnet50 state dict: the rows of ``fc.weight``."""
+    weight = state.get("fc.weight")
+    shape = getattr(weight, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise PublishError(f"{path} has no fc.weight of shape (classes, 2048): not a torchvision resnet50")
+    return int(shape[0])
 
 
 def _unwrap_state_dict(state: Any) -> Mapping[str, Any]:
@@ -109,12 +178,6 @@ def _unwrap_state_dict(state: Any) -> Mapping[str, Any]:
                 state = state[key]
         return {k.removeprefix("module."): v for k, v in state.items()}
     raise PublishError("the weights file does not hold a state dict")
-
-
-def labels() -> list[str]:
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
 def export_onnx(module: Any, path: Path) -> None:
@@ -163,17 +226,17 @@ def check_agreement(module: Any, onnx_path: Path) -> dict[str, Any]:
     return {"photo": SAMPLE_PHOTO, "max_abs_logit_diff": max_diff, "top5": top_torch}
 
 
-def build_version(weights: str, workdir: Path, name: str = "resnet50") -> dict[str, Any]:
+def build_version(weights: str, workdir: Path, name: str = "resnet50",
+                  labels_file: Path | None = None) -> dict[str, Any]:
     """Write manifest.json and the artifacts of a new version into ``workdir``."""
     import onnx
     import torch
     import torchvision
 
-    built = build(weights)
+    built = build(weights, labels_file)
     export_onnx(built.module, workdir / "model.onnx")
     export_safetensors(built.module, workdir / "weights.safetensors")
-    names = labels()
-    (workdir / "labels.json").write_text(json.dumps(names, indent=0) + "\n")
+    (workdir / "labels.json").write_text(json.dumps(built.labels, indent=0) + "\n")
     agreement = check_agreement(built.module, workdir / "model.onnx")
 
     artifacts = {}
@@ -189,8 +252,9 @@ def build_version(weights: str, workdir: Path, name: str = "resnet50") -> dict[s
         "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": built.source,
         "trained": built.trained,
+        "precision": "fp32",
         "preprocessing": DEFAULT_PREPROCESSING,
-        "labels": {"file": "labels.json", "count": len(names)},
+        "labels": {"file": "labels.json", "count": len(built.labels)},
         "onnx": {"opset": ONNX_OPSET, "input": "input", "output": "logits", "dynamic_batch": True},
         "verification": agreement,
         "tools": {"torch": torch.__version__, "torchvision": torchvision.__version__, "onnx": onnx.__version__},
@@ -201,17 +265,22 @@ def build_version(weights: str, workdir: Path, name: str = "resnet50") -> dict[s
     return manifest
 
 
-def publish_to_store(store: ModelStore, weights: str, name: str = "resnet50") -> dict[str, Any]:
+def publish_to_store(store: ModelStore, weights: str, name: str = "resnet50", *,
+                     labels_file: Path | None = None, activate: bool = True) -> dict[str, Any]:
+    """Build a version and install it; with ``activate`` (the default) it becomes current."""
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
-        manifest = build_version(weights, Path(tmp), name)
-        store.install_dir(Path(tmp))
+        manifest = build_version(weights, Path(tmp), name, labels_file)
+        store.install_dir(Path(tmp), make_current=activate)
     return manifest
 
 
-def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50") -> dict[str, Any]:
+def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50", *,
+                  labels_file: Path | None = None, activate: bool = True) -> dict[str, Any]:
     """Build a version (as ``publish`` does) and upload it to the inbox; return its manifest.
 
-    The bucket is checked before the (slow) build, so a typo fails fast.
+    The bucket is checked before the (slow) build, so a typo fails fast. Without
+    ``activate`` the manifest carries the metadata ``activate: false``: the
+    installer installs the version but leaves CURRENT alone (``promote --s3`` later).
     """
     import boto3
     from boto3.exceptions import S3UploadFailedError
@@ -234,7 +303,7 @@ def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50") -> dict[str
 
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         workdir = Path(tmp)
-        manifest = build_version(weights, workdir, name)
+        manifest = build_version(weights, workdir, name, labels_file)
         target = ManifestKey(prefix, manifest["name"], manifest["version"])
         try:
             # Artifacts first, the manifest last: the manifest's arrival is
@@ -242,7 +311,38 @@ def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50") -> dict[str
             for artifact in sorted(manifest["artifacts"]):
                 s3.upload_file(str(workdir / artifact), bucket, target.artifact_key(artifact))
             s3.upload_file(str(workdir / MANIFEST_NAME), bucket, target.key,
-                           ExtraArgs={"ContentType": "application/json"})
+                           ExtraArgs={"ContentType": "application/json",
+                                      "Metadata": {ACTIVATE_METADATA: "true" if activate else "false"}})
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise PublishError(f"upload to s3://{bucket}/{target.version_prefix} failed: {exc}") from None
     return manifest
+
+
+def promote_in_inbox(s3_url: str, name: str, version: str) -> str:
+    """Ask the installer to make ``version`` current: the promotion object, next to the versions
+    ``publish --s3`` uploads. Returns its key."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        bucket, prefix = parse_s3_url(s3_url)
+        check_name(name)
+        check_version(version)
+    except (ValueError, StoreError) as exc:
+        raise PublishError(str(exc)) from None
+    s3 = boto3.client("s3")
+    manifest_key = ManifestKey(prefix, name, version).key
+    try:
+        s3.head_object(Bucket=bucket, Key=manifest_key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise PublishError(f"s3://{bucket}/{manifest_key} does not exist: publish {version} there first") from None
+        raise PublishError(f"cannot read s3://{bucket}/{manifest_key}: {exc}") from None
+    except BotoCoreError as exc:
+        raise PublishError(f"cannot reach bucket {bucket!r}: {exc}") from None
+    key = PromotionKey(prefix, name).key
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=f"{version}\n".encode(), ContentType="text/plain")
+    except (ClientError, BotoCoreError) as exc:
+        raise PublishError(f"writing s3://{bucket}/{key} failed: {exc}") from None
+    return key

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from classifier import __version__
-from classifier.errors import ClassifierError, InvalidParameter, NotFound
+from classifier.errors import ClassifierError, InvalidParameter, ModelUnavailable, NotFound
 from classifier.inputs import read_images
 from classifier.middleware import error_response
 from classifier.offload import blocking
 from classifier.parameters import LIMIT, TOP_K
 from classifier.records import is_record_id
+from classifier.store import VERSION_RE, ModelStore, StoreError, precision
 from classifier.uploads import parse_upload_request
 
 _HTTP_CODES = {
@@ -32,6 +33,10 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_parameter",
 }
+
+# What GET /model/versions shows of each version's latest evaluation (the whole report is
+# GET /model/versions/{version}/evaluation).
+EVALUATION_SUMMARY = ("created_at", "images", "top1", "top5", "latency_ms", "data", "agreement")
 
 SWAGGER_UI = """<!doctype html>
 <html><head><title>ResNet-50 image classifier</title><meta charset="utf-8">
@@ -82,6 +87,50 @@ async def model_state(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     await blocking(request, manager.refresh)
     return JSONResponse(manager.describe())
+
+
+async def model_versions(request: Request) -> JSONResponse:
+    """Every installed version of the served model, newest first, with its latest evaluation's figures."""
+    state = request.app.state
+    return JSONResponse(await blocking(request, version_summaries, state.manager.store, state.settings.model_name))
+
+
+async def version_evaluation(request: Request) -> JSONResponse:
+    """The latest ``evaluate`` report of one version, whole (per class, confusion)."""
+    state = request.app.state
+    version = request.path_params["version"]
+    if not VERSION_RE.fullmatch(version):
+        raise NotFound(f"no version {version!r}")
+    report = await blocking(request, state.manager.store.latest_evaluation, state.settings.model_name, version)
+    if report is None:
+        raise NotFound(f"version {version} has no evaluation (python -m classifier evaluate --version {version})")
+    return JSONResponse(report)
+
+
+def version_summaries(store: ModelStore, name: str) -> dict[str, Any]:
+    try:
+        infos = store.list(name)
+    except StoreError as exc:
+        raise ModelUnavailable(f"the model store cannot be read: {exc}") from None
+    versions = []
+    for info in reversed(infos):
+        entry: dict[str, Any] = {"version": info.version, "current": info.current}
+        if info.manifest is None:
+            entry["problem"] = info.problem
+        else:
+            manifest = info.manifest
+            report = store.latest_evaluation(name, info.version)
+            entry.update(
+                created_at=manifest["created_at"], source=manifest["source"], trained=bool(manifest["trained"]),
+                precision=precision(manifest), derived_from=manifest.get("derived_from"),
+                labels=manifest["labels"]["count"],
+                bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),
+                evaluation=None if report is None else {
+                    key: report[key] for key in EVALUATION_SUMMARY if key in report},
+            )
+        versions.append(entry)
+    current = next((v["version"] for v in versions if v["current"]), None)
+    return {"name": name, "current": current, "versions": versions}
 
 
 async def health(request: Request) -> JSONResponse:

@@ -34,7 +34,7 @@ from classifier.backends import Backend, load_backend
 from classifier.config import Settings
 from classifier.cpu import plan_threads
 from classifier.errors import ModelUnavailable
-from classifier.store import BACKEND_ARTIFACT, IntegrityError, ModelStore, StoreError, check_artifact
+from classifier.store import BACKEND_ARTIFACT, IntegrityError, ModelStore, StoreError, check_artifact, precision
 
 if TYPE_CHECKING:
     from classifier.imaging import Preprocessing
@@ -201,6 +201,9 @@ class ModelManager:
         manifest = self.store.manifest(name, version)
         vdir = self.store.version_dir(name, version)
         where = f"{name} {version}"
+        if backend_kind != "onnx" and precision(manifest) == "int8":
+            raise IntegrityError(f"{where} is an int8 version: only the onnx backend serves int8 models "
+                                 "(set BACKEND=onnx, or make an fp32 version current)")
         artifact = BACKEND_ARTIFACT[backend_kind]
         expected = manifest["artifacts"]
         if artifact not in expected:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from classifier.config import Settings
 from classifier.errors import ClassifierError, PayloadTooLarge
 from classifier.imaging import ImageInfo, preprocess, stack
 from classifier.records import RecordStore, new_record_id
-from classifier.runtime import LoadedModel, ModelManager
+from classifier.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,21 @@ class Classification:
         return out
 
 
+class ModelSource(Protocol):
+    """Where the classifier gets the model for a batch: ``ModelManager`` (the current version,
+    hot-swapped) or ``FixedModel`` (one version, for evaluation)."""
+
+    def current(self) -> LoadedModel: ...
+
+
+@dataclass(frozen=True)
+class FixedModel:
+    model: LoadedModel
+
+    def current(self) -> LoadedModel:
+        return self.model
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted.astype(np.float64))
@@ -97,7 +112,7 @@ def top_k(probs: np.ndarray, k: int) -> np.ndarray:
 
 
 class Classifier:
-    def __init__(self, settings: Settings, manager: ModelManager, records: RecordStore) -> None:
+    def __init__(self, settings: Settings, manager: ModelSource, records: RecordStore | None) -> None:
         self.settings = settings
         self.manager = manager
         self.records = records
@@ -173,6 +188,7 @@ class Classifier:
         return results
 
     def _store(self, result: Classification) -> None:
+        assert self.records is not None
         try:
             self.records.put(result.as_dict())
         except Exception:  # the caller still gets its answer; the loss is logged

@@ -5,6 +5,8 @@
     <root>/models/<name>/versions/<version>/   immutable once installed
         manifest.json, model.onnx, weights.safetensors, labels.json
     <root>/models/<name>/CURRENT               one line: the active version
+    <root>/models/<name>/evaluations/<version>/<data-sha256>.json
+                                               ``evaluate`` reports (never inside versions/)
 
 Installing is atomic: artifacts are written into a hidden staging directory
 beside ``versions/``, fsynced, verified against the manifest's sizes and
@@ -34,6 +36,8 @@ from classifier.fsio import fsync_dir, fsync_file, sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
+EVALUATIONS = "evaluations"
+PRECISIONS = ("fp32", "int8")
 ARTIFACT_NAMES = frozenset({"model.onnx", "weights.safetensors", "labels.json"})
 BACKEND_ARTIFACT = {"onnx": "model.onnx", "torch": "weights.safetensors"}
 
@@ -117,8 +121,19 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
     for key in ("resize", "crop", "mean", "std"):
         if key not in preprocessing:
             raise IntegrityError(f"manifest preprocessing is missing {key!r}")
-    if not isinstance(labels, dict) or not isinstance(labels.get("count"), int):
+    if not isinstance(labels, dict) or not isinstance(labels.get("count"), int) or labels["count"] < 1:
         raise IntegrityError("manifest needs labels.count")
+    if manifest.get("precision", "fp32") not in PRECISIONS:
+        raise IntegrityError(f"manifest precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {manifest.get('precision')!r}")
+    derived_from = manifest.get("derived_from")
+    if derived_from is not None and not (isinstance(derived_from, str) and VERSION_RE.fullmatch(derived_from)):
+        raise IntegrityError(f"manifest derived_from is not a version id: {derived_from!r}")
+
+
+def precision(manifest: Mapping[str, Any]) -> str:
+    """``fp32`` or ``int8`` (manifests from before precisions were recorded are fp32)."""
+    return str(manifest.get("precision", "fp32"))
 
 
 @dataclass(frozen=True)
@@ -205,6 +220,30 @@ class ModelStore:
             infos.append(VersionInfo(name, version, version == current, manifest, problem))
         return infos
 
+    # -- evaluations -------------------------------------------------------
+    def evaluations_dir(self, name: str, version: str) -> Path:
+        return self.model_dir(name) / EVALUATIONS / check_version(version)
+
+    def save_evaluation(self, name: str, version: str, data_sha256: str, report: Mapping[str, Any]) -> Path:
+        """Keep ``report`` as the evaluation of ``version`` on the data set ``data_sha256`` (atomic)."""
+        if not re.fullmatch(r"[0-9a-f]{64}", data_sha256):
+            raise StoreError(f"invalid data set digest {data_sha256!r}")
+        folder = self.evaluations_dir(name, version)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{data_sha256}.json"
+        write_atomic(path, json.dumps(report, indent=1).encode() + b"\n")
+        return path
+
+    def evaluation(self, name: str, version: str, data_sha256: str) -> dict[str, Any] | None:
+        """The saved report of ``version`` on that data set, if any."""
+        return _read_report(self.evaluations_dir(name, version) / f"{data_sha256}.json")
+
+    def latest_evaluation(self, name: str, version: str) -> dict[str, Any] | None:
+        """The most recent saved report of ``version``, on any data set."""
+        folder = self.evaluations_dir(name, version)
+        reports = [r for p in (folder.glob("*.json") if folder.is_dir() else ()) if (r := _read_report(p))]
+        return max(reports, key=lambda r: str(r.get("created_at", "")), default=None)
+
     # -- writing -----------------------------------------------------------
     def stage(self, name: str) -> StagedVersion:
         """Start installing a version: write artifacts into ``staged.path``, then ``commit``."""
@@ -244,6 +283,14 @@ class ModelStore:
             raise ModelNotFound(f"model {name} has no version {to}")
         self.set_current(name, to)
         return to
+
+
+def _read_report(path: Path) -> dict[str, Any] | None:
+    try:
+        report = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def check_artifact(path: Path, expected: Mapping[str, Any] | None, where: str, *, hash_it: bool = True) -> None:
