@@ -61,7 +61,8 @@ def test_installs_a_model_published_with_publish_s3(
     version = published.current("resnet50")
     assert version is not None
 
-    def already_built(weights: str, workdir: Path, model_name: str = "resnet50") -> dict[str, Any]:
+    def already_built(weights: str, workdir: Path, model_name: str = "resnet50",
+                      labels_file: Path | None = None) -> dict[str, Any]:
         source = published.version_dir(model_name, version)
         for item in source.iterdir():
             os.link(item, workdir / item.name)
@@ -79,6 +80,63 @@ def test_installs_a_model_published_with_publish_s3(
     assert efs.current("resnet50") == version
     assert efs.verify("resnet50", version) == published.manifest("resnet50", version)
     assert not list(efs.model_dir("resnet50").glob(".staging-*"))
+
+
+def test_install_only_then_promotion_through_the_inbox(
+    bucket: tuple[Any, str], serving_efs: ModelStore, published_store: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a serving store, and a new version uploaded by `publish --s3 --no-activate`
+    s3, name = bucket
+    serving = serving_efs.current("resnet50")
+    manifest = tiny_version(published_store, tmp_path / "v", seed="install-only")
+    monkeypatch.setattr("classifier.publish.build_version",
+                        lambda weights, workdir, *_: _linked(tmp_path / "v", workdir))
+    publish.publish_to_s3(f"s3://{name}/releases", "random", "resnet50", activate=False)
+    head = s3.head_object(Bucket=name, Key=manifest_key(manifest, "releases/").key)
+    assert head["Metadata"] == {"activate": "false"}
+
+    # WHEN the installer sees the manifest
+    (installed,) = installer.handler(s3_event("eventbridge", name, manifest_key(manifest, "releases/").key))["results"]
+    # THEN the version is installed, verified, and CURRENT still names the serving version
+    assert (installed["status"], installed["current"]) == ("installed", False)
+    assert manifest["version"] in serving_efs.versions("resnet50")
+    assert serving_efs.current("resnet50") == serving
+
+    # WHEN `promote --s3` writes the promotion object and the installer sees it
+    key = publish.promote_in_inbox(f"s3://{name}/releases", "resnet50", manifest["version"])
+    assert key == "releases/models/resnet50/CURRENT"
+    (promoted,) = installer.handler(s3_event("eventbridge", name, key))["results"]
+    # THEN the store's CURRENT switches to it
+    assert (promoted["status"], promoted["version"], promoted["previous"]) == ("promoted", manifest["version"], serving)
+    assert serving_efs.current("resnet50") == manifest["version"]
+
+
+def test_a_promotion_of_a_version_not_installed_is_refused(
+    bucket: tuple[Any, str], serving_efs: ModelStore,
+) -> None:
+    s3, name = bucket
+    serving = serving_efs.current("resnet50")
+    s3.put_object(Bucket=name, Key="models/resnet50/CURRENT", Body=b"20300101T000000Z-0123456789ab\n")
+    (outcome,) = installer.handler(s3_event("eventbridge", name, "models/resnet50/CURRENT"))["results"]
+    assert outcome["status"] == "refused" and "not installed" in outcome["reason"]
+    assert serving_efs.current("resnet50") == serving
+    s3.put_object(Bucket=name, Key="models/resnet50/CURRENT", Body=b"../../etc/passwd")
+    (outcome,) = installer.handler(s3_event("eventbridge", name, "models/resnet50/CURRENT"))["results"]
+    assert outcome["status"] == "refused" and serving_efs.current("resnet50") == serving
+
+
+def test_promote_s3_refuses_a_version_the_inbox_does_not_hold(bucket: tuple[Any, str]) -> None:
+    _, name = bucket
+    with pytest.raises(publish.PublishError, match="publish 20300101T000000Z-0123456789ab there first"):
+        publish.promote_in_inbox(f"s3://{name}", "resnet50", "20300101T000000Z-0123456789ab")
+
+
+def _linked(source: Path, workdir: Path) -> dict[str, Any]:
+    for item in source.iterdir():
+        os.link(item, workdir / item.name)
+    manifest: dict[str, Any] = json.loads((source / "manifest.json").read_text())
+    return manifest
 
 
 @pytest.mark.parametrize("kind", ["eventbridge", "notification", "manual"])

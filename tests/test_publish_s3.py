@@ -32,7 +32,8 @@ def small_build(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     """Replace the torch build with a tiny valid version; record the weights asked for."""
     calls: list[str] = []
 
-    def build_version(weights: str, workdir: Path, name: str = "resnet50") -> dict[str, Any]:
+    def build_version(weights: str, workdir: Path, name: str = "resnet50",
+                      labels_file: Path | None = None) -> dict[str, Any]:
         calls.append(weights)
         assert name == "resnet50"
         return tiny_version(published_store, workdir)
