@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from helpers.lambda_events import FakeContext, make_event, multipart, read_response
 from helpers.photos import encode, jpeg, photo
 from helpers.processes import LiveServer
+from helpers.stores import stored_records
 
 PHOTOS = ["chelsea", "coffee", "rocket"]
 
@@ -119,7 +120,7 @@ def test_lambda_handler_classifies(handler_and_store: tuple[Any, Path], server: 
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     same_predictions(body, over_http)
-    assert any((store / "records").rglob(f"{body['id']}.json"))
+    assert stored_records(store)[body["id"]]["predictions"] == body["predictions"]
     record_event = make_event(kind, "GET", f"/classifications/{body['id']}")
     assert read_response(handler(record_event, FakeContext())).json()["id"] == body["id"]
 

@@ -20,6 +20,7 @@ from PIL import Image
 from helpers.lambda_events import FakeContext, load_handler, make_event, multipart, read_response
 from helpers.photos import encode, jpeg
 from helpers.processes import LiveServer, live_server
+from helpers.stores import stored_records
 
 MiB = 1024 * 1024
 
@@ -80,7 +81,7 @@ NO_MODEL = Case("no model published", "POST", "/classify", 503, "model_unavailab
 
 
 def count_records(store: Path) -> int:
-    return sum(1 for _ in (store / "records").rglob("*.json")) if (store / "records").exists() else 0
+    return len(stored_records(store))
 
 
 def assert_error(status: int, body: bytes, case: Case) -> None:

@@ -40,7 +40,7 @@ from helpers.lambda_events import FakeContext, LambdaResponse, make_event, read_
 from helpers.photos import jpeg
 from helpers.processes import child, free_port, wait_until
 from helpers.runtime_api import RUNTIME_API_PREFIX, Post, RuntimeApi
-from helpers.stores import copy_store
+from helpers.stores import copy_store, stored_records
 from helpers.venvs import LAMBDA_PYTHON, LOCKED_INSTALL, Venv, subprocess_env
 
 MODEL_DIR = ROOT / "model"
@@ -250,9 +250,7 @@ def test_runtime_client_classifies_rest_v1_event(lambda_run: LambdaRun, referenc
     # THEN the proxy response holds the predictions the in-process handler computes, from CURRENT
     body = assert_classified(response, reference, current_version(lambda_run.store))
     # AND the classification was stored as a record on the (EFS) store
-    records = list((lambda_run.store / "records").rglob(f"{body['id']}.json"))
-    assert len(records) == 1
-    assert json.loads(records[0].read_text())["predictions"] == body["predictions"]
+    assert stored_records(lambda_run.store)[body["id"]]["predictions"] == body["predictions"]
 
 
 def test_runtime_client_classifies_http_v2_event(lambda_run: LambdaRun, reference: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from classifier.api import create_app
 from classifier.config import Settings
-from classifier.parameters import QUERY_PARAMETERS
+from classifier.parameters import QUERY_PARAMETERS, IntParameter
 from classifier.routes import openapi_document
 
 from helpers.lambda_events import multipart
@@ -62,11 +62,15 @@ def test_document_states_the_bounds_and_defaults_the_code_enforces() -> None:
         documented = {p["name"]: p["schema"] for p in SPEC["paths"][path][method]["parameters"] if p["in"] == "query"}
         for parameter in parameters:
             schema = documented[parameter.name]
-            assert (schema["type"], schema["minimum"], schema["maximum"], schema["default"]) == (
-                "integer", parameter.minimum, parameter.maximum, parameter.default), parameter.name
-    integers = {(path, method, p["name"]) for path, ops in SPEC["paths"].items() for method, op in ops.items()
-                for p in op.get("parameters", []) if p["in"] == "query" and p["schema"].get("type") == "integer"}
-    assert integers == {(path, method, p.name) for (path, method), ps in QUERY_PARAMETERS.items() for p in ps}
+            if isinstance(parameter, IntParameter):
+                assert (schema["type"], schema["minimum"], schema["maximum"], schema["default"]) == (
+                    "integer", parameter.minimum, parameter.maximum, parameter.default), parameter.name
+            else:
+                assert (schema["type"], schema["maxLength"]) == ("string", parameter.max_length), parameter.name
+                assert schema.get("pattern") == (f"^{parameter.pattern}$" if parameter.pattern else None)
+    documented_all = {(path, method, p["name"]) for path, ops in SPEC["paths"].items() for method, op in ops.items()
+                      for p in op.get("parameters", []) if p["in"] == "query" and p["name"] != "cursor"}
+    assert documented_all == {(path, method, p.name) for (path, method), ps in QUERY_PARAMETERS.items() for p in ps}
 
 
 def test_served_document_is_the_file(server: LiveServer) -> None:

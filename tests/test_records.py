@@ -1,89 +1,270 @@
-"""Records written concurrently by many processes (Lambda instances sharing EFS)
-are never lost, never partial, and page exactly once, newest first."""
+"""Classification records, the same behaviour from both stores: SQLite (local) and DynamoDB (through
+moto's server). Concurrent writers lose nothing, pages come newest first and exactly once, filters
+select what they say, cursors cannot be forged, and an upload is claimed once.
+
+SQLite's cost is shown by its query plans (every page reads an index in order, never the table
+with a sort), not by times.
+"""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
+import sqlite3
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from classifier.records import RecordStore, new_record_id
+import pytest
+
+from classifier.config import Settings
+from classifier.errors import InvalidParameter
+from classifier.records import (
+    TTL_ATTRIBUTE,
+    DynamoRecordStore,
+    RecordStore,
+    SqliteRecordStore,
+    new_record_id,
+    open_record_store,
+    table_definition,
+)
+
+from helpers.aws import point_boto3_at
 
 WRITERS = 8
 PER_WRITER = 50
-# A realistic record: the shape the API stores, with a bulky predictions list.
-TEMPLATE: dict[str, Any] = {
-    "created_at": "",
-    "model": {"name": "resnet50", "version": "20261122T100000Z-0123456789ab", "backend": "onnx", "trained": True},
-    "predictions": [{"label": f"class {i}", "index": i, "score": 1 / (i + 2)} for i in range(20)],
-    "image": {"format": "JPEG", "width": 451, "height": 300, "sha256": "0" * 64},
-    "timing_ms": {"decode": 1.0, "inference": 20.0, "total": 22.0},
-}
+LABELS = ["tabby", "wallet", "rocket"]
+VERSIONS = ["20261122T100000Z-0123456789ab", "20261201T090000Z-ba9876543210"]
+# Around a year's end: paging crosses a day, a month and a year boundary.
+BASE = datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)
 
 
-def write_records(root: str, writer: int, start: multiprocessing.synchronize.Event) -> list[str]:
-    records = RecordStore(root)
+def record(when: datetime, n: int, writer: int = 0) -> dict[str, Any]:
+    label = LABELS[n % 3]
+    return {
+        "id": new_record_id(when),
+        "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"name": "resnet50", "version": VERSIONS[n % 2], "backend": "onnx", "trained": True},
+        "predictions": [{"label": label, "index": n % 3, "score": 0.5}, {"label": "other", "index": 9, "score": 0.1}],
+        "image": {"format": "JPEG", "width": 451, "height": 300, "sha256": f"{n:064x}"},
+        "timing_ms": {"decode": 1.0, "inference": 20.0, "total": 22.0},
+        "writer": writer,
+    }
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The settings a process opens the store with: SQLite in the model store, or a fresh table on moto."""
+    if request.param == "sqlite":
+        yield Settings(model_store=tmp_path)
+        return
+    endpoint = request.getfixturevalue("s3_endpoint")  # moto's server serves DynamoDB on the same port
+    point_boto3_at(monkeypatch, endpoint)
+    import boto3
+
+    table = f"records-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(**table_definition(table))
+    yield Settings(model_store=tmp_path, records_table=table, records_ttl_days=30,
+                   records_cursor_secret="a test secret")
+
+
+def write_records(settings: Settings, writer: int, start: Any) -> list[str]:
+    store = open_record_store(settings)
     start.wait()  # all writers start together
     ids = []
-    base = datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC)
     for i in range(PER_WRITER):
-        # spread over three days (and a month boundary is not needed: days are enough)
-        when = base + timedelta(days=i % 3, microseconds=writer * 1000 + i)
-        record = {**TEMPLATE, "id": new_record_id(when), "created_at": when.isoformat(), "writer": writer, "n": i}
-        records.put(record)
-        ids.append(record["id"])
+        when = BASE + timedelta(seconds=i % 3, microseconds=writer * 1000 + i)
+        rec = record(when, writer * PER_WRITER + i, writer)
+        store.put(rec)
+        ids.append(rec["id"])
     return ids
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+def page_through(store: RecordStore, limit: int, **filters: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = store.list(limit=limit, cursor=cursor, **filters)
+        assert len(page.items) <= limit
+        seen.extend(page.items)
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+def test_concurrent_writers_are_all_listed_exactly_once(settings: Settings) -> None:
     # GIVEN 8 processes writing 50 records each, at the same time, into one store
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         start = manager.Event()
         with ctx.Pool(WRITERS) as pool:
-            pending = [pool.apply_async(write_records, (str(tmp_path), w, start)) for w in range(WRITERS)]
+            pending = [pool.apply_async(write_records, (settings, w, start)) for w in range(WRITERS)]
             start.set()
             written = [id_ for p in pending for id_ in p.get(timeout=300)]
-    assert len(written) == len(set(written)) == WRITERS * PER_WRITER
-
-    records = RecordStore(tmp_path)
-    # THEN paging (odd page size) returns every record exactly once, newest first
-    seen: list[str] = []
-    cursor = None
-    pages = 0
-    while True:
-        page = records.list(limit=7, cursor=cursor)
-        seen.extend(r["id"] for r in page.items)
-        pages += 1
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert sorted(seen) == sorted(written)
-    assert len(seen) == len(set(seen))
-    assert seen == sorted(seen, reverse=True)
-    assert pages == -(-len(written) // 7)
-    # AND each record is readable and whole
-    for record_id in written:
-        record = records.get(record_id)
-        assert record is not None and record["id"] == record_id
-        assert record["predictions"] == TEMPLATE["predictions"]
-    # AND no temporary file is left behind
-    leftovers = [p for p in (tmp_path / "records").rglob("*") if p.is_file() and not p.name.endswith(".json")]
-    assert leftovers == []
-    for path in (tmp_path / "records").rglob("*.json"):
-        json.loads(path.read_bytes())
+    assert len(set(written)) == WRITERS * PER_WRITER
+    # THEN paging (an odd page size) returns every record exactly once, newest first, across the year's end
+    store = open_record_store(settings)
+    seen = [r["id"] for r in page_through(store, 37)]
+    assert seen == sorted(written, reverse=True)
+    assert seen[0].startswith("20270101") and seen[-1].startswith("20261231")
+    # AND each record reads back whole
+    for record_id in written[:: 17]:
+        got = store.get(record_id)
+        assert got is not None and got["id"] == record_id and got["predictions"][0]["label"] in LABELS
 
 
-def test_last_page_has_no_cursor(tmp_path: Path) -> None:
-    records = RecordStore(tmp_path)
-    ids = [new_record_id() for _ in range(4)]
-    for record_id in ids:
-        records.put({"id": record_id})
-    first = records.list(limit=4)
-    assert [r["id"] for r in first.items] == sorted(ids, reverse=True)
-    assert first.next_cursor is None
-    two = records.list(limit=2)
-    assert two.next_cursor == sorted(ids, reverse=True)[1]
-    assert [r["id"] for r in records.list(limit=2, cursor=two.next_cursor).items] == sorted(ids, reverse=True)[2:]
+@pytest.fixture
+def filled(settings: Settings) -> tuple[RecordStore, list[dict[str, Any]]]:
+    """60 records a minute apart, labels and versions interleaved."""
+    store = open_record_store(settings)
+    records = [record(BASE + timedelta(minutes=n), n) for n in range(60)]
+    store.put_many(records)
+    return store, records
+
+
+@pytest.mark.parametrize("filters", [
+    {}, {"label": "wallet"}, {"model_version": VERSIONS[1]}, {"label": "rocket", "model_version": VERSIONS[0]},
+    {"since": BASE + timedelta(minutes=10)}, {"until": BASE + timedelta(minutes=10)},
+    {"label": "tabby", "since": BASE + timedelta(minutes=9), "until": BASE + timedelta(minutes=42)},
+    {"label": "nobody"},
+], ids=["none", "label", "version", "label+version", "since", "until", "label+range", "no match"])
+def test_filters_select_exactly_their_records(filled: tuple[RecordStore, list[dict[str, Any]]],
+                                              filters: dict[str, Any]) -> None:
+    store, records = filled
+
+    def wanted(r: dict[str, Any]) -> bool:
+        created = datetime.strptime(r["id"][:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+        return ((filters.get("label") in (None, r["predictions"][0]["label"]))
+                and (filters.get("model_version") in (None, r["model"]["version"]))
+                and ("since" not in filters or created >= filters["since"])
+                and ("until" not in filters or created < filters["until"]))
+
+    want = sorted((r["id"] for r in records if wanted(r)), reverse=True)
+    assert [r["id"] for r in page_through(store, 7, **filters)] == want
+
+
+def test_since_is_inclusive_and_until_exclusive(filled: tuple[RecordStore, list[dict[str, Any]]]) -> None:
+    store, records = filled
+    at = datetime.strptime(records[5]["id"][:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+    assert [r["id"] for r in store.list(limit=100, since=at, until=at + timedelta(microseconds=1)).items] == [
+        records[5]["id"]]
+    assert records[5]["id"] not in [r["id"] for r in store.list(limit=100, until=at).items]
+
+
+def test_forged_edited_or_foreign_cursors_are_invalid_parameters(
+    filled: tuple[RecordStore, list[dict[str, Any]]],
+) -> None:
+    store, _ = filled
+    cursor = store.list(limit=5).next_cursor
+    assert cursor is not None
+    body, _, signature = cursor.partition(".")
+    flipped = body[:-1] + ("A" if body[-1] != "A" else "B")
+    for bad in [f"{flipped}.{signature}", f"{body}.{signature[::-1]}", "not-a-cursor", "", "x.y", f"{body}."]:
+        with pytest.raises(InvalidParameter):
+            store.list(limit=5, cursor=bad)
+    # a cursor is bound to the filters of the page that returned it
+    with pytest.raises(InvalidParameter, match="other filters"):
+        store.list(limit=5, cursor=cursor, label="wallet")
+    assert store.list(limit=5, cursor=cursor).items
+
+
+def test_an_upload_is_claimed_once(settings: Settings) -> None:
+    store = open_record_store(settings)
+    digest = "d" * 64
+    assert store.upload_record(digest) is None
+    first = store.claim_upload(digest, "20261122T100000000000Z-aaaaaaaaaaaa")
+    second = store.claim_upload(digest, "20261122T100001000000Z-bbbbbbbbbbbb")
+    assert first == second == "20261122T100000000000Z-aaaaaaaaaaaa"
+    assert store.upload_record(digest) == first
+    # and a claim is never listed as a record
+    assert store.list(limit=10).items == []
+
+
+def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    point_boto3_at(monkeypatch, s3_endpoint)
+    import boto3
+
+    client = boto3.client("dynamodb")
+    for days in (30, 0):
+        table = f"records-{uuid.uuid4().hex[:8]}"
+        client.create_table(**table_definition(table))
+        rec = record(BASE, 1)
+        DynamoRecordStore(table, ttl_days=days).put(rec)
+        item = client.get_item(TableName=table, Key={"id": {"S": rec["id"]}})["Item"]
+        if days:
+            assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + 30 * 86400
+        else:
+            assert TTL_ATTRIBUTE not in item  # 0 keeps records forever
+
+
+# --- SQLite only ------------------------------------------------------------------------------
+
+
+def test_sqlite_refuses_a_network_file_system(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path} nfs4 rw 0 0\n")
+    with pytest.raises(RuntimeError, match="RECORDS_TABLE"):
+        SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path}/elsewhere nfs4 rw 0 0\n")
+    SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+
+
+def plan(store: SqliteRecordStore, **filters: Any) -> str:
+    from classifier.records import Filters
+
+    sql, params = store.page_query(20, filters.pop("cursor", None), Filters(**filters))
+    db = sqlite3.connect(store.path)
+    return " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
+    """100,000 records over ten days, for query plans at scale."""
+    store = SqliteRecordStore(tmp_path_factory.mktemp("big") / "records.sqlite3")
+    batch = [record(BASE - timedelta(seconds=8.64 * n), n) for n in range(100_000)]
+    for start in range(0, len(batch), 5_000):
+        store.put_many(batch[start:start + 5_000])
+    sqlite3.connect(store.path).execute("ANALYZE").connection.commit()
+    return store
+
+
+@pytest.mark.parametrize("filters, index", [
+    ({}, "PRIMARY KEY"),
+    ({"label": "wallet"}, "records_by_label"),
+    ({"model_version": VERSIONS[0]}, "records_by_model_version"),
+    ({"label": "wallet", "model_version": VERSIONS[0]}, "records_by_label_version"),
+    ({"since": BASE - timedelta(days=3)}, "PRIMARY KEY"),
+    ({"label": "tabby", "until": BASE - timedelta(days=3)}, "records_by_label"),
+])
+def test_every_page_reads_an_index_in_order(big_store: SqliteRecordStore, filters: dict[str, Any],
+                                            index: str) -> None:
+    # GIVEN 100,000 records; WHEN a first page, and a page from a cursor in the middle, are planned
+    middle = page_cursor(big_store, filters)
+    first, later = plan(big_store, **filters), plan(big_store, cursor=middle, **filters)
+    # THEN SQLite seeks into one index (to the filter's key and the cursor's id) and reads it in order,
+    # never sorting: a page costs its rows. The one plain scan is the unfiltered first page, which
+    # walks the primary key (the table, WITHOUT ROWID) from the newest id and stops at LIMIT.
+    for query in (first, later):
+        assert "TEMP B-TREE" not in query, query
+        assert query == "SCAN records" if query is first and not filters else query.startswith(
+            "SEARCH records USING") and index in query, query
+
+
+def page_cursor(store: SqliteRecordStore, filters: dict[str, Any]) -> str:
+    page = store.list(limit=500, **filters)
+    for _ in range(10):  # 5,000 records in: well inside every filtered set of the 100,000
+        assert page.next_cursor is not None
+        page = store.list(limit=500, cursor=page.next_cursor, **filters)
+    assert page.next_cursor is not None
+    return page.next_cursor
+
+
+def test_has_image_finds_a_stored_image(filled: tuple[RecordStore, list[dict[str, Any]]],
+                                        settings: Settings) -> None:
+    store, records = filled
+    if settings.records_table:
+        with pytest.raises(NotImplementedError, match="SQLite"):
+            store.has_image(records[0]["image"]["sha256"])
+        return
+    assert store.has_image(records[0]["image"]["sha256"]) and not store.has_image("f" * 64)

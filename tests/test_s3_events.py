@@ -20,13 +20,15 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from classifier.config import Settings
 from classifier.errors import ModelUnavailable, StorageUnavailable
-from classifier.records import RecordStore, is_record_id
+from classifier.records import SqliteRecordStore, is_record_id, open_record_store
 
 from helpers.aws import new_bucket, point_boto3_at, s3_client
 from helpers.lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
 from helpers.photos import jpeg
 from helpers.processes import free_port
+from helpers.stores import stored_records
 
 KEY = "uploads/2026/11/22/my cat (1).jpg"  # a space and parentheses: URL-encoded in the event
 
@@ -67,12 +69,12 @@ def put_event(bucket: str, key: str, etag: str, size: int, event_time: str = "20
 
 
 def records(store: Path) -> list[dict[str, Any]]:
-    return RecordStore(store).list(100).items
+    return open_record_store(Settings(model_store=store)).list(100).items
 
 
-def record_files(store: Path) -> list[Path]:
-    """Every record file in the date tree, whatever RecordStore.list would show."""
-    return [p for p in (store / "records").glob("[0-9]*/*/*/*.json")] if (store / "records").exists() else []
+def record_files(store: Path) -> list[str]:
+    """Every record in the store's database, whatever the record store's own listing would show."""
+    return list(stored_records(store))
 
 
 def test_an_upload_is_classified_and_stored_with_its_key(s3_endpoint: str, bucket: str, store: Path) -> None:
@@ -196,7 +198,7 @@ def test_a_non_image_upload_stores_nothing_and_does_not_raise(s3_endpoint: str, 
     out = fresh_handler()(event, FakeContext())
     assert out["results"][0]["status"] == "refused"
     assert "unsupported_media_type" in out["results"][0]["reason"]
-    assert not (store / "records").exists() or not any((store / "records").rglob("*.json"))
+    assert stored_records(store) == {}
 
 
 @pytest.mark.parametrize("case", ["too large", "deleted since", "replaced since", "outside uploads/", "removed",
@@ -223,7 +225,7 @@ def test_other_permanent_outcomes(s3_endpoint: str, bucket: str, store: Path, ca
         expected = "ignored"
     out = fresh_handler()(put_event(bucket, key, etag, size, name=name), FakeContext())
     assert [r["status"] for r in out["results"]] == ([expected] if expected else [])
-    assert not (store / "records").exists() or not any((store / "records").rglob("*.json"))
+    assert stored_records(store) == {}
 
 
 # -- transient failures raise, so Lambda retries and finally dead-letters the event ---------
@@ -236,7 +238,7 @@ def test_no_model_raises_for_a_retry(s3_endpoint: str, bucket: str, tmp_path: Pa
     event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
     with pytest.raises(ModelUnavailable):
         fresh_handler()(event, FakeContext())
-    assert not (empty / "records").exists()
+    assert stored_records(empty) == {}
 
 
 def test_unreachable_s3_raises_for_a_retry(bucket: str, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,24 +246,24 @@ def test_unreachable_s3_raises_for_a_retry(bucket: str, store: Path, monkeypatch
     image = jpeg("chelsea")
     with pytest.raises(StorageUnavailable):
         fresh_handler()(put_event(bucket, KEY, "0" * 32, len(image)), FakeContext())
-    assert not (store / "records").exists() or not any((store / "records").rglob("*.json"))
+    assert stored_records(store) == {}
 
 
 def test_a_retry_after_a_failed_record_write_stores_the_record(s3_endpoint: str, bucket: str, store: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a record write that fails once (EFS hiccup) after the index entry was claimed
+    # GIVEN a record write that fails once (a database hiccup) after the upload was claimed
     image = jpeg("coffee")
     event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
-    original = RecordStore.put
+    original = SqliteRecordStore.put
     calls = {"n": 0}
 
-    def flaky_put(self: RecordStore, record: dict[str, Any]) -> None:
+    def flaky_put(self: SqliteRecordStore, record: dict[str, Any]) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError(5, "Input/output error")
         original(self, record)
 
-    monkeypatch.setattr(RecordStore, "put", flaky_put)
+    monkeypatch.setattr(SqliteRecordStore, "put", flaky_put)
     handler = fresh_handler()
     # WHEN the first delivery fails, it raises (Lambda retries) ...
     with pytest.raises(OSError):

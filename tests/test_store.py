@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from classifier.records import RecordStore
 from classifier.store import (
     IntegrityError,
     ModelNotFound,
@@ -113,13 +112,3 @@ def test_invalid_names_and_missing_things(tmp_path: Path) -> None:
         models.rollback(NAME)
     with pytest.raises(StoreError):
         models.rollback(NAME, to="not-a-version")
-
-
-def test_temporary_files_are_invisible(tmp_path: Path) -> None:
-    # A crashed writer leaves a hidden temp file; listings never show it.
-    records = RecordStore(tmp_path)
-    records.put({"id": "20261122T100000000001Z-aaaaaaaaaaaa", "x": 1})
-    day = tmp_path / "records" / "2026" / "11" / "22"
-    (day / ".20261122T100000000002Z-bbbbbbbbbbbb.json.1234.tmp").write_text("{partial")
-    page = records.list(10)
-    assert [r["id"] for r in page.items] == ["20261122T100000000001Z-aaaaaaaaaaaa"]

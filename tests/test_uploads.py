@@ -30,14 +30,14 @@ from helpers.aws import SECRET_KEY, aws_env, new_bucket, post_upload, s3_client
 from helpers.lambda_events import FakeContext, load_handler, make_event, read_response
 from helpers.photos import encode, jpeg, photo
 from helpers.processes import LiveServer, free_port, live_server
-from helpers.stores import copy_store
+from helpers.stores import copy_store, stored_records
 
 MiB = 1024 * 1024
 MAX_S3 = 8 * MiB  # the servers here: small enough to test 413 without a 20 MiB upload
 
 
 def count_records(store: Path) -> int:
-    return sum(1 for _ in (store / "records").rglob("*.json")) if (store / "records").exists() else 0
+    return len(stored_records(store))
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:

@@ -24,7 +24,7 @@ from classifier import routes
 from classifier.config import Settings
 from classifier.errors import ClassifierError
 from classifier.middleware import RequestContext
-from classifier.records import RecordStore
+from classifier.records import RecordStore, open_record_store
 from classifier.runtime import ModelManager
 from classifier.service import Classifier
 from classifier.uploads import Uploads
@@ -41,7 +41,7 @@ def create_app(
     app is returned (the Lambda handler instead starts the load on a thread)."""
     settings = settings or Settings.from_env()
     manager = manager or ModelManager(settings)
-    records = records or RecordStore(settings.model_store)
+    records = records or open_record_store(settings)
     if load_model:
         manager.refresh()
     app = Starlette(

@@ -75,6 +75,11 @@ class Settings:
     verify_on_load: bool = True
     threads: int | None = None
     uploads_bucket: str | None = None
+    # Records: SQLite at records_db (default <model_store>/records.sqlite3), or DynamoDB.
+    records_db: Path | None = None
+    records_table: str | None = None
+    records_ttl_days: int = 365
+    records_cursor_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,4 +102,8 @@ class Settings:
             verify_on_load=_bool(env, "VERIFY_ON_LOAD", True),
             threads=threads or None,
             uploads_bucket=env.get("UPLOADS_BUCKET") or None,
+            records_db=Path(env["RECORDS_DB"]) if env.get("RECORDS_DB") else None,
+            records_table=env.get("RECORDS_TABLE") or None,
+            records_ttl_days=_int(env, "RECORDS_TTL_DAYS", 365, 0, 36500),
+            records_cursor_secret=env.get("RECORDS_CURSOR_SECRET") or None,
         )

@@ -54,30 +54,6 @@ def write_atomic(target: Path, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-def create_exclusive(target: Path, data: bytes) -> bool:
-    """Create ``target`` holding ``data`` unless it exists; True if this call created it.
-
-    The file is written in full under a temporary name, then hard-linked to
-    ``target``: ``link`` is atomic and refuses an existing name, locally and on
-    NFS, so a reader never sees a partial file and of racing creators exactly
-    one wins.
-    """
-    tmp = temp_name(target)
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
-    return True
-
-
 def sha256_file(path: Path) -> tuple[int, str]:
     """Return ``(size in bytes, hex sha256)`` of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -20,8 +20,8 @@ from classifier.errors import ClassifierError, InvalidParameter, ModelUnavailabl
 from classifier.inputs import read_images
 from classifier.middleware import error_response
 from classifier.offload import blocking
-from classifier.parameters import LIMIT, TOP_K
-from classifier.records import is_record_id
+from classifier.parameters import LABEL, LIMIT, MODEL_VERSION, SINCE, TOP_K, UNTIL
+from classifier.records import is_record_id, parse_timestamp
 from classifier.store import VERSION_RE, ModelStore, StoreError, precision
 from classifier.uploads import parse_upload_request
 
@@ -67,17 +67,18 @@ async def create_upload(request: Request) -> JSONResponse:
 
 
 async def list_classifications(request: Request) -> JSONResponse:
-    limit = LIMIT.read(request.query_params)
-    cursor = request.query_params.get("cursor")
-    if cursor is not None and not is_record_id(cursor):
-        raise InvalidParameter("cursor: not a cursor returned by this API")
-    page = await blocking(request, request.app.state.records.list, limit, cursor)
+    query = request.query_params
+    since, until = (parse_timestamp(p.name, raw) if (raw := p.read(query)) else None for p in (SINCE, UNTIL))
+    if since is not None and until is not None and since >= until:
+        raise InvalidParameter("since must be before until")
+    page = await blocking(request, request.app.state.records.list, LIMIT.read(query), query.get("cursor"),
+                          label=LABEL.read(query), model_version=MODEL_VERSION.read(query), since=since, until=until)
     return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
 
 
 async def get_classification(request: Request) -> JSONResponse:
     record_id = request.path_params["record_id"]
-    record = await blocking(request, request.app.state.records.get, record_id)
+    record = await blocking(request, request.app.state.records.get, record_id) if is_record_id(record_id) else None
     if record is None:
         raise NotFound(f"no classification with id {record_id!r}")
     return JSONResponse(record)

@@ -11,15 +11,13 @@ image is classified and stored as a record carrying its ``s3_key``, so
 Delivery is at least once, so the work is idempotent on (bucket, key, ETag):
 
 - ``digest = sha256([bucket, key, etag])``. The record id is the event time
-  plus the first 12 hex of the digest (``RECORD_ID_RE``), so a redelivered
-  event rewrites the same record file, atomically, instead of adding one.
-- ``records/by-upload/<digest>.json`` names the record that holds the
-  upload's classification. It is created exclusively (``fsio.create_exclusive``),
-  so of several events for the same object (a retry with a new
-  event time, or two deliveries racing) exactly one id wins; every other
-  event skips the work, or, if the winner has not stored its record yet,
-  writes under the winner's id. ``RecordStore`` lists only the numeric date
-  directories, so the index is invisible to the API.
+  plus the first 12 hex of the digest (``records.record_id``), so a redelivered
+  event rewrites the same record instead of adding one.
+- The record store keeps which record holds the upload's classification
+  (``claim_upload``: a DynamoDB conditional put, or SQLite's primary key), so of
+  several events for the same object (a retry with a new event time, or two
+  deliveries racing) exactly one id wins; every other event skips the work, or,
+  if the winner has not stored its record yet, writes under the winner's id.
 
 Failures: an upload that can never be classified (not an image, too large,
 deleted or replaced since the event) is logged at ERROR and returns
@@ -35,14 +33,12 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from classifier import logs
 from classifier.config import Settings
 from classifier.errors import ClassifierError
-from classifier.fsio import create_exclusive, write_atomic
-from classifier.records import RecordStore, record_id
+from classifier.records import RecordStore, open_record_store, record_id
 from classifier.runtime import ModelManager
 from classifier.s3_notifications import CreatedObject, created_objects
 from classifier.service import Classifier, ImageInput
@@ -63,47 +59,13 @@ def upload_record_id(obj: CreatedObject) -> str:
     return record_id(obj.event_time, upload_digest(obj))
 
 
-class UploadIndex:
-    """``records/by-upload/<digest>.json``: which record holds an upload's classification."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.dir = Path(root) / "records" / INDEX_DIR
-
-    def lookup(self, digest: str) -> str | None:
-        try:
-            entry = json.loads((self.dir / f"{digest}.json").read_bytes())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            log.warning("unreadable upload index entry %s; treating it as absent", digest)
-            return None
-        found = entry.get("record_id") if isinstance(entry, dict) else None
-        return found if isinstance(found, str) else None
-
-    def claim(self, obj: CreatedObject, wanted: str) -> str:
-        """Make ``wanted`` the upload's record id unless another already is; return the one that is."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        digest = upload_digest(obj)
-        target = self.dir / f"{digest}.json"
-        entry = json.dumps({"bucket": obj.bucket, "key": obj.key, "etag": obj.etag, "record_id": wanted},
-                           separators=(",", ":")).encode()
-        if create_exclusive(target, entry):
-            return wanted
-        winner = self.lookup(digest)
-        if winner is not None:
-            return winner
-        write_atomic(target, entry)  # an unreadable entry: ours replaces it
-        return wanted
-
-
 class UploadWorker:
     """Classifies uploaded objects and stores one record per (bucket, key, ETag)."""
 
     def __init__(self, settings: Settings, *, manager: ModelManager | None = None,
                  records: RecordStore | None = None, uploads: Uploads | None = None) -> None:
         self.settings = settings
-        self.records = records or RecordStore(settings.model_store)
-        self.index = UploadIndex(settings.model_store)
+        self.records = records or open_record_store(settings)
         self.uploads = uploads or Uploads(settings)
         self.classifier = Classifier(settings, manager or ModelManager(settings), self.records)
 
@@ -120,8 +82,8 @@ class UploadWorker:
         if obj.size is not None and obj.size > self.settings.max_s3_image_bytes:
             return self._refused(obj, f"{obj.size} bytes is over MAX_S3_IMAGE_BYTES "
                                       f"({self.settings.max_s3_image_bytes})")
-        claimed = self.index.lookup(upload_digest(obj))
-        if claimed is not None and self.records.exists(claimed):
+        claimed = self.records.upload_record(upload_digest(obj))
+        if claimed is not None and self.records.get(claimed) is not None:
             log.info("duplicate: already classified", extra={"object": where, "record_id": claimed})
             return {"status": "duplicate", "object": where, "id": claimed}
         try:
@@ -135,7 +97,7 @@ class UploadWorker:
             return self._refused(obj, f"{exc.code}: {exc.message}")
         # Claimed only once there is a record to point at (a refused upload leaves nothing
         # behind); a delivery that raced this one and claimed first decides the id.
-        winner = self.index.claim(obj, result.id)
+        winner = self.records.claim_upload(upload_digest(obj), result.id)
         if winner != result.id:
             result = replace(result, id=winner)
         # Unlike the API, a failed write raises here: the event is retried

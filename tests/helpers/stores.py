@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from classifier.fsio import sha256_file
 from classifier.store import ModelStore, make_version
@@ -58,3 +59,14 @@ def with_new_identity(src: Path, dest: Path, created: str = "2030-01-01T00:00:00
     manifest["version"] = make_version(manifest["artifacts"], datetime.fromisoformat(created))
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
+
+
+def stored_records(store: Path) -> dict[str, dict[str, Any]]:
+    """Every record in a store's SQLite file, read with sqlite3 alone (not the code under test), by id."""
+    import sqlite3
+
+    path = store / "records.sqlite3"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as db:
+        return {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, body FROM records")}
