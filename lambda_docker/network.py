@@ -17,6 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambda_docker.two_az_stack import AZ_COUNT
+
 
 class Network(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, log_retention: logs.RetentionDays) -> None:
@@ -24,7 +26,7 @@ class Network(Construct):
 
         self.vpc = ec2.Vpc(
             self, "Vpc",
-            max_azs=2,
+            max_azs=AZ_COUNT,
             nat_gateways=0,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
