@@ -40,8 +40,8 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from lambda_docker.config import AppConfig
+from lambda_docker.network import vpc_without_nat
 from lambda_docker.paths import DASHBOARD_DIR
-from lambda_docker.two_az_stack import AZ_COUNT
 
 CONTAINER_PORT = 8501  # streamlit-docker/Dockerfile: STREAMLIT_SERVER_PORT
 HEALTH_CHECK_PATH = "/_stcore/health"  # Streamlit's own liveness endpoint
@@ -86,7 +86,9 @@ class Dashboard(Construct):
         super().__init__(scope, construct_id)
         https = config.dashboard_certificate_arn is not None
 
-        self.vpc = self._public_vpc(config.log_retention)
+        self.vpc = vpc_without_nat(
+            self, subnet_name="public", subnet_type=ec2.SubnetType.PUBLIC, log_retention=config.log_retention,
+        )
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc)
         self.task_security_group = self._task_security_group()
         self.log_group = logs.LogGroup(
@@ -183,23 +185,6 @@ class Dashboard(Construct):
                 self.load_balancer.connections.allow_from(
                     ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"Dashboard users ({cidr}) on {port}",
                 )
-
-    def _public_vpc(self, log_retention: logs.RetentionDays) -> ec2.Vpc:
-        vpc = ec2.Vpc(
-            self, "Vpc",
-            max_azs=AZ_COUNT,
-            nat_gateways=0,
-            subnet_configuration=[
-                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-            ],
-        )
-        flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        vpc.add_flow_log(
-            "FlowLog",
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
-            traffic_type=ec2.FlowLogTrafficType.REJECT,
-        )
-        return vpc
 
     def _suppress_findings(self, *, https: bool, open_to_all: bool) -> None:
         NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
