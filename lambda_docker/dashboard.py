@@ -40,7 +40,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from lambda_docker.config import AppConfig
-from lambda_docker.network import vpc_without_nat
+from lambda_docker.network import log_rejected_flows, vpc_without_nat
 from lambda_docker.paths import DASHBOARD_DIR
 
 CONTAINER_PORT = 8501  # streamlit-docker/Dockerfile: STREAMLIT_SERVER_PORT
@@ -86,9 +86,8 @@ class Dashboard(Construct):
         super().__init__(scope, construct_id)
         https = config.dashboard_certificate_arn is not None
 
-        self.vpc = vpc_without_nat(
-            self, subnet_name="public", subnet_type=ec2.SubnetType.PUBLIC, log_retention=config.log_retention,
-        )
+        self.vpc = vpc_without_nat(self, subnet_name="public", subnet_type=ec2.SubnetType.PUBLIC)
+        log_rejected_flows(self, self.vpc, log_retention=config.log_retention)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc)
         self.task_security_group = self._task_security_group()
         self.log_group = logs.LogGroup(
