@@ -11,9 +11,6 @@ instead of from a plain environment variable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +18,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
+
+from lambda_docker.config import AppConfig
 
 STAGE_NAME = "prod"
 # Request bodies of these types arrive base64-encoded in the Lambda event,
@@ -32,25 +31,24 @@ API_GATEWAY_PUSH_TO_LOGS = (
 )
 
 
-@dataclass(frozen=True)
-class ApiSettings:
-    throttle_rate_limit: int
-    throttle_burst_limit: int
-    cors_allow_origins: Sequence[str]
-    api_key: bool
-    log_retention: logs.RetentionDays
-
-
-class ClassifierApi(Construct):
-    def __init__(
-        self, scope: Construct, construct_id: str, *, handler: lambda_.IFunction, settings: ApiSettings,
-    ) -> None:
+class ClassificationRestApi(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, handler: lambda_.IFunction, config: AppConfig) -> None:
         super().__init__(scope, construct_id)
 
         self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=settings.log_retention, removal_policy=RemovalPolicy.DESTROY,
+            self, "AccessLogs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY,
         )
-        self.api = apigw.LambdaRestApi(
+        self.api = self._rest_api(handler, config)
+        self.url = self.api.url
+
+        self.api_key: apigw.IApiKey | None = None
+        self.api_key_secret: secretsmanager.ISecret | None = None
+        if config.api_key:
+            self._require_api_key(config)
+        self._suppress_findings()
+
+    def _rest_api(self, handler: lambda_.IFunction, config: AppConfig) -> apigw.LambdaRestApi:
+        return apigw.LambdaRestApi(
             self, "Api",
             handler=handler,
             proxy=True,
@@ -61,8 +59,8 @@ class ClassifierApi(Construct):
             cloud_watch_role=True,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
-                throttling_rate_limit=settings.throttle_rate_limit,
-                throttling_burst_limit=settings.throttle_burst_limit,
+                throttling_rate_limit=config.throttle_rate_limit,
+                throttling_burst_limit=config.throttle_burst_limit,
                 access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False, http_method=True, ip=True, protocol=True, request_time=True,
@@ -74,49 +72,46 @@ class ClassifierApi(Construct):
                 metrics_enabled=True,
             ),
             default_cors_preflight_options=apigw.CorsOptions(
-                allow_origins=list(settings.cors_allow_origins),
+                allow_origins=list(config.cors_allow_origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=list(CORS_HEADERS),
                 max_age=Duration.hours(1),
             ),
-            default_method_options=apigw.MethodOptions(api_key_required=settings.api_key),
+            default_method_options=apigw.MethodOptions(api_key_required=config.api_key),
         )
-        self.url = self.api.url
 
-        self.api_key: apigw.IApiKey | None = None
-        self.api_key_secret: secretsmanager.ISecret | None = None
-        if settings.api_key:
-            self.usage_plan = self.api.add_usage_plan(
-                "UsagePlan",
-                description="Throttling for callers with the API key",
-                throttle=apigw.ThrottleSettings(
-                    rate_limit=settings.throttle_rate_limit, burst_limit=settings.throttle_burst_limit,
-                ),
-                api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
-            )
-            secret = secretsmanager.Secret(
-                self, "ApiKeySecret",
-                description="The value of the classification API's key (x-api-key)",
-                # API Gateway keys are 20 to 128 characters; letters and digits
-                # only, so the value needs no quoting in a header or a shell.
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    password_length=40, exclude_punctuation=True, include_space=False,
-                ),
-            )
-            NagSuppressions.add_resource_suppressions(secret, [NagPackSuppression(
-                id="AwsSolutions-SMG4",
-                reason="Rotating the value would need a rotation function that also updates the API "
-                       "Gateway key; the key identifies a usage plan for throttling, it is not the "
-                       "authentication of a user (API Gateway advises against keys for authorization).",
-            )])
-            self.api_key_secret = secret
-            # A CloudFormation dynamic reference: the value never appears in the template.
-            self.api_key = self.api.add_api_key(
-                "ApiKey", description="Key for the classification API",
-                value=secret.secret_value.unsafe_unwrap(),
-            )
-            self.usage_plan.add_api_key(self.api_key)
-        self._suppress_findings()
+    def _require_api_key(self, config: AppConfig) -> None:
+        """A usage plan with the stage's throttling, and its key, whose value Secrets Manager generates."""
+        self.usage_plan = self.api.add_usage_plan(
+            "UsagePlan",
+            description="Throttling for callers with the API key",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit,
+            ),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+        secret = secretsmanager.Secret(
+            self, "ApiKeySecret",
+            description="The value of the classification API's key (x-api-key)",
+            # API Gateway keys are 20 to 128 characters; letters and digits
+            # only, so the value needs no quoting in a header or a shell.
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=40, exclude_punctuation=True, include_space=False,
+            ),
+        )
+        NagSuppressions.add_resource_suppressions(secret, [NagPackSuppression(
+            id="AwsSolutions-SMG4",
+            reason="Rotating the value would need a rotation function that also updates the API "
+                   "Gateway key; the key identifies a usage plan for throttling, it is not the "
+                   "authentication of a user (API Gateway advises against keys for authorization).",
+        )])
+        self.api_key_secret = secret
+        # A CloudFormation dynamic reference: the value never appears in the template.
+        self.api_key = self.api.add_api_key(
+            "ApiKey", description="Key for the classification API",
+            value=secret.secret_value.unsafe_unwrap(),
+        )
+        self.usage_plan.add_api_key(self.api_key)
 
     def _suppress_findings(self) -> None:
         NagSuppressions.add_resource_suppressions(self.api, [

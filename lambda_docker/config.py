@@ -5,9 +5,10 @@
 and never read context themselves. A wrong value stops ``cdk synth`` with a
 message that names the key.
 
-Values from ``cdk.json`` arrive as JSON types, values from ``-c key=value`` as
-strings: every parser accepts both (``4096`` and ``"4096"``, ``true`` and
-``"true"``).
+Each field carries its parser (``option(default, parser)``), and
+``AppConfig.from_context`` reads every field with its own. Values from
+``cdk.json`` arrive as JSON types, values from ``-c key=value`` as strings:
+every parser accepts both (``4096`` and ``"4096"``, ``true`` and ``"true"``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, TypeVar
+
+from aws_cdk import aws_logs as logs
 
 T = TypeVar("T")
 
@@ -72,171 +75,7 @@ class ConfigError(ValueError):
     """A context value is missing or wrong; the message names the key."""
 
 
-@dataclass(frozen=True)
-class AppConfig:
-    """Every deploy-time option. Field names are the context keys with ``_``."""
-
-    # Where and what: stacks are "<name>-storage-stack" and "<name>-service-stack".
-    aws_account: str | None = None
-    aws_region: str | None = None
-    name: str = "demo"
-    model_name: str = "resnet50"
-
-    # The inference function.
-    backend: str = "onnx"
-    architecture: str = "x86_64"
-    # 3008 MB (~1.8 vCPUs) is the most a new account may use before a quota
-    # increase; ResNet-50 inference speeds up with vCPUs up to 10240 MB.
-    memory_mb: int = 3008
-    timeout_seconds: int = 28
-    reserved_concurrency: int | None = None
-    provisioned_concurrency: int = 0
-    model_refresh_seconds: int = 30
-    inference_threads: int = 0  # 0: one per CPU the function may use
-    log_retention_days: int = 30
-
-    # Storage.
-    efs_removal_policy: str = "retain"
-    efs_file_system_id: str | None = None
-    inbox_expiration_days: int = 30
-    uploads_expiration_days: int = 1
-
-    # The REST API.
-    api_key: bool = False
-    throttle_rate_limit: int = 50
-    throttle_burst_limit: int = 100
-    cors_allow_origins: tuple[str, ...] = ("*",)
-
-    # Alarms (API 5xx; the upload classifier's dead-letter queue) notify this
-    # address through an SNS topic; None: the alarms have no action.
-    alarm_email: str | None = None
-
-    # Switches named by DESIGN.md, each a construct wired by the service stack.
-    dashboard: bool = False
-    function_url: bool = False
-    edge: bool = False
-    classify_on_upload: bool = False
-
-    # The dashboard (switch dashboard): HTTPS with this ACM certificate (in the
-    # stacks' region), else HTTP; the name users reach it by; who may.
-    dashboard_certificate_arn: str | None = None
-    dashboard_domain_name: str | None = None
-    dashboard_allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
-
-    # The Function URL (switch function_url): who may assume the invoker role;
-    # None means this account (its root principal).
-    function_url_invoker_principal: str | None = None
-
-    @property
-    def storage_stack_name(self) -> str:
-        return f"{self.name}-storage-stack"
-
-    @property
-    def service_stack_name(self) -> str:
-        return f"{self.name}-service-stack"
-
-    @classmethod
-    def context_keys(cls) -> list[str]:
-        return [context_key(f.name) for f in fields(cls)]
-
-    @classmethod
-    def from_context(cls, context: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
-        """Validate ``context`` (all of the app's context) into a config.
-
-        ``environ`` supplies ``CDK_DEFAULT_ACCOUNT`` / ``CDK_DEFAULT_REGION``,
-        which the CDK CLI sets from the caller's credentials, when the
-        context names no account or region.
-        """
-        known = set(cls.context_keys())
-        unknown = sorted(k for k in context if k not in known and _OPTION_KEY_RE.fullmatch(k))
-        if unknown:
-            raise ConfigError(
-                f"unknown context key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"
-            )
-        get = _Reader(context)
-        defaults = cls()
-        reserved = get("reserved_concurrency", _optional(_int(1, 1000)), None)
-        provisioned = get("provisioned_concurrency", _int(0, 1000), defaults.provisioned_concurrency)
-        if reserved is not None and provisioned > reserved:
-            raise ConfigError(
-                f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
-                f"'reserved_concurrency' ({reserved})"
-            )
-        rate = get("throttle_rate_limit", _int(1, 10_000), defaults.throttle_rate_limit)
-        burst = get("throttle_burst_limit", _int(1, 5_000), defaults.throttle_burst_limit)
-        region = get("aws-region", _optional(_pattern(_REGION_RE, "a region such as eu-west-1")),
-                     environ.get("CDK_DEFAULT_REGION") or None)
-        certificate = get("dashboard_certificate_arn", _optional(_certificate_arn), None)
-        if certificate is not None and region is not None and _certificate_region(certificate) != region:
-            raise ConfigError(
-                f"context key 'dashboard_certificate_arn': the certificate is in "
-                f"{_certificate_region(certificate)}, the stacks deploy to {region}; a load balancer "
-                "can only use a certificate from its own region"
-            )
-        return cls(
-            aws_account=get("aws-account", _optional(_pattern(_ACCOUNT_RE, "a 12-digit account id")),
-                            environ.get("CDK_DEFAULT_ACCOUNT") or None),
-            aws_region=region,
-            name=get("name", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting "
-                                                "with a letter"), defaults.name),
-            model_name=get("model_name", _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, "
-                                                                 "'-' or '_'"), defaults.model_name),
-            backend=get("backend", _choice(BACKENDS), defaults.backend),
-            architecture=get("architecture", _choice(ARCHITECTURES), defaults.architecture),
-            memory_mb=get("memory_mb", _int(128, 10_240), defaults.memory_mb),
-            timeout_seconds=get("timeout_seconds", _int(1, API_GATEWAY_TIMEOUT_SECONDS - 1),
-                                defaults.timeout_seconds),
-            reserved_concurrency=reserved,
-            provisioned_concurrency=provisioned,
-            model_refresh_seconds=get("model_refresh_seconds", _int(0, 86_400), defaults.model_refresh_seconds),
-            inference_threads=get("inference_threads", _int(0, 256), defaults.inference_threads),
-            log_retention_days=get("log_retention_days", _retention, defaults.log_retention_days),
-            efs_removal_policy=get("efs_removal_policy", _choice(REMOVAL_POLICIES), defaults.efs_removal_policy),
-            efs_file_system_id=get("efs_file_system_id", _optional(_pattern(_FS_ID_RE, "an id like fs-0123abcd")),
-                                   None),
-            inbox_expiration_days=get("inbox_expiration_days", _int(1, 3650), defaults.inbox_expiration_days),
-            uploads_expiration_days=get("uploads_expiration_days", _int(1, 365), defaults.uploads_expiration_days),
-            api_key=get("api_key", _bool, defaults.api_key),
-            throttle_rate_limit=rate,
-            throttle_burst_limit=burst,
-            cors_allow_origins=get("cors_allow_origins", _origins, defaults.cors_allow_origins),
-            alarm_email=get("alarm_email", _optional(_pattern(_EMAIL_RE, "an email address")), None),
-            dashboard=get("dashboard", _bool, defaults.dashboard),
-            function_url=get("function_url", _bool, defaults.function_url),
-            edge=get("edge", _bool, defaults.edge),
-            classify_on_upload=get("classify_on_upload", _bool, defaults.classify_on_upload),
-            dashboard_certificate_arn=certificate,
-            dashboard_domain_name=get("dashboard_domain_name", _optional(_domain), None),
-            dashboard_allowed_cidrs=get("dashboard_allowed_cidrs", _cidrs, defaults.dashboard_allowed_cidrs),
-            function_url_invoker_principal=get(
-                "function_url_invoker_principal",
-                _optional(_pattern(_PRINCIPAL_RE, "a 12-digit account id or an IAM ARN of an account root, "
-                                                  "role or user (arn:aws:iam::<account>:role/<name>)")),
-                None,
-            ),
-        )
-
-
-def context_key(field_name: str) -> str:
-    """The context key of a config field (the account and region keys use '-')."""
-    return {"aws_account": "aws-account", "aws_region": "aws-region"}.get(field_name, field_name)
-
-
 # -- parsers: each takes the raw value and returns it typed, or raises ValueError
-
-
-class _Reader:
-    def __init__(self, context: Mapping[str, Any]) -> None:
-        self.context = context
-
-    def __call__(self, key: str, parse: Callable[[Any], T], default: T) -> T:
-        raw = self.context.get(key)
-        if raw is None or raw == "":
-            return default
-        try:
-            return parse(raw)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"context key {key!r}: {exc} (got {raw!r})") from None
 
 
 def _optional(parse: Callable[[Any], T]) -> Callable[[Any], T | None]:
@@ -349,3 +188,166 @@ def _domain(raw: Any) -> str:
     if not isinstance(raw, str) or not _DOMAIN_RE.fullmatch(raw.strip().lower()):
         raise ValueError("must be a DNS name such as dashboard.example.com")
     return raw.strip().lower()
+
+
+# -- a field's reading: which context key, which parser, which default
+
+
+@dataclass(frozen=True)
+class _Option:
+    parse: Callable[[Any], Any]
+    # The context key when it is not the field's name (the account and region keys use '-').
+    key: str | None = None
+    # An environment variable whose value, when set, replaces the field's default.
+    default_from: str | None = None
+
+
+_OPTION = "option"
+
+
+def option(default: T, parse: Callable[[Any], T], *, key: str | None = None, default_from: str | None = None) -> T:
+    """An ``AppConfig`` field read from the context with ``parse`` (an absent, null or empty value: ``default``)."""
+    return field(default=default, metadata={_OPTION: _Option(parse, key, default_from)})
+
+
+def _option_of(config_field: Field[Any]) -> _Option:
+    reading = config_field.metadata[_OPTION]
+    assert isinstance(reading, _Option), f"AppConfig.{config_field.name} is not declared with option()"
+    return reading
+
+
+def _context_key(config_field: Field[Any]) -> str:
+    return _option_of(config_field).key or config_field.name
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every deploy-time option. Field names are the context keys with ``_``."""
+
+    # Where and what: stacks are "<name>-storage-stack" and "<name>-service-stack".
+    aws_account: str | None = option(None, _optional(_pattern(_ACCOUNT_RE, "a 12-digit account id")),
+                                     key="aws-account", default_from="CDK_DEFAULT_ACCOUNT")
+    aws_region: str | None = option(None, _optional(_pattern(_REGION_RE, "a region such as eu-west-1")),
+                                    key="aws-region", default_from="CDK_DEFAULT_REGION")
+    name: str = option("demo", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting with a letter"))
+    model_name: str = option("resnet50", _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
+
+    # The inference function.
+    backend: str = option("onnx", _choice(BACKENDS))
+    architecture: str = option("x86_64", _choice(ARCHITECTURES))
+    # 3008 MB (~1.8 vCPUs) is the most a new account may use before a quota
+    # increase; ResNet-50 inference speeds up with vCPUs up to 10240 MB.
+    memory_mb: int = option(3008, _int(128, 10_240))
+    timeout_seconds: int = option(28, _int(1, API_GATEWAY_TIMEOUT_SECONDS - 1))
+    reserved_concurrency: int | None = option(None, _optional(_int(1, 1000)))
+    provisioned_concurrency: int = option(0, _int(0, 1000))
+    model_refresh_seconds: int = option(30, _int(0, 86_400))
+    inference_threads: int = option(0, _int(0, 256))  # 0: one per CPU the function may use
+    log_retention_days: int = option(30, _retention)
+
+    # Storage.
+    efs_removal_policy: str = option("retain", _choice(REMOVAL_POLICIES))
+    efs_file_system_id: str | None = option(None, _optional(_pattern(_FS_ID_RE, "an id like fs-0123abcd")))
+    inbox_expiration_days: int = option(30, _int(1, 3650))
+    uploads_expiration_days: int = option(1, _int(1, 365))
+
+    # The REST API.
+    api_key: bool = option(False, _bool)
+    throttle_rate_limit: int = option(50, _int(1, 10_000))
+    throttle_burst_limit: int = option(100, _int(1, 5_000))
+    cors_allow_origins: tuple[str, ...] = option(("*",), _origins)
+
+    # Alarms (API 5xx; the upload classifier's dead-letter queue) notify this
+    # address through an SNS topic; None: the alarms have no action.
+    alarm_email: str | None = option(None, _optional(_pattern(_EMAIL_RE, "an email address")))
+
+    # Switches named by DESIGN.md, each a construct wired by the service stack.
+    dashboard: bool = option(False, _bool)
+    function_url: bool = option(False, _bool)
+    edge: bool = option(False, _bool)
+    classify_on_upload: bool = option(False, _bool)
+
+    # The dashboard (switch dashboard): HTTPS with this ACM certificate (in the
+    # stacks' region), else HTTP; the name users reach it by; who may.
+    dashboard_certificate_arn: str | None = option(None, _optional(_certificate_arn))
+    dashboard_domain_name: str | None = option(None, _optional(_domain))
+    dashboard_allowed_cidrs: tuple[str, ...] = option(("0.0.0.0/0",), _cidrs)
+
+    # The Function URL (switch function_url): who may assume the invoker role;
+    # None means this account (its root principal).
+    function_url_invoker_principal: str | None = option(None, _optional(_pattern(
+        _PRINCIPAL_RE,
+        "a 12-digit account id or an IAM ARN of an account root, role or user (arn:aws:iam::<account>:role/<name>)",
+    )))
+
+    @property
+    def storage_stack_name(self) -> str:
+        return f"{self.name}-storage-stack"
+
+    @property
+    def service_stack_name(self) -> str:
+        return f"{self.name}-service-stack"
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        """``log_retention_days`` as every log group's retention."""
+        return logs.RetentionDays[RETENTION_DAYS[self.log_retention_days]]
+
+    @classmethod
+    def context_keys(cls) -> list[str]:
+        return [_context_key(f) for f in fields(cls)]
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
+        """Validate ``context`` (all of the app's context) into a config.
+
+        ``environ`` supplies ``CDK_DEFAULT_ACCOUNT`` / ``CDK_DEFAULT_REGION``,
+        which the CDK CLI sets from the caller's credentials, when the
+        context names no account or region.
+        """
+        cls._refuse_unknown_keys(context)
+        values: dict[str, Any] = {}
+        for config_field in fields(cls):
+            reading = _option_of(config_field)
+            default = (environ.get(reading.default_from) or None) if reading.default_from else config_field.default
+            values[config_field.name] = _read(context, _context_key(config_field), reading.parse, default)
+        config = cls(**values)
+        config._check_provisioned_within_reserved()
+        config._check_certificate_region()
+        return config
+
+    @classmethod
+    def _refuse_unknown_keys(cls, context: Mapping[str, Any]) -> None:
+        known = set(cls.context_keys())
+        unknown = sorted(k for k in context if k not in known and _OPTION_KEY_RE.fullmatch(k))
+        if unknown:
+            raise ConfigError(
+                f"unknown context key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"
+            )
+
+    def _check_provisioned_within_reserved(self) -> None:
+        reserved, provisioned = self.reserved_concurrency, self.provisioned_concurrency
+        if reserved is not None and provisioned > reserved:
+            raise ConfigError(
+                f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
+                f"'reserved_concurrency' ({reserved})"
+            )
+
+    def _check_certificate_region(self) -> None:
+        certificate, region = self.dashboard_certificate_arn, self.aws_region
+        if certificate is not None and region is not None and _certificate_region(certificate) != region:
+            raise ConfigError(
+                f"context key 'dashboard_certificate_arn': the certificate is in "
+                f"{_certificate_region(certificate)}, the stacks deploy to {region}; a load balancer "
+                "can only use a certificate from its own region"
+            )
+
+
+def _read(context: Mapping[str, Any], key: str, parse: Callable[[Any], T], default: T) -> T:
+    raw = context.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"context key {key!r}: {exc} (got {raw!r})") from None

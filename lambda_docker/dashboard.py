@@ -25,8 +25,6 @@ until someone stopped tasks by hand): see ``MIN_HEALTHY_PERCENT``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
@@ -41,7 +39,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "streamlit-docker"
+from lambda_docker.config import AppConfig
+from lambda_docker.network import log_rejected_flows, vpc_without_nat
+from lambda_docker.paths import DASHBOARD_DIR
+
 CONTAINER_PORT = 8501  # streamlit-docker/Dockerfile: STREAMLIT_SERVER_PORT
 HEALTH_CHECK_PATH = "/_stcore/health"  # Streamlit's own liveness endpoint
 DESIRED_COUNT = 1
@@ -72,47 +73,55 @@ HTTP_PORT = 80
 ECR_AUTHORIZATION_RESOURCE = "Resource::*"
 
 
-@dataclass(frozen=True)
-class DashboardSettings:
-    """What the deployment decides about the dashboard (from ``AppConfig``)."""
-
-    architecture: str
-    certificate_arn: str | None
-    domain_name: str | None
-    allowed_cidrs: Sequence[str]
-    log_retention: logs.RetentionDays
-
-
 class Dashboard(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        settings: DashboardSettings,
+        config: AppConfig,
         api_url: str,
         api_key_secret: secretsmanager.ISecret | None,
     ) -> None:
         super().__init__(scope, construct_id)
-        https = settings.certificate_arn is not None
-        arm64 = settings.architecture == "arm64"
+        https = config.dashboard_certificate_arn is not None
 
-        self.vpc = self._public_vpc(settings.log_retention)
+        self.vpc = vpc_without_nat(self, subnet_name="public", subnet_type=ec2.SubnetType.PUBLIC)
+        log_rejected_flows(self, self.vpc, log_retention=config.log_retention)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc)
-        self.task_security_group = ec2.SecurityGroup(
+        self.task_security_group = self._task_security_group()
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.service = self._service(config, api_url=api_url, api_key_secret=api_key_secret)
+        self._configure_target_group()
+        self.load_balancer = self.service.load_balancer
+        self._configure_load_balancer(https=https, allowed_cidrs=config.dashboard_allowed_cidrs)
+
+        scheme = "https" if https else "http"
+        host = config.dashboard_domain_name or self.load_balancer.load_balancer_dns_name
+        self.url = f"{scheme}://{host}"
+        self._suppress_findings(https=https, open_to_all="0.0.0.0/0" in config.dashboard_allowed_cidrs)
+
+    def _task_security_group(self) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(
             self, "TaskSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
             description="Dashboard tasks: 8501 from the load balancer only; HTTPS out (ECR, logs, "
                         "Secrets Manager, the API)",
         )
-        self.task_security_group.add_egress_rule(
+        group.add_egress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to ECR, CloudWatch Logs, Secrets Manager and the API",
         )
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=settings.log_retention, removal_policy=RemovalPolicy.DESTROY,
-        )
-        secrets = {"API_KEY": ecs.Secret.from_secrets_manager(api_key_secret)} if api_key_secret else None
+        return group
 
-        self.service = ecs_patterns.ApplicationLoadBalancedFargateService(
+    def _service(
+        self, config: AppConfig, *, api_url: str, api_key_secret: secretsmanager.ISecret | None,
+    ) -> ecs_patterns.ApplicationLoadBalancedFargateService:
+        certificate_arn = config.dashboard_certificate_arn
+        https = certificate_arn is not None
+        arm64 = config.architecture == "arm64"
+        secrets = {"API_KEY": ecs.Secret.from_secrets_manager(api_key_secret)} if api_key_secret else None
+        return ecs_patterns.ApplicationLoadBalancedFargateService(
             self, "Service",
             cluster=self.cluster,
             cpu=CPU,
@@ -137,11 +146,11 @@ class Dashboard(Construct):
             task_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             assign_public_ip=True,
             security_groups=[self.task_security_group],
-            # Who may reach the listeners is set below, from dashboard_allowed_cidrs.
+            # Who may reach the listeners is set by _configure_load_balancer, from dashboard_allowed_cidrs.
             open_listener=False,
             protocol=elbv2.ApplicationProtocol.HTTPS if https else elbv2.ApplicationProtocol.HTTP,
-            certificate=(acm.Certificate.from_certificate_arn(self, "Certificate", settings.certificate_arn)
-                         if settings.certificate_arn else None),
+            certificate=(acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn)
+                         if certificate_arn else None),
             redirect_http=https,
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if https else None,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
@@ -149,6 +158,9 @@ class Dashboard(Construct):
             max_healthy_percent=MAX_HEALTHY_PERCENT,
             health_check_grace_period=HEALTH_CHECK_GRACE,
         )
+
+    def _configure_target_group(self) -> None:
+        """How the load balancer decides a task is healthy, drains it, and keeps a session on one task."""
         target_group = self.service.target_group
         target_group.configure_health_check(
             path=HEALTH_CHECK_PATH,
@@ -161,39 +173,17 @@ class Dashboard(Construct):
         target_group.set_attribute("deregistration_delay.timeout_seconds", str(DEREGISTRATION_DELAY_SECONDS))
         target_group.enable_cookie_stickiness(STICKINESS)
 
-        self.load_balancer = self.service.load_balancer
+    def _configure_load_balancer(self, *, https: bool, allowed_cidrs: Sequence[str]) -> None:
         # Header smuggling guard (AWS Security Hub ELB.4); Streamlit sends nothing unusual.
         self.load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled", "true")
         # The pattern's own outputs repeat the stack's DashboardUrl under generated names.
         for output in ("LoadBalancerDNS", "ServiceURL"):
             self.service.node.try_remove_child(output)
         for port in (HTTPS_PORT, HTTP_PORT) if https else (HTTP_PORT,):
-            for cidr in settings.allowed_cidrs:
+            for cidr in allowed_cidrs:
                 self.load_balancer.connections.allow_from(
                     ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"Dashboard users ({cidr}) on {port}",
                 )
-
-        scheme = "https" if https else "http"
-        host = settings.domain_name or self.load_balancer.load_balancer_dns_name
-        self.url = f"{scheme}://{host}"
-        self._suppress_findings(https=https, open_to_all="0.0.0.0/0" in settings.allowed_cidrs)
-
-    def _public_vpc(self, log_retention: logs.RetentionDays) -> ec2.Vpc:
-        vpc = ec2.Vpc(
-            self, "Vpc",
-            max_azs=2,
-            nat_gateways=0,
-            subnet_configuration=[
-                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-            ],
-        )
-        flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        vpc.add_flow_log(
-            "FlowLog",
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
-            traffic_type=ec2.FlowLogTrafficType.REJECT,
-        )
-        return vpc
 
     def _suppress_findings(self, *, https: bool, open_to_all: bool) -> None:
         NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(

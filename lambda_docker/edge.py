@@ -54,7 +54,7 @@ class ApiDistribution(Construct):
         super().__init__(scope, construct_id)
 
         # Origin path = the stage: https://<edge>/classify -> <api>/prod/classify.
-        origin = origins.RestApiOrigin(api, origin_path=f"/{stage_name}")
+        self.origin = origins.RestApiOrigin(api, origin_path=f"/{stage_name}")
         self.origin_request_policy = cloudfront.OriginRequestPolicy(
             self, "ForwardToApi",
             comment="The headers, query strings (no cookies) the classifier API reads; never Host",
@@ -62,7 +62,29 @@ class ApiDistribution(Construct):
             query_string_behavior=cloudfront.OriginRequestQueryStringBehavior.all(),
             cookie_behavior=cloudfront.OriginRequestCookieBehavior.none(),
         )
-        self.read_cache_policy = cloudfront.CachePolicy(
+        self.read_cache_policy = self._read_cache_policy()
+        reads = self._behavior(
+            allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+            cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
+            cache_policy=self.read_cache_policy,
+        )
+        self.distribution = cloudfront.Distribution(
+            self, "Distribution",
+            comment="ResNet-50 classifier API at the edge",
+            default_behavior=self._behavior(
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
+                # POST /classify, /uploads: every request is new work.
+                cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+            ),
+            additional_behaviors=dict.fromkeys(CACHED_GET_PATHS, reads),
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            enable_ipv6=True,
+        )
+        self.url = f"https://{self.distribution.distribution_domain_name}/"
+        self._suppress_findings()
+
+    def _read_cache_policy(self) -> cloudfront.CachePolicy:
+        return cloudfront.CachePolicy(
             self, "ShortLivedReads",
             comment="GET /classifications*, /model, /health: seconds, per query string, API key and origin",
             default_ttl=CACHE_DEFAULT_TTL,
@@ -75,33 +97,24 @@ class ApiDistribution(Construct):
             enable_accept_encoding_gzip=True,
             enable_accept_encoding_brotli=True,
         )
-        reads = cloudfront.BehaviorOptions(
-            origin=origin,
+
+    def _behavior(
+        self,
+        *,
+        allowed_methods: cloudfront.AllowedMethods,
+        cache_policy: cloudfront.ICachePolicy,
+        cached_methods: cloudfront.CachedMethods | None = None,
+    ) -> cloudfront.BehaviorOptions:
+        """To the API over HTTPS only, with the forwarding policy, compressed; what differs is caching."""
+        return cloudfront.BehaviorOptions(
+            origin=self.origin,
             viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-            allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
-            cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
-            cache_policy=self.read_cache_policy,
+            allowed_methods=allowed_methods,
+            cached_methods=cached_methods,
+            cache_policy=cache_policy,
             origin_request_policy=self.origin_request_policy,
             compress=True,
         )
-        self.distribution = cloudfront.Distribution(
-            self, "Distribution",
-            comment="ResNet-50 classifier API at the edge",
-            default_behavior=cloudfront.BehaviorOptions(
-                origin=origin,
-                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-                allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
-                # POST /classify, /uploads: every request is new work.
-                cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
-                origin_request_policy=self.origin_request_policy,
-                compress=True,
-            ),
-            additional_behaviors=dict.fromkeys(CACHED_GET_PATHS, reads),
-            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
-            enable_ipv6=True,
-        )
-        self.url = f"https://{self.distribution.distribution_domain_name}/"
-        self._suppress_findings()
 
     def _suppress_findings(self) -> None:
         NagSuppressions.add_resource_suppressions(self.distribution, list(_DISTRIBUTION_SUPPRESSIONS))

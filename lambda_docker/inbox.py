@@ -16,25 +16,32 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, Duration, IgnoreMode, ILocalBundling, RemovalPolicy, Stack
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_efs as efs
-from aws_cdk import aws_events as events
+from aws_cdk import (
+    AssetHashType,
+    BundlingOptions,
+    DockerImage,
+    Duration,
+    IgnoreMode,
+    ILocalBundling,
+    RemovalPolicy,
+    Stack,
+)
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.buckets import SecureBucket
 from lambda_docker.nag import suppress_vpc_function_role
-from lambda_docker.storage import MOUNT_PATH
+from lambda_docker.paths import MODEL_DIR
+from lambda_docker.storage import MOUNT_PATH, StoreMount
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 # The installer's zip: the standard-library part of the classifier package (no numpy or
 # onnxruntime), and the SDK it calls S3 with, installed from the lock's hash-checked
 # export rather than taken from whatever boto3 the Lambda runtime happens to carry.
@@ -60,7 +67,10 @@ def pip_install_command(target: str) -> list[str]:
 class LocalInstallerBundling:
     """Builds the installer's zip with this machine's pip, so synth needs no Docker."""
 
-    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+    # Keyword-only, as ILocalBundling declares it: jsii then passes the
+    # BundlingOptions struct's fields as keywords (it would pass the struct
+    # positionally to a method without keyword-only parameters).
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **options: Any) -> bool:
         done = subprocess.run([sys.executable, "-m", "pip", *pip_install_command(output_dir)],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -99,10 +109,7 @@ class ModelInbox(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        security_group: ec2.ISecurityGroup,
-        access_point: efs.IAccessPoint,
+        mount: StoreMount,
         access_logs: s3.IBucket,
         expiration_days: int,
         log_retention: logs.RetentionDays,
@@ -122,11 +129,23 @@ class ModelInbox(Construct):
             )],
             event_bridge=True,
         ).bucket
-
         self.log_group = logs.LogGroup(
             self, "InstallerLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
         )
-        self.function = lambda_.Function(
+        self.function = self._installer(mount)
+        # Read only (GetObject covers HEAD too): an upload is never changed or deleted here.
+        allow_objects(self.function, self.bucket, "s3:GetObject")
+        self.rule = object_created_rule(
+            self, "ManifestCreated",
+            description="A model manifest landed in the inbox: install that version",
+            bucket=self.bucket,
+            key_filter={"suffix": MANIFEST_SUFFIX},
+            target=targets.LambdaFunction(self.function, retry_attempts=2),
+        )
+        self._suppress_findings()
+
+    def _installer(self, mount: StoreMount) -> lambda_.Function:
+        return lambda_.Function(
             self, "Installer",
             description="Installs a model version from the S3 inbox into the EFS model store",
             code=installer_code(),
@@ -140,39 +159,15 @@ class ModelInbox(Construct):
             # too small to reserve any. Concurrent installs are safe (each
             # stages, verifies and renames on its own); the last to finish
             # becomes current.
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[security_group],
-            filesystem=lambda_.FileSystem.from_efs_access_point(access_point, MOUNT_PATH),
+            **mount.function_options(),
             environment={"MODEL_STORE": MOUNT_PATH},
             log_group=self.log_group,
         )
-        # GetObject (HEAD too) on the objects; ListBucket so that a missing
-        # artifact is a clean 404 rather than a 403.
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:GetObject"], resources=[self.bucket.arn_for_objects("*")],
-        ))
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
-        ))
-
-        self.rule = events.Rule(
-            self, "ManifestCreated",
-            description="A model manifest landed in the inbox: install that version",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [self.bucket.bucket_name]},
-                    "object": {"key": [{"suffix": MANIFEST_SUFFIX}]},
-                },
-            ),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=2)],
-        )
-        self._suppress_findings()
 
     def _suppress_findings(self) -> None:
-        bucket_id = Stack.of(self).get_logical_id(self.bucket.node.default_child)  # type: ignore[arg-type]
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        bucket_id = Stack.of(self).get_logical_id(cfn_bucket)
         suppress_vpc_function_role(self.function, NagPackSuppression(
             id="AwsSolutions-IAM5",
             reason="The installer reads whichever version is uploaded: object keys are not known "

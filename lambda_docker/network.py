@@ -6,6 +6,9 @@ pulls the container image and ships logs outside the VPC, so no interface
 endpoint (about 7 USD a month per AZ each) and no NAT gateway (about 32 USD a
 month each, plus data) is needed. A future feature that calls another AWS API
 from inside the VPC must add that service's interface endpoint.
+
+``vpc_without_nat`` and ``log_rejected_flows`` build this VPC and the dashboard's (public
+subnets) alike.
 """
 
 from __future__ import annotations
@@ -17,36 +20,45 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambda_docker.two_az_stack import AZ_COUNT
+
+
+def vpc_without_nat(scope: Construct, *, subnet_name: str, subnet_type: ec2.SubnetType) -> ec2.Vpc:
+    """A VPC in ``scope`` ("Vpc"): one ``subnet_type`` subnet per AZ, no NAT gateway."""
+    return ec2.Vpc(
+        scope, "Vpc",
+        max_azs=AZ_COUNT,
+        nat_gateways=0,
+        subnet_configuration=[ec2.SubnetConfiguration(name=subnet_name, subnet_type=subnet_type, cidr_mask=24)],
+    )
+
+
+def log_rejected_flows(scope: Construct, vpc: ec2.Vpc, *, log_retention: logs.RetentionDays) -> logs.LogGroup:
+    """``vpc``'s rejected flows into a log group in ``scope`` ("FlowLogs").
+
+    Rejected flows only: they are what an investigation needs, and logging
+    every accepted flow (NFS, S3, HTTPS) would cost more than it tells.
+    """
+    flow_logs = logs.LogGroup(scope, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+    vpc.add_flow_log(
+        "FlowLog",
+        destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+        traffic_type=ec2.FlowLogTrafficType.REJECT,
+    )
+    return flow_logs
+
 
 class Network(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, log_retention: logs.RetentionDays) -> None:
         super().__init__(scope, construct_id)
 
-        self.vpc = ec2.Vpc(
-            self, "Vpc",
-            max_azs=2,
-            nat_gateways=0,
-            subnet_configuration=[
-                ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
-            ],
-        )
+        self.vpc = vpc_without_nat(self, subnet_name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-
         # The only way out of the subnets: S3 through the route tables.
         self.s3_endpoint = self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.subnets],
         )
-
-        self.flow_log_group = logs.LogGroup(
-            self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
-        )
-        # Rejected flows only: they are what an investigation needs, and
-        # logging every accepted NFS and S3 flow would cost more than it tells.
-        self.vpc.add_flow_log(
-            "FlowLog",
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
-            traffic_type=ec2.FlowLogTrafficType.REJECT,
-        )
+        self.flow_log_group = log_rejected_flows(self, self.vpc, log_retention=log_retention)
 
     def allow_s3_buckets(self, *buckets: s3.IBucket) -> None:
         """Let the endpoint reach only these buckets (a data-exfiltration guard).

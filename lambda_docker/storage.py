@@ -27,12 +27,15 @@ identical creation info, the order does not matter.
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict, cast
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct, DependencyGroup
 
 STORE_PATH = "/store"
@@ -47,6 +50,36 @@ STORE_OWNER_UID = INSTALLER_UID
 STORE_OWNER_GID = INFERENCE_UID
 STORE_PERMISSIONS = "1775"
 NFS_PORT = 2049
+CLIENT_ACTIONS = ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
+ALL_CLIENT_ACTIONS = (*CLIENT_ACTIONS, "elasticfilesystem:ClientRootAccess")
+
+
+class FunctionMountOptions(TypedDict):
+    """The Lambda function properties that put a function in the VPC with the store mounted."""
+
+    vpc: ec2.IVpc
+    vpc_subnets: ec2.SubnetSelection
+    security_groups: Sequence[ec2.ISecurityGroup]
+    filesystem: lambda_.FileSystem
+
+
+@dataclass(frozen=True)
+class StoreMount:
+    """What a function needs to mount the store: where it runs, the group EFS admits, its access point."""
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+    access_point: efs.IAccessPoint
+
+    def function_options(self) -> FunctionMountOptions:
+        """``**``-pass these to a Lambda function: it mounts the store at ``MOUNT_PATH`` as its access point's user."""
+        return FunctionMountOptions(
+            vpc=self.vpc,
+            vpc_subnets=self.subnets,
+            security_groups=[self.security_group],
+            filesystem=lambda_.FileSystem.from_efs_access_point(self.access_point, MOUNT_PATH),
+        )
 
 
 class ModelStorage(Construct):
@@ -72,57 +105,15 @@ class ModelStorage(Construct):
 
         self.mount_targets: list[efs.CfnMountTarget] = []
         if existing_file_system_id is None:
-            file_system = efs.FileSystem(
-                self, "FileSystem",
-                vpc=vpc,
-                vpc_subnets=subnets,
-                security_group=self.security_group,
-                encrypted=True,
-                # Bursting credits run out when many cold starts read the
-                # ~100 MB model at once; elastic throughput has no credits.
-                throughput_mode=efs.ThroughputMode.ELASTIC,
-                performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
-                # Records pile up and are rarely read again: move them to the
-                # cheaper class; the first read brings a file back.
-                lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
-                out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
-                enable_automatic_backups=True,
-                removal_policy=removal_policy,
-                file_system_policy=self._file_system_policy(),
-                # Our policy already refuses anonymous clients. Left unset, CDK
-                # would append its own statement granting ClientRootAccess and
-                # ClientWrite to any principal that comes through a mount target.
-                allow_anonymous_access=True,
-            )
-            self.file_system: efs.IFileSystem = file_system
+            self.file_system = self._new_file_system(vpc, subnets, removal_policy)
         else:
-            # A file system kept from an earlier deployment (RETAIN): it keeps
-            # its data and policy; it gets new mount targets in this VPC.
-            # EFS allows mount targets in one VPC only, so the file system must
-            # have none left elsewhere.
-            self.file_system = efs.FileSystem.from_file_system_attributes(
-                self, "FileSystem", file_system_id=existing_file_system_id, security_group=self.security_group,
-            )
-            self.mount_targets = [
-                efs.CfnMountTarget(
-                    self, f"MountTarget{index}",
-                    file_system_id=existing_file_system_id,
-                    subnet_id=subnet.subnet_id,
-                    security_groups=[self.security_group.security_group_id],
-                )
-                for index, subnet in enumerate(vpc.select_subnets(subnet_type=subnets.subnet_type).subnets, start=1)
-            ]
-            # What aws-lambda's FileSystem makes a mounting function wait for.
-            cast(DependencyGroup, self.file_system.mount_targets_available).add(*self.mount_targets)
-
-        for group in (self.installer_security_group, self.inference_security_group):
-            self.security_group.add_ingress_rule(
-                group, ec2.Port.tcp(NFS_PORT), f"NFS from {group.node.id}",
-            )
-            group.add_egress_rule(self.security_group, ec2.Port.tcp(NFS_PORT), "NFS to the model store")
+            self.file_system = self._existing_file_system(vpc, subnets, existing_file_system_id)
+        self._allow_nfs_from_functions()
 
         self.installer_access_point = self._access_point("InstallerAccessPoint", INSTALLER_UID)
         self.inference_access_point = self._access_point("InferenceAccessPoint", INFERENCE_UID)
+        self.installer_mount = StoreMount(vpc, subnets, self.installer_security_group, self.installer_access_point)
+        self.inference_mount = StoreMount(vpc, subnets, self.inference_security_group, self.inference_access_point)
 
     def _function_security_group(self, vpc: ec2.IVpc, construct_id: str, what: str) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(
@@ -132,6 +123,63 @@ class ModelStorage(Construct):
         # The subnets route nothing but S3 (gateway endpoint): 443 reaches S3 only.
         group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint")
         return group
+
+    def _new_file_system(
+        self, vpc: ec2.IVpc, subnets: ec2.SubnetSelection, removal_policy: RemovalPolicy,
+    ) -> efs.IFileSystem:
+        return efs.FileSystem(
+            self, "FileSystem",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_group=self.security_group,
+            encrypted=True,
+            # Bursting credits run out when many cold starts read the
+            # ~100 MB model at once; elastic throughput has no credits.
+            throughput_mode=efs.ThroughputMode.ELASTIC,
+            performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
+            # Records pile up and are rarely read again: move them to the
+            # cheaper class; the first read brings a file back.
+            lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
+            out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
+            enable_automatic_backups=True,
+            removal_policy=removal_policy,
+            file_system_policy=self._file_system_policy(),
+            # Our policy already refuses anonymous clients. Left unset, CDK
+            # would append its own statement granting ClientRootAccess and
+            # ClientWrite to any principal that comes through a mount target.
+            allow_anonymous_access=True,
+        )
+
+    def _existing_file_system(
+        self, vpc: ec2.IVpc, subnets: ec2.SubnetSelection, file_system_id: str,
+    ) -> efs.IFileSystem:
+        """A file system kept from an earlier deployment (RETAIN), with new mount targets in this VPC.
+
+        It keeps its data and policy. EFS allows mount targets in one VPC
+        only, so the file system must have none left elsewhere.
+        """
+        file_system = efs.FileSystem.from_file_system_attributes(
+            self, "FileSystem", file_system_id=file_system_id, security_group=self.security_group,
+        )
+        self.mount_targets = [
+            efs.CfnMountTarget(
+                self, f"MountTarget{index}",
+                file_system_id=file_system_id,
+                subnet_id=subnet.subnet_id,
+                security_groups=[self.security_group.security_group_id],
+            )
+            for index, subnet in enumerate(vpc.select_subnets(subnet_type=subnets.subnet_type).subnets, start=1)
+        ]
+        # What aws-lambda's FileSystem makes a mounting function wait for.
+        cast(DependencyGroup, file_system.mount_targets_available).add(*self.mount_targets)
+        return file_system
+
+    def _allow_nfs_from_functions(self) -> None:
+        for group in (self.installer_security_group, self.inference_security_group):
+            self.security_group.add_ingress_rule(
+                group, ec2.Port.tcp(NFS_PORT), f"NFS from {group.node.id}",
+            )
+            group.add_egress_rule(self.security_group, ec2.Port.tcp(NFS_PORT), "NFS to the model store")
 
     def _access_point(self, construct_id: str, uid: int) -> efs.AccessPoint:
         return efs.AccessPoint(
@@ -149,31 +197,28 @@ class ModelStorage(Construct):
     @staticmethod
     def _file_system_policy() -> iam.PolicyDocument:
         """Clients use TLS, come through an access point, and are IAM principals of this account."""
-        client_actions = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
-        all_client_actions = [*client_actions, "elasticfilesystem:ClientRootAccess"]
         return iam.PolicyDocument(statements=[
-            iam.PolicyStatement(
-                sid="DenyUnencryptedTransport",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=all_client_actions,
-                conditions={"Bool": {"aws:SecureTransport": "false"}},
-            ),
+            _deny_every_client("DenyUnencryptedTransport", {"Bool": {"aws:SecureTransport": "false"}}),
             # Without an access point a client would pick its own uid (or root)
             # and bypass the ownership rules above.
-            iam.PolicyStatement(
-                sid="DenyWithoutAccessPoint",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=all_client_actions,
-                conditions={"Null": {"elasticfilesystem:AccessPointArn": "true"}},
-            ),
+            _deny_every_client("DenyWithoutAccessPoint", {"Null": {"elasticfilesystem:AccessPointArn": "true"}}),
             # The functions' roles grant mount/write on their own access point;
             # nobody is granted ClientRootAccess.
             iam.PolicyStatement(
                 sid="AllowAccountPrincipalsViaMountTargets",
                 principals=[iam.AccountRootPrincipal()],
-                actions=client_actions,
+                actions=list(CLIENT_ACTIONS),
                 conditions={"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
             ),
         ])
+
+
+def _deny_every_client(sid: str, conditions: Mapping[str, Any]) -> iam.PolicyStatement:
+    """Any principal is refused every client action (root access too) under ``conditions``."""
+    return iam.PolicyStatement(
+        sid=sid,
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=list(ALL_CLIENT_ACTIONS),
+        conditions=dict(conditions),
+    )

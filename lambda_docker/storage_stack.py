@@ -10,41 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
-from aws_cdk import aws_logs as logs
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_docker.buckets import AccessLogsBucket, SecureBucket
-from lambda_docker.config import RETENTION_DAYS, AppConfig
+from lambda_docker.config import AppConfig
 from lambda_docker.inbox import ModelInbox
 from lambda_docker.network import Network
 from lambda_docker.storage import ModelStorage
+from lambda_docker.two_az_stack import TwoAzStack
 
 # Browsers upload large images straight to S3 with the presigned POST that
 # POST /uploads returns.
 UPLOADS_PREFIX = "uploads/"
 
 
-def retention(config: AppConfig) -> logs.RetentionDays:
-    return logs.RetentionDays[RETENTION_DAYS[config.log_retention_days]]
-
-
-class StorageStack(Stack):
-    @property
-    def availability_zones(self) -> list[str]:
-        """The region's first two AZs, resolved by CloudFormation at deploy time.
-
-        With an account and region set, CDK would otherwise look the AZs up
-        through the AWS API during synth (and write placeholders without
-        credentials); this keeps `cdk synth` offline and the template portable.
-        """
-        return [Fn.select(index, Fn.get_azs()) for index in range(2)]
-
+class StorageStack(TwoAzStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        self.network = Network(self, "Network", log_retention=retention(config))
+        self.network = Network(self, "Network", log_retention=config.log_retention)
         self.model_storage = ModelStorage(
             self, "ModelStore",
             vpc=self.network.vpc,
@@ -55,15 +41,23 @@ class StorageStack(Stack):
         self.access_logs = AccessLogsBucket(self, "AccessLogs").bucket
         self.inbox = ModelInbox(
             self, "ModelInbox",
-            vpc=self.network.vpc,
-            subnets=self.network.subnets,
-            security_group=self.model_storage.installer_security_group,
-            access_point=self.model_storage.installer_access_point,
+            mount=self.model_storage.installer_mount,
             access_logs=self.access_logs,
             expiration_days=config.inbox_expiration_days,
-            log_retention=retention(config),
+            log_retention=config.log_retention,
         )
-        self.uploads = SecureBucket(
+        self.uploads = self._uploads_bucket(config)
+        self.network.allow_s3_buckets(self.inbox.bucket, self.uploads)
+
+        CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
+                  description="python -m classifier publish --s3 s3://<this bucket>")
+        CfnOutput(self, "InstallerLogGroup", value=self.inbox.log_group.log_group_name,
+                  description="aws logs tail <this group>: what the installer did with each upload")
+        CfnOutput(self, "InstallerFunction", value=self.inbox.function.function_name,
+                  description="The installer Lambda; invoke it with {bucket, key} to re-run an install")
+
+    def _uploads_bucket(self, config: AppConfig) -> s3.Bucket:
+        return SecureBucket(
             self, "Uploads",
             access_logs=self.access_logs,
             versioned=False,  # transient inputs, deleted after a day
@@ -82,11 +76,3 @@ class StorageStack(Stack):
             # adds or removes a rule in the service stack, never changes this one.
             event_bridge=True,
         ).bucket
-        self.network.allow_s3_buckets(self.inbox.bucket, self.uploads)
-
-        CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
-                  description="python -m classifier publish --s3 s3://<this bucket>")
-        CfnOutput(self, "InstallerLogGroup", value=self.inbox.log_group.log_group_name,
-                  description="aws logs tail <this group>: what the installer did with each upload")
-        CfnOutput(self, "InstallerFunction", value=self.inbox.function.function_name,
-                  description="The installer Lambda; invoke it with {bucket, key} to re-run an install")

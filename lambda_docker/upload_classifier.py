@@ -27,29 +27,20 @@ fires as soon as the queue holds a message.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_efs as efs
-from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, RegexAppliesTo
 from constructs import Construct
 
 from lambda_docker.alarms import ALARM_PERIOD, alarm_at_or_above
-from lambda_docker.inference import (
-    InferenceSettings,
-    classifier_image,
-    lambda_architecture,
-    runtime_environment,
-)
+from lambda_docker.bucket_access import allow_objects, object_created_rule
+from lambda_docker.config import AppConfig
+from lambda_docker.inference import classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
-from lambda_docker.storage import MOUNT_PATH
+from lambda_docker.storage import StoreMount
 
 HANDLER = "classifier.s3_events.handler"
 # A cold start loads the model from EFS and an upload may be 20 MiB
@@ -72,11 +63,8 @@ class UploadClassifier(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        settings: InferenceSettings,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        security_group: ec2.ISecurityGroup,
-        access_point: efs.IAccessPoint,
+        config: AppConfig,
+        mount: StoreMount,
         uploads_bucket: s3.IBucket,
         uploads_prefix: str,
     ) -> None:
@@ -89,61 +77,40 @@ class UploadClassifier(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=settings.log_retention, removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.function = lambda_.DockerImageFunction(
-            self, "Function",
+        self.function = classifier_function(
+            self,
+            config=config,
+            mount=mount,
+            uploads_bucket_name=uploads_bucket.bucket_name,
             description="Classifies images created under uploads/ and stores their records (classify_on_upload)",
-            code=classifier_image(settings, cmd=[HANDLER]),
-            architecture=lambda_architecture(settings),
-            memory_size=settings.memory_mb,
             timeout=TIMEOUT,
+            cmd=[HANDLER],
             # No reserved concurrency, like the installer: a new account's
             # quota may be too small to reserve any (see the README).
-            vpc=vpc,
-            vpc_subnets=subnets,
-            # The inference function's group: the one EFS admits, HTTPS to S3.
-            security_groups=[security_group],
-            filesystem=lambda_.FileSystem.from_efs_access_point(access_point, MOUNT_PATH),
-            environment=runtime_environment(settings, uploads_bucket_name=uploads_bucket.bucket_name),
-            log_group=self.log_group,
             retry_attempts=RETRY_ATTEMPTS,
             max_event_age=MAX_EVENT_AGE,
             dead_letter_queue=self.dead_letter_queue,
         )
-        # Read the uploaded objects (GET and HEAD); ListBucket on the prefix
-        # only, so that an object deleted since the event is a 404, not a 403.
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:GetObject"],
-            resources=[uploads_bucket.arn_for_objects(f"{uploads_prefix}*")],
-        ))
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[uploads_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{uploads_prefix}*"]}},
-        ))
-
-        self.rule = events.Rule(
+        self.log_group = self.function.log_group
+        # Read the uploaded objects (GET and HEAD), and write nothing to S3.
+        allow_objects(self.function, uploads_bucket, "s3:GetObject", prefix=uploads_prefix)
+        self.rule = object_created_rule(
             self, "ObjectCreated",
             description="An object was created under uploads/ in the uploads bucket: classify it",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [uploads_bucket.bucket_name]},
-                    "object": {"key": [{"prefix": uploads_prefix}]},
-                },
-            ),
-            targets=[targets.LambdaFunction(
+            bucket=uploads_bucket,
+            key_filter={"prefix": uploads_prefix},
+            target=targets.LambdaFunction(
                 self.function,
                 dead_letter_queue=self.dead_letter_queue,
                 retry_attempts=DELIVERY_RETRY_ATTEMPTS,
                 max_event_age=MAX_EVENT_AGE,
-            )],
+            ),
         )
+        self.alarm = self._dead_letter_alarm()
+        self._suppress_findings()
 
-        self.alarm = alarm_at_or_above(
+    def _dead_letter_alarm(self) -> cloudwatch.Alarm:
+        return alarm_at_or_above(
             self, "FailuresAlarm",
             metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM,
@@ -152,6 +119,8 @@ class UploadClassifier(Construct):
             description="Uploads that could not be classified after every retry are waiting in the "
                         "dead-letter queue; see the README (Classification on upload) to re-drive them",
         )
+
+    def _suppress_findings(self) -> None:
         suppress_vpc_function_role(self.function, NagPackSuppression(
             id="AwsSolutions-IAM5",
             reason="Uploads get random keys under uploads/, unknown at deploy time: the function may "

@@ -1,0 +1,57 @@
+"""How a function uses a bucket: IAM access to the objects under a prefix, and a rule for the ones created there."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+
+def allow_objects(function: lambda_.IFunction, bucket: s3.IBucket, *actions: str, prefix: str = "") -> None:
+    """Let ``function`` do ``actions`` on the objects under ``prefix`` (all of them when empty), and list them.
+
+    ListBucket (on the prefix only, when there is one) makes a missing key a
+    404 instead of a 403, so that the function can tell "not there" from
+    "not allowed".
+    """
+    function.add_to_role_policy(iam.PolicyStatement(
+        actions=list(actions), resources=[bucket.arn_for_objects(f"{prefix}*")],
+    ))
+    function.add_to_role_policy(iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None,
+    ))
+
+
+def object_created_rule(
+    scope: Construct,
+    construct_id: str,
+    *,
+    description: str,
+    bucket: s3.IBucket,
+    key_filter: Mapping[str, str],
+    target: events.IRuleTarget,
+) -> events.Rule:
+    """An EventBridge rule that hands ``target`` every object created in ``bucket`` whose key matches ``key_filter``.
+
+    ``key_filter`` is an EventBridge content filter such as ``{"prefix": "uploads/"}``;
+    the bucket must send its events to EventBridge (``SecureBucket(event_bridge=True)``).
+    """
+    return events.Rule(
+        scope, construct_id,
+        description=description,
+        event_pattern=events.EventPattern(
+            source=["aws.s3"],
+            detail_type=["Object Created"],
+            detail={
+                "bucket": {"name": [bucket.bucket_name]},
+                "object": {"key": [dict(key_filter)]},
+            },
+        ),
+        targets=[target],
+    )
