@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from classifier.config import Settings
-from classifier.errors import ClassifierError
 from classifier.fsio import sha256_file
 from classifier.runtime import LoadedModel, ModelManager
 from classifier.service import Classification, Classifier, FixedModel, ImageInput
@@ -111,33 +110,22 @@ def run(settings: Settings, model: LoadedModel, data: DataSet,
     samples = list(data.samples)
     # One untimed batch first: ONNX Runtime sizes its buffers for a new batch shape on the first
     # run, which a long-running server has long paid.
-    _ = _try(classifier, [ImageInput(s.path.read_bytes(), s.path.name) for s in samples[:BATCH]], k)
+    classifier.classify_each([ImageInput(s.path.read_bytes(), s.path.name) for s in samples[:BATCH]], k=k)
     for start in range(0, len(samples), BATCH):
         batch = samples[start:start + BATCH]
         images = [ImageInput(s.path.read_bytes(), s.path.name) for s in batch]
-        answered: list[tuple[Sample, Classification, int]] = []  # with the size of the batch it ran in
-        try:
-            results = classifier.classify(images, k=k, store=False)
-            answered = [(s, r, len(batch)) for s, r in zip(batch, results, strict=True)]
-        except ClassifierError:  # one bad image fails a batch: find it, keep the others
-            for sample, image in zip(batch, images, strict=True):
-                try:
-                    (result,) = classifier.classify([image], k=k, store=False)
-                    answered.append((sample, result, 1))
-                except ClassifierError as exc:
-                    errors.append({"file": sample.path.relative_to(data.root).as_posix(), "code": exc.code,
-                                   "message": exc.message})
-        outcomes.extend(_outcome(sample, result, size) for sample, result, size in answered)
+        answers = classifier.classify_each(images, k=k)
+        # The time an image took in the batch it ran in (alone when its batch had a refused image).
+        ran_in = len(batch) if all(isinstance(a, Classification) for a in answers) else 1
+        for sample, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, Classification):
+                outcomes.append(_outcome(sample, answer, ran_in))
+            else:
+                errors.append({"file": sample.path.relative_to(data.root).as_posix(), "code": answer.code,
+                               "message": answer.message})
         if progress is not None:
             progress(min(start + BATCH, len(samples)), len(samples))
     return outcomes, errors
-
-
-def _try(classifier: Classifier, images: list[ImageInput], k: int) -> list[Classification]:
-    try:
-        return classifier.classify(images, k=k, store=False)
-    except ClassifierError:
-        return []
 
 
 def _outcome(sample: Sample, result: Classification, batch_size: int) -> Outcome:

@@ -187,6 +187,28 @@ class Classifier:
         })
         return results
 
+    def classify_each(self, images: Sequence[ImageInput], *, k: int = 5,
+                      record_ids: Sequence[str] | None = None) -> list[Classification | ClassifierError]:
+        """One answer per image, never raising for a bad image: the batch runs as one inference, and
+        when one of its images is refused, the others are classified one by one. Nothing is stored."""
+        try:
+            return list(self.classify(images, k=k, record_ids=record_ids, store=False))
+        except ClassifierError as exc:
+            if len(images) == 1 or exc.status >= 500:  # one image, or the model: nothing to single out
+                if exc.status >= 500:
+                    raise
+                return [exc]
+        answers: list[Classification | ClassifierError] = []
+        for i, image in enumerate(images):
+            ids = [record_ids[i]] if record_ids is not None else None
+            try:
+                answers.extend(self.classify([image], k=k, record_ids=ids, store=False))
+            except ClassifierError as exc:
+                if exc.status >= 500:
+                    raise
+                answers.append(exc)
+        return answers
+
     def _store(self, result: Classification) -> None:
         assert self.records is not None
         try:
