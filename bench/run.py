@@ -595,7 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     against: dict[str, Any] | None = None
     if args.against is not None:  # before anything slow: a bad revision fails at once
         contender, against = archived_runtime(args.against, args.work)
-        contenders.append(contender)
+        # Right after onnx, so that the two processes being compared run next to each other in most
+        # rounds (a rotation keeps the order), under the same load from the rest of the machine.
+        contenders.insert(contenders.index(OURS[0]) + 1, contender)
     started = time.monotonic()
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_start = os.getloadavg()[0]
