@@ -42,8 +42,10 @@ test: venv
 	$(PY) -m pytest
 
 ## Measure cold start, latency, memory and install size against the naive torch pipeline
+## (AGAINST=REV: also against the runtime as it was at git revision REV). The summary is
+## bench/results.md (committed); the full report bench/.work/results.json (not).
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py --summary bench/results.md $(if $(AGAINST),--against $(AGAINST))
 
 lint: venv
 	$(VENV)/bin/ruff check .

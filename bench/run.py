@@ -4,8 +4,14 @@ Contenders, on the same photos, the same store on local disk and the same
 environment (thread settings included):
 
 - ``baseline``: ``bench/baseline.py``, what the common samples do;
-- ``onnx`` and ``torch``: our handler, ``classifier.handler.handler``, invoked
-  with an API Gateway REST (v1) event (base64 body), ``BACKEND=onnx|torch``.
+- ``onnx`` and ``torch``: our handler, ``classifier.handler.handler`` of the
+  working tree, invoked with an API Gateway REST (v1) event (base64 body),
+  ``BACKEND=onnx|torch``;
+- with ``--against REV``, ``ours@REV``: the same handler (onnx) from
+  ``model/classifier`` as it was at git revision REV (``git archive`` into
+  ``<work>/against/``, put on PYTHONPATH ahead of the installed package), so
+  the summary can show ours ÷ ours@REV: a refactor's "no regression", an
+  optimisation's gain, from one run.
 
 Every measurement runs in a fresh child process (``bench/trial.py``), one at a
 time, the contenders' order rotated every round; a first, unrecorded round
@@ -13,9 +19,15 @@ warms the page cache for all of them. Figures: cold start (spawn to first 200),
 warm latency p50/p95 for a ~1 MP photo and a 12 MP JPEG, the raw model forward
 (the floor), batch-8 throughput, peak RSS (VmHWM), and the installed size of the
 runtime requirements with and without torch (``bench/install_size.py``).
-Results: ``<out>/results.json`` and ``<out>/results.md``, and the table on stdout.
+Every trial reports which ``classifier`` package it imported, and the run stops
+if that is not the one its contender stands for.
 
-    python bench/run.py [--quick] [--out DIR] [--store DIR] [--work DIR]
+Results: the full report in ``<out>/results.json`` (``<out>`` defaults to
+``<work>``, which git ignores), the summary in markdown in ``--summary``
+(default ``<out>/results.md``; ``make bench`` writes the committed
+``bench/results.md``) and on stdout.
+
+    python bench/run.py [--quick] [--against REV] [--out DIR] [--summary FILE] [--store DIR] [--work DIR]
 
 ``--quick`` runs every step once with a handful of repetitions and takes the
 install sizes from the cache (or leaves them out): it proves the bench works,
@@ -25,6 +37,7 @@ its numbers mean little. The machine is shared and noisy: read medians and ratio
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -34,6 +47,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -49,9 +63,23 @@ sys.path.insert(0, str(BENCH))
 import assets  # noqa: E402
 import install_size  # noqa: E402
 
-CONTENDERS = ("baseline", "onnx", "torch")
-OURS = ("onnx", "torch")
 CHILD_TIMEOUT = 900
+WORKING_TREE_PACKAGE = ROOT / "model" / "classifier"
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One column of the report: what ``trial.py`` runs, and which ``classifier`` it must import."""
+
+    name: str  # the report's key
+    kind: str  # trial.py --contender: baseline | onnx | torch
+    package: Path | None = None  # the classifier package its trial must import (None: none at all)
+    pythonpath: Path | None = None  # put ahead of the installed package (an archived revision)
+
+
+BASELINE = Contender("baseline", "baseline")
+OURS = (Contender("onnx", "onnx", WORKING_TREE_PACKAGE), Contender("torch", "torch", WORKING_TREE_PACKAGE))
+MAIN = (BASELINE, *OURS)  # the main table's columns; ours@REV has its own table
 
 
 @dataclass(frozen=True)
@@ -65,7 +93,8 @@ class Plan:
 
 
 FULL = Plan(cold_rounds=5, warm_rounds=3, iters=15, warmup=3, batch_iters=5, throwaway=True)
-QUICK = Plan(cold_rounds=0, warm_rounds=1, iters=2, warmup=1, batch_iters=1, throwaway=False)
+# One cold-start-only process each, so that cold start CPU time is measured too.
+QUICK = Plan(cold_rounds=1, warm_rounds=1, iters=2, warmup=1, batch_iters=1, throwaway=False)
 
 
 # -- statistics -------------------------------------------------------------------
@@ -156,15 +185,39 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git(*args: str) -> str:
+    """Output of a git command in this checkout ("" when it fails)."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
 def runtime_revision() -> dict[str, Any]:
     """The commit the runtime was measured at, and whether model/ had uncommitted changes."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
     return {"commit": git("rev-parse", "HEAD") or None, "model_dirty": bool(git("status", "--porcelain", "model"))}
+
+
+def archived_runtime(rev: str, work: Path) -> tuple[Contender, dict[str, Any]]:
+    """``model/classifier`` as it was at ``rev``, extracted under ``<work>/against``: the contender ours@REV."""
+    # A commit (the usual case) or any tree git can name.
+    resolved = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") or git(
+        "rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}")
+    if not resolved:
+        raise SystemExit(f"--against {rev}: not a git revision of {ROOT}")
+    if git("ls-tree", "-d", "--name-only", resolved, "model/classifier") != "model/classifier":
+        raise SystemExit(f"--against {rev}: revision {resolved[:12]} has no model/classifier, "
+                         "so there is no runtime to measure at it")
+    target = work.resolve() / "against" / resolved
+    shutil.rmtree(target, ignore_errors=True)  # never measure a stale or half-written copy
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", resolved, "model/classifier"],
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    contender = Contender(f"ours@{rev}", "onnx", target / "model" / "classifier", target / "model")
+    return contender, {"rev": rev, "resolved": resolved, "contender": contender.name,
+                       "package": str(contender.package)}
 
 
 def versions() -> dict[str, str | None]:
@@ -180,12 +233,16 @@ def versions() -> dict[str, str | None]:
 
 
 # -- children ---------------------------------------------------------------------
-def spawn(contender: str, env: dict[str, str], photos: dict[str, Path], scratch: Path, *,
+def spawn(contender: Contender, env: dict[str, str], photos: dict[str, Path], scratch: Path, *,
           iters: int = 0, warmup: int = 0, batch_iters: int = 0) -> dict[str, Any]:
     """Run one trial process; return its result plus the kernel's rusage of it."""
-    result_path = scratch / f"{contender}-{time.monotonic_ns()}.json"
-    log_path = scratch / f"{contender}.log"
-    args = [sys.executable, str(BENCH / "trial.py"), "--contender", contender,
+    slug = contender.name.replace("/", "_")
+    result_path = scratch / f"{slug}-{time.monotonic_ns()}.json"
+    log_path = scratch / f"{slug}.log"
+    if contender.pythonpath is not None:
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(contender.pythonpath),
+                                                                  env.get("PYTHONPATH")]))}
+    args = [sys.executable, str(BENCH / "trial.py"), "--contender", contender.kind,
             "--photo-1mp", str(photos["1mp"]), "--photo-12mp", str(photos["12mp"]),
             "--result", str(result_path), "--iters", str(iters), "--warmup", str(warmup),
             "--batch-iters", str(batch_iters)]
@@ -206,43 +263,54 @@ def spawn(contender: str, env: dict[str, str], photos: dict[str, Path], scratch:
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or not result_path.exists():
         tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{contender} trial failed (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(f"{contender.name} trial failed (exit {proc.returncode}):\n{tail}")
     result: dict[str, Any] = json.loads(result_path.read_text())
     result_path.unlink()
+    check_provenance(contender, result.get("classifier_file"))
     result["rusage"] = {"cpu_ms": (rusage.ru_utime + rusage.ru_stime) * 1000, "maxrss_kb": rusage.ru_maxrss}
     return result
 
 
+def check_provenance(contender: Contender, classifier_file: str | None) -> None:
+    """Stop unless the trial imported the classifier package its contender stands for."""
+    imported = Path(classifier_file).resolve().parent if classifier_file else None
+    expected = contender.package.resolve() if contender.package else None
+    if imported != expected:
+        raise RuntimeError(f"{contender.name} trial imported classifier from {imported}, not {expected}")
+
+
 def child_env(store: Path, weights: Path) -> dict[str, str]:
-    """The same environment for every contender; only BACKEND differs (set by trial.py)."""
+    """The same environment for every contender; only BACKEND (set by trial.py) and, for an archived
+    revision, PYTHONPATH differ."""
     env = dict(os.environ)
     env.pop("BACKEND", None)
     env.update(MODEL_STORE=str(store), MODEL_NAME="resnet50", BASELINE_WEIGHTS=str(weights))
     return env
 
 
-def rotated(items: Sequence[str], turn: int) -> list[str]:
+def rotated(items: Sequence[Contender], turn: int) -> list[Contender]:
     k = turn % len(items)
     return [*items[k:], *items[:k]]
 
 
-def collect(plan: Plan, env: dict[str, str], photos: dict[str, Path], scratch: Path) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
+def collect(plan: Plan, contenders: Sequence[Contender], env: dict[str, str], photos: dict[str, Path],
+            scratch: Path) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in contenders}
     turn = 0
     if plan.throwaway:
         log("throwaway round (warms the page cache for every contender)")
-        for contender in CONTENDERS:
+        for contender in contenders:
             spawn(contender, env, photos, scratch)
     for r in range(plan.cold_rounds):
         log(f"cold round {r + 1}/{plan.cold_rounds}")
-        for contender in rotated(CONTENDERS, turn):
-            runs[contender].append(spawn(contender, env, photos, scratch))
+        for contender in rotated(contenders, turn):
+            runs[contender.name].append(spawn(contender, env, photos, scratch))
         turn += 1
     for r in range(plan.warm_rounds):
         log(f"warm round {r + 1}/{plan.warm_rounds}")
-        for contender in rotated(CONTENDERS, turn):
-            runs[contender].append(spawn(contender, env, photos, scratch, iters=plan.iters, warmup=plan.warmup,
-                                         batch_iters=plan.batch_iters))
+        for contender in rotated(contenders, turn):
+            runs[contender.name].append(spawn(contender, env, photos, scratch, iters=plan.iters,
+                                              warmup=plan.warmup, batch_iters=plan.batch_iters))
         turn += 1
     return runs
 
@@ -300,6 +368,13 @@ def get(data: dict[str, Any], *path: str) -> Any:
     return data
 
 
+def both(fig: dict[str, Any], ours: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[float | None, float | None]:
+    """The ratio of medians (what a target or a comparison states) and of minimums (a cross-check less
+    sensitive to noise) of two figures with a summary each."""
+    return (ratio(get(fig, *ours, "p50"), get(fig, *theirs, "p50")),
+            ratio(get(fig, *ours, "min"), get(fig, *theirs, "min")))
+
+
 def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The issue's targets: ratios measured in this run, and whether each holds."""
     rows: list[dict[str, Any]] = []
@@ -310,23 +385,17 @@ def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> lis
                      "pass": None if value is None else value <= limit, "ratio_of_minimums": best})
 
     base = fig["baseline"]
-
-    def both(ours: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[float | None, float | None]:
-        """The ratio of medians (the target) and of minimums (a cross-check less sensitive to noise)."""
-        return (ratio(get(fig, *ours, "p50"), get(fig, *theirs, "p50")),
-                ratio(get(fig, *ours, "min"), get(fig, *theirs, "min")))
-
-    p50, best = both(("onnx", "cold_ms"), ("baseline", "cold_ms"))
+    p50, best = both(fig, ("onnx", "cold_ms"), ("baseline", "cold_ms"))
     add("cold start", "onnx", p50, 0.2, "baseline cold start", best)
-    for backend in OURS:
-        p50, best = both((backend, "warm_ms", "1mp"), (backend, "warm_ms", "forward"))
+    for backend in ("onnx", "torch"):
+        p50, best = both(fig, (backend, "warm_ms", "1mp"), (backend, "warm_ms", "forward"))
         add("warm 1 MP p50", backend, p50, 1.25, f"raw forward ({backend})", best)
     # Against the baseline, the targets are for the default (onnx) backend: the
     # torch backend runs the very same torch forward as the baseline, so its
     # ratios are in the main table, for information.
-    p50, best = both(("onnx", "warm_ms", "1mp"), ("baseline", "warm_ms", "1mp"))
+    p50, best = both(fig, ("onnx", "warm_ms", "1mp"), ("baseline", "warm_ms", "1mp"))
     add("warm 1 MP p50", "onnx", p50, 0.6, "baseline warm 1 MP", best)
-    p50, best = both(("onnx", "warm_ms", "12mp"), ("baseline", "warm_ms", "12mp"))
+    p50, best = both(fig, ("onnx", "warm_ms", "12mp"), ("baseline", "warm_ms", "12mp"))
     add("warm 12 MP p50", "onnx", p50, 0.35, "baseline warm 12 MP", best)
     add("peak RSS", "onnx",
         ratio(get(fig, "onnx", "peak_rss_mb", "after_warm"), get(base, "peak_rss_mb", "after_warm")), 0.45,
@@ -339,6 +408,34 @@ def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> lis
     return rows
 
 
+# The figures ours ÷ ours@REV is given for: (key, label, where figures() keeps it, digits). All are times
+# or memory, so below 1.00x ours is the faster or smaller.
+BEFORE_AFTER = (
+    ("cold_start", "cold start to first 200, p50 (ms)", ("cold_ms",), 0),
+    ("cold_start_cpu", "cold start CPU time, p50 (ms)", ("cold_cpu_ms",), 0),
+    ("warm_1mp", "warm ~1 MP photo, p50 (ms)", ("warm_ms", "1mp"), 1),
+    ("warm_12mp", "warm 12 MP JPEG, p50 (ms)", ("warm_ms", "12mp"), 1),
+    ("forward", "raw model forward, batch 1, p50 (ms)", ("warm_ms", "forward"), 1),
+    ("batch_8", "batch-8 request, end to end, p50 (ms)", ("batch", "end_to_end_ms"), 1),
+    ("peak_rss", "peak RSS serving 1 MP + 12 MP (MB)", ("peak_rss_mb", "after_warm"), 0),
+)
+
+
+def before_after(fig: dict[str, dict[str, Any]], ours: str, theirs: str) -> list[dict[str, Any]]:
+    """ours ÷ theirs for every figure of BEFORE_AFTER, as ratios of medians (and of minimums)."""
+    rows = []
+    for key, label, path, digits in BEFORE_AFTER:
+        if isinstance(get(fig, ours, *path), dict):  # a summary of samples
+            values = (get(fig, ours, *path, "p50"), get(fig, theirs, *path, "p50"))
+            p50, best = both(fig, (ours, *path), (theirs, *path))
+        else:  # peak RSS: already a median over processes, no minimum kept
+            values = (get(fig, ours, *path), get(fig, theirs, *path))
+            p50, best = ratio(*values), None
+        rows.append({"figure": key, "label": label, "digits": digits, "ours": values[0], "theirs": values[1],
+                     "ratio": p50, "ratio_of_minimums": best})
+    return rows
+
+
 # -- report -----------------------------------------------------------------------
 def fmt(value: Any, digits: int = 0) -> str:
     if value is None:
@@ -348,10 +445,14 @@ def fmt(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def render(report: dict[str, Any]) -> str:
     fig = report["figures"]
     sizes = report.get("install_size")
-    cols = CONTENDERS
+    cols = [c.name for c in MAIN]
 
     def row(label: str, values: list[str], ratios: list[str]) -> str:
         return "| " + " | ".join([label, *values, *ratios]) + " |"
@@ -361,8 +462,7 @@ def render(report: dict[str, Any]) -> str:
         base = values[0]
         rats = []
         for v in values[1:]:
-            r = ratio(base, v) if invert else ratio(v, base)
-            rats.append(f"{r:.2f}x" if r is not None else "-")
+            rats.append(fmt_ratio(ratio(base, v) if invert else ratio(v, base)))
         return row(label, [fmt(v, digits) for v in values], rats)
 
     n_cold = get(fig, "onnx", "cold_ms", "n")
@@ -396,11 +496,11 @@ def render(report: dict[str, Any]) -> str:
     for t in report["targets"]:
         verdict = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
         measured = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "not measured"
-        best = f"{t['ratio_of_minimums']:.2f}x" if t.get("ratio_of_minimums") is not None else "-"
+        best = fmt_ratio(t.get("ratio_of_minimums"))
         out.append(f"| {t['figure']}, {t['contender']} ÷ {t['against']} | {measured} | ≤ {t['limit']}x | {verdict} "
                    f"| {best} |")
     timing_rows = []
-    for c in OURS:
+    for c in (c for c in fig if c != BASELINE.name):
         for name in ("1mp", "12mp"):
             t = get(fig, c, "server_timing_ms", name)
             if t:
@@ -408,7 +508,7 @@ def render(report: dict[str, Any]) -> str:
                                    f"{fmt(t.get('total'), 1)} |")
     phases = ["| contender | interpreter | bench setup | import + init | of which model load | first invoke |",
               "|---|---:|---:|---:|---:|---:|"]
-    for c in cols:
+    for c in fig:
         p = fig[c]["cold_phases_ms"]
         load = get(fig[c], "model_load_ms", "p50")
         phases.append(f"| {c} | {p['interpreter_ms']:.0f} | {p['setup_ms']:.0f} | {p['import_init_ms']:.0f} | "
@@ -432,6 +532,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         *out,
         "",
+        *render_before_after(report.get("against")),
         "Cold start phases, p50 (ms):",
         "",
         *phases,
@@ -454,18 +555,49 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
+def render_before_after(against: dict[str, Any] | None) -> list[str]:
+    """The ours ÷ ours@REV table, when the run had an --against contender."""
+    if not against:
+        return []
+    name = against["contender"]
+    lines = [
+        f"Before/after: ours (onnx, model/classifier of the working tree) against {name} (model/classifier "
+        f"at {against['resolved'][:12]}, archived), in the same rounds with the same store, photos and "
+        f"environment. Below 1.00x, ours is the faster or smaller.",
+        "",
+        f"| figure | ours | {name} | ours ÷ {name} (ratio of p50s) | cross-check: ratio of minimums |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in against["comparison"]:
+        lines.append(f"| {r['label']} | {fmt(r['ours'], r['digits'])} | {fmt(r['theirs'], r['digits'])} | "
+                     f"{fmt_ratio(r['ratio'])} | {fmt_ratio(r['ratio_of_minimums'])} |")
+    return [*lines, ""]
+
+
 # -- main -------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one short pass: proves the bench runs")
-    parser.add_argument("--out", type=Path, default=BENCH, help="where results.json and results.md go")
     parser.add_argument("--work", type=Path, default=BENCH / ".work", help="store, photos, venvs, caches")
+    parser.add_argument("--out", type=Path, default=None, help="where results.json goes (default: <work>)")
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="the markdown summary (default: <out>/results.md; make bench: bench/results.md)")
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="also measure model/classifier as it was at git revision REV, as contender ours@REV")
     parser.add_argument("--store", type=Path, default=None,
                         help="an existing store with a published resnet50 (default: <work>/store)")
     parser.add_argument("--remeasure-install", action="store_true", help="ignore the install-size cache")
     parser.add_argument("--skip-install", action="store_true", help="leave the install sizes out")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    out = args.out or args.work
+    contenders: list[Contender] = list(MAIN)
+    against: dict[str, Any] | None = None
+    if args.against is not None:  # before anything slow: a bad revision fails at once
+        contender, against = archived_runtime(args.against, args.work)
+        # Right after onnx, so that the two processes being compared run next to each other in most
+        # rounds (a rotation keeps the order), under the same load from the rest of the machine.
+        contenders.insert(contenders.index(OURS[0]) + 1, contender)
     started = time.monotonic()
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_start = os.getloadavg()[0]
@@ -480,15 +612,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = child_env(store, files["weights"])
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        runs = collect(plan, env, photos, Path(tmp))
+        runs = collect(plan, contenders, env, photos, Path(tmp))
 
     sizes = None
     if not args.skip_install:
         sizes = install_size.run(args.work, force=args.remeasure_install, only_cached=args.quick)
 
-    fig = {c: figures(runs[c]) for c in CONTENDERS}
+    fig = {c.name: figures(runs[c.name]) for c in contenders}
+    if against is not None:
+        against["comparison"] = before_after(fig, "onnx", against["contender"])
     report: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,  # 2: contenders beyond the three, "against"
         "mode": "quick" if args.quick else "full",
         "command": shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "started_at": started_at,
@@ -496,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "machine": machine(),
         "runtime": runtime_revision(),
+        "against": against,
         "plan": asdict(plan),
         "model": {"store": str(store), "version": version, "weights": "random (untrained)"},
         "photos": {name: photo_facts(path) for name, path in photos.items()},
@@ -504,11 +639,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": targets(fig, sizes),
         "raw": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     markdown = render(report)
-    (args.out / "results.md").write_text(markdown)
+    summary_path = args.summary or out / "results.md"
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(markdown)
     print(markdown)
+    log(f"wrote {out / 'results.json'} and {summary_path}")
     return 0
 
 

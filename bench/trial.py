@@ -236,6 +236,8 @@ def main() -> int:
         "rss_kb": {"after_cold": peak_rss_kb()},
         "photo_bytes": {name: len(data) for name, data in photos.items()},
         "module_file": getattr(module, "__file__", None),
+        # Which classifier package served (run.py checks it: the working tree's, or an archived revision's).
+        "classifier_file": getattr(sys.modules.get("classifier"), "__file__", None),
         "model_load_ms": model_load_ms(module),
     }
 

@@ -1,7 +1,9 @@
 """``make bench`` in quick mode: proves the harness runs end to end and writes well-formed results.
 
 No timing is asserted anywhere: the numbers of a quick run on a shared machine
-mean nothing. Only their presence, types and the report's shape are checked.
+mean nothing. Only their presence, types, the report's shape and where each
+contender's code came from are checked. The one quick run also measures
+``--against HEAD``, the before/after mode.
 """
 
 from __future__ import annotations
@@ -17,19 +19,24 @@ import pytest
 from helpers import ROOT
 from helpers.stores import copy_store
 
-CONTENDERS = ("baseline", "onnx", "torch")
+AGAINST = "ours@HEAD"
+CONTENDERS = ("baseline", "onnx", "torch", AGAINST)
+RUN = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def quick_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """One quick bench run against a private copy of the published store."""
+    """One quick bench run against a private copy of the published store, with ours@HEAD as a fourth contender."""
     base = tmp_path_factory.mktemp("bench")
     store = copy_store(published_store, base / "store")
     out = base / "out"
-    # GIVEN a published store WHEN the bench runs in quick mode
+    # GIVEN a published store WHEN the bench runs in quick mode against HEAD's runtime
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(out),
-         "--work", str(base / "work"), "--store", str(store)],
+        [*RUN, "--against", "HEAD", "--out", str(out), "--work", str(base / "work"), "--store", str(store)],
         capture_output=True, text=True, timeout=1200, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -41,11 +48,13 @@ def is_positive_number(value: object) -> bool:
 
 
 def test_every_contender_has_every_figure(quick_run: tuple[Path, dict[str, Any]]) -> None:
-    # THEN each contender reports cold start, warm latency for both photos, the forward floor, batch-8 and RSS
+    # THEN each contender, ours@HEAD included, reports cold start (wall and CPU), warm latency for both photos,
+    # the forward floor, batch-8 and RSS
     _, report = quick_run
     for contender in CONTENDERS:
         fig = report["figures"][contender]
         assert is_positive_number(fig["cold_ms"]["p50"]), contender
+        assert is_positive_number(fig["cold_cpu_ms"]["p50"]), contender
         for photo in ("1mp", "12mp", "forward"):
             warm = fig["warm_ms"][photo]
             assert warm["n"] >= 1 and is_positive_number(warm["p50"]) and is_positive_number(warm["p95"])
@@ -58,7 +67,7 @@ def test_every_contender_has_every_figure(quick_run: tuple[Path, dict[str, Any]]
 def test_our_handler_answered_with_its_own_timings(quick_run: tuple[Path, dict[str, Any]]) -> None:
     # THEN our handler's responses carried timing_ms (so the events reached the real app and got a 200)
     _, report = quick_run
-    for backend in ("onnx", "torch"):
+    for backend in ("onnx", "torch", AGAINST):
         timing = report["figures"][backend]["server_timing_ms"]["1mp"]
         assert set(timing) >= {"decode", "inference", "total"}
 
@@ -90,3 +99,55 @@ def test_markdown_report_shows_the_table(quick_run: tuple[Path, dict[str, Any]])
     markdown = (out / "results.md").read_text()
     assert "| figure | baseline | ours, onnx | ours, torch |" in markdown
     assert markdown.count("| PASS |") + markdown.count("| FAIL |") + markdown.count("| n/a |") == len(report["targets"])
+
+
+def test_against_compares_ours_with_ours_at_rev_on_every_figure(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    # THEN ours ÷ ours@HEAD is a ratio of two measured figures for cold start (wall, CPU), warm 1 MP and 12 MP,
+    # the forward, batch-8 and RSS, and results.md shows that table
+    out, report = quick_run
+    against = report["against"]
+    assert against["rev"] == "HEAD" and against["contender"] == AGAINST
+    rows = {r["figure"]: r for r in against["comparison"]}
+    assert set(rows) == {"cold_start", "cold_start_cpu", "warm_1mp", "warm_12mp", "forward", "batch_8", "peak_rss"}
+    for name, r in rows.items():
+        assert is_positive_number(r["ours"]) and is_positive_number(r["theirs"]), name
+        assert r["ratio"] == pytest.approx(r["ours"] / r["theirs"], rel=1e-2), name
+    fig = report["figures"]
+    assert (rows["cold_start"]["ours"], rows["cold_start"]["theirs"]) == (fig["onnx"]["cold_ms"]["p50"],
+                                                                          fig[AGAINST]["cold_ms"]["p50"])
+    assert rows["peak_rss"]["theirs"] == fig[AGAINST]["peak_rss_mb"]["after_warm"]
+    markdown = (out / "results.md").read_text()
+    assert f"| figure | ours | {AGAINST} | ours ÷ {AGAINST} (ratio of p50s) |" in markdown
+
+
+def test_against_runs_the_archived_revision_not_the_working_tree(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    # THEN every ours@HEAD trial imported classifier from HEAD's archived tree, the other ours trials from model/
+    _, report = quick_run
+    against = report["against"]
+    assert against["resolved"] == git("rev-parse", "HEAD")
+    archived = Path(against["package"])
+    assert not archived.is_relative_to(ROOT / "model")
+    assert (archived / "handler.py").read_text().rstrip() == git("show", "HEAD:model/classifier/handler.py")
+    for run in report["raw"][AGAINST]:
+        assert Path(run["classifier_file"]) == archived / "__init__.py"
+        assert Path(run["module_file"]) == archived / "handler.py"
+    for backend in ("onnx", "torch"):
+        for run in report["raw"][backend]:
+            assert Path(run["classifier_file"]) == ROOT / "model" / "classifier" / "__init__.py"
+
+
+@pytest.mark.parametrize(("rev", "message"), [
+    ("empty-tree", "has no model/classifier"),
+    ("no-such-revision", "not a git revision"),
+])
+def test_against_a_revision_without_the_runtime_fails_clearly(rev: str, message: str, tmp_path: Path) -> None:
+    # GIVEN a revision without model/classifier (git's empty tree), or none at all
+    if rev == "empty-tree":
+        rev = git("hash-object", "-t", "tree", "/dev/null")
+    # WHEN the bench is asked to measure it
+    proc = subprocess.run([*RUN, "--against", rev, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    # THEN it stops at once with a one-line reason, and writes nothing
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

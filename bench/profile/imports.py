@@ -10,11 +10,12 @@ are printed. Targets:
 - ``classifier.backends.torch_backend``: what BACKEND=torch adds;
 - ``baseline``: ``import torch, torchvision`` and torchvision's resnet50, as the samples do.
 
-It also measures what byte-compiling our own package would save: the
-project's environment sets PYTHONDONTWRITEBYTECODE=1 and model/Dockerfile
-copies ``classifier/`` without compiling it, so every cold start compiles it.
+It also measures what byte-compiling our own package saves (why model/Dockerfile
+compiles it: Lambda's ``/var/task`` is read-only, and the project's environment
+sets PYTHONDONTWRITEBYTECODE=1, so an uncompiled package is compiled at every
+cold start).
 
-    python bench/profile_imports.py [--runs 5]
+    python bench/profile/imports.py [--runs 5]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
+BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
 
 TARGETS = {

@@ -10,10 +10,11 @@ bench store, then times, interleaved so that noise hits every step alike:
   softmax + top-k, the record write (with its fsyncs), the JSON body;
 - FAST_JPEG_DECODE on/off for the 12 MP JPEG;
 - prototypes: resizing only the centre-crop box, a fused normalisation;
-- ORT thread settings: intra-op threads 1 vs all usable, spinning on/off,
-  as forward alone and as back-to-back requests (preprocess + forward + post).
+- ORT thread settings: the runtime's ``OnnxBackend`` with intra-op threads 1
+  vs all usable, spinning on/off, as forward alone and as back-to-back
+  requests (preprocess + forward + post).
 
-    python bench/profile_warm.py [--iters 30] [--backend onnx]
+    python bench/profile/warm.py [--iters 30] [--backend onnx] [--work bench/.work]
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
+BENCH = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH))
+
+from assets import current_version_dir  # noqa: E402
+from trial import FakeContext, ms_since, rest_event  # noqa: E402
 
 Step = Callable[[], Any]
 
@@ -49,7 +53,7 @@ def measure(steps: dict[str, Step], iters: int, warmup: int = 2) -> dict[str, di
         for name in names[k:] + names[:k]:
             start = time.perf_counter()
             steps[name]()
-            samples[name].append((time.perf_counter() - start) * 1000)
+            samples[name].append(ms_since(start))
     return {name: {"p50": statistics.median(v), "min": min(v)} for name, v in samples.items()}
 
 
@@ -72,7 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.update(MODEL_STORE=str(args.work / "store"), BACKEND=args.backend)
     import numpy as np
     from PIL import Image, ImageOps
-    from trial import FakeContext, rest_event
 
     import classifier.handler as entry
     from classifier.imaging import crop_and_normalize, open_image, oriented_size, resized_size, to_rgb
@@ -236,50 +239,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_photo(photo, data)
 
     if args.backend == "onnx":
-        out += thread_variants(backend, photos["1mp"], spec, args.iters, report)
+        model_path = current_version_dir(args.work / "store") / "model.onnx"
+        out += thread_variants(model_path, photos["1mp"], spec, args.iters, report)
     (args.work / "profile-warm.json").write_text(json.dumps(report, indent=1))
     print("\n".join(out))
     return 0
 
 
-def thread_variants(backend: Any, photo: bytes, spec: Any, iters: int, report: dict[str, Any]) -> list[str]:
+def thread_variants(model_path: Path, photo: bytes, spec: Any, iters: int, report: dict[str, Any]) -> list[str]:
     """Intra-op threads and spinning: forward alone, and back-to-back requests (preprocess + forward + post)."""
-    import numpy as np
-    import onnxruntime as ort
-
+    from classifier.backends.onnx_backend import OnnxBackend
     from classifier.imaging import preprocess
     from classifier.service import softmax, top_k
 
-    model_path = next((BENCH / ".work" / "store" / "models" / "resnet50" / "versions").glob("*/model.onnx"))
     usable = len(os.sched_getaffinity(0))
-    sessions: dict[str, Any] = {}
-    for threads in sorted({1, usable}):
-        for spinning in ("1", "0"):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-            label = f"threads={threads}, spinning={'on' if spinning == '1' else 'off'}"
-            sessions[label] = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    name = backend.session.get_inputs()[0].name
+    backends = {f"threads={threads}, spinning={'on' if spin else 'off'}": OnnxBackend(model_path, threads=threads,
+                                                                                      spin=spin)
+                for threads in sorted({1, usable}) for spin in (True, False)}
     tensor, _ = preprocess(photo, spec, max_pixels=40_000_000, fast_jpeg=True)
     batch = tensor[None]
 
-    def forward(session: Any) -> Callable[[], Any]:
-        return lambda: session.run(None, {name: batch})
+    def forward(backend: OnnxBackend) -> Step:
+        return lambda: backend.run(batch)
 
-    def request(session: Any) -> Callable[[], Any]:
+    def request(backend: OnnxBackend) -> Step:
         def run() -> None:
             x, _ = preprocess(photo, spec, max_pixels=40_000_000, fast_jpeg=True)
-            top_k(softmax(np.asarray(session.run(None, {name: x[None]})[0])), 5)
+            top_k(softmax(backend.run(x[None])), 5)
         return run
 
     out = []
     for kind, make in (("forward only", forward), ("preprocess + forward + post, back to back", request)):
-        steps = {label: make(session) for label, session in sessions.items()}
+        steps = {label: make(backend) for label, backend in backends.items()}
         rows = measure(steps, iters)
         # CPU time per call (all threads): spinning burns CPU that a 2-vCPU Lambda shares with the Python thread.
         for label, step in steps.items():

@@ -1,10 +1,10 @@
-"""Profile the onnx model load (cold start) and its memory: the current recipe against candidate changes.
+"""Profile the onnx model load (cold start) and its memory: the runtime's recipe against candidate changes.
 
 Every variant runs in a fresh process (``--child``), several times, the order
-rotated each round, and reports the phases of a load as
-``classifier.runtime.ModelManager.load`` does it (read bytes, sha256, create
-the ONNX Runtime session, warm-up probe), the forward time afterwards (a
-variant must not buy its load time with slower inference), and the peak RSS.
+rotated each round, and reports the phases of a load one after the other (read
+bytes, sha256, create the ONNX Runtime session, a first forward: the "probe"
+179da43 ran at load), the forward time afterwards (a variant must not buy its
+load time with slower inference), and the peak RSS.
 
 Offline artifacts the candidates need are made once, from the store's
 ``model.onnx``, under ``<work>/profile``: an ORT-optimised ONNX model at the
@@ -12,7 +12,12 @@ EXTENDED level (portable: no CPU-specific layout) and at the ALL level
 (NCHWc layout chosen for *this* CPU's vector width), and the ALL-level model
 in ORT format.
 
-    python bench/profile_load.py [--rounds 5] [--work bench/.work]
+The first variant is the runtime's own ``OnnxBackend`` built from the path, as
+``ModelManager.load`` builds it (which hashes on a second thread meanwhile); the
+others spell out their ORT options: the 179da43 recipe and the candidates
+measured against it (findings: ``bench/PROFILE.md``).
+
+    python bench/profile/load.py [--rounds 5] [--work bench/.work] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -29,11 +34,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
+BENCH = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BENCH))
 
-# name -> (artifact, how it is handed to ORT, optimisation level at load, extra session config, options)
+from assets import current_version_dir  # noqa: E402
+from trial import ms_since, peak_rss_kb  # noqa: E402
+
+RUNTIME = "runtime: OnnxBackend from the path"
+# name -> artifact, how it is handed to ORT ("runtime": to the runtime's OnnxBackend), optimisation
+# level at load, extra session config entries, CPU arena
 VARIANTS: dict[str, dict[str, Any]] = {
-    "current: bytes, ALL": {"artifact": "model.onnx", "source": "bytes", "level": "ALL"},
+    RUNTIME: {"artifact": "model.onnx", "source": "runtime"},
+    "179da43: bytes, ALL": {"artifact": "model.onnx", "source": "bytes", "level": "ALL"},
     "path, ALL (hash streamed)": {"artifact": "model.onnx", "source": "path", "level": "ALL"},
     "bytes, ALL, no prepacking": {"artifact": "model.onnx", "source": "bytes", "level": "ALL",
                                   "config": {"session.disable_prepacking": "1"}},
@@ -57,43 +69,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def rss_kb() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            out[key] = int(value.split()[0])
-    return out
-
-
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
-    value = fn()
-    return value, (time.perf_counter() - start) * 1000
+    return fn(), ms_since(start)
 
 
-def child(variant: str, folder: Path, threads: int, forwards: int) -> dict[str, Any]:
-    import numpy as np
+def session_options(spec: dict[str, Any], threads: int) -> Any:
+    """The ORT options of a variant that spells them out (not the runtime's own)."""
     import onnxruntime as ort
 
-    spec = VARIANTS[variant]
-    path = folder / spec["artifact"]
-    out: dict[str, Any] = {"rss_after_imports": rss_kb()}
-    if spec["source"] == "bytes":
-        data, out["read_ms"] = timed(path.read_bytes)
-        _, out["sha256_ms"] = timed(lambda: hashlib.sha256(data).hexdigest())
-        model: bytes | str = data
-    else:
-        def stream_hash() -> str:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            return digest.hexdigest()
-
-        out["read_ms"] = 0.0
-        _, out["sha256_ms"] = timed(stream_hash)
-        model = str(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -109,22 +93,49 @@ def child(variant: str, folder: Path, threads: int, forwards: int) -> dict[str, 
         options.enable_cpu_mem_arena = False
     for key, value in spec.get("config", {}).items():
         options.add_session_config_entry(key, value)
-    session, out["session_ms"] = timed(
-        lambda: ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]))
+    return options
+
+
+def child(variant: str, folder: Path, threads: int, forwards: int) -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime as ort
+
+    spec = VARIANTS[variant]
+    path = folder / spec["artifact"]
+    out: dict[str, Any] = {"rss_after_imports": peak_rss_kb()}
+    if spec["source"] == "bytes":
+        data, out["read_ms"] = timed(path.read_bytes)
+        _, out["sha256_ms"] = timed(lambda: hashlib.sha256(data).hexdigest())
+        model: bytes | str = data
+    else:  # the hash streamed from the file, one after the other (the runtime overlaps them)
+        from classifier.fsio import sha256_file
+
+        out["read_ms"] = 0.0
+        _, out["sha256_ms"] = timed(lambda: sha256_file(path))
+        model = str(path)
+    if spec["source"] == "runtime":
+        from classifier.backends.onnx_backend import OnnxBackend
+
+        backend, out["session_ms"] = timed(lambda: OnnxBackend(path, threads=threads))
+        session = backend.session
+    else:
+        options = session_options(spec, threads)
+        session, out["session_ms"] = timed(
+            lambda: ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]))
     if not spec.get("config", {}).get("session.use_ort_model_bytes_directly"):
-        del model  # as ModelManager.load does (the ORT-format variant must keep its buffer alive)
+        del model  # no bytes copy lives beside the session (the ORT-format variant must keep its buffer)
         data = b""
     name = session.get_inputs()[0].name
     probe = np.zeros((1, 3, 224, 224), dtype=np.float32)
     _, out["probe_ms"] = timed(lambda: session.run(None, {name: probe}))
     out["load_ms"] = out["read_ms"] + out["sha256_ms"] + out["session_ms"] + out["probe_ms"]
-    out["rss_after_load"] = rss_kb()
+    out["rss_after_load"] = peak_rss_kb()
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     samples = [timed(lambda: session.run(None, {name: x}))[1] for _ in range(forwards)]
     out["forward_ms"] = statistics.median(samples)
     out["forward_min_ms"] = min(samples)
     out["logits_head"] = [float(v) for v in session.run(None, {name: x})[0][0, :5]]
-    out["rss_final"] = rss_kb()
+    out["rss_final"] = peak_rss_kb()
     return out
 
 
@@ -166,9 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.result.write_text(json.dumps(child(args.child, folder, args.threads, args.forwards)))
         return 0
 
-    store = args.work / "store" / "models" / "resnet50"
-    version = (store / "CURRENT").read_text().strip()
-    make_artifacts(store / "versions" / version / "model.onnx", folder)
+    make_artifacts(current_version_dir(args.work / "store") / "model.onnx", folder)
     sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
     names = args.only or list(VARIANTS)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
