@@ -12,6 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from classifier.client import Outcome
 
 DEFAULT_STORE = os.environ.get("MODEL_STORE") or ".model-store"
 DEFAULT_NAME = os.environ.get("MODEL_NAME") or "resnet50"
@@ -114,10 +118,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class Progress:
+    """A tqdm bar on stderr for several files, when tqdm is installed and stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.bar: Any = None
+        if total < 2:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:  # a plain install of the runtime package: no bar, no complaint
+            return
+        # disable=None: tqdm turns itself off when stderr is not a terminal.
+        self.bar = tqdm(total=total, unit="img", disable=None, leave=False)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def write(self, message: str) -> None:
+        """A message on stderr that does not tear the bar."""
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_table(results: Sequence[Outcome]) -> str:
+    """FILE, LABEL, SCORE, LATENCY, MODEL: one row per file (an error fills the rest of its row)."""
+    from classifier.client_http import RequestFailed
+
+    header = ("FILE", "LABEL", "SCORE", "LATENCY", "MODEL")
+    rows: list[tuple[str, ...]] = []
+    for r in results:
+        if r.error is not None or r.result is None:
+            err = r.error or RequestFailed(None, "error", "no result")
+            rows.append((r.name, f"ERROR {err.status or '-'} {err.code}: {err.message}"))
+            continue
+        predictions = r.result.get("predictions")
+        label, score = (predictions[0]["label"], predictions[0]["score"]) if predictions else ("-", 0.0)
+        model = r.result.get("model") or {}
+        version = str(model.get("version", "-")) + ("" if model.get("trained", True) else " (untrained)")
+        rows.append((r.name, str(label), f"{float(score):.4f}", f"{r.latency_ms:.0f} ms", version))
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows if len(row) == len(header)])
+              for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        if len(row) < len(header):  # an error row: the message spans the remaining columns
+            lines.append(f"{row[0]:{widths[0]}}  {row[1]}")
+        else:
+            cells = [f"{cell:{widths[i]}}" if i < len(widths) else cell for i, cell in enumerate(row)]
+            cells[2] = f"{row[2]:>{widths[2]}}"
+            cells[3] = f"{row[3]:>{widths[3]}}"
+            lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     import json
 
-    from classifier.client import ClassifierClient, Progress, RetryEvent, RetryPolicy, classify_files, format_table
+    from classifier.client import ClassifierClient, classify_files
+    from classifier.client_http import RetryEvent, RetryPolicy
 
     if not args.url:
         print("error: --url is required (or set CLASSIFIER_URL)", file=sys.stderr)
@@ -142,7 +207,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return 2
     try:
         results = classify_files(client, args.images, top_k=args.top_k, concurrency=args.concurrency,
-                                 progress=progress)
+                                 on_done=lambda _: progress.update())
     finally:
         progress.close()
     if args.json:
