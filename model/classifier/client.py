@@ -24,10 +24,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
+from urllib.parse import urlsplit
 
 import urllib3
 
-from classifier.client_http import ApiHttp, RequestFailed, Response, RetryEvent, RetryPolicy, json_or_raise, s3_error
+from classifier.client_http import (
+    ApiHttp,
+    RequestFailed,
+    Response,
+    RetryEvent,
+    RetryPolicy,
+    json_or_raise,
+    region_from_url,
+    s3_error,
+    sigv4_signer,
+)
 
 MiB = 1024 * 1024
 # The API's defaults: MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES and MAX_BATCH (files in one multipart request).
@@ -168,9 +179,15 @@ class ClassifierClient:
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = 8,
     ) -> None:
-        self.http = ApiHttp(url, api_key=api_key, sigv4=sigv4, region=region, service=service, timeout=timeout,
-                            connect_timeout=connect_timeout, retry=retry, on_retry=on_retry,
-                            max_connections=max_connections)
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"the API URL must be an http(s) URL, got {url!r}")
+        self.http = ApiHttp(
+            url.strip().rstrip("/"), api_key=api_key,
+            signer=sigv4_signer(service, region or region_from_url(url)) if sigv4 else None,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=timeout), retry=retry or RetryPolicy(),
+            on_retry=on_retry, max_connections=max_connections,
+        )
         self.inline_max_bytes = inline_max_bytes
 
     @property

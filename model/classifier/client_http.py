@@ -105,32 +105,17 @@ def region_from_url(url: str) -> str | None:
 
 
 class ApiHttp:
-    """Calls to one API (``base_url``, an API Gateway stage URL keeps its path) over a connection pool."""
+    """Calls to one API at ``base_url`` (an API Gateway stage URL keeps its path) over a connection pool."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        api_key: str | None = None,
-        sigv4: bool = False,
-        region: str | None = None,
-        service: str = "lambda",
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-        on_retry: Callable[[RetryEvent], None] | None = None,
-        max_connections: int = 8,
-    ) -> None:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"the API URL must be an http(s) URL, got {url!r}")
-        self.base_url = url.strip().rstrip("/")
+    def __init__(self, base_url: str, *, api_key: str | None, signer: Signer | None, timeout: urllib3.Timeout,
+                 retry: RetryPolicy, on_retry: Callable[[RetryEvent], None] | None, max_connections: int) -> None:
+        self.base_url = base_url
         self.api_key = api_key
-        self.timeout = urllib3.Timeout(connect=connect_timeout, read=timeout)
-        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.retry = retry
         self.on_retry = on_retry
         self._pool = urllib3.PoolManager(maxsize=max_connections, retries=False)
-        self._signer: Signer | None = sigv4_signer(service, region or region_from_url(url)) if sigv4 else None
+        self._signer = signer
 
     def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
                 query: Mapping[str, str] | None = None) -> Response:
