@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -133,7 +133,12 @@ class Dashboard(Construct):
             desired_count=DESIRED_COUNT,
             task_image_options=ecs_patterns.ApplicationLoadBalancedTaskImageOptions(
                 image=ecs.ContainerImage.from_asset(
-                    str(DASHBOARD_DIR),
+                    # The repository root, filtered by the allowlist BuildKit reads for this Dockerfile
+                    # (`docker build -f streamlit-docker/Dockerfile .`): the dashboard and the client.
+                    str(DASHBOARD_DIR.parent),
+                    file="streamlit-docker/Dockerfile",
+                    exclude=(DASHBOARD_DIR / "Dockerfile.dockerignore").read_text().splitlines(),
+                    ignore_mode=IgnoreMode.DOCKER,
                     platform=ecr_assets.Platform.LINUX_ARM64 if arm64 else ecr_assets.Platform.LINUX_AMD64,
                 ),
                 container_name="dashboard",

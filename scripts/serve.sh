@@ -26,8 +26,10 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
 "$PY" -m classifier serve --store "$STORE" --port "$PORT" &
 pids+=($!)
-if [ -f streamlit-docker/app.py ]; then
-  API_URL="http://127.0.0.1:$PORT" "$PY" -m streamlit run streamlit-docker/app.py \
+if [ -f streamlit-docker/streamlit_app.py ]; then
+  # The rest of Streamlit's settings (the Deploy button hidden among them) are the image's
+  # too: streamlit-docker/.streamlit/config.toml, read from beside the script.
+  API_URL="http://127.0.0.1:$PORT" "$PY" -m streamlit run streamlit-docker/streamlit_app.py \
     --server.address 127.0.0.1 --server.port 8501 --server.headless true \
     --browser.gatherUsageStats false &
   pids+=($!)

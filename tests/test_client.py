@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +25,8 @@ import httpx
 import pytest
 
 from classifier.__main__ import main
-from classifier.client import ClassifierClient, RetryEvent, RetryPolicy, region_from_url, sigv4_signer
+from classifier.client import ClassifierClient
+from classifier.client_http import RetryEvent, RetryPolicy, region_from_url, sigv4_signer
 
 from helpers.aws import REGION, aws_env, new_bucket
 from helpers.photos import big_jpeg, jpeg
@@ -227,6 +230,38 @@ def test_cli_signs_with_sigv4(caller: None, function_url: FunctionUrl, tmp_path:
 def test_region_comes_from_a_function_url() -> None:
     assert region_from_url("https://abcdefghij1234567890.lambda-url.eu-west-1.on.aws/") == "eu-west-1"
     assert region_from_url("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod") is None
+
+
+# -- what importing the client costs ----------------------------------------------------
+
+# Run in a fresh interpreter: which top-level packages importing the client (and making one) adds,
+# beyond what the interpreter itself starts with; with "sigv4", a signing client too.
+IMPORT_PROBE = """
+import json, sys
+before = {name.split(".")[0] for name in sys.modules}
+from classifier.client import ClassifierClient
+ClassifierClient("http://127.0.0.1:9", sigv4="sigv4" in sys.argv)
+added = {name.split(".")[0] for name in sys.modules} - before
+print(json.dumps(sorted(added - set(sys.stdlib_module_names))))
+"""
+
+
+def imported_by_the_client(*args: str) -> set[str]:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION}
+    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=True)
+    return set(json.loads(done.stdout))
+
+
+def test_the_client_imports_the_standard_library_and_urllib3_alone() -> None:
+    # GIVEN a fresh interpreter that imports the client and makes an unsigned one
+    added = imported_by_the_client()
+    # THEN nothing of the runtime came with it (no numpy, PIL, onnxruntime, starlette, torch), nor botocore
+    assert added == {"classifier", "urllib3"}
+    # and botocore (with what it needs) comes only with SigV4, still without the runtime
+    signed = imported_by_the_client("sigv4")
+    assert "botocore" in signed
+    assert not signed & {"numpy", "PIL", "onnxruntime", "starlette", "torch"}
 
 
 # -- retries -------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from classifier.client import Outcome
 
 DEFAULT_STORE = os.environ.get("MODEL_STORE") or ".model-store"
 DEFAULT_NAME = os.environ.get("MODEL_NAME") or "resnet50"
@@ -98,8 +100,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise EvaluationError(f"model {args.name} has no current version: pass --version")
         labels = _labels(store, args.name, version)
         data = DataSet.scan(args.data, labels)
-        with _progress(len(data.samples), "evaluating", quiet=args.json) as progress:
-            report = evaluate(store, settings, version, data, compare=args.compare, progress=progress)
+        with Progress(len(data.samples), "evaluating", enabled=not args.json) as progress:
+            report = evaluate(store, settings, version, data, compare=args.compare, progress=progress.advance_to)
     except (EvaluationError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -130,8 +132,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
             data = DataSet.scan(args.data, labels)
             report = store.evaluation(args.name, args.version, data.sha256)
             if report is None:
-                with _progress(len(data.samples), "evaluating") as progress:
-                    report = evaluate(store, _settings(args), args.version, data, progress=progress)
+                with Progress(len(data.samples), "evaluating") as progress:
+                    report = evaluate(store, _settings(args), args.version, data, progress=progress.advance_to)
             if report["top1"] < args.min_top1:
                 print(f"refused: {args.name} {args.version} scores top-1 {report['top1']:.4f} on {args.data} "
                       f"({report['images']} images), below --min-top1 {args.min_top1}; CURRENT is unchanged",
@@ -193,23 +195,6 @@ def _labels(store: Any, name: str, version: str) -> list[str]:
     return labels
 
 
-@contextmanager
-def _progress(total: int, what: str, *, quiet: bool = False) -> Iterator[Any]:
-    """A tqdm bar on stderr when it is a terminal (and tqdm is installed); the callback to advance it."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is None or quiet:
-        yield None
-        return
-    with tqdm(total=total, unit="img", desc=what, disable=None, leave=False) as bar:
-        def advance(done: int, _total: int) -> None:
-            bar.update(done - bar.n)
-
-        yield advance
-
-
 def format_evaluation(report: dict[str, Any]) -> str:
     lines = [f"{report['name']} {report['version']} ({report['precision']}, {report['backend']}) on "
              f"{report['data']['path']}: {report['images']} images",
@@ -267,10 +252,82 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class Progress:
+    """A tqdm bar on stderr for several files (with images/s), when tqdm is installed and stderr is a terminal."""
+
+    def __init__(self, total: int, what: str | None = None, *, enabled: bool = True) -> None:
+        self.bar: Any = None
+        if total < 2 or not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:  # a plain install of the runtime package: no bar, no complaint
+            return
+        # disable=None: tqdm turns itself off when stderr is not a terminal.
+        self.bar = tqdm(total=total, unit="img", desc=what, disable=None, leave=False)
+
+    def update(self, count: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def advance_to(self, done: int, _total: int) -> None:
+        """A progress callback (done of total) for the library's long loops."""
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def write(self, message: str) -> None:
+        """A message on stderr that does not tear the bar."""
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_table(results: Sequence[Outcome]) -> str:
+    """FILE, LABEL, SCORE, LATENCY, MODEL: one row per file (an error fills the rest of its row)."""
+    from classifier.client_http import RequestFailed
+
+    header = ("FILE", "LABEL", "SCORE", "LATENCY", "MODEL")
+    rows: list[tuple[str, ...]] = []
+    for r in results:
+        if r.error is not None or r.result is None:
+            err = r.error or RequestFailed(None, "error", "no result")
+            rows.append((r.name, f"ERROR {err.status or '-'} {err.code}: {err.message}"))
+            continue
+        predictions = r.result.get("predictions")
+        label, score = (predictions[0]["label"], predictions[0]["score"]) if predictions else ("-", 0.0)
+        model = r.result.get("model") or {}
+        version = str(model.get("version", "-")) + ("" if model.get("trained", True) else " (untrained)")
+        rows.append((r.name, str(label), f"{float(score):.4f}", f"{r.latency_ms:.0f} ms", version))
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows if len(row) == len(header)])
+              for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        if len(row) < len(header):  # an error row: the message spans the remaining columns
+            lines.append(f"{row[0]:{widths[0]}}  {row[1]}")
+        else:
+            cells = [f"{cell:{widths[i]}}" if i < len(widths) else cell for i, cell in enumerate(row)]
+            cells[2] = f"{row[2]:>{widths[2]}}"
+            cells[3] = f"{row[3]:>{widths[3]}}"
+            lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     import json
 
-    from classifier.client import ClassifierClient, Progress, RetryEvent, RetryPolicy, classify_files, format_table
+    from classifier.client import ClassifierClient, classify_files
+    from classifier.client_http import RetryEvent, RetryPolicy
 
     if not args.url:
         print("error: --url is required (or set CLASSIFIER_URL)", file=sys.stderr)
@@ -295,7 +352,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return 2
     try:
         results = classify_files(client, args.images, top_k=args.top_k, concurrency=args.concurrency,
-                                 progress=progress)
+                                 on_done=lambda _: progress.update())
     finally:
         progress.close()
     if args.json:

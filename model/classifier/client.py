@@ -1,114 +1,136 @@
-"""A Python client for the classifier API: the engine of ``python -m classifier classify``.
+"""A Python client for the classifier API: the engine of ``python -m classifier classify`` and of the dashboard.
 
 For each image it picks the way in by size: up to ``inline_max_bytes`` (the
 server's ``MAX_IMAGE_BYTES``, 4 MiB by default) the bytes go in the body of
 ``POST /classify``; larger images go through S3 (``POST /uploads``, the
 presigned POST straight to the bucket, then ``POST /classify {"s3_key"}``).
 An inline request the server answers with 413 ``payload_too_large`` (its limit
-is lower than ours) is retried through S3.
+is lower than ours) is retried through S3. Many small images go as multipart
+batches (``classify_each``); a batch rejected for its input is retried one
+image at a time, so one bad file fails alone.
 
-Requests to the API can be signed with SigV4 (botocore's signer, service
-``lambda``) for a Function URL with IAM auth, and carry ``x-api-key`` for an
-API Gateway usage plan. 429 and 5xx answers (but 501, which is permanent) and
-connection errors are retried a bounded number of times with exponential
-backoff and full jitter (a random wait in ``[0, min(cap, base * 2**n)]``, so
-many clients that failed together do not retry together), honouring a
-``Retry-After`` in seconds.
-
-HTTP is urllib3, which botocore already depends on; botocore is imported only
-for ``sigv4``.
+Every failure is a ``RequestFailed`` (status, code, message); retries, SigV4
+and the API key are ``classifier.client_http``'s. Standard library and
+urllib3 only: the dashboard image installs this module without the runtime.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
-import os
-import random
-import re
-import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode, urlsplit
-from xml.etree import ElementTree
+from typing import Any, NotRequired, TypedDict, cast
+from urllib.parse import urlsplit
 
 import urllib3
 
-from classifier import __version__
+from classifier.client_http import (
+    ApiHttp,
+    RequestFailed,
+    Response,
+    RetryEvent,
+    RetryPolicy,
+    json_or_raise,
+    region_from_url,
+    s3_error,
+    sigv4_signer,
+)
 
 MiB = 1024 * 1024
+# The API's defaults: MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES and MAX_BATCH (files in one multipart request).
 DEFAULT_INLINE_MAX_BYTES = 4 * MiB
-# 501 not_configured means the server has no uploads bucket: asking again will not help.
-_NOT_RETRIED_5XX = (501,)
-_LAMBDA_URL_RE = re.compile(r"^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$")
+DEFAULT_S3_MAX_BYTES = 20 * MiB
+MAX_BATCH_FILES = 16
+# The API's answers to input it cannot take: a whole batch can be refused for one bad file.
+_INPUT_REJECTED = (400, 413, 415, 422)
 
 
-class RequestFailed(Exception):
-    """A request that failed for good: the API's (or S3's) status, error code and message."""
+class ModelRef(TypedDict):
+    name: str
+    version: str
+    backend: str
+    trained: bool
 
-    def __init__(self, status: int | None, code: str, message: str) -> None:
-        super().__init__(f"{status or '-'} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "code": self.code, "message": self.message}
+class Prediction(TypedDict):
+    label: str
+    index: int
+    score: float
+
+
+class ImageFacts(TypedDict):
+    format: str
+    width: int
+    height: int
+    sha256: str
+
+
+class Timing(TypedDict):
+    decode: float
+    inference: float
+    total: float
+
+
+class Classification(TypedDict):
+    """``POST /classify``'s answer for one image, and a stored record of ``GET /classifications``."""
+
+    id: str
+    created_at: str
+    model: ModelRef
+    predictions: list[Prediction]
+    image: ImageFacts
+    timing_ms: Timing
+    warning: NotRequired[str]
+    s3_key: NotRequired[str]
+
+
+class ModelState(TypedDict, total=False):
+    """``GET /model``: the serving model's manifest and load state."""
+
+    state: str
+    backend: str
+    name: str
+    version: str
+    trained: bool
+    loaded_at: str
+    load_ms: float
+    threads: int
+    refresh_seconds: float
+    manifest: dict[str, Any]
+    last_error: str | None
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """``attempts`` tries in all; waits drawn from [0, min(cap, base * 2**retry)] seconds."""
-
-    attempts: int = 5
-    base: float = 0.5
-    cap: float = 20.0
-
-    def delay(self, retry: int, retry_after: float | None = None) -> float:
-        wait = random.uniform(0, min(self.cap, self.base * 2**retry))
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.cap))
-        return wait
+class ClassificationPage:
+    items: list[Classification]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
-class RetryEvent:
-    """Passed to ``on_retry`` before each wait."""
+class ImageFile:
+    """An image to classify: a file's name (or path) and bytes, and the type its sender declared, if any."""
 
-    method: str
-    url: str
-    retry: int  # 1 for the first retry
-    delay: float
-    reason: str
+    name: str
+    data: bytes
+    content_type: str | None = None
 
 
 @dataclass
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
+class Outcome:
+    """What became of one image: ``result`` (the API's classification) or the ``error`` that stopped it."""
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class FileResult:
-    """The outcome for one file: ``result`` (the API's classification) or ``error``."""
-
-    path: str
+    name: str
     via: str  # "inline" or "s3"
     latency_ms: float
-    result: dict[str, Any] | None = None
+    result: Classification | None = None
     error: RequestFailed | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"file": self.path, "via": self.via, "latency_ms": round(self.latency_ms, 1)}
+        out: dict[str, Any] = {"file": self.name, "via": self.via, "latency_ms": round(self.latency_ms, 1)}
         if self.error is not None:
             out["error"] = self.error.as_dict()
         else:
@@ -116,8 +138,8 @@ class FileResult:
         return out
 
 
-def sniff_content_type(data: bytes, name: str = "") -> str | None:
-    """The image type from the magic bytes (the file name only as a last resort)."""
+def sniff_content_type(data: bytes, name: str = "", declared: str | None = None) -> str | None:
+    """The image type from the magic bytes; else the declared type, else the file name's, if an image type."""
     if data.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -130,14 +152,15 @@ def sniff_content_type(data: bytes, name: str = "") -> str | None:
         return "image/bmp"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "image/tiff"
-    guessed, _ = mimetypes.guess_type(name)
+    guessed = declared or mimetypes.guess_type(name)[0]
     return guessed if guessed and guessed.startswith("image/") else None
 
 
-def region_from_url(url: str) -> str | None:
-    """``eu-west-1`` from ``https://<id>.lambda-url.eu-west-1.on.aws/``."""
-    match = _LAMBDA_URL_RE.fullmatch(urlsplit(url).hostname or "")
-    return match.group(1) if match else None
+def _query_time(value: datetime | str) -> str:
+    """ISO 8601 UTC, as the API's ``since`` and ``until`` take it."""
+    if isinstance(value, str):
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ClassifierClient:
@@ -150,71 +173,156 @@ class ClassifierClient:
         region: str | None = None,
         service: str = "lambda",
         timeout: float = 60.0,
+        connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
         on_retry: Callable[[RetryEvent], None] | None = None,
         max_connections: int = 8,
     ) -> None:
-        parts = urlsplit(url)
+        parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"--url must be an http(s) URL, got {url!r}")
-        self.base_url = url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = urllib3.Timeout(connect=10.0, read=timeout)
-        self.retry = retry or RetryPolicy()
+            raise ValueError(f"the API URL must be an http(s) URL, got {url!r}")
+        self.http = ApiHttp(
+            url.strip().rstrip("/"), api_key=api_key,
+            signer=sigv4_signer(service, region or region_from_url(url)) if sigv4 else None,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=timeout), retry=retry or RetryPolicy(),
+            on_retry=on_retry, max_connections=max_connections,
+        )
         self.inline_max_bytes = inline_max_bytes
-        self.on_retry = on_retry
-        self._http = urllib3.PoolManager(maxsize=max_connections, retries=False)
-        self._signer: Callable[[str, str, bytes, dict[str, str]], dict[str, str]] | None = None
-        if sigv4:
-            self._signer = sigv4_signer(service, region or region_from_url(url))
 
-    # -- the API -----------------------------------------------------------------
-    def classify_file(self, path: str | Path, *, top_k: int = 5) -> FileResult:
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    @property
+    def api_key(self) -> str | None:
+        return self.http.api_key
+
+    # -- reading ---------------------------------------------------------------------
+    def model(self) -> ModelState:
+        """``GET /model``: the serving model's manifest and load state."""
+        return cast(ModelState, json_or_raise(self.request("GET", "/model")))
+
+    def classifications(self, *, limit: int = 20, cursor: str | None = None, label: str | None = None,
+                        model_version: str | None = None, since: datetime | str | None = None,
+                        until: datetime | str | None = None) -> ClassificationPage:
+        """``GET /classifications``: one page of stored records, newest first; each filter only when given."""
+        query = {"limit": str(limit)}
+        optional = {"cursor": cursor, "label": label, "model_version": model_version,
+                    "since": None if since is None else _query_time(since),
+                    "until": None if until is None else _query_time(until)}
+        query.update({name: value for name, value in optional.items() if value is not None})
+        body = json_or_raise(self.request("GET", "/classifications", query=query))
+        return ClassificationPage(items=list(body.get("items") or []), next_cursor=body.get("next_cursor"))
+
+    def uploads_enabled(self) -> bool:
+        """Whether the API has an uploads bucket (images over the inline limit need one).
+
+        Asks for a presigned POST of one byte, which creates nothing: 501
+        ``not_configured`` means no bucket; any other failure is raised.
+        """
+        try:
+            self.create_upload("image/jpeg", 1)
+        except RequestFailed as exc:
+            if exc.status == 501 and exc.code == "not_configured":
+                return False
+            raise
+        return True
+
+    # -- classifying -----------------------------------------------------------------
+    def classify_file(self, path: str | Path, *, top_k: int = 5) -> Outcome:
         """Classify one file, inline or through S3 by its size; never raises for a bad file or answer."""
         started = time.perf_counter()
-        via = "inline"
         try:
             data = Path(path).read_bytes()
-            content_type = sniff_content_type(data, str(path))
-            if len(data) <= self.inline_max_bytes:
+        except OSError as exc:
+            error = RequestFailed(None, "file_error", f"cannot read {path}: {exc.strerror or exc}")
+            return Outcome(str(path), "inline", _ms_since(started), error=error)
+        return self.classify_image(ImageFile(str(path), data), top_k=top_k)
+
+    def classify_image(self, image: ImageFile, *, top_k: int = 5) -> Outcome:
+        """Classify one image, inline or through S3 by its size; never raises for a bad image or answer."""
+        started = time.perf_counter()
+        via = "inline"
+        content_type = sniff_content_type(image.data, image.name, image.content_type)
+        try:
+            if len(image.data) <= self.inline_max_bytes:
                 try:
-                    result = self.classify_bytes(data, content_type, top_k=top_k)
+                    result = self.classify_bytes(image.data, content_type, top_k=top_k)
                 except RequestFailed as exc:
                     if exc.status != 413 or exc.code == "image_too_large":
                         raise
                     via = "s3"  # the server's inline limit is below ours
-                    result = self.classify_via_s3(data, content_type, top_k=top_k)
+                    result = self.classify_via_s3(image.data, content_type, top_k=top_k)
             else:
                 via = "s3"
-                result = self.classify_via_s3(data, content_type, top_k=top_k)
-        except OSError as exc:
-            error = RequestFailed(None, "file_error", f"cannot read {path}: {exc.strerror or exc}")
-            return FileResult(str(path), via, _ms_since(started), error=error)
+                result = self.classify_via_s3(image.data, content_type, top_k=top_k)
         except RequestFailed as exc:
-            return FileResult(str(path), via, _ms_since(started), error=exc)
-        return FileResult(str(path), via, _ms_since(started), result=result)
+            return Outcome(image.name, via, _ms_since(started), error=exc)
+        return Outcome(image.name, via, _ms_since(started), result=result)
 
-    def classify_bytes(self, data: bytes, content_type: str | None = None, *, top_k: int = 5) -> dict[str, Any]:
+    def classify_each(self, images: Sequence[ImageFile], *, top_k: int = 5) -> list[Outcome]:
+        """Classify any number of images in as few requests as the API's limits allow; outcomes in order.
+
+        Small images go in multipart batches (at most ``MAX_BATCH_FILES`` files
+        and ``inline_max_bytes`` in all); an image alone in its batch goes as
+        ``classify_image`` sends it, through S3 when it is large. When a batch is
+        rejected because of its input, its images are retried one by one, so a
+        single unreadable file fails alone and the rest still get their
+        predictions (a rejected batch stores no records, so nothing repeats).
+        """
+        outcomes: list[Outcome] = []
+        for batch in plan_batches(images, max_files=MAX_BATCH_FILES, max_bytes=self.inline_max_bytes):
+            if len(batch) == 1:
+                outcomes.append(self.classify_image(batch[0], top_k=top_k))
+                continue
+            started = time.perf_counter()
+            try:
+                results = self.classify_batch(batch, top_k=top_k)
+            except RequestFailed as exc:
+                if exc.status in _INPUT_REJECTED:
+                    outcomes.extend(self.classify_image(image, top_k=top_k) for image in batch)
+                else:
+                    outcomes.extend(Outcome(image.name, "inline", _ms_since(started), error=exc) for image in batch)
+            else:
+                latency = _ms_since(started)
+                outcomes.extend(Outcome(image.name, "inline", latency, result=result)
+                                for image, result in zip(batch, results, strict=True))
+        return outcomes
+
+    def classify_batch(self, images: Sequence[ImageFile], *, top_k: int = 5) -> list[Classification]:
+        """``POST /classify`` with one multipart ``file`` part per image; one result per image, in order."""
+        form = [("file", (image.name, image.data,
+                          sniff_content_type(image.data, image.name, image.content_type) or "application/octet-stream"))
+                for image in images]
+        body, form_type = urllib3.encode_multipart_formdata(form)
+        response = self.request("POST", "/classify", body, {"content-type": form_type}, query={"top_k": str(top_k)})
+        payload = json_or_raise(response)
+        results = payload.get("results", [payload])  # a batch, or one image
+        if len(results) != len(images) or not all(isinstance(r, dict) and "predictions" in r for r in results):
+            raise RequestFailed(response.status, "bad_response",
+                                f"expected {len(images)} classification(s), got something else")
+        return cast(list[Classification], results)
+
+    def classify_bytes(self, data: bytes, content_type: str | None = None, *, top_k: int = 5) -> Classification:
         """``POST /classify`` with the image as the body."""
         response = self.request("POST", "/classify", data, {"content-type": content_type or "application/octet-stream"},
                                 query={"top_k": str(top_k)})
-        return _json_or_raise(response)
+        return cast(Classification, json_or_raise(response))
 
-    def classify_via_s3(self, data: bytes, content_type: str | None, *, top_k: int = 5) -> dict[str, Any]:
+    def classify_via_s3(self, data: bytes, content_type: str | None, *, top_k: int = 5) -> Classification:
         """``POST /uploads``, the presigned POST to S3, then ``POST /classify {"s3_key"}``."""
         if content_type is None:
             raise RequestFailed(None, "unsupported_media_type",
-                              "not a JPEG, PNG, WebP, GIF, BMP or TIFF file; only images can be uploaded")
+                                "not a JPEG, PNG, WebP, GIF, BMP or TIFF file; only images can be uploaded")
         upload = self.create_upload(content_type, len(data))
         self.upload(upload, data)
         return self.classify_key(upload["key"], top_k=top_k)
 
     def create_upload(self, content_type: str, size: int) -> dict[str, Any]:
+        """``POST /uploads``: a presigned POST for one new key (501 ``not_configured`` without a bucket)."""
         body = json.dumps({"content_type": content_type, "bytes": size}).encode()
-        upload: dict[str, Any] = _json_or_raise(
-            self.request("POST", "/uploads", body, {"content-type": "application/json"}))
-        return upload
+        return json_or_raise(self.request("POST", "/uploads", body, {"content-type": "application/json"}))
 
     def upload(self, upload: Mapping[str, Any], data: bytes) -> None:
         """Send ``data`` to S3 with a presigned POST: its fields in order, the file last (S3 requires it)."""
@@ -222,195 +330,52 @@ class ClassifierClient:
         content_type = str(upload["fields"].get("Content-Type", "application/octet-stream"))
         form.append(("file", ("image", data, content_type)))
         body, form_type = urllib3.encode_multipart_formdata(form)
-        response = self._send("POST", str(upload["url"]), body, {"content-type": form_type}, sign=False)
+        response = self.http.send("POST", str(upload["url"]), body, {"content-type": form_type}, sign=False)
         if not 200 <= response.status < 300:
-            raise _s3_error(response)
+            raise s3_error(response)
 
-    def classify_key(self, key: str, *, top_k: int = 5) -> dict[str, Any]:
+    def classify_key(self, key: str, *, top_k: int = 5) -> Classification:
         body = json.dumps({"s3_key": key}).encode()
-        return _json_or_raise(self.request("POST", "/classify", body, {"content-type": "application/json"},
-                                           query={"top_k": str(top_k)}))
+        response = self.request("POST", "/classify", body, {"content-type": "application/json"},
+                                query={"top_k": str(top_k)})
+        return cast(Classification, json_or_raise(response))
 
     def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
                 query: Mapping[str, str] | None = None) -> Response:
-        """One API call (signed, with the API key), retried on 429/5xx and connection errors."""
-        url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
-        all_headers = {"user-agent": f"classifier-client/{__version__}", "accept": "application/json",
-                       **(headers or {})}
-        if self.api_key:
-            all_headers["x-api-key"] = self.api_key
-        return self._send(method, url, body, all_headers, sign=True)
-
-    # -- internals ---------------------------------------------------------------
-    def _send(self, method: str, url: str, body: bytes, headers: dict[str, str], *, sign: bool) -> Response:
-        retry = 0
-        while True:
-            # Signed afresh on every attempt: the signature covers X-Amz-Date.
-            sent = self._signer(method, url, body, headers) if sign and self._signer else headers
-            reason: str
-            retry_after: float | None = None
-            try:
-                raw = self._http.request(method, url, body=body, headers=sent, timeout=self.timeout,
-                                         redirect=False, preload_content=True)
-            except urllib3.exceptions.HTTPError as exc:
-                reason = f"connection error: {exc}"
-                if retry + 1 >= self.retry.attempts:
-                    raise RequestFailed(None, "connection_error", f"{method} {url}: {exc}") from None
-            else:
-                response = Response(raw.status, {k.lower(): v for k, v in raw.headers.items()}, raw.data)
-                if not _retryable(response.status) or retry + 1 >= self.retry.attempts:
-                    return response
-                reason = f"HTTP {response.status}"
-                retry_after = _retry_after(response.headers.get("retry-after"))
-            retry += 1
-            delay = self.retry.delay(retry, retry_after)
-            if self.on_retry is not None:
-                self.on_retry(RetryEvent(method, url, retry, delay, reason))
-            time.sleep(delay)
+        """One API call (signed, with the API key), retried on 429/5xx, connection errors and timeouts."""
+        return self.http.request(method, path, body, headers, query)
 
 
-def _retryable(status: int) -> bool:
-    return status == 429 or (status >= 500 and status not in _NOT_RETRIED_5XX)
+def plan_batches(images: Sequence[ImageFile], *, max_files: int = MAX_BATCH_FILES,
+                 max_bytes: int = DEFAULT_INLINE_MAX_BYTES) -> Iterator[list[ImageFile]]:
+    """Consecutive groups of at most ``max_files`` images and ``max_bytes`` (a larger image goes alone)."""
+    batch: list[ImageFile] = []
+    size = 0
+    for image in images:
+        if batch and (len(batch) == max_files or size + len(image.data) > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(image)
+        size += len(image.data)
+    if batch:
+        yield batch
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # an HTTP date: rare for these APIs; the backoff applies
-        return None
+def classify_files(client: ClassifierClient, paths: Sequence[str], *, top_k: int = 5, concurrency: int = 4,
+                   on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Classify ``paths`` with up to ``concurrency`` requests in flight; results in input order."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
-
-def _json_or_raise(response: Response) -> dict[str, Any]:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if 200 <= response.status < 300 and isinstance(payload, dict):
-        return payload
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        error = payload["error"]
-        raise RequestFailed(response.status, str(error.get("code", "error")), str(error.get("message", "")))
-    if isinstance(payload, dict) and ("message" in payload or "Message" in payload):
-        # API Gateway's own errors ({"message": ...}) and a Function URL's ({"Message": "Forbidden"})
-        message = payload.get("message", payload.get("Message"))
-        raise RequestFailed(response.status, f"http_{response.status}", str(message))
-    text = response.body[:300].decode("utf-8", "replace").strip()
-    raise RequestFailed(response.status, f"http_{response.status}", text or "no response body")
-
-
-def _s3_error(response: Response) -> RequestFailed:
-    """S3 answers errors as XML: <Error><Code>EntityTooLarge</Code><Message>...</Message></Error>."""
-    code, message = f"s3_{response.status}", response.body[:300].decode("utf-8", "replace")
-    try:
-        root = ElementTree.fromstring(response.body)  # noqa: S314 - S3's own answer, not user input
-        code = f"s3_{root.findtext('Code') or response.status}"
-        message = root.findtext("Message") or message
-    except ElementTree.ParseError:
-        pass
-    return RequestFailed(response.status, code, f"the upload to S3 was refused: {message}")
+    results: list[Outcome | None] = [None] * len(paths)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(client.classify_file, path, top_k=top_k): i for i, path in enumerate(paths)}
+        for future in as_completed(futures):
+            outcome = future.result()
+            results[futures[future]] = outcome
+            if on_done is not None:
+                on_done(outcome)
+    return [r for r in results if r is not None]
 
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def sigv4_signer(service: str, region: str | None) -> Callable[[str, str, bytes, dict[str, str]], dict[str, str]]:
-    """A function that returns the headers of a request signed with botocore's SigV4Auth."""
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    session = botocore.session.get_session()
-    # AWS_REGION is what Lambda and most SDKs set; botocore itself reads AWS_DEFAULT_REGION and the profile.
-    region = region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
-    if not region:
-        raise ValueError("--sigv4 needs a region: set AWS_REGION (or pass --region); "
-                         "it is read from a Function URL's host name when it has one")
-    credentials = session.get_credentials()
-    if credentials is None:
-        raise ValueError("--sigv4 needs AWS credentials (environment, profile or SSO); none were found")
-    lock = threading.Lock()
-
-    def sign(method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
-        with lock:  # refreshable credentials refresh under one caller at a time
-            frozen = credentials.get_frozen_credentials()
-        # The payload hash as a header too: CloudFront origin access control
-        # for a Function URL requires it, and SigV4 then signs that value.
-        request = AWSRequest(method=method, url=url, data=body,
-                             headers={**headers, "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
-        SigV4Auth(frozen, service, region).add_auth(request)
-        return dict(request.headers.items())
-
-    return sign
-
-
-class Progress:
-    """A tqdm bar on stderr for several files, when tqdm is installed and stderr is a terminal."""
-
-    def __init__(self, total: int) -> None:
-        self.bar: Any = None
-        if total < 2:
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:  # a plain install of the runtime package: no bar, no complaint
-            return
-        # disable=None: tqdm turns itself off when stderr is not a terminal.
-        self.bar = tqdm(total=total, unit="img", disable=None, leave=False)
-
-    def update(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def write(self, message: str) -> None:
-        """A message on stderr that does not tear the bar."""
-        if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def classify_files(client: ClassifierClient, paths: list[str], *, top_k: int = 5, concurrency: int = 4,
-                   progress: Progress | None = None) -> list[FileResult]:
-    """Classify ``paths`` with up to ``concurrency`` requests in flight; results in input order."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    results: list[FileResult | None] = [None] * len(paths)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(client.classify_file, path, top_k=top_k): i for i, path in enumerate(paths)}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            if progress is not None:
-                progress.update()
-    return [r for r in results if r is not None]
-
-
-def format_table(results: list[FileResult]) -> str:
-    """FILE, LABEL, SCORE, LATENCY, MODEL: one row per file (an error fills the rest of its row)."""
-    header = ("FILE", "LABEL", "SCORE", "LATENCY", "MODEL")
-    rows: list[tuple[str, ...]] = []
-    for r in results:
-        if r.error is not None or r.result is None:
-            err = r.error or RequestFailed(None, "error", "no result")
-            rows.append((r.path, f"ERROR {err.status or '-'} {err.code}: {err.message}"))
-            continue
-        top: dict[str, Any] = r.result["predictions"][0] if r.result.get("predictions") else {"label": "-", "score": 0}
-        model = r.result.get("model", {})
-        version = str(model.get("version", "-")) + ("" if model.get("trained", True) else " (untrained)")
-        rows.append((r.path, str(top["label"]), f"{float(top['score']):.4f}", f"{r.latency_ms:.0f} ms", version))
-    widths = [max([len(header[i])] + [len(row[i]) for row in rows if len(row) == len(header)])
-              for i in range(len(header) - 1)]
-    lines = []
-    for row in [header, *rows]:
-        if len(row) < len(header):  # an error row: the message spans the remaining columns
-            lines.append(f"{row[0]:{widths[0]}}  {row[1]}")
-        else:
-            cells = [f"{cell:{widths[i]}}" if i < len(widths) else cell for i, cell in enumerate(row)]
-            cells[2] = f"{row[2]:>{widths[2]}}"
-            cells[3] = f"{row[3]:>{widths[3]}}"
-            lines.append("  ".join(cells))
-    return "\n".join(lines)

@@ -1,18 +1,22 @@
-"""Fixtures for the dashboard's tests: the app against the live local API (`server`)."""
+"""Fixtures for the dashboard's tests: the app against the live local API (`server`, or `uploads_server`
+with an uploads bucket)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from helpers import ROOT
+from helpers.aws import aws_env, new_bucket
 from helpers.dashboard import APP
-from helpers.processes import LiveServer, child, free_port, wait_until
+from helpers.processes import LiveServer, child, free_port, live_server, wait_until
+from helpers.stores import copy_store
 
 
 @pytest.fixture
@@ -28,11 +32,22 @@ def app_test(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], AppTest]:
     return make
 
 
+@pytest.fixture(scope="module")
+def uploads_server(published_store: Path, tmp_path_factory: pytest.TempPathFactory,
+                   s3_endpoint: str) -> Iterator[LiveServer]:
+    """The API with an uploads bucket (in moto's S3 server): images over 4 MiB can go through S3."""
+    store = copy_store(published_store, tmp_path_factory.mktemp("uploads") / "store")
+    with live_server(store, store.parent, env=aws_env(s3_endpoint, new_bucket(s3_endpoint))) as live:
+        yield live
+
+
 @pytest.fixture(scope="session")
 def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run`` on a free loopback port against the live API; yields its URL.
 
-    One per session: every browser page is a new Streamlit session anyway.
+    Started as ``make serve`` starts it (scripts/serve.sh): Streamlit's other settings
+    come from streamlit-docker/.streamlit/config.toml, as in the image. One per
+    session: every browser page is a new Streamlit session anyway.
     """
     port = free_port()
     log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
@@ -40,8 +55,7 @@ def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
     env.pop("API_KEY", None)
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--server.fileWatcherType", "none"]
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     url = f"http://127.0.0.1:{port}"
     with child(cmd, log_path, env=env, cwd=ROOT) as proc:
         wait_until(lambda: httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import httpx
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
-from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, texts, unescape
+from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, large_photo, texts, unescape
 from helpers.photos import jpeg
 from helpers.processes import LiveServer, free_port, live_server
 
@@ -163,16 +164,55 @@ def test_non_image_upload_shows_415_and_spares_the_rest_of_the_batch(server: Liv
     assert len(at.error) == 1
 
 
-def test_oversized_upload_shows_413(server: LiveServer, app_test: MakeApp) -> None:
-    # GIVEN a file over the API's 4 MiB image limit
+def upload_limit(at: AppTest) -> tuple[int, str]:
+    """What the uploader enforces (MB, as Streamlit states it in the dropzone) and the sentence under it."""
+    return at.file_uploader(key="uploads").proto.max_upload_size_mb, texts(block(at, "upload-limit"))
+
+
+def test_without_an_uploads_bucket_an_image_over_4_mib_says_what_it_needs(server: LiveServer,
+                                                                         app_test: MakeApp) -> None:
+    # GIVEN the API without an uploads bucket
     at = app_test(server.url).run()
+    assert_no_exception(at)
 
-    # WHEN it is uploaded
-    upload(at, ("huge.jpg", b"\xff\xd8\xff" + bytes(5 * 1024 * 1024), "image/jpeg"))
+    # THEN the uploader takes what the API takes, 4 MiB, and says why no more
+    limit, sentence = upload_limit(at)
+    assert limit == 4
+    assert "Up to 4 MiB per image" in sentence and "no uploads bucket" in sentence and "20 MiB" in sentence
 
-    # THEN the API's 413 reads as a message
+    # WHEN a larger image is uploaded all the same (a browser refuses it; a stale session may not)
+    upload(at, ("large.png", large_photo(), "image/png"))
+
+    # THEN its card says the inline limit, and that a larger image needs the uploads bucket
+    card = unescape(texts(block(at, "result-0")))
+    assert "Too large" in card and "the API takes up to 4 MiB in a request" in card
+    assert "uploads bucket" in card and "HTTP 501 · not_configured" in card
+
+
+def test_with_an_uploads_bucket_an_image_over_4_mib_goes_through_s3(uploads_server: LiveServer,
+                                                                   app_test: MakeApp) -> None:
+    # GIVEN the API with an uploads bucket (moto's S3), and a real photo over the 4 MiB inline limit
+    data = large_photo()
+    at = app_test(uploads_server.url).run()
+    assert_no_exception(at)
+
+    # THEN the uploader takes the S3 limit, 20 MiB, and says so
+    limit, sentence = upload_limit(at)
+    assert limit == 20
+    assert "Up to 20 MiB per image" in sentence and "over 4 MiB, through the API's uploads bucket" in sentence
+
+    # WHEN the photo is uploaded
+    upload(at, ("large.png", data, "image/png"))
+
+    # THEN it was classified from the bucket: its record names the uploaded key and these very bytes,
+    # and the card shows that record's top label
+    assert not at.error
     card = texts(block(at, "result-0"))
-    assert "Too large" in card and "413" in card
+    record_id = card.split("record `", 1)[1].split("`", 1)[0]
+    record = httpx.get(f"{uploads_server.url}/classifications/{record_id}", timeout=30).json()
+    assert record["s3_key"].startswith("uploads/")
+    assert record["image"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert unescape(block(at, "top-label-0").subheader[0].value) == record["predictions"][0]["label"]
 
 
 def test_no_model_shows_503(tmp_path: Path, app_test: MakeApp) -> None:

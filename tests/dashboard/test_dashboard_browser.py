@@ -44,6 +44,11 @@ def test_uploaded_photo_shows_its_top_label(server: LiveServer, dashboard: str, 
     expected = api_classify(server, CHELSEA.read_bytes())["predictions"][0]["label"]
     page.goto(dashboard, timeout=UI_TIMEOUT_MS)
     expect(page.get_by_role("heading", name="ResNet-50 image classifier")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # and the uploader states the limit of this API, which has no uploads bucket: 4 MiB, not 20
+    dropzone = page.get_by_test_id("stFileUploaderDropzoneInstructions")
+    expect(dropzone).to_contain_text("4MB per file", timeout=UI_TIMEOUT_MS)
+    expect(dropzone).not_to_contain_text("20MB")
+    expect(page.locator(".st-key-upload-limit")).to_contain_text("no uploads bucket", timeout=UI_TIMEOUT_MS)
 
     # WHEN the photo is chosen in the file uploader
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(CHELSEA)
@@ -66,5 +71,10 @@ def test_uploaded_photo_shows_its_top_label(server: LiveServer, dashboard: str, 
 
     # The run is over (no "Running..." indicator) before the picture is taken.
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    # The toolbar has rendered (its main menu), without Streamlit's "Deploy" button: it deploys to
+    # Streamlit's cloud, not this project.
+    expect(page.get_by_test_id("stMainMenu")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
     page.screenshot(path=str(output_dir / "dashboard.png"))
     assert (output_dir / "dashboard.png").stat().st_size > 10_000

@@ -1,4 +1,5 @@
-"""The dashboard's API client against a stub server: what API Gateway and proxies answer that the local API does not."""
+"""The package's client as the dashboard uses it, against a stub server: what API Gateway and proxies
+answer that the local API does not, and how each failure reads on the page (api_errors)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from classifier.client import ClassifierClient, ImageFile, plan_batches
+from classifier.client_http import RequestFailed, RetryPolicy
+
 import helpers.dashboard  # noqa: F401  (puts streamlit-docker/ on sys.path)
-from api_client import ApiError, ClassifierApi, ImageUpload, plan_batches
+from api_errors import headline, transient
+
+# One try: a stub's 5xx would otherwise be retried with backoff.
+ONCE = RetryPolicy(attempts=1)
 
 
 @dataclass
@@ -70,7 +79,7 @@ def stub() -> Iterator[Stub]:
 def test_api_key_is_sent_as_x_api_key(stub: Stub) -> None:
     # GIVEN a client configured with an API key
     stub.answer("/model", 200, {"state": "loaded", "backend": "onnx", "version": "v1", "trained": True})
-    api = ClassifierApi(stub.url, "s3cret")
+    api = ClassifierClient(stub.url, api_key="s3cret")
 
     # WHEN it asks for the model
     model = api.model()
@@ -82,7 +91,7 @@ def test_api_key_is_sent_as_x_api_key(stub: Stub) -> None:
 
 def test_no_api_key_means_no_header(stub: Stub) -> None:
     stub.answer("/model", 200, {"state": "loaded", "backend": "onnx"})
-    ClassifierApi(stub.url, None).model()
+    ClassifierClient(stub.url).model()
     assert "x-api-key" not in stub.seen[-1][2]
 
 
@@ -91,13 +100,31 @@ def test_stage_path_of_the_api_url_is_kept(stub: Stub) -> None:
     stub.answer("/prod/classifications", 200, {"items": [], "next_cursor": None})
 
     # WHEN the history is asked for, with a cursor
-    page = ClassifierApi(f"{stub.url}/prod/").classifications(limit=7, cursor="abc")
+    page = ClassifierClient(f"{stub.url}/prod/").classifications(limit=7, cursor="abc")
 
-    # THEN the request went below the stage, with the paging parameters
+    # THEN the request went below the stage, with the paging parameters and no filter
     assert page.items == [] and page.next_cursor is None
     method, path, _ = stub.seen[-1]
     assert method == "GET" and path.startswith("/prod/classifications?")
-    assert "limit=7" in path and "cursor=abc" in path
+    assert parse_qs(urlsplit(path).query) == {"limit": ["7"], "cursor": ["abc"]}
+
+
+def test_history_filters_travel_as_the_apis_query_parameters(stub: Stub) -> None:
+    # GIVEN a page of one record
+    record = {"id": "r1", "predictions": [{"label": "tabby", "index": 281, "score": 0.5}]}
+    stub.answer("/classifications", 200, {"items": [record], "next_cursor": "next"})
+    since = datetime(2026, 11, 22, 11, 0, tzinfo=timezone(timedelta(hours=1)))
+
+    # WHEN it is asked for with every filter (times as datetimes or as the API's own strings)
+    page = ClassifierClient(stub.url).classifications(limit=5, label="tabby", model_version="v1", since=since,
+                                                      until="2026-11-23T00:00:00Z")
+
+    # THEN each filter is a query parameter, times in ISO 8601 UTC
+    assert page.items == [record] and page.next_cursor == "next"
+    assert parse_qs(urlsplit(stub.seen[-1][1]).query) == {
+        "limit": ["5"], "label": ["tabby"], "model_version": ["v1"],
+        "since": ["2026-11-22T10:00:00Z"], "until": ["2026-11-23T00:00:00Z"],
+    }
 
 
 def test_api_gateway_forbidden_reads_as_a_key_problem(stub: Stub) -> None:
@@ -105,62 +132,98 @@ def test_api_gateway_forbidden_reads_as_a_key_problem(stub: Stub) -> None:
     stub.answer("/model", 403, {"message": "Forbidden"})
 
     # WHEN the client calls
-    with pytest.raises(ApiError) as caught:
-        ClassifierApi(stub.url).model()
+    with pytest.raises(RequestFailed) as caught:
+        ClassifierClient(stub.url).model()
 
     # THEN the error says what to check
     assert caught.value.status == 403
-    assert caught.value.title == "Access denied: check API_KEY"
+    assert headline(caught.value) == "Access denied: check API_KEY"
     assert caught.value.message == "Forbidden"
 
 
 def test_the_apis_error_body_is_kept(stub: Stub) -> None:
     stub.answer("/classify", 415, {"error": {"code": "unsupported_media_type", "message": "not an image"}})
-    with pytest.raises(ApiError) as caught:
-        ClassifierApi(stub.url).classify([ImageUpload("a.png", b"x", "image/png")])
+    with pytest.raises(RequestFailed) as caught:
+        ClassifierClient(stub.url).classify_batch([ImageFile("a.png", b"x", "image/png")])
     assert (caught.value.status, caught.value.code, caught.value.message) == (415, "unsupported_media_type",
                                                                               "not an image")
-    assert caught.value.title == "Not a supported image"
-    assert not caught.value.transient and caught.value.about_input
+    assert headline(caught.value) == "Not a supported image"
+    assert not transient(caught.value)
+
+
+def test_a_batch_rejected_for_its_input_is_retried_one_image_at_a_time(stub: Stub) -> None:
+    # GIVEN an API that refuses what it is sent as not an image
+    stub.answer("/classify", 415, {"error": {"code": "unsupported_media_type", "message": "not an image"}})
+
+    # WHEN two images are classified
+    outcomes = ClassifierClient(stub.url).classify_each([ImageFile("a.png", b"x"), ImageFile("b.png", b"y")])
+
+    # THEN the batch, then each image alone, was asked about; each outcome is its own 415
+    assert [(method, path.split("?")[0]) for method, path, _ in stub.seen] == [("POST", "/classify")] * 3
+    assert stub.seen[0][2]["content-type"].startswith("multipart/form-data")
+    assert [(o.name, o.error.code if o.error else None) for o in outcomes] == [
+        ("a.png", "unsupported_media_type"), ("b.png", "unsupported_media_type")]
+
+
+def test_a_batch_failing_for_the_server_is_not_retried_one_by_one(stub: Stub) -> None:
+    # A 503 is no fault of the images: every image gets it, after one request.
+    stub.answer("/classify", 503, {"error": {"code": "model_unavailable", "message": "no model"}})
+    outcomes = ClassifierClient(stub.url, retry=ONCE).classify_each([ImageFile("a.jpg", b"x"),
+                                                                     ImageFile("b.jpg", b"y")])
+    assert len(stub.seen) == 1
+    assert [o.error.status if o.error else None for o in outcomes] == [503, 503]
+    assert all(o.error is not None and transient(o.error) for o in outcomes)
 
 
 def test_an_html_error_page_becomes_plain_text(stub: Stub) -> None:
     # GIVEN a proxy's HTML error page (an ALB or gateway in front of the API)
     stub.answer("/model", 502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
 
-    with pytest.raises(ApiError) as caught:
-        ClassifierApi(stub.url).model()
+    with pytest.raises(RequestFailed) as caught:
+        ClassifierClient(stub.url, retry=ONCE).model()
 
     # THEN the message is its text, without markup
     assert caught.value.message == "502 Bad Gateway"
-    assert caught.value.title == "The API failed"
-    assert caught.value.transient
+    assert headline(caught.value) == "The API failed"
+    assert transient(caught.value)
 
 
 def test_a_slow_api_times_out_with_a_message(stub: Stub) -> None:
     # GIVEN an API that does not answer within the client's read timeout
-    api = ClassifierApi(stub.url, timeout=(5.0, 0.5))
-    api.base_url += "/slow"  # every path of this client lands on the stub's slow route
+    api = ClassifierClient(f"{stub.url}/slow", timeout=0.5, connect_timeout=5.0, retry=ONCE)
     stub.answer("/slow/model", 200, {})
 
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(RequestFailed) as caught:
         api.model()
 
     assert caught.value.code == "timeout"
-    assert caught.value.title == "The API did not answer in time"
+    assert headline(caught.value) == "The API did not answer in time"
+    assert transient(caught.value)
+
+
+def test_no_uploads_bucket_is_permanent(stub: Stub) -> None:
+    # GIVEN an API without an uploads bucket: 501, which neither the client nor a rerun should repeat
+    stub.answer("/uploads", 501, {"error": {"code": "not_configured", "message": "UPLOADS_BUCKET is not set"}})
+    api = ClassifierClient(stub.url)
+
+    assert api.uploads_enabled() is False
+    with pytest.raises(RequestFailed) as caught:
+        api.create_upload("image/jpeg", 5 * 1024 * 1024)
+    assert len(stub.seen) == 2  # one request each: not retried
+    assert not transient(caught.value)
 
 
 def test_a_batch_answer_of_the_wrong_length_is_an_error(stub: Stub) -> None:
     stub.answer("/classify", 200, {"results": []})
-    with pytest.raises(ApiError) as caught:
-        ClassifierApi(stub.url).classify([ImageUpload("a.jpg", b"x"), ImageUpload("b.jpg", b"y")])
+    with pytest.raises(RequestFailed) as caught:
+        ClassifierClient(stub.url).classify_batch([ImageFile("a.jpg", b"x"), ImageFile("b.jpg", b"y")])
     assert caught.value.code == "bad_response"
 
 
 def test_batches_respect_the_apis_file_and_byte_limits() -> None:
     # GIVEN 20 small images and one over the byte budget
-    small = [ImageUpload(f"{i}.jpg", b"x" * 100) for i in range(20)]
-    big = ImageUpload("big.jpg", b"x" * 1000)
+    small = [ImageFile(f"{i}.jpg", b"x" * 100) for i in range(20)]
+    big = ImageFile("big.jpg", b"x" * 1000)
 
     # WHEN they are cut into batches of at most 16 files and 1000 bytes
     batches = list(plan_batches([*small[:5], big, *small[5:]], max_files=16, max_bytes=1000))

@@ -1,4 +1,5 @@
-"""Helpers for the dashboard's tests: paths, the API's own answers, the AppTest element tree."""
+"""Helpers for the dashboard's tests: paths, its image's build context, the API's own answers,
+the AppTest element tree."""
 
 from __future__ import annotations
 
@@ -14,13 +15,45 @@ from helpers import ROOT
 from helpers.processes import LiveServer
 
 DASHBOARD = ROOT / "streamlit-docker"
-APP = DASHBOARD / "app.py"
+APP = DASHBOARD / "streamlit_app.py"
+DOCKERFILE = DASHBOARD / "Dockerfile"
+# The allowlist of the image's build context (the repository root), for Docker and the CDK asset.
+DOCKERIGNORE = DASHBOARD / "Dockerfile.dockerignore"
 CHELSEA = DASHBOARD / "samples" / "chelsea.jpg"
 COFFEE = DASHBOARD / "samples" / "coffee.jpg"
 
-# `streamlit run` puts app.py's folder on sys.path; the client tests import it the same way.
+# `streamlit run` puts the app's folder on sys.path; the tests import its modules the same way.
 if str(DASHBOARD) not in sys.path:
     sys.path.insert(0, str(DASHBOARD))
+
+
+def files_under(root: Path) -> set[str]:
+    """Every file below ``root``, as a relative POSIX path."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def stage_build_context(dest: Path) -> set[str]:
+    """What a ``docker build -f streamlit-docker/Dockerfile .`` gets of the repository, copied to ``dest``.
+
+    The copy is CDK's own (``FileSystem.copy_directory``, Docker's ignore rules), as
+    it stages the image asset for a deploy; returns the staged files' paths.
+    """
+    from aws_cdk import CopyOptions, FileSystem, IgnoreMode
+
+    rules = DOCKERIGNORE.read_text().splitlines()
+    FileSystem.copy_directory(str(ROOT), str(dest), CopyOptions(exclude=rules, ignore_mode=IgnoreMode.DOCKER))
+    return files_under(dest)
+
+
+def large_photo(size: int = 2800) -> bytes:
+    """A real photo as a PNG over the API's 4 MiB inline limit (and far under its 20 MiB S3 limit)."""
+    from PIL import Image
+
+    from helpers.photos import encode, photo
+
+    data = encode(photo("astronaut").resize((size, size), Image.Resampling.BICUBIC), "PNG")
+    assert 4 * 1024 * 1024 < len(data) < 20 * 1024 * 1024, len(data)
+    return data
 
 
 def api_classify(server: LiveServer, data: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:

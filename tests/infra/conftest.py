@@ -94,10 +94,10 @@ class Synth:
 
 
 def image_kind(directory: Path) -> str:
-    """What a staged Docker build context is: model/ (the functions) or streamlit-docker/."""
+    """What a staged Docker build context is: model/ (the functions) or the root's dashboard files."""
     if (directory / "classifier").is_dir():
         return "model"
-    if (directory / "app.py").is_file() and (directory / "api_client.py").is_file():
+    if (directory / "streamlit-docker" / "streamlit_app.py").is_file():
         return "dashboard"
     raise AssertionError(f"unknown build context {directory}")
 

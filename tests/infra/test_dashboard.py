@@ -7,12 +7,14 @@ certificate and a domain name, a CIDR allow list, an API key, arm64.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match
 
 from .conftest import OPTIONS, Synth
 from .test_storage_stack import only, resources
+from helpers.dashboard import files_under, stage_build_context
 
 
 def task_container(synth: Synth) -> dict[str, Any]:
@@ -53,6 +55,18 @@ def test_fargate_service_runs_the_streamlit_image(switches: Synth) -> None:
     image = switches.images(switches.deployment.service)["dashboard"]
     assert image["source"]["platform"] == "linux/amd64"
     assert next(iter(image["destinations"].values()))["imageTag"] in json.dumps(container["Image"])
+
+
+def test_dashboard_image_is_built_from_the_root_through_the_dockerfiles_allowlist(switches: Synth,
+                                                                                  tmp_path: Path) -> None:
+    # The asset is the repository root with streamlit-docker/Dockerfile, staged through the same
+    # allowlist a `docker build -f streamlit-docker/Dockerfile .` reads: the dashboard and the client.
+    image = switches.images(switches.deployment.service)["dashboard"]
+    assert image["source"]["dockerFile"] == "streamlit-docker/Dockerfile"
+    staged = files_under(switches.outdir / image["source"]["directory"])
+    assert staged == stage_build_context(tmp_path / "context")
+    assert {"streamlit-docker/streamlit_app.py", "model/classifier/client.py"} <= staged
+    assert not {"model/requirements.txt", "model/classifier/api.py", "uv.lock", "app.py"} & staged
 
 
 def test_dashboard_follows_the_architecture(options: Synth) -> None:

@@ -1,12 +1,14 @@
 """The dashboard: classify images through the API, browse stored classifications, inspect the model.
 
-Run with ``streamlit run app.py``. Configured by the environment:
+Run with ``streamlit run streamlit_app.py``. Configured by the environment:
 
 - ``API_URL``: the API's base URL (default ``http://127.0.0.1:8000``, what ``make serve`` starts);
   for API Gateway, the stage URL (``https://....execute-api....amazonaws.com/prod``).
 - ``API_KEY``: sent as ``x-api-key`` when the API requires a key.
 
-Every API call goes through :mod:`api_client`; its errors become messages on the page, never a traceback.
+Every API call goes through the package's client (:mod:`classifier.client`, copied into the image
+without the rest of the package); its errors become messages on the page (:mod:`api_errors`), never
+a traceback. Streamlit's own settings for every way of running it are in ``.streamlit/config.toml``.
 """
 
 from __future__ import annotations
@@ -21,24 +23,47 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+
+# Imported here, whole, before anything can look for it: altair and Streamlit use pandas when
+# sys.modules has it, and with Streamlit's fast reruns an abandoned run may still be importing it
+# (a page then failed with "partially initialized module 'pandas' has no attribute 'Timestamp'").
+import pandas  # noqa: F401
 import streamlit as st
 from PIL import Image, ImageOps
 
-from api_client import ApiError, Classification, ClassificationPage, ClassifierApi, ImageUpload, ModelState, Prediction
+from classifier.client import (
+    DEFAULT_S3_MAX_BYTES,
+    Classification,
+    ClassificationPage,
+    ClassifierClient,
+    ImageFile,
+    MiB,
+    ModelState,
+    Outcome,
+    Prediction,
+)
+from classifier.client_http import RequestFailed, RetryPolicy
+
+from api_errors import Problem, headline, image_problem, mib, problem, transient
 
 log = logging.getLogger("dashboard")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+# A Lambda cold start (model load from EFS) can take several seconds; API
+# Gateway itself gives up after 29 s, so waiting longer gains nothing.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+# A person is waiting: one quick second try of a throttled, failed or unreachable
+# call (a cold start's 503, a dropped connection), then the page says what happened
+# and the next rerun asks again.
+RETRY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 # CC0 photographs from scikit-image's data set (see samples/README.md).
 SAMPLES = {
     "Chelsea the cat": HERE / "samples" / "chelsea.jpg",
     "Coffee": HERE / "samples" / "coffee.jpg",
 }
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
-# Above the API's 4 MiB limit on purpose: a larger file reaches the API and its
-# 413 explains the limit, rather than the browser refusing the file silently.
-MAX_UPLOAD_MB = 20
 PREVIEW_PIXELS = 640
 PAGE_SIZES = [10, 20, 50, 100]
 ACCENT = "#FF4B4B"  # Streamlit's own primary colour: the top prediction
@@ -51,53 +76,81 @@ class ImageItem:
     """An image on screen: ``key`` names it across reruns (an upload's file id, or the sample)."""
 
     key: str
-    upload: ImageUpload
+    image: ImageFile
 
 
 # -- state ----------------------------------------------------------------------
 
 
-def client() -> ClassifierApi:
+def client() -> ClassifierClient:
     """One client per browser session, so its HTTP connections are reused between reruns."""
     if "api" not in st.session_state:
-        st.session_state.api = ClassifierApi(
+        st.session_state.api = ClassifierClient(
             os.environ.get("API_URL") or DEFAULT_API_URL,
-            os.environ.get("API_KEY") or None,
+            api_key=os.environ.get("API_KEY") or None,
+            timeout=READ_TIMEOUT,
+            connect_timeout=CONNECT_TIMEOUT,
+            retry=RETRY,
         )
-    api: ClassifierApi = st.session_state.api
+    api: ClassifierClient = st.session_state.api
     return api
 
 
-def fetch_model(api: ClassifierApi) -> tuple[ModelState | None, ApiError | None]:
+def fetch_model(api: ClassifierClient) -> tuple[ModelState | None, RequestFailed | None]:
     try:
         return api.model(), None
-    except ApiError as exc:
+    except RequestFailed as exc:
         return None, exc
 
 
-def classify_once(api: ClassifierApi, items: Sequence[ImageItem],
-                  top_k: int) -> list[tuple[Classification | None, ApiError | None]]:
-    """Each image's result, asking the API only about images it has not answered yet.
+def uploads_enabled(api: ClassifierClient) -> bool | None:
+    """Whether the API has an uploads bucket (None: it did not say); asked once per session."""
+    if "uploads_enabled" not in st.session_state:
+        try:
+            st.session_state.uploads_enabled = api.uploads_enabled()
+        except RequestFailed:
+            return None  # the banner already says why the API does not answer; ask again next run
+    enabled: bool = st.session_state.uploads_enabled
+    return enabled
+
+
+def classify_once(api: ClassifierClient, items: Sequence[ImageItem], top_k: int) -> list[Outcome]:
+    """Each image's outcome, asking the API only about images it has not answered yet.
 
     Streamlit reruns the whole script on every interaction; without this, paging
     through the history would classify (and store) every upload again. Transient
     failures (API down, throttled) are not remembered, so the next rerun retries.
     """
-    done: dict[str, tuple[Classification | None, ApiError | None]] = st.session_state.setdefault("outcomes", {})
+    done: dict[str, Outcome] = st.session_state.setdefault("outcomes", {})
     keys = [f"{item.key}?top_k={top_k}" for item in items]
     answers = {key: done[key] for key in keys if key in done}
     todo = [(key, item) for key, item in zip(keys, items, strict=True) if key not in done]
     if todo:
         label = "Classifying the image…" if len(todo) == 1 else f"Classifying {len(todo)} images…"
         with st.spinner(label):
-            outcomes = api.classify_each([item.upload for _, item in todo], top_k)
+            outcomes = api.classify_each([item.image for _, item in todo], top_k=top_k)
         for (key, _), outcome in zip(todo, outcomes, strict=True):
-            answers[key] = (outcome.result, outcome.error)
-            if outcome.error is None or not outcome.error.transient:
-                done[key] = answers[key]
+            answers[key] = outcome
+            if outcome.error is None or not transient(outcome.error):
+                done[key] = outcome
     for stale in set(done) - set(keys):  # images removed from the uploader
         del done[stale]
     return [answers[key] for key in keys]
+
+
+def upload_limit(inline_max_bytes: int, uploads: bool | None) -> tuple[int, str]:
+    """The uploader's per-file limit in MB (Streamlit's MB are MiB) and the sentence that states it.
+
+    The API takes ``inline_max_bytes`` in a request, and up to the S3 limit
+    through its uploads bucket when it has one (``uploads``; None: unknown).
+    """
+    inline, s3 = mib(inline_max_bytes), mib(DEFAULT_S3_MAX_BYTES)
+    if uploads:
+        return DEFAULT_S3_MAX_BYTES // MiB, f"Up to {s3} per image: over {inline}, through the API's uploads bucket."
+    if uploads is None:
+        return inline_max_bytes // MiB, f"Up to {inline} per image ({s3} when the API has an uploads bucket)."
+    return inline_max_bytes // MiB, (f"Up to {inline} per image: this API has no uploads bucket, which a larger "
+                                      f"image (up to {s3}) needs.")
 
 
 # -- formatting -----------------------------------------------------------------
@@ -118,9 +171,8 @@ def when(timestamp: str) -> str:
     return timestamp.replace("T", " ").replace("Z", " UTC").replace("+00:00", " UTC")
 
 
-def show_error(exc: ApiError, *, context: str = "") -> None:
-    status = f"HTTP {exc.status} · " if exc.status is not None else ""
-    st.error(f"**{md(exc.title)}**{md(context)}  \n{md(exc.message)}  \n`{status}{exc.code}`",
+def show_error(shown: Problem, *, context: str = "") -> None:
+    st.error(f"**{md(shown.headline)}**{md(context)}  \n{md(shown.detail)}  \n`{shown.reference}`",
              icon=":material/error:")
 
 
@@ -163,7 +215,7 @@ def score_chart(predictions: Sequence[Prediction]) -> alt.LayerChart:
 # -- views ----------------------------------------------------------------------
 
 
-def sidebar(api: ClassifierApi, model: ModelState | None, model_error: ApiError | None) -> int:
+def sidebar(api: ClassifierClient, model: ModelState | None, model_error: RequestFailed | None) -> int:
     with st.sidebar:
         st.header("Settings", anchor=False)
         top_k = st.slider("Predictions per image (top-k)", min_value=1, max_value=20, value=5, key="top_k")
@@ -171,20 +223,20 @@ def sidebar(api: ClassifierApi, model: ModelState | None, model_error: ApiError 
         st.subheader("API", anchor=False)
         st.code(api.base_url, language=None, wrap_lines=True)
         if model_error is not None:
-            st.badge(model_error.title, icon=":material/cloud_off:", color="red")
+            st.badge(headline(model_error), icon=":material/cloud_off:", color="red")
         elif model is not None and model.get("state") == "loaded":
             st.badge("Model loaded", icon=":material/check_circle:", color="green")
         else:
             st.badge("No model loaded", icon=":material/error:", color="red")
-        key_note = "sent as `x-api-key`" if "x-api-key" in api.session.headers else "none (set `API_KEY`)"
+        key_note = "sent as `x-api-key`" if api.api_key else "none (set `API_KEY`)"
         st.caption(f"API key: {key_note}")
     return int(top_k)
 
 
-def banners(model: ModelState | None, model_error: ApiError | None, warnings: Sequence[str]) -> None:
+def banners(model: ModelState | None, model_error: RequestFailed | None, warnings: Sequence[str]) -> None:
     """What a user must know before reading any prediction."""
     if model_error is not None:
-        show_error(model_error)
+        show_error(problem(model_error))
         return
     if model is not None and model.get("state") != "loaded":
         st.error("**No model is loaded**: the API cannot classify yet.  \n"
@@ -200,48 +252,53 @@ def banners(model: ModelState | None, model_error: ApiError | None, warnings: Se
         )
 
 
-def classify_view(api: ClassifierApi, top_k: int) -> list[Classification]:
+def classify_view(api: ClassifierClient, top_k: int) -> list[Classification]:
+    # Streamlit states the limit in the uploader itself ("4MB per file"); it must be what the API takes.
+    limit_mb, limit_text = upload_limit(api.inline_max_bytes, uploads_enabled(api))
     uploads = st.file_uploader(
         "Upload images", type=IMAGE_TYPES, accept_multiple_files=True, key="uploads",
-        max_upload_size=MAX_UPLOAD_MB,
-        help="JPEG, PNG, WebP, GIF, BMP or TIFF, up to 4 MiB each. Several files are sent as one batch.",
+        max_upload_size=limit_mb,
+        help=f"JPEG, PNG, WebP, GIF, BMP or TIFF. {limit_text} Several files are sent as one batch.",
     )
+    with st.container(key="upload-limit"):
+        st.caption(limit_text)
     sample = st.pills("Or try a sample photo", list(SAMPLES), key="sample")
-    items = [
-        ImageItem(f"upload/{f.file_id}", ImageUpload(f.name, f.getvalue(), f.type or "application/octet-stream"))
-        for f in uploads or []
-    ]
+    items = [ImageItem(f"upload/{f.file_id}", ImageFile(f.name, f.getvalue(), f.type or None)) for f in uploads or []]
     if sample:
         path = SAMPLES[sample]
-        items.append(ImageItem(f"sample/{path.name}", ImageUpload(path.name, path.read_bytes(), "image/jpeg")))
+        items.append(ImageItem(f"sample/{path.name}", ImageFile(path.name, path.read_bytes(), "image/jpeg")))
     if not items:
         st.info("Upload one or more photos, or pick a sample, to see what ResNet-50 makes of them.",
                 icon=":material/photo_library:")
         return []
 
-    answers = classify_once(api, items, top_k)
-    results = [result for result, _ in answers if result is not None]
-    if len(answers) > 1:
-        failed = len(answers) - len(results)
+    outcomes = classify_once(api, items, top_k)
+    results = [outcome.result for outcome in outcomes if outcome.result is not None]
+    if len(outcomes) > 1:
+        failed = len(outcomes) - len(results)
         note = f" · **{failed} failed**" if failed else ""
-        st.caption(f"{len(results)} of {len(answers)} images classified{note}")
-    for index, (item, (result, error)) in enumerate(zip(items, answers, strict=True)):
-        result_card(index, item, result, error)
+        st.caption(f"{len(results)} of {len(outcomes)} images classified{note}")
+    for index, (item, outcome) in enumerate(zip(items, outcomes, strict=True)):
+        result_card(index, item, outcome, api.inline_max_bytes)
     return results
 
 
-def result_card(index: int, item: ImageItem, result: Classification | None, error: ApiError | None) -> None:
+def result_card(index: int, item: ImageItem, outcome: Outcome, inline_max_bytes: int) -> None:
     with st.container(border=True, key=f"result-{index}"):
         image_col, info_col = st.columns([2, 3], gap="large")
         with image_col:
-            thumbnail = preview(item.key, item.upload.data)
+            thumbnail = preview(item.key, item.image.data)
             if thumbnail is not None:
-                st.image(thumbnail, caption=item.upload.name, width="stretch")
+                st.image(thumbnail, caption=item.image.name, width="stretch")
             else:
-                st.caption(f":material/hide_image: {md(item.upload.name)}: no preview")
+                st.caption(f":material/hide_image: {md(item.image.name)}: no preview")
         with info_col:
+            result = outcome.result
             if result is None:
-                show_error(error or ApiError("no answer", code="unknown"), context=f" ({item.upload.name})")
+                error = outcome.error or RequestFailed(None, "no_answer", "the API gave no result")
+                shown = image_problem(error, via=outcome.via, size=len(item.image.data),
+                                      inline_max_bytes=inline_max_bytes)
+                show_error(shown, context=f" ({item.image.name})")
                 return
             predictions = result["predictions"]
             top = predictions[0]
@@ -272,7 +329,7 @@ def _first_page() -> None:
 
 
 @st.fragment
-def history_view(api: ClassifierApi) -> None:
+def history_view(api: ClassifierClient) -> None:
     """``GET /classifications``, newest first, paged by ``next_cursor``.
 
     A fragment: paging reruns only this view, not the classifications above.
@@ -285,8 +342,8 @@ def history_view(api: ClassifierApi) -> None:
     refresh_col.button("Refresh", icon=":material/refresh:", on_click=_first_page, key="history_refresh")
     try:
         page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1])
-    except ApiError as exc:
-        show_error(exc, context=" (history)")
+    except RequestFailed as exc:
+        show_error(problem(exc), context=" (history)")
         return
     if not page.items:
         st.info("No classifications stored yet." if len(cursors) == 1 else "No older classifications.",
@@ -327,9 +384,10 @@ def history_row(record: Classification) -> dict[str, Any]:
     }
 
 
-def model_view(model: ModelState | None, model_error: ApiError | None) -> None:
+def model_view(model: ModelState | None, model_error: RequestFailed | None) -> None:
     if model is None:
-        show_error(model_error or ApiError("no answer", code="unknown"), context=" (model)")
+        show_error(problem(model_error or RequestFailed(None, "no_answer", "the API gave no answer")),
+                   context=" (model)")
         return
     if model.get("state") != "loaded":
         st.error(f"**No model is loaded** (backend {md(model.get('backend', '?'))}).  \n"
@@ -362,7 +420,11 @@ def model_view(model: ModelState | None, model_error: ApiError | None) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="ResNet-50 classifier", page_icon=":material/image_search:", layout="wide")
-    api = client()
+    try:
+        api = client()
+    except ValueError as exc:  # API_URL is not an http(s) URL: nothing on this page can work
+        st.error(f"**API_URL is not usable**: {md(exc)}", icon=":material/link_off:")
+        return
     model, model_error = fetch_model(api)
     top_k = sidebar(api, model, model_error)
     st.title("ResNet-50 image classifier", anchor=False)
