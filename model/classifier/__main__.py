@@ -1,4 +1,4 @@
-"""Command line: ``python -m classifier {publish,models,evaluate,promote,quantize,rollback,serve,classify}``.
+"""Command line: ``python -m classifier {publish,models,evaluate,promote,quantize,batch,rollback,serve,classify}``.
 
 Imports stay inside the commands: ``models`` and ``rollback`` need only the
 standard library, ``serve`` never imports torch, ``classify`` (a client of a
@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +214,57 @@ def format_evaluation(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    if args.source.startswith("s3://"):
+        return _batch_s3(args)
+    from classifier.bulk import FolderBatch, image_files
+    from classifier.records import open_record_store
+
+    root = Path(args.source)
+    settings = _settings(args)
+    try:
+        total = len(image_files(root))
+        job = FolderBatch(settings, open_record_store(settings), top_k=args.top_k)
+        with (open(args.out, "w") if args.out else nullcontext(sys.stdout)) as out, \
+                Progress(total, "classifying") as progress:
+            counts = job.run(root, out, skip_done=args.skip_done, progress=progress.update)
+    except (FileNotFoundError, NotImplementedError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{counts.files} files: {counts.classified} classified, {counts.failed} failed, {counts.skipped} skipped "
+          f"(already classified) in {counts.seconds:.1f} s, {counts.images_per_second:.1f} images/s"
+          + (f"; lines in {args.out}" if args.out else ""), file=sys.stderr)
+    return 1 if counts.failed else 0
+
+
+def _batch_s3(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from classifier.bulk import follow, results_location, start_job, state_machine_from_stack
+    from classifier.inbox import parse_s3_url
+
+    try:
+        bucket, prefix = parse_s3_url(args.source)
+        arn = args.state_machine or state_machine_from_stack(args.stack)
+        execution = start_job(arn, bucket, prefix, args.top_k)
+        print(f"started {execution}", file=sys.stderr)
+        if args.no_wait:
+            print(execution)
+            return 0
+
+        def show(counts: Any) -> None:
+            print(f"  {counts.get('succeeded', 0)} of {counts.get('total', '?')} items done, "
+                  f"{counts.get('failed', 0)} failed, {counts.get('running', 0)} running", file=sys.stderr)
+
+        described = follow(execution, poll_seconds=args.poll_seconds, on_progress=show)
+    except (ValueError, LookupError, ClientError, BotoCoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    where = results_location(described)
+    print(f"{described['status']}: {execution}" + (f"; results in {where}" if where else ""))
+    return 0 if described["status"] == "SUCCEEDED" else 1
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from classifier.store import ModelStore, StoreError
 
@@ -404,6 +456,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--calibration", type=Path, metavar="DIR", help="calibration images (default: bundled photos)")
     p.add_argument("--no-activate", action="store_true", help="install the int8 version without making it current")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("batch", help="classify a folder in process, or an S3 prefix on the bulk state machine")
+    _store_arg(p)
+    p.add_argument("source", metavar="SOURCE", help="a folder, or s3://bucket/prefix")
+    p.add_argument("--out", type=Path, metavar="FILE", help="the JSON lines, one per file (default: stdout)")
+    p.add_argument("--skip-done", action="store_true", help="skip files whose sha256 already has a record")
+    p.add_argument("--top-k", type=int, default=5, choices=range(1, 21), metavar="1..20",
+                   help="predictions per image (default: %(default)s)")
+    p.add_argument("--state-machine", metavar="ARN", help="s3 sources: the state machine (default: --stack's output)")
+    p.add_argument("--stack", default="demo-service-stack",
+                   help="s3 sources: the service stack whose BulkStateMachineArn output to use (default: %(default)s)")
+    p.add_argument("--no-wait", action="store_true", help="s3 sources: print the execution ARN and return")
+    p.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("rollback", help="make an earlier version current")
     _store_arg(p)
