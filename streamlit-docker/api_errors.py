@@ -14,8 +14,8 @@ from classifier.client_http import RequestFailed, retryable
 # Headlines for the statuses a user meets; the API's own message follows them.
 _HEADLINES = {
     400: "The request was rejected",
-    401: "Access denied: check API_KEY",
-    403: "Access denied: check API_KEY",
+    401: "Access denied: check API_KEY (or API_SIGV4 and the caller's credentials)",
+    403: "Access denied: check API_KEY (or API_SIGV4 and the caller's execute-api:Invoke permission)",
     404: "Not found",
     413: "Too large",
     415: "Not a supported image",

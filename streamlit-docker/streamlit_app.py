@@ -5,6 +5,8 @@ Run with ``streamlit run streamlit_app.py``. Configured by the environment:
 - ``API_URL``: the API's base URL (default ``http://127.0.0.1:8000``, what ``make serve`` starts);
   for API Gateway, the stage URL (``https://....execute-api....amazonaws.com/prod``).
 - ``API_KEY``: sent as ``x-api-key`` when the API requires a key.
+- ``API_SIGV4``: ``1`` to sign every call with SigV4 (``api_auth=iam``): with the task role's
+  credentials on Fargate, the environment's or profile's locally; ``AWS_REGION`` as the SDKs read it.
 
 Every API call goes through the package's client (:mod:`classifier.client`, copied into the image
 without the rest of the package); its errors become messages on the page (:mod:`api_errors`), never
@@ -19,6 +21,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import altair as alt
 # (a page then failed with "partially initialized module 'pandas' has no attribute 'Timestamp'").
 import pandas  # noqa: F401
 import streamlit as st
+from models_view import models_tab
 from PIL import Image, ImageOps
 
 from classifier.client import (
@@ -88,6 +92,7 @@ def client() -> ClassifierClient:
         st.session_state.api = ClassifierClient(
             os.environ.get("API_URL") or DEFAULT_API_URL,
             api_key=os.environ.get("API_KEY") or None,
+            sigv4=os.environ.get("API_SIGV4", "").strip().lower() in ("1", "true", "yes"),
             timeout=READ_TIMEOUT,
             connect_timeout=CONNECT_TIMEOUT,
             retry=RETRY,
@@ -338,10 +343,11 @@ def history_view(api: ClassifierClient) -> None:
     head, size_col, refresh_col = st.columns([4, 2, 1], vertical_alignment="bottom")
     head.subheader("Stored classifications", anchor=False)
     page_size = size_col.segmented_control("Rows per page", PAGE_SIZES, default=20, key="page_size",
-                                           required=True)
+                                           required=True, on_change=_first_page)
     refresh_col.button("Refresh", icon=":material/refresh:", on_click=_first_page, key="history_refresh")
+    filters = history_filters()
     try:
-        page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1])
+        page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1], **filters)
     except RequestFailed as exc:
         show_error(problem(exc), context=" (history)")
         return
@@ -366,6 +372,21 @@ def history_view(api: ClassifierClient) -> None:
     with older_col.container(horizontal=True, horizontal_alignment="right"):
         st.button("Older", icon=":material/arrow_forward:", icon_position="right", key="history_older",
                   on_click=_older, args=(page.next_cursor,), disabled=page.next_cursor is None)
+
+
+def history_filters() -> dict[str, Any]:
+    """The History tab's filters (top-1 label, model version, a day range); changing one restarts paging."""
+    label_col, version_col, days_col = st.columns([2, 3, 2], vertical_alignment="bottom")
+    label = label_col.text_input("Top-1 label", key="filter_label", on_change=_first_page,
+                                 placeholder="any").strip()
+    version = version_col.text_input("Model version", key="filter_version", on_change=_first_page,
+                                     placeholder="any, or e.g. 20261122T095500Z-e9c879a52177").strip()
+    days = days_col.date_input("Days (UTC)", value=[], key="filter_days", on_change=_first_page)
+    filters: dict[str, Any] = {"label": label or None, "model_version": version or None}
+    if isinstance(days, tuple) and len(days) == 2:  # since the first day, until the day after the last
+        filters["since"] = datetime.combine(days[0], datetime.min.time(), UTC)
+        filters["until"] = datetime.combine(days[1], datetime.min.time(), UTC) + timedelta(days=1)
+    return filters
 
 
 def history_row(record: Classification) -> dict[str, Any]:
@@ -430,14 +451,17 @@ def main() -> None:
     st.title("ResNet-50 image classifier", anchor=False)
     st.caption("Photos go to the classification API; ResNet-50 answers with its best guesses.")
     banner = st.container()  # filled last: classifications can reveal an untrained model too
-    classify_tab, history_tab, model_tab = st.tabs(
-        [":material/image_search: Classify", ":material/history: History", ":material/memory: Model"])
+    classify_tab, history_tab, model_tab, versions_tab = st.tabs(
+        [":material/image_search: Classify", ":material/history: History", ":material/memory: Model",
+         ":material/inventory_2: Models"])
     with classify_tab:
         results = classify_view(api, top_k)
     with history_tab:
         history_view(api)
     with model_tab:
         model_view(model, model_error)
+    with versions_tab:
+        models_tab(api, show_error)
     with banner:
         banners(model, model_error, [r["warning"] for r in results if r.get("warning")])
 

@@ -7,30 +7,26 @@ signature with botocore before passing the request on.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from classifier.__main__ import main
 from classifier.client import ClassifierClient
-from classifier.client_http import RetryEvent, RetryPolicy, region_from_url, sigv4_signer
+from classifier.client_http import RetryEvent, RetryPolicy, region_from_url, service_for_url, sigv4_signer
 
 from helpers.aws import REGION, aws_env, new_bucket
 from helpers.photos import big_jpeg, jpeg
 from helpers.processes import LiveServer, free_port, live_server
+from helpers.sigv4 import SigV4Gateway, sigv4_gateway
 from helpers.stores import copy_store, link_large
 
 INLINE_LIMIT = 100_000  # the module's server: MAX_IMAGE_BYTES, so a few test photos need S3
@@ -74,115 +70,21 @@ def write_images(folder: Path) -> list[Path]:
 
 # -- a Function URL with IAM auth, on loopback -------------------------------------------
 
-_AUTH_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
-                      r"(?P<service>[^/]+)/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), "
-                      r"Signature=(?P<signature>[0-9a-f]{64})")
-
-
-def verify_sigv4(method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
-    """Why AWS would refuse this request, or None if the signature is valid.
-
-    The signature is recomputed with botocore's SigV4Auth from what was
-    received: the signed headers, the path and query, the body and X-Amz-Date.
-    """
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import ReadOnlyCredentials
-
-    match = _AUTH_RE.fullmatch(headers.get("authorization", ""))
-    if match is None:
-        return "missing or malformed Authorization"
-    if (match["key"], match["region"], match["service"]) != (ACCESS_KEY, REGION, "lambda"):
-        return f"wrong credential scope {match['key']}/{match['region']}/{match['service']}"
-    amz_date = headers.get("x-amz-date", "")
-    if not amz_date.startswith(match["date"]):
-        return "X-Amz-Date does not match the credential scope"
-    signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    age = abs((datetime.now(UTC) - signed_at).total_seconds())
-    if age > 300:
-        return "signature expired"
-    payload_hash = headers.get("x-amz-content-sha256")
-    if payload_hash is not None and payload_hash != hashlib.sha256(body).hexdigest():
-        return "the body does not match x-amz-content-sha256"
-    signed = match["signed"].split(";")
-    if "host" not in signed:
-        return "host is not signed"
-    request = AWSRequest(method=method, url=f"http://{headers['host']}{path}", data=body,
-                         headers={name: headers[name] for name in signed if name in headers})
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(ReadOnlyCredentials(ACCESS_KEY, SECRET_KEY, None), "lambda", REGION)
-    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-    return None if hmac.compare_digest(expected, match["signature"]) else "signature mismatch"
-
-
-class FunctionUrl(ThreadingHTTPServer):
-    """Refuses (403, as a Function URL does) what does not verify; forwards the rest to the API."""
-
-    daemon_threads = True
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(("127.0.0.1", free_port()), _FunctionUrlHandler)
-        self.upstream = upstream
-        self.verified: list[str] = []
-        self.refused: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FunctionUrlHandler(BaseHTTPRequestHandler):
-    server: FunctionUrl
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        problem = verify_sigv4(self.command, self.path, headers, body)
-        if problem is not None:
-            self.server.refused.append(problem)
-            self._reply(403, b'{"Message":"Forbidden"}', "application/json")
-            return
-        self.server.verified.append(f"{self.command} {self.path}")
-        upstream = httpx.request(self.command, self.server.upstream + self.path, content=body, timeout=60,
-                                 headers={"content-type": headers.get("content-type", "")})
-        self._reply(upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
-
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
 
 @pytest.fixture
-def function_url(api: LiveServer) -> Iterator[FunctionUrl]:
-    proxy = FunctionUrl(api.url)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+def function_url(api: LiveServer) -> Iterator[SigV4Gateway]:
+    with sigv4_gateway(api.url, service="lambda", region=REGION, access_key=ACCESS_KEY, secret_key=SECRET_KEY) as gw:
+        yield gw
 
 
-def test_signed_requests_verify_inline_and_through_s3(caller: None, function_url: FunctionUrl,
+def test_signed_requests_verify_inline_and_through_s3(caller: None, function_url: SigV4Gateway,
                                                       tmp_path: Path) -> None:
     # GIVEN a small and a large photo, and a client signing for the Function URL
     small, large = tmp_path / "small.jpg", tmp_path / "large.jpg"
     small.write_bytes(jpeg("chelsea"))
     large.write_bytes(big_jpeg("coffee", (1600, 1200)))
-    client = ClassifierClient(function_url.url, sigv4=True, inline_max_bytes=INLINE_LIMIT, retry=FAST_RETRY)
+    client = ClassifierClient(function_url.url, sigv4=True, service="lambda", inline_max_bytes=INLINE_LIMIT,
+                              retry=FAST_RETRY)
     # WHEN it classifies both
     inline, via_s3 = client.classify_file(small), client.classify_file(large)
     # THEN every API call verified (the S3 POST goes to S3 with its own presigned policy)
@@ -193,7 +95,7 @@ def test_signed_requests_verify_inline_and_through_s3(caller: None, function_url
     assert function_url.verified == ["POST /classify?top_k=5", "POST /uploads", "POST /classify?top_k=5"]
 
 
-def test_unsigned_and_wrongly_signed_requests_are_refused(caller: None, function_url: FunctionUrl,
+def test_unsigned_and_wrongly_signed_requests_are_refused(caller: None, function_url: SigV4Gateway,
                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     image = tmp_path / "cat.jpg"
     image.write_bytes(jpeg("chelsea"))
@@ -201,7 +103,7 @@ def test_unsigned_and_wrongly_signed_requests_are_refused(caller: None, function
     unsigned = ClassifierClient(function_url.url, retry=FAST_RETRY).classify_file(image)
     # A request signed with the wrong secret
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    wrong = ClassifierClient(function_url.url, sigv4=True, retry=FAST_RETRY).classify_file(image)
+    wrong = ClassifierClient(function_url.url, sigv4=True, service="lambda", retry=FAST_RETRY).classify_file(image)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     # A correctly signed request whose body is swapped on the way
     sign = sigv4_signer("lambda", REGION)
@@ -217,19 +119,25 @@ def test_unsigned_and_wrongly_signed_requests_are_refused(caller: None, function
                                     "the body does not match x-amz-content-sha256", "signature mismatch"]
 
 
-def test_cli_signs_with_sigv4(caller: None, function_url: FunctionUrl, tmp_path: Path,
+def test_cli_signs_with_sigv4(caller: None, function_url: SigV4Gateway, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     image = tmp_path / "rocket.jpg"
     image.write_bytes(jpeg("rocket"))
-    assert main(["classify", str(image), "--url", function_url.url, "--sigv4", "--json"]) == 0
+    # (the stand-in is on loopback: its service is named, as it would be read from a Function URL's host)
+    assert main(["classify", str(image), "--url", function_url.url, "--sigv4", "--service", "lambda", "--json"]) == 0
     (item,) = json.loads(capsys.readouterr().out)
     assert item["result"]["image"]["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
     assert function_url.verified == ["POST /classify?top_k=5"]
 
 
-def test_region_comes_from_a_function_url() -> None:
-    assert region_from_url("https://abcdefghij1234567890.lambda-url.eu-west-1.on.aws/") == "eu-west-1"
-    assert region_from_url("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod") is None
+def test_region_and_service_come_from_the_url() -> None:
+    function_url = "https://abcdefghij1234567890.lambda-url.eu-west-1.on.aws/"
+    rest_api = "https://a1b2c3d4e5.execute-api.eu-west-2.amazonaws.com/prod"
+    assert (region_from_url(function_url), service_for_url(function_url)) == ("eu-west-1", "lambda")
+    assert (region_from_url(rest_api), service_for_url(rest_api)) == ("eu-west-2", "execute-api")
+    # a custom domain or CloudFront in front of API Gateway: execute-api, region from the environment
+    assert (region_from_url("https://api.example.com"), service_for_url("https://api.example.com")) == (
+        None, "execute-api")
 
 
 # -- what importing the client costs ----------------------------------------------------
@@ -380,3 +288,20 @@ def test_cli_without_url_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.delenv("CLASSIFIER_URL", raising=False)
     assert main(["classify", str(tmp_path / "x.jpg")]) == 2
     assert "--url" in capsys.readouterr().err
+
+
+def test_api_gateway_with_iam_auth_refuses_unsigned_and_accepts_signed(caller: None, api: LiveServer,
+                                                                       tmp_path: Path) -> None:
+    # GIVEN API Gateway with api_auth=iam (execute-api SigV4) in front of the API, and a photo
+    image = tmp_path / "cat.jpg"
+    image.write_bytes(jpeg("chelsea"))
+    with sigv4_gateway(api.url, service="execute-api", region=REGION, access_key=ACCESS_KEY,
+                       secret_key=SECRET_KEY) as gateway:
+        # WHEN the client calls it unsigned, then signed (the service is inferred: not a Function URL)
+        unsigned = ClassifierClient(gateway.url, retry=FAST_RETRY).classify_file(image)
+        signed = ClassifierClient(gateway.url, sigv4=True, retry=FAST_RETRY).classify_file(image)
+    # THEN the unsigned call is refused as API Gateway refuses it, and the signed one verifies and answers
+    assert unsigned.error is not None and unsigned.error.status == 403
+    assert signed.error is None and signed.result is not None and signed.result["predictions"]
+    assert gateway.refused == ["missing or malformed Authorization"]
+    assert gateway.verified == ["POST /classify?top_k=5"]

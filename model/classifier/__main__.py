@@ -395,7 +395,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     try:
         client = ClassifierClient(
-            args.url, api_key=args.api_key, sigv4=args.sigv4, region=args.region, timeout=args.timeout,
+            args.url, api_key=args.api_key, sigv4=args.sigv4, service=args.service, region=args.region,
+            timeout=args.timeout,
             retry=RetryPolicy(attempts=args.retries + 1), inline_max_bytes=args.inline_max_bytes,
             on_retry=on_retry, max_connections=args.concurrency,
         )
@@ -490,8 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--api-key", default=os.environ.get("CLASSIFIER_API_KEY"),
                    help="sent as x-api-key (default: $CLASSIFIER_API_KEY)")
     p.add_argument("--sigv4", action="store_true",
-                   help="sign requests with SigV4 (service lambda) for a Function URL with IAM auth")
-    p.add_argument("--region", help="SigV4 region (default: from the Function URL, else $AWS_REGION)")
+                   help="sign requests with SigV4 with the caller's AWS credentials (api_auth=iam, a Function URL)")
+    p.add_argument("--service", choices=("execute-api", "lambda"),
+                   help="SigV4 service (default: lambda for a Function URL, execute-api otherwise)")
+    p.add_argument("--region", help="SigV4 region (default: from an AWS host name, else $AWS_REGION)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--top-k", type=int, default=5, choices=range(1, 21), metavar="1..20",
                    help="predictions per image (default: %(default)s)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 
@@ -37,6 +37,7 @@ from classifier.client_http import (
     json_or_raise,
     region_from_url,
     s3_error,
+    service_for_url,
     sigv4_signer,
 )
 
@@ -171,7 +172,7 @@ class ClassifierClient:
         api_key: str | None = None,
         sigv4: bool = False,
         region: str | None = None,
-        service: str = "lambda",
+        service: str | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
@@ -184,7 +185,7 @@ class ClassifierClient:
             raise ValueError(f"the API URL must be an http(s) URL, got {url!r}")
         self.http = ApiHttp(
             url.strip().rstrip("/"), api_key=api_key,
-            signer=sigv4_signer(service, region or region_from_url(url)) if sigv4 else None,
+            signer=sigv4_signer(service or service_for_url(url), region or region_from_url(url)) if sigv4 else None,
             timeout=urllib3.Timeout(connect=connect_timeout, read=timeout), retry=retry or RetryPolicy(),
             on_retry=on_retry, max_connections=max_connections,
         )
@@ -214,6 +215,14 @@ class ClassifierClient:
         query.update({name: value for name, value in optional.items() if value is not None})
         body = json_or_raise(self.request("GET", "/classifications", query=query))
         return ClassificationPage(items=list(body.get("items") or []), next_cursor=body.get("next_cursor"))
+
+    def model_versions(self) -> dict[str, Any]:
+        """``GET /model/versions``: every installed version, newest first, with its latest evaluation."""
+        return json_or_raise(self.request("GET", "/model/versions"))
+
+    def evaluation(self, version: str) -> dict[str, Any]:
+        """``GET /model/versions/{version}/evaluation``: that version's latest report, whole."""
+        return json_or_raise(self.request("GET", f"/model/versions/{quote(version, safe='')}/evaluation"))
 
     def uploads_enabled(self) -> bool:
         """Whether the API has an uploads bucket (images over the inline limit need one).

@@ -35,6 +35,7 @@ from classifier import __version__
 # 501 not_configured means the server has no uploads bucket: asking again will not help.
 _NOT_RETRIED_5XX = (501,)
 _LAMBDA_URL_RE = re.compile(r"^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$")
+_API_GATEWAY_RE = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 _ERROR_TEXT_CHARS = 300
 
 Signer = Callable[[str, str, bytes, dict[str, str]], dict[str, str]]
@@ -99,9 +100,17 @@ def retryable(status: int) -> bool:
 
 
 def region_from_url(url: str) -> str | None:
-    """``eu-west-1`` from ``https://<id>.lambda-url.eu-west-1.on.aws/``."""
-    match = _LAMBDA_URL_RE.fullmatch(urlsplit(url).hostname or "")
+    """``eu-west-1`` from a Function URL (``<id>.lambda-url.eu-west-1.on.aws``) or an API Gateway
+    URL (``<id>.execute-api.eu-west-1.amazonaws.com``)."""
+    host = urlsplit(url).hostname or ""
+    match = _LAMBDA_URL_RE.fullmatch(host) or _API_GATEWAY_RE.fullmatch(host)
     return match.group(1) if match else None
+
+
+def service_for_url(url: str) -> str:
+    """What a SigV4 signature must name: ``lambda`` for a Function URL; ``execute-api`` for API
+    Gateway (its own URL, a custom domain, CloudFront in front of it)."""
+    return "lambda" if _LAMBDA_URL_RE.fullmatch(urlsplit(url).hostname or "") else "execute-api"
 
 
 class ApiHttp:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pyarrow as pa
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, large_photo, texts, unescape
 from helpers.photos import jpeg
 from helpers.processes import LiveServer, free_port, live_server
+from helpers.sigv4 import sigv4_gateway
+from helpers.stores import copy_store
 
 MakeApp = Callable[[str], AppTest]
 
@@ -113,6 +119,74 @@ def test_history_pages_follow_next_cursor(server: LiveServer, app_test: MakeApp)
     # and "Newer" comes back
     at.button(key="history_newer").click().run()
     assert list(at.tabs[1].dataframe[0].value["ID"]) == [r["id"] for r in first["items"]]
+
+
+def test_history_filters_by_top_label(server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN records with different top-1 labels, and the API's own filtered page
+    with server.client() as client:
+        labels = {client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}
+                              ).json()["predictions"][0]["label"] for name in ("chelsea", "coffee", "rocket")}
+        label = sorted(labels)[0]
+        want = client.get("/classifications", params={"limit": 20, "label": label}).json()["items"]
+    at = app_test(server.url).run()
+
+    # WHEN the History tab is filtered by one of those labels
+    at.text_input(key="filter_label").set_value(label).run()
+    assert_no_exception(at)
+
+    # THEN it shows exactly the API's records with that top-1 label
+    shown = at.tabs[1].dataframe[0].value
+    assert list(shown["ID"]) == [r["id"] for r in want] and set(shown["Top label"]) == {label}
+
+
+def test_models_tab_shows_versions_and_their_evaluation(published_store: Path, tmp_path: Path,
+                                                        app_test: MakeApp) -> None:
+    # GIVEN a store whose version was evaluated on a small ImageFolder (folders are ImageNet labels)
+    store = copy_store(published_store, tmp_path / "store")
+    data = tmp_path / "data"
+    for label, name in (("tabby", "chelsea"), ("espresso", "coffee")):
+        (data / label).mkdir(parents=True)
+        (data / label / f"{name}.jpg").write_bytes(jpeg(name))
+    done = subprocess.run([sys.executable, "-m", "classifier", "evaluate", "--store", str(store), "--data", str(data),
+                           "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    with live_server(store, tmp_path) as live:
+        # WHEN the dashboard's Models tab opens
+        at = app_test(live.url).run()
+        assert_no_exception(at)
+    # THEN it lists the version as current, with the evaluation's top-1, and shows that evaluation
+    versions = at.tabs[3].dataframe[0].value
+    assert list(versions["Version"]) == [report["version"]] and bool(versions["Current"].iloc[0])
+    assert versions["Top-1"].iloc[0] == report["top1"] and versions["Images"].iloc[0] == 2
+    metrics = {m.label: m.value for m in block(at, "evaluation-summary").metric}
+    assert metrics["Top-1"] == f"{report['top1']:.1%}" and metrics["Images"] == "2"
+    assert len([e for e in at.tabs[3] if e.type == "vega_lite_chart"]) == 2  # per class, confusion
+
+
+def test_the_dashboard_signs_its_calls_when_api_sigv4_is_set(server: LiveServer, app_test: MakeApp,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN API Gateway with api_auth=iam in front of the API, and the task role's credentials
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIDDASHBOARDTASK", "AWS_SECRET_ACCESS_KEY": "task-secret",
+                   "AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
+    with sigv4_gateway(server.url, service="execute-api", region="eu-west-1", access_key="AKIDDASHBOARDTASK",
+                       secret_key="task-secret") as gateway:
+        # WHEN the dashboard opens without API_SIGV4, then with it
+        monkeypatch.delenv("API_SIGV4", raising=False)
+        refused = app_test(gateway.url).run()
+        monkeypatch.setenv("API_SIGV4", "1")
+        signed = app_test(gateway.url).run()
+        assert_no_exception(signed)
+        upload(signed, ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+    # THEN unsigned it is refused and says so; signed, every call verifies and the photo is classified
+    assert any("Access denied" in e.value for e in refused.error)
+    assert not any("Access denied" in e.value for e in signed.error)
+    assert "GET /model" in gateway.verified and any(v.startswith("POST /classify") for v in gateway.verified)
+    assert block(signed, "top-label-0").subheader[0].value
 
 
 def test_model_view_shows_version_backend_and_untrained(server: LiveServer, app_test: MakeApp) -> None:

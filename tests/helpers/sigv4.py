@@ -1,0 +1,123 @@
+"""An AWS front door on loopback that checks SigV4 as AWS does: a Function URL (service ``lambda``)
+or API Gateway with ``AWS_IAM`` auth (service ``execute-api``).
+
+It recomputes each request's signature with botocore from what it received (the
+signed headers, path and query, body and X-Amz-Date), refuses what does not verify
+with 403, as AWS does, and forwards the rest to the real API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from helpers.processes import free_port
+
+_AUTH_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
+                      r"(?P<service>[^/]+)/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), "
+                      r"Signature=(?P<signature>[0-9a-f]{64})")
+# What each service answers an unsigned or badly signed request.
+_REFUSALS = {"lambda": b'{"Message":"Forbidden"}', "execute-api": b'{"message":"Missing Authentication Token"}'}
+
+
+class SigV4Gateway(ThreadingHTTPServer):
+    """Refuses (403) what does not verify; forwards the rest to ``upstream``."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, *, service: str, region: str, access_key: str, secret_key: str) -> None:
+        super().__init__(("127.0.0.1", free_port()), _Handler)
+        self.upstream = upstream
+        self.service, self.region = service, region
+        self.access_key, self.secret_key = access_key, secret_key
+        self.verified: list[str] = []
+        self.refused: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def problem(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
+        """Why AWS would refuse this request, or None if the signature is valid."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import ReadOnlyCredentials
+
+        match = _AUTH_RE.fullmatch(headers.get("authorization", ""))
+        if match is None:
+            return "missing or malformed Authorization"
+        if (match["key"], match["region"], match["service"]) != (self.access_key, self.region, self.service):
+            return f"wrong credential scope {match['key']}/{match['region']}/{match['service']}"
+        amz_date = headers.get("x-amz-date", "")
+        if not amz_date.startswith(match["date"]):
+            return "X-Amz-Date does not match the credential scope"
+        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if abs((datetime.now(UTC) - signed_at).total_seconds()) > 300:
+            return "signature expired"
+        payload_hash = headers.get("x-amz-content-sha256")
+        if payload_hash is not None and payload_hash != hashlib.sha256(body).hexdigest():
+            return "the body does not match x-amz-content-sha256"
+        signed = match["signed"].split(";")
+        if "host" not in signed:
+            return "host is not signed"
+        request = AWSRequest(method=method, url=f"http://{headers['host']}{path}", data=body,
+                             headers={name: headers[name] for name in signed if name in headers})
+        request.context["timestamp"] = amz_date
+        signer = SigV4Auth(ReadOnlyCredentials(self.access_key, self.secret_key, None), self.service, self.region)
+        expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+        return None if hmac.compare_digest(expected, match["signature"]) else "signature mismatch"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SigV4Gateway
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        problem = self.server.problem(self.command, self.path, headers, body)
+        if problem is not None:
+            self.server.refused.append(problem)
+            self._reply(403, _REFUSALS[self.server.service], "application/json")
+            return
+        self.server.verified.append(f"{self.command} {self.path}")
+        upstream = httpx.request(self.command, self.server.upstream + self.path, content=body, timeout=60,
+                                 headers={"content-type": headers.get("content-type", "")})
+        self._reply(upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
+
+    def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def sigv4_gateway(upstream: str, *, service: str, region: str, access_key: str,
+                  secret_key: str) -> Iterator[SigV4Gateway]:
+    gateway = SigV4Gateway(upstream, service=service, region=region, access_key=access_key, secret_key=secret_key)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield gateway
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
