@@ -290,6 +290,34 @@ def test_request_ids_are_in_the_json_logs(lambda_run: LambdaRun, chelsea: bytes)
     assert base64.b64encode(chelsea).decode()[100:200] not in lambda_run.logs
 
 
+def test_logs_are_powertools_json_and_metrics_are_emf(lambda_run: LambdaRun) -> None:
+    entries = json_log_lines(lambda_run.logs)
+    version = current_version(lambda_run.store)
+    # GIVEN the access-log line of the v1 invocation: Powertools' keys, with the request's own
+    request_id = lambda_run.request_ids["v1"]
+    (access,) = [e for e in entries if e.get("message") == "request" and e.get("request_id") == request_id]
+    assert {"level", "location", "timestamp", "service"} <= set(access) and access["service"] == "classifier"
+    assert access["function_request_id"] == request_id and access["level"] == "INFO"
+    assert access["correlation_id"]  # API Gateway's request id, from the event
+    # and the model's log lines (written on the loading thread) are Powertools JSON too
+    assert any(e.get("message") == "model loaded" and e.get("service") == "classifier" for e in entries)
+    # THEN each classification wrote an EMF record with its latencies, by model version
+    emf = [e for e in entries if "_aws" in e]
+    latency = [e for e in emf if "TotalLatency" in e]
+    assert len(latency) == 2  # the v1 and v2 classifications; not the init warm-up
+    for record in latency:
+        (directive,) = record["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "Classifier"
+        assert {m["Name"] for m in directive["Metrics"]} == {"TotalLatency", "InferenceLatency", "DecodeLatency",
+                                                            "Images"}
+        assert ["model_version", "service"] in [sorted(d) for d in directive["Dimensions"]]
+        assert record["model_version"] == version and record["TotalLatency"][0] >= record["InferenceLatency"][0] > 0
+    # AND the 415 counted as an error by code, and the first invocation as the cold start
+    errors = [e for e in emf if "Errors" in e]
+    assert [e["code"] for e in errors] == ["unsupported_media_type"]
+    assert len([e for e in emf if "ColdStart" in e]) == 1
+
+
 def test_handler_package_resolves_from_the_task_root(lambda_run: LambdaRun) -> None:
     # GIVEN the environment the runtime client ran in
     out = subprocess.run(

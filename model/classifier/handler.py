@@ -17,15 +17,16 @@ from classifier import logs
 from classifier.config import Settings
 from classifier.runtime import ModelManager
 
-logs.configure()
-logging.getLogger("mangum").setLevel(logging.WARNING)  # our access log already has one line per request
 settings = Settings.from_env()
 manager = ModelManager(settings)
 manager.load_in_background()
+logs.configure()  # imports Powertools (~60 ms) while the model loads
+logging.getLogger("mangum").setLevel(logging.WARNING)  # our access log already has one line per request
 
 from mangum import Mangum  # noqa: E402  (deliberately after the load started)
 
 from classifier.api import create_app  # noqa: E402
+from classifier.middleware import WARM_UP_AGENT  # noqa: E402
 
 app = create_app(settings, manager=manager, load_model=False)
 
@@ -40,10 +41,10 @@ def warm_up(handler: Any) -> None:
     path = "/classifications/warm-up"
     event = {
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"user-agent": "init-warm-up", "x-request-id": "init-warm-up"}, "isBase64Encoded": False,
+        "headers": {"user-agent": WARM_UP_AGENT, "x-request-id": "init-warm-up"}, "isBase64Encoded": False,
         "requestContext": {
             "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "init-warm-up"},
+                     "userAgent": WARM_UP_AGENT},
             "requestId": "init-warm-up", "routeKey": "$default", "stage": "$default", "accountId": "-",
             "apiId": "-", "domainName": "localhost", "domainPrefix": "localhost", "time": "", "timeEpoch": 0,
         },

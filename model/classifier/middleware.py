@@ -13,9 +13,13 @@ import uuid
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from classifier import logs, metrics
 from classifier.errors import PayloadTooLarge
 
 log = logging.getLogger("classifier.api")
+
+# The user agent of the Lambda handler's init warm-up request (classifier.handler.warm_up).
+WARM_UP_AGENT = "init-warm-up"
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -26,11 +30,13 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 class RequestContext:
     """Request id (Lambda's, a client's ``x-request-id``, or a new one), echoed in the response;
     the ``MAX_REQUEST_BYTES`` cap (Content-Length first, then while the body streams in);
-    one access-log line; a JSON 500 for anything unhandled."""
+    the request's keys on every log line, one access-log line and its metrics; a JSON 500
+    for anything unhandled."""
 
     def __init__(self, app: ASGIApp, *, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
+        self.cold = True  # until the first real request (the init warm-up does not count)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,6 +47,10 @@ class RequestContext:
         request_id = getattr(context, "aws_request_id", None) or headers.get("x-request-id") or uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        warm_up = headers.get("user-agent") == WARM_UP_AGENT
+        cold, self.cold = self.cold and not warm_up, self.cold and warm_up
+        logs.bind(request_id=request_id, correlation_id=correlation_id(scope, headers), cold_start=cold,
+                  function_request_id=getattr(context, "aws_request_id", None))
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -71,6 +81,7 @@ class RequestContext:
             length = 0
         try:
             if length > max_body:
+                state["error_code"] = "payload_too_large"
                 response = error_response(413, "payload_too_large",
                                           f"the request body ({length} bytes) is over the {max_body}-byte limit")
                 await response(scope, receive, send_with_id)
@@ -78,6 +89,7 @@ class RequestContext:
                 await self.app(scope, limited_receive, send_with_id)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
+            state["error_code"] = "internal_error"
             if not response_started:
                 await error_response(500, "internal_error", "internal error")(scope, receive, send_with_id)
         finally:
@@ -89,4 +101,20 @@ class RequestContext:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "model_version": state.get("model_version"),
                 "images": state.get("images"),
+                "error_code": state.get("error_code"),
             })
+            if not warm_up:
+                metrics.record_request(timing=state.get("timing"), images=state.get("images"),
+                                       model_version=state.get("model_version"),
+                                       error_code=state.get("error_code"), cold_start=cold)
+            logs.unbind()
+
+
+def correlation_id(scope: Scope, headers: dict[str, str]) -> str | None:
+    """What ties this request to others: the caller's ``x-correlation-id``, else API Gateway's request id."""
+    if headers.get("x-correlation-id"):
+        return headers["x-correlation-id"]
+    event = scope.get("aws.event")
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    found = request_context.get("requestId") if isinstance(request_context, dict) else None
+    return str(found) if found else None

@@ -54,6 +54,8 @@ async def classify(request: Request) -> JSONResponse:
     request.state.images = len(images)
     results = await blocking(request, state.classifier.classify, images, k=top_k)
     request.state.model_version = results[0].model["version"]
+    request.state.timing = {"total": results[0].timing_ms["total"], "inference": results[0].timing_ms["inference"],
+                            "decode": sum(r.timing_ms["decode"] for r in results)}
     if len(results) == 1:
         return JSONResponse(results[0].as_dict())
     return JSONResponse({"results": [result.as_dict() for result in results]})
@@ -166,6 +168,7 @@ async def docs(request: Request) -> Response:
 
 async def on_classifier_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClassifierError)
+    request.state.error_code = exc.code
     return error_response(exc.status, exc.code, exc.message)
 
 
@@ -173,6 +176,7 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (unknown route, wrong method) in the API's error shape."""
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
+    request.state.error_code = code
     message = exc.detail
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
