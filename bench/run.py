@@ -51,7 +51,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,15 @@ class Contender:
     kind: str  # trial.py --contender: baseline | onnx | torch
     package: Path | None = None  # the classifier package its trial must import (None: none at all)
     pythonpath: Path | None = None  # put ahead of the installed package (an archived revision)
+    store: Path | None = None  # a store of its own (the int8 version); None: the run's store
 
 
 BASELINE = Contender("baseline", "baseline")
 OURS = (Contender("onnx", "onnx", WORKING_TREE_PACKAGE), Contender("torch", "torch", WORKING_TREE_PACKAGE))
-MAIN = (BASELINE, *OURS)  # the main table's columns; ours@REV has its own table
+# Our handler on the onnx backend serving the int8 version `quantize` derives from the run's fp32 one
+# (its store is set once that version exists: ensure_int8_store).
+INT8 = Contender("int8", "onnx", WORKING_TREE_PACKAGE)
+MAIN = (BASELINE, *OURS, INT8)  # the main table's columns; ours@REV has its own table
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,23 @@ def ensure_store(store: Path) -> str:
         subprocess.run([sys.executable, "-m", "classifier", "publish", "--store", str(store), "--weights", "random"],
                        check=True, stdout=subprocess.DEVNULL)
     return current.read_text().strip()
+
+
+def ensure_int8_store(store: Path, work: Path, version: str) -> Path:
+    """A store beside ``store`` whose current version is the int8 one derived from ``version``."""
+    target = work / "store-int8"
+    models = target / "models" / "resnet50"
+    current = models / "CURRENT"
+    if current.exists():
+        manifest = json.loads((models / "versions" / current.read_text().strip() / "manifest.json").read_text())
+        if manifest.get("derived_from") == version:
+            return target
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(store / "models", target / "models", copy_function=os.link)
+    log(f"quantizing {version} into {target} (int8)")
+    subprocess.run([sys.executable, "-m", "classifier", "quantize", "--store", str(target), "--version", version],
+                   check=True, stdout=subprocess.DEVNULL)
+    return target
 
 
 def ensure_assets(store: Path, work: Path, version: str) -> dict[str, Path]:
@@ -242,6 +263,8 @@ def spawn(contender: Contender, env: dict[str, str], photos: dict[str, Path], sc
     if contender.pythonpath is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(contender.pythonpath),
                                                                   env.get("PYTHONPATH")]))}
+    if contender.store is not None:
+        env = {**env, "MODEL_STORE": str(contender.store)}
     args = [sys.executable, str(BENCH / "trial.py"), "--contender", contender.kind,
             "--photo-1mp", str(photos["1mp"]), "--photo-12mp", str(photos["12mp"]),
             "--result", str(result_path), "--iters", str(iters), "--warmup", str(warmup),
@@ -400,6 +423,16 @@ def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> lis
     add("peak RSS", "onnx",
         ratio(get(fig, "onnx", "peak_rss_mb", "after_warm"), get(base, "peak_rss_mb", "after_warm")), 0.45,
         "baseline peak RSS")
+    # int8 (issue 12): against fp32 on the same backend, and against the naive baseline
+    p50, best = both(fig, ("int8", "warm_ms", "1mp"), ("onnx", "warm_ms", "1mp"))
+    add("warm 1 MP p50", "int8", p50, 0.5, "fp32 (onnx) warm 1 MP", best)
+    p50, best = both(fig, ("int8", "warm_ms", "1mp"), ("baseline", "warm_ms", "1mp"))
+    add("warm 1 MP p50", "int8", p50, 0.3, "baseline warm 1 MP", best)
+    p50, best = both(fig, ("int8", "cold_ms"), ("onnx", "cold_ms"))
+    add("cold start", "int8", p50, 0.6, "fp32 (onnx) cold start", best)
+    add("peak RSS", "int8",
+        ratio(get(fig, "int8", "peak_rss_mb", "after_warm"), get(fig, "onnx", "peak_rss_mb", "after_warm")), 0.5,
+        "fp32 (onnx) peak RSS")
     onnx_size = get(sizes or {}, "variants", "onnx", "bytes")
     for variant in ("torch-cpu", "torch-cuda"):
         other = get(sizes or {}, "variants", variant, "bytes")
@@ -468,8 +501,9 @@ def render(report: dict[str, Any]) -> str:
     n_cold = get(fig, "onnx", "cold_ms", "n")
     n_warm = get(fig, "onnx", "warm_ms", "1mp", "n")
     lines = [
-        "| figure | baseline | ours, onnx | ours, torch | onnx ÷ baseline | torch ÷ baseline |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| figure | baseline | ours, onnx | ours, torch | ours, onnx int8 | onnx ÷ baseline | torch ÷ baseline "
+        "| int8 ÷ baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         line(f"cold start to first 200, p50 (ms, n={n_cold})", ("cold_ms", "p50")),
         line("cold start CPU time, p50 (ms)", ("cold_cpu_ms", "p50")),
         line(f"warm ~1 MP photo, p50 (ms, n={n_warm})", ("warm_ms", "1mp", "p50"), 1),
@@ -490,7 +524,7 @@ def render(report: dict[str, Any]) -> str:
             if variant in v:
                 other_mb = v[variant]["bytes"] / 1e6
                 lines.append(f"| installed size, runtime requirements (MB), torch column = {variant} | - | "
-                             f"{onnx_mb:,.0f} | {other_mb:,.0f} | {onnx_mb / other_mb:.2f}x of {variant} | - |")
+                             f"{onnx_mb:,.0f} | {other_mb:,.0f} | - | {onnx_mb / other_mb:.2f}x of {variant} | - | - |")
     out = ["| target (this run) | measured (ratio of p50s) | limit | result | cross-check: ratio of minimums |",
            "|---|---:|---:|---|---:|"]
     for t in report["targets"]:
@@ -606,8 +640,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = (args.store or args.work / "store").resolve()
     version = ensure_store(store)
     if args.store is None:  # our handler stores a record per request: keep the bench's own store small
-        shutil.rmtree(store / "records", ignore_errors=True)
+        for path in store.glob("records.sqlite3*"):
+            path.unlink()
     files = ensure_assets(store, args.work.resolve(), version)
+    int8_store = ensure_int8_store(store, args.work.resolve(), version)
+    contenders = [replace(c, store=int8_store) if c.name == INT8.name else c for c in contenders]
     photos = {"1mp": files["1mp"], "12mp": files["12mp"]}
     env = child_env(store, files["weights"])
 

@@ -139,6 +139,14 @@ def model_load_ms(module: Any) -> float | None:
         return None
 
 
+def model_precision(module: Any) -> str | None:
+    """The precision of the version our runtime serves (None for the baseline)."""
+    try:
+        return str(module.app.state.manager.loaded.manifest.get("precision", "fp32"))
+    except AttributeError:
+        return None
+
+
 def load_contender(kind: str) -> tuple[Handler, Any]:
     """Import the contender (its whole init phase) and return its handler and module."""
     if kind == "baseline":
@@ -239,6 +247,7 @@ def main() -> int:
         # Which classifier package served (run.py checks it: the working tree's, or an archived revision's).
         "classifier_file": getattr(sys.modules.get("classifier"), "__file__", None),
         "model_load_ms": model_load_ms(module),
+        "precision": model_precision(module),
     }
 
     if args.iters > 0:

@@ -20,7 +20,7 @@ from helpers import ROOT
 from helpers.stores import copy_store
 
 AGAINST = "ours@HEAD"
-CONTENDERS = ("baseline", "onnx", "torch", AGAINST)
+CONTENDERS = ("baseline", "onnx", "torch", "int8", AGAINST)
 RUN = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"]
 
 
@@ -67,9 +67,16 @@ def test_every_contender_has_every_figure(quick_run: tuple[Path, dict[str, Any]]
 def test_our_handler_answered_with_its_own_timings(quick_run: tuple[Path, dict[str, Any]]) -> None:
     # THEN our handler's responses carried timing_ms (so the events reached the real app and got a 200)
     _, report = quick_run
-    for backend in ("onnx", "torch", AGAINST):
+    for backend in ("onnx", "torch", "int8", AGAINST):
         timing = report["figures"][backend]["server_timing_ms"]["1mp"]
         assert set(timing) >= {"decode", "inference", "total"}
+
+
+def test_the_int8_column_serves_the_int8_version(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    # THEN the int8 contender's processes served an int8 version; the others fp32
+    _, report = quick_run
+    assert {run["precision"] for run in report["raw"]["int8"]} == {"int8"}
+    assert {run["precision"] for run in report["raw"]["onnx"]} == {"fp32"}
 
 
 def test_every_target_of_the_issue_is_evaluated(quick_run: tuple[Path, dict[str, Any]]) -> None:
@@ -97,7 +104,7 @@ def test_markdown_report_shows_the_table(quick_run: tuple[Path, dict[str, Any]])
     # THEN results.md holds the comparison table and the targets with a verdict each
     out, report = quick_run
     markdown = (out / "results.md").read_text()
-    assert "| figure | baseline | ours, onnx | ours, torch |" in markdown
+    assert "| figure | baseline | ours, onnx | ours, torch | ours, onnx int8 |" in markdown
     assert markdown.count("| PASS |") + markdown.count("| FAIL |") + markdown.count("| n/a |") == len(report["targets"])
 
 

@@ -79,15 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import classifier.handler as entry
     from classifier.imaging import crop_and_normalize, open_image, oriented_size, resized_size, to_rgb
-    from classifier.records import RecordStore
-    from classifier.service import softmax, top_k
+    from classifier.records import SqliteRecordStore
+    from classifier.service import ImageInput, softmax, top_k
 
     app = entry.app
     classifier = app.state.classifier
     model = app.state.manager.current()
     spec = model.preprocessing
     backend = model.backend
-    scratch_records = RecordStore(records_root)
+    scratch_records = SqliteRecordStore(records_root / "records.sqlite3")
     report: dict[str, Any] = {"backend": args.backend, "threads": app.state.manager.threads}
     out: list[str] = [f"backend {args.backend}, threads {app.state.manager.threads}, iters {args.iters}"]
 
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert response["statusCode"] == 200, response
 
         def classify(data: bytes = data) -> None:
-            classifier.classify([data], k=5)
+            classifier.classify([ImageInput(data)], k=5)
 
         def open_(data: bytes = data) -> None:
             state["image"] = open_image(data, max_pixels=40_000_000)
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from classifier.records import new_record_id
 
             scratch_records.put({"id": new_record_id(), "predictions": [{"label": "x", "index": 1, "score": 0.5}] * 5,
-                                 "image": {"sha256": "0" * 64}, "timing_ms": {"total": 1.0}})
+                                 "model": {"version": "v"}, "image": {"sha256": "0" * 64}, "timing_ms": {"total": 1.0}})
 
         def body() -> None:
             json.dumps({"predictions": [{"label": "tabby", "index": 281, "score": 0.5}] * 5, "id": "x" * 32})
