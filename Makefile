@@ -46,6 +46,7 @@ test: venv
 ## bench/results.md (committed); the full report bench/.work/results.json (not).
 bench: venv
 	$(PY) bench/run.py --summary bench/results.md $(if $(AGAINST),--against $(AGAINST))
+	$(PY) bench/bulk.py --summary bench/results-bulk.md
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -158,3 +158,19 @@ def test_against_a_revision_without_the_runtime_fails_clearly(rev: str, message:
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_bulk_bench_measures_both_ways_and_every_store_size(tmp_path: Path) -> None:
+    # GIVEN bench/bulk.py in quick mode (16 photos; 1k and 10k records)
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bulk.py"), "--quick", "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "bulk" / "results-bulk.json").read_text())
+    # THEN both ways were measured on the same photos, and each store size has each page kind
+    assert report["batch"]["images"] == 16
+    assert is_positive_number(report["batch"]["batch_images_per_s"]) and is_positive_number(
+        report["batch"]["http_images_per_s"])
+    assert set(report["records"]) == {"1000", "10000"}
+    for row in report["records"].values():
+        assert all(is_positive_number(row[k]) for k in ("first_page_ms", "middle_page_ms", "label_page_ms"))
+    assert "batch ÷ HTTP" in (tmp_path / "results-bulk.md").read_text()
