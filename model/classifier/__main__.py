@@ -415,7 +415,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0 if all(r.error is None for r in results) else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option (tests/test_docs.py parses each documented command line with it)."""
     parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -506,7 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="larger images go through S3 (default: 4 MiB, the server's MAX_IMAGE_BYTES)")
     p.set_defaults(func=cmd_classify)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 
