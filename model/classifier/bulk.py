@@ -27,10 +27,10 @@ from classifier import logs
 from classifier.config import Settings
 from classifier.errors import ClassifierError, InvalidParameter
 from classifier.evaluate import IMAGE_SUFFIXES
-from classifier.records import RecordStore, open_record_store
+from classifier.records import RecordStore
 from classifier.runtime import ModelManager
+from classifier.s3_worker import S3Worker
 from classifier.service import Classification, Classifier, ImageInput
-from classifier.uploads import Uploads
 
 log = logging.getLogger("classifier.bulk")
 
@@ -129,15 +129,8 @@ class FolderBatch:
 # --- the Step Functions batch worker ----------------------------------------------------------
 
 
-class BatchWorker:
+class BatchWorker(S3Worker):
     """Classifies one batch of a Distributed Map: ``{"Items": [{"Key": ...}], "BatchInput": {"bucket": ...}}``."""
-
-    def __init__(self, settings: Settings, *, manager: ModelManager | None = None,
-                 records: RecordStore | None = None, uploads: Uploads | None = None) -> None:
-        self.settings = settings
-        self.records = records or open_record_store(settings)
-        self.uploads = uploads or Uploads(settings)
-        self.classifier = Classifier(settings, manager or ModelManager(settings), self.records)
 
     def process(self, event: Mapping[str, Any]) -> dict[str, Any]:
         bucket, top_k, keys = self.read_event(event)

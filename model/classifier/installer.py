@@ -43,7 +43,6 @@ from classifier import logs
 from classifier.inbox import (
     ACTIVATE_METADATA,
     MAX_PROMOTION_BYTES,
-    PROMOTION_NAME,
     ManifestKey,
     PromotionKey,
     parse_manifest_key,
@@ -103,17 +102,9 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
 
 
 def _promote(s3: Any, store: ModelStore, bucket: str, promotion: PromotionKey | None) -> dict[str, Any]:
-    from botocore.exceptions import ClientError
 
     assert promotion is not None
-    try:
-        obj = s3.get_object(Bucket=bucket, Key=promotion.key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise InstallRefused(f"s3://{bucket}/{promotion.key} no longer exists") from None
-        raise
-    if obj["ContentLength"] > MAX_PROMOTION_BYTES:
-        raise InstallRefused(f"{PROMOTION_NAME} is {obj['ContentLength']} bytes; it holds one version id")
+    obj = _small_object(s3, bucket, promotion.key, MAX_PROMOTION_BYTES, "it holds one version id")
     version = obj["Body"].read().decode("utf-8", "replace").strip()
     check_version(version)
     if version not in store.versions(promotion.name):
@@ -176,16 +167,8 @@ def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> di
 
 def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> tuple[dict[str, Any], bool]:
     """The validated manifest, and whether to make it current (its ``activate`` metadata)."""
-    from botocore.exceptions import ClientError
 
-    try:
-        obj = s3.get_object(Bucket=bucket, Key=target.key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise InstallRefused(f"s3://{bucket}/{target.key} no longer exists") from None
-        raise
-    if obj["ContentLength"] > MAX_MANIFEST_BYTES:
-        raise InstallRefused(f"manifest.json is {obj['ContentLength']} bytes; a manifest is a few KB")
+    obj = _small_object(s3, bucket, target.key, MAX_MANIFEST_BYTES, "a manifest is a few KB")
     try:
         manifest = json.loads(obj["Body"].read())
     except ValueError as exc:
@@ -200,6 +183,21 @@ def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> tuple[dict[str,
         )
     activate = str(obj.get("Metadata", {}).get(ACTIVATE_METADATA, "true")).strip().lower() != "false"
     return manifest, activate
+
+
+def _small_object(s3: Any, bucket: str, key: str, limit: int, expected: str) -> Any:
+    """``get_object`` of a small control object (a manifest, a promotion): refused if gone or too large."""
+    from botocore.exceptions import ClientError
+
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise InstallRefused(f"s3://{bucket}/{key} no longer exists") from None
+        raise
+    if obj["ContentLength"] > limit:
+        raise InstallRefused(f"{key.rsplit('/', 1)[-1]} is {obj['ContentLength']} bytes; {expected}")
+    return obj
 
 
 def _remove_stale_staging(store: ModelStore, name: str) -> None:

@@ -38,11 +38,11 @@ from typing import Any
 from classifier import logs
 from classifier.config import Settings
 from classifier.errors import ClassifierError
-from classifier.records import RecordStore, open_record_store, record_id
-from classifier.runtime import ModelManager
+from classifier.records import record_id
 from classifier.s3_notifications import CreatedObject, created_objects
-from classifier.service import Classifier, ImageInput
-from classifier.uploads import Uploads, check_upload_key
+from classifier.s3_worker import S3Worker
+from classifier.service import ImageInput
+from classifier.uploads import check_upload_key
 
 log = logging.getLogger("classifier.s3_events")
 
@@ -59,15 +59,8 @@ def upload_record_id(obj: CreatedObject) -> str:
     return record_id(obj.event_time, upload_digest(obj))
 
 
-class UploadWorker:
+class UploadWorker(S3Worker):
     """Classifies uploaded objects and stores one record per (bucket, key, ETag)."""
-
-    def __init__(self, settings: Settings, *, manager: ModelManager | None = None,
-                 records: RecordStore | None = None, uploads: Uploads | None = None) -> None:
-        self.settings = settings
-        self.records = records or open_record_store(settings)
-        self.uploads = uploads or Uploads(settings)
-        self.classifier = Classifier(settings, manager or ModelManager(settings), self.records)
 
     def process(self, obj: CreatedObject) -> dict[str, Any]:
         where = obj.where

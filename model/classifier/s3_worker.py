@@ -1,0 +1,23 @@
+"""What the functions S3 invokes share: classify images read from S3 into records.
+
+The classify-on-upload trigger (``classifier.s3_events.UploadWorker``) and the bulk
+state machine's batches (``classifier.bulk.BatchWorker``) each build one per Lambda
+instance, so the model stays loaded across events.
+"""
+
+from __future__ import annotations
+
+from classifier.config import Settings
+from classifier.records import RecordStore, open_record_store
+from classifier.runtime import ModelManager
+from classifier.service import Classifier
+from classifier.uploads import Uploads
+
+
+class S3Worker:
+    def __init__(self, settings: Settings, *, manager: ModelManager | None = None,
+                 records: RecordStore | None = None, uploads: Uploads | None = None) -> None:
+        self.settings = settings
+        self.records = records or open_record_store(settings)
+        self.uploads = uploads or Uploads(settings)
+        self.classifier = Classifier(settings, manager or ModelManager(settings), self.records)
