@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from classifier import logs
 from classifier.config import Settings
 from classifier.errors import ClassifierError, InvalidParameter
 from classifier.evaluate import IMAGE_SUFFIXES
@@ -179,16 +178,9 @@ class BatchWorker(S3Worker):
         return bucket, top_k, [str(k) for k in keys]
 
 
-_worker: BatchWorker | None = None
-
-
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point of the bulk state machine's batches."""
-    global _worker
-    logs.configure()
-    if _worker is None:  # once per Lambda instance; the model stays loaded across batches
-        _worker = BatchWorker(Settings.from_env())
-    return _worker.process(event)
+    return BatchWorker.for_this_instance().process(event)
 
 
 # --- starting and following the deployed state machine ------------------------------------------

@@ -35,8 +35,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from classifier import logs
-from classifier.config import Settings
 from classifier.errors import ClassifierError
 from classifier.records import record_id
 from classifier.s3_notifications import CreatedObject, created_objects
@@ -106,13 +104,6 @@ class UploadWorker(S3Worker):
         return {"status": "refused", "object": obj.where, "reason": reason}
 
 
-_worker: UploadWorker | None = None
-
-
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point: classify every object the event says was created."""
-    global _worker
-    logs.configure()
-    if _worker is None:  # once per Lambda instance; the model stays loaded across events
-        _worker = UploadWorker(Settings.from_env())
-    return {"results": [_worker.process(obj) for obj in created_objects(event)]}
+    return {"results": [UploadWorker.for_this_instance().process(obj) for obj in created_objects(event)]}

@@ -7,6 +7,9 @@ instance, so the model stays loaded across events.
 
 from __future__ import annotations
 
+from typing import Self
+
+from classifier import logs
 from classifier.config import Settings
 from classifier.records import RecordStore, open_record_store
 from classifier.runtime import ModelManager
@@ -21,3 +24,16 @@ class S3Worker:
         self.records = records or open_record_store(settings)
         self.uploads = uploads or Uploads(settings)
         self.classifier = Classifier(settings, manager or ModelManager(settings), self.records)
+
+    @classmethod
+    def for_this_instance(cls) -> Self:
+        """The one worker of this Lambda instance, made on its first event (logging set up then)."""
+        logs.configure()
+        worker = _instances.get(cls)
+        if worker is None:
+            worker = _instances[cls] = cls(Settings.from_env())
+        assert isinstance(worker, cls)
+        return worker
+
+
+_instances: dict[type[S3Worker], S3Worker] = {}
