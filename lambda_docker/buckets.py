@@ -15,6 +15,8 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from lambda_docker.checkov import CheckovSkip, skip_checks
+
 
 def _bucket(
     scope: Construct,
@@ -53,6 +55,15 @@ class AccessLogsBucket(Construct):
             reason="This bucket is the access-log destination of the other buckets; logging "
                    "it into itself would log its own log deliveries without end.",
         )])
+        skip_checks(self.bucket, CheckovSkip(
+            "CKV_AWS_18",
+            "The access-log destination of the other buckets: logging it into itself would log its own "
+            "log deliveries without end.",
+        ), CheckovSkip(
+            "CKV_AWS_21",
+            "S3 writes each access-log object once and never changes it; versions would only keep "
+            "expired logs longer.",
+        ))
 
 
 class SecureBucket(Construct):
@@ -86,6 +97,12 @@ class SecureBucket(Construct):
             access_logs_prefix=f"{construct_id.lower()}/",
             cors=cors,
         )
+        if not versioned:
+            skip_checks(self.bucket, CheckovSkip(
+                "CKV_AWS_21",
+                "Transient inputs under random keys, written once and expired within days: there is no "
+                "earlier version worth keeping.",
+            ))
         if event_bridge:
             cfn_bucket = self.bucket.node.default_child
             assert isinstance(cfn_bucket, s3.CfnBucket)

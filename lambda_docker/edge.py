@@ -32,6 +32,8 @@ from aws_cdk import aws_cloudfront_origins as origins
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from lambda_docker.checkov import CheckovSkip, skip_checks
+
 # The API's read-only paths, as CloudFront path patterns (case-sensitive,
 # '*' matches any characters including '/').
 CACHED_GET_PATHS = ("/classifications*", "/model", "/health")
@@ -50,7 +52,15 @@ CACHE_KEY_HEADERS = ("X-Api-Key", "Origin")
 
 
 class ApiDistribution(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, api: apigw.RestApi, stage_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        api: apigw.RestApi,
+        stage_name: str,
+        web_acl_arn: str | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
 
         # Origin path = the stage: https://<edge>/classify -> <api>/prod/classify.
@@ -79,9 +89,10 @@ class ApiDistribution(Construct):
             additional_behaviors=dict.fromkeys(CACHED_GET_PATHS, reads),
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             enable_ipv6=True,
+            web_acl_id=web_acl_arn,
         )
         self.url = f"https://{self.distribution.distribution_domain_name}/"
-        self._suppress_findings()
+        self._suppress_findings(firewalled=web_acl_arn is not None)
 
     def _read_cache_policy(self) -> cloudfront.CachePolicy:
         return cloudfront.CachePolicy(
@@ -116,8 +127,10 @@ class ApiDistribution(Construct):
             compress=True,
         )
 
-    def _suppress_findings(self) -> None:
-        NagSuppressions.add_resource_suppressions(self.distribution, list(_DISTRIBUTION_SUPPRESSIONS))
+    def _suppress_findings(self, *, firewalled: bool) -> None:
+        suppressions = [s for s in _DISTRIBUTION_SUPPRESSIONS if not (firewalled and s.id == "AwsSolutions-CFR2")]
+        NagSuppressions.add_resource_suppressions(self.distribution, suppressions)
+        skip_checks(self.distribution, *_DISTRIBUTION_SKIPS)
 
 
 _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
@@ -128,8 +141,9 @@ _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
     ),
     NagPackSuppression(
         id="AwsSolutions-CFR2",
-        reason="No WAF by default, as for the REST API (a web ACL costs at least 5 USD a month plus "
-               "requests): the API's stage throttling and optional API key bound abuse.",
+        reason="No web ACL: waf is false (the default), or the stacks deploy outside us-east-1, where a "
+               "CloudFront web ACL cannot be created (docs/security.md says how to attach one); the API's "
+               "stage throttling, and its own web ACL with waf=true, bound abuse.",
     ),
     NagPackSuppression(
         id="AwsSolutions-CFR3",
@@ -143,4 +157,11 @@ _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
                "CloudFront cannot set a minimum viewer TLS version; a custom domain with an ACM "
                "certificate would allow TLSv1.2_2021.",
     ),
+)
+
+_DISTRIBUTION_SKIPS: Sequence[CheckovSkip] = (
+    CheckovSkip("CKV_AWS_86", "Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces "
+                              "owner ownership); every request CloudFront forwards is in the API's access logs."),
+    CheckovSkip("CKV_AWS_174", "The default *.cloudfront.net certificate lets CloudFront set no minimum viewer "
+                               "TLS version; the origin connection is TLS 1.2 only."),
 )
