@@ -145,7 +145,7 @@ class ClassificationRestApi(Construct):
                        "for a broadly exposed deployment.",
             )]),
         ], apply_to_children=True)
-        stage = self.api.deployment_stage.node.default_child
+        stage = self.api.deployment_stage
         skip_checks(stage, CheckovSkip(
             "CKV_AWS_120",
             "No API Gateway cache: POST /classify answers differ per image, and the GET answers are "

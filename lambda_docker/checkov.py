@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import CfnResource
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
 METADATA_KEY = "checkov"
@@ -60,3 +61,9 @@ CDK_PROVIDER_FUNCTION = (
     CheckovSkip("CKV_AWS_115", "aws-cdk-lib's custom resource handler runs once per deploy; reserving "
                                "concurrency for it would take from the account's small quota."),
 )
+
+
+def accept_finding(construct: IConstruct, *, checkov_id: str, nag_id: str, reason: str) -> None:
+    """The same finding as both tools name it (checkov's check, cdk-nag's rule): accepted once, for one reason."""
+    NagSuppressions.add_resource_suppressions(construct, [NagPackSuppression(id=nag_id, reason=reason)])
+    skip_checks(construct, CheckovSkip(checkov_id, reason))

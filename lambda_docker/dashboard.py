@@ -50,7 +50,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from lambda_docker.auth import DashboardLogin
-from lambda_docker.checkov import LOG_GROUP_KMS, CheckovSkip, skip_checks
+from lambda_docker.checkov import LOG_GROUP_KMS, CheckovSkip, accept_finding, skip_checks
 from lambda_docker.config import AppConfig
 from lambda_docker.network import log_rejected_flows, vpc_without_nat
 from lambda_docker.paths import DASHBOARD_DIR
@@ -224,12 +224,17 @@ class Dashboard(Construct):
                 )
 
     def _suppress_findings(self, *, open_to_all: bool) -> None:
-        NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
-            id="AwsSolutions-ELB2",
+        accept_finding(
+            self.load_balancer, nag_id="AwsSolutions-ELB2", checkov_id="CKV_AWS_91",
             reason="No ALB access logs: they need a bucket with an ELB log-delivery policy and a region "
                    "known at synth; the dashboard's every API call is in the API's access logs, and "
                    "Streamlit's own log is in the container log group.",
-        )])
+        )
+        accept_finding(
+            self.cluster, nag_id="AwsSolutions-ECS4", checkov_id="CKV_AWS_65",
+            reason="One small task: ECS's free service CPU and memory metrics and the ALB's target "
+                   "metrics cover it; Container Insights would add per-task custom metrics at a cost.",
+        )
         if open_to_all:
             NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
                 id="AwsSolutions-EC23",
@@ -237,16 +242,6 @@ class Dashboard(Construct):
                        "login on 443 (80 only redirects to 443), and only Cognito users get further; the "
                        "tasks admit only this load balancer's security group.",
             )], apply_to_children=True)
-        skip_checks(self.load_balancer, CheckovSkip(
-            "CKV_AWS_91",
-            "No ALB access logs: they need a bucket with an ELB log-delivery policy and a region known at "
-            "synth; the dashboard's API calls are in the API's access logs, Streamlit's log in its log group.",
-        ))
-        skip_checks(self.cluster, CheckovSkip(
-            "CKV_AWS_65",
-            "One small task: ECS's free service CPU and memory metrics and the ALB's target metrics cover "
-            "it; Container Insights would add per-task custom metrics at a cost.",
-        ))
         skip_checks(self.log_group, LOG_GROUP_KMS)
         if open_to_all:
             skip_checks(self.load_balancer.connections.security_groups[0], CheckovSkip(
@@ -270,8 +265,3 @@ class Dashboard(Construct):
                    "pulling is limited to the CDK asset repository by the other statements.",
             applies_to=[ECR_AUTHORIZATION_RESOURCE],
         )], apply_to_children=True)
-        NagSuppressions.add_resource_suppressions(self.cluster, [NagPackSuppression(
-            id="AwsSolutions-ECS4",
-            reason="One small task: ECS's free service CPU and memory metrics and the ALB's target "
-                   "metrics cover it; Container Insights would add per-task custom metrics at a cost.",
-        )])

@@ -32,7 +32,7 @@ from aws_cdk import aws_cloudfront_origins as origins
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from lambda_docker.checkov import CheckovSkip, skip_checks
+from lambda_docker.checkov import accept_finding
 
 # The API's read-only paths, as CloudFront path patterns (case-sensitive,
 # '*' matches any characters including '/').
@@ -130,7 +130,8 @@ class ApiDistribution(Construct):
     def _suppress_findings(self, *, firewalled: bool) -> None:
         suppressions = [s for s in _DISTRIBUTION_SUPPRESSIONS if not (firewalled and s.id == "AwsSolutions-CFR2")]
         NagSuppressions.add_resource_suppressions(self.distribution, suppressions)
-        skip_checks(self.distribution, *_DISTRIBUTION_SKIPS)
+        for nag_id, checkov_id, reason in _DISTRIBUTION_FINDINGS:
+            accept_finding(self.distribution, nag_id=nag_id, checkov_id=checkov_id, reason=reason)
 
 
 _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
@@ -145,23 +146,16 @@ _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
                "CloudFront web ACL cannot be created (docs/security.md says how to attach one); the API's "
                "stage throttling, and its own web ACL with waf=true, bound abuse.",
     ),
-    NagPackSuppression(
-        id="AwsSolutions-CFR3",
-        reason="Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces owner "
-               "ownership, no ACLs); every request CloudFront forwards is in the API's access logs, "
-               "and only cached GET answers of a few seconds are not.",
-    ),
-    NagPackSuppression(
-        id="AwsSolutions-CFR4",
-        reason="The distribution uses CloudFront's default *.cloudfront.net certificate, with which "
-               "CloudFront cannot set a minimum viewer TLS version; a custom domain with an ACM "
-               "certificate would allow TLSv1.2_2021.",
-    ),
 )
 
-_DISTRIBUTION_SKIPS: Sequence[CheckovSkip] = (
-    CheckovSkip("CKV_AWS_86", "Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces "
-                              "owner ownership); every request CloudFront forwards is in the API's access logs."),
-    CheckovSkip("CKV_AWS_174", "The default *.cloudfront.net certificate lets CloudFront set no minimum viewer "
-                               "TLS version; the origin connection is TLS 1.2 only."),
+# (cdk-nag rule, checkov check, reason): the same finding as each tool names it.
+_DISTRIBUTION_FINDINGS = (
+    ("AwsSolutions-CFR3", "CKV_AWS_86",
+     "Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces owner "
+     "ownership, no ACLs); every request CloudFront forwards is in the API's access logs, "
+     "and only cached GET answers of a few seconds are not."),
+    ("AwsSolutions-CFR4", "CKV_AWS_174",
+     "The distribution uses CloudFront's default *.cloudfront.net certificate, with which "
+     "CloudFront cannot set a minimum viewer TLS version; a custom domain with an ACM "
+     "certificate would allow TLSv1.2_2021."),
 )
