@@ -52,32 +52,16 @@ class WebAcl(Construct):
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=_visibility(metric_prefix),
             rules=[
+                # Rule groups set override_action, single rules an action; "none" keeps the group's own.
                 wafv2.CfnWebACL.RuleProperty(
-                    name="RatePerIp",
-                    priority=0,
+                    name="RatePerIp", priority=0, visibility_config=_visibility(f"{metric_prefix}RatePerIp"),
                     action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                            aggregate_key_type="IP", limit=rate_limit, evaluation_window_sec=RATE_WINDOW_SECONDS,
-                        ),
-                    ),
-                    visibility_config=_visibility(f"{metric_prefix}RatePerIp"),
+                    statement=wafv2.CfnWebACL.StatementProperty(rate_based_statement=self._rate_per_ip(rate_limit)),
                 ),
                 wafv2.CfnWebACL.RuleProperty(
-                    name="CommonRules",
-                    priority=1,
+                    name="CommonRules", priority=1, visibility_config=_visibility(f"{metric_prefix}CommonRules"),
                     override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                            vendor_name="AWS", name=COMMON_RULE_SET,
-                            rule_action_overrides=[
-                                wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                    name=name, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
-                                ) for name in COUNTED_COMMON_RULES
-                            ],
-                        ),
-                    ),
-                    visibility_config=_visibility(f"{metric_prefix}CommonRules"),
+                    statement=wafv2.CfnWebACL.StatementProperty(managed_rule_group_statement=self._common_rules()),
                 ),
             ],
         )
@@ -87,6 +71,23 @@ class WebAcl(Construct):
             "Log4j lookups (CVE-2021-44228) threaten Java applications; behind this ACL run only Python "
             "(the classifier) and API Gateway, so that rule group would add a monthly fee and catch nothing.",
         ))
+
+    @staticmethod
+    def _rate_per_ip(rate_limit: int) -> wafv2.CfnWebACL.RateBasedStatementProperty:
+        return wafv2.CfnWebACL.RateBasedStatementProperty(
+            aggregate_key_type="IP", limit=rate_limit, evaluation_window_sec=RATE_WINDOW_SECONDS,
+        )
+
+    @staticmethod
+    def _common_rules() -> wafv2.CfnWebACL.ManagedRuleGroupStatementProperty:
+        return wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+            vendor_name="AWS", name=COMMON_RULE_SET,
+            rule_action_overrides=[
+                wafv2.CfnWebACL.RuleActionOverrideProperty(
+                    name=name, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
+                ) for name in COUNTED_COMMON_RULES
+            ],
+        )
 
     def associate(self, resource_arn: str) -> wafv2.CfnWebACLAssociation:
         """Put a regional resource (here: the API stage) behind this web ACL."""
