@@ -122,7 +122,7 @@ class Dashboard(Construct):
         host = config.dashboard_domain_name or self.load_balancer.load_balancer_dns_name
         self.url = f"{scheme}://{host}"
         self.login = self._require_login(config) if https else None
-        self._suppress_findings(open_to_all="0.0.0.0/0" in allowed_cidrs)
+        self._suppress_findings(https=https, open_to_all="0.0.0.0/0" in allowed_cidrs)
 
     def _task_security_group(self) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(
@@ -223,7 +223,7 @@ class Dashboard(Construct):
                     ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"Dashboard users ({cidr}) on {port}",
                 )
 
-    def _suppress_findings(self, *, open_to_all: bool) -> None:
+    def _suppress_findings(self, *, https: bool, open_to_all: bool) -> None:
         accept_finding(
             self.load_balancer, nag_id="AwsSolutions-ELB2", checkov_id="CKV_AWS_91",
             reason="No ALB access logs: they need a bucket with an ELB log-delivery policy and a region "
@@ -243,6 +243,12 @@ class Dashboard(Construct):
                        "tasks admit only this load balancer's security group.",
             )], apply_to_children=True)
         skip_checks(self.log_group, LOG_GROUP_KMS)
+        if not https:
+            plain_http = ("No dashboard_certificate_arn: plain HTTP, which synth allows only for "
+                          "dashboard_allowed_cidrs narrower than the internet; with a certificate the listener is "
+                          "HTTPS with a TLS 1.2+ policy.")
+            for check in ("CKV_AWS_2", "CKV_AWS_103"):  # HTTPS, and its TLS version
+                skip_checks(self.service.listener, CheckovSkip(check, plain_http))
         if open_to_all:
             skip_checks(self.load_balancer.connections.security_groups[0], CheckovSkip(
                 "CKV_AWS_260",

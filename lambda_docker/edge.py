@@ -128,10 +128,10 @@ class ApiDistribution(Construct):
         )
 
     def _suppress_findings(self, *, firewalled: bool) -> None:
-        suppressions = [s for s in _DISTRIBUTION_SUPPRESSIONS if not (firewalled and s.id == "AwsSolutions-CFR2")]
-        NagSuppressions.add_resource_suppressions(self.distribution, suppressions)
+        NagSuppressions.add_resource_suppressions(self.distribution, list(_DISTRIBUTION_SUPPRESSIONS))
         for nag_id, checkov_id, reason in _DISTRIBUTION_FINDINGS:
-            accept_finding(self.distribution, nag_id=nag_id, checkov_id=checkov_id, reason=reason)
+            if not (firewalled and nag_id == NO_WEB_ACL[0]):
+                accept_finding(self.distribution, nag_id=nag_id, checkov_id=checkov_id, reason=reason)
 
 
 _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
@@ -140,16 +140,17 @@ _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
         reason="A public API for callers anywhere, like the regional API behind it: no country is "
                "blocked. Add a geo restriction to the distribution if the service must not be.",
     ),
-    NagPackSuppression(
-        id="AwsSolutions-CFR2",
-        reason="No web ACL: waf is false (the default), or the stacks deploy outside us-east-1, where a "
-               "CloudFront web ACL cannot be created (docs/security.md says how to attach one); the API's "
-               "stage throttling, and its own web ACL with waf=true, bound abuse.",
-    ),
 )
 
 # (cdk-nag rule, checkov check, reason): the same finding as each tool names it.
+NO_WEB_ACL = (
+    "AwsSolutions-CFR2", "CKV_AWS_68",
+    "No web ACL: waf is false (the default), or the stacks deploy outside us-east-1, where a "
+    "CloudFront web ACL cannot be created (docs/security.md says how to attach one); the API's "
+    "stage throttling, and its own web ACL with waf=true, bound abuse.",
+)
 _DISTRIBUTION_FINDINGS = (
+    NO_WEB_ACL,
     ("AwsSolutions-CFR3", "CKV_AWS_86",
      "Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces owner "
      "ownership, no ACLs); every request CloudFront forwards is in the API's access logs, "

@@ -97,3 +97,30 @@ def test_cors_for_any_origin_warns(public: Synth, options: Synth) -> None:
         assert "X-Amz-Security-Token" in headers["method.response.header.Access-Control-Allow-Headers"]
     assert warns(public, "cors_allow_origins is '\\*'")
     assert not warns(options, "cors_allow_origins")
+
+
+def test_cognito_creates_a_user_pool_and_a_client_when_none_is_given() -> None:
+    # api_auth=cognito without api_user_pool_id: a pool of invited users with MFA, an SRP client without a
+    # secret (scripts cannot keep one), and the authorizer on that pool. The API construct alone, synthesized.
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk.assertions import Template
+
+    from lambda_docker.api import ClassificationRestApi
+    from lambda_docker.config import AppConfig
+
+    stack = Stack(App(), "CognitoApi")
+    handler = lambda_.Function(stack, "Handler", runtime=lambda_.Runtime.PYTHON_3_12, handler="index.handler",
+                               code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"))
+    api = ClassificationRestApi(stack, "Api", handler=handler, config=AppConfig(api_auth="cognito"))
+    template = Template.from_stack(stack)
+    pool_id, pool = only(template, "AWS::Cognito::UserPool")
+    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert pool["Properties"]["MfaConfiguration"] == "ON"
+    assert pool["DeletionPolicy"] == "Retain"
+    _, client = only(template, "AWS::Cognito::UserPoolClient")
+    assert client["Properties"]["GenerateSecret"] is False
+    assert "ALLOW_USER_SRP_AUTH" in client["Properties"]["ExplicitAuthFlows"]
+    _, authorizer = only(template, "AWS::ApiGateway::Authorizer")
+    assert authorizer["Properties"]["ProviderARNs"] == [{"Fn::GetAtt": [pool_id, "Arn"]}]
+    assert api.access.user_pool_client is not None
