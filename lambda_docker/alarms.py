@@ -1,11 +1,12 @@
 """The service's alarms, and where they go (context ``alarm_email``).
 
-Two alarms watch for what a user would otherwise learn from a customer:
+Alarms watch for what a user would otherwise learn from a customer:
 
 - ``ApiServerErrors``: the REST API answered 5xx (the function failed, timed
   out, or has no model to serve) at least ``API_5XX_THRESHOLD`` times in five
   minutes. A single 503 while a fresh deployment waits for its first model
   does not page anyone; a broken deployment does within five minutes.
+- the p99 latency and 5xx-rate alarms of ``observability.py``;
 - the upload classifier's dead-letter queue alarm (switch
   ``classify_on_upload``), built by ``UploadClassifier`` and handed to
   ``watch``.
@@ -37,14 +38,16 @@ ALARM_PERIOD = Duration.minutes(5)
 
 def alarm_at_or_above(
     scope: Construct, construct_id: str, *, metric: cloudwatch.IMetric, threshold: float, description: str,
+    evaluation_periods: int = 1,
 ) -> cloudwatch.Alarm:
-    """An alarm when one period of ``metric`` reaches ``threshold``; no data (no traffic) is not a breach."""
+    """An alarm when ``evaluation_periods`` periods in a row of ``metric`` reach ``threshold``; no data (no
+    traffic) is not a breach."""
     return cloudwatch.Alarm(
         scope, construct_id,
         alarm_description=description,
         metric=metric,
         threshold=threshold,
-        evaluation_periods=1,
+        evaluation_periods=evaluation_periods,
         comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )

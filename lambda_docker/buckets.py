@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
-from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
+
+from lambda_docker.checkov import CheckovSkip, accept_finding, skip_checks
 
 
 def _bucket(
@@ -48,11 +49,16 @@ class AccessLogsBucket(Construct):
         self.bucket = _bucket(self, lifecycle_rules=[
             s3.LifecycleRule(id="expire-logs", expiration=Duration.days(retention_days)),
         ])
-        NagSuppressions.add_resource_suppressions(self.bucket, [NagPackSuppression(
-            id="AwsSolutions-S1",
+        accept_finding(
+            self.bucket, nag_id="AwsSolutions-S1", checkov_id="CKV_AWS_18",
             reason="This bucket is the access-log destination of the other buckets; logging "
                    "it into itself would log its own log deliveries without end.",
-        )])
+        )
+        skip_checks(self.bucket, CheckovSkip(
+            "CKV_AWS_21",
+            "S3 writes each access-log object once and never changes it; versions would only keep "
+            "expired logs longer.",
+        ))
 
 
 class SecureBucket(Construct):
@@ -86,6 +92,12 @@ class SecureBucket(Construct):
             access_logs_prefix=f"{construct_id.lower()}/",
             cors=cors,
         )
+        if not versioned:
+            skip_checks(self.bucket, CheckovSkip(
+                "CKV_AWS_21",
+                "Transient inputs under random keys, written once and expired within days: there is no "
+                "earlier version worth keeping.",
+            ))
         if event_bridge:
             cfn_bucket = self.bucket.node.default_child
             assert isinstance(cfn_bucket, s3.CfnBucket)

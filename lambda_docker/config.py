@@ -27,6 +27,9 @@ T = TypeVar("T")
 ARCHITECTURES = ("x86_64", "arm64")
 BACKENDS = ("onnx", "torch")
 REMOVAL_POLICIES = ("retain", "destroy")
+# Who may call the REST API: SigV4-signed IAM principals, users of a Cognito user
+# pool, holders of an API key (which identifies, it does not authenticate), or anyone.
+API_AUTH_MODES = ("iam", "cognito", "api_key", "none")
 
 # The retention periods CloudWatch Logs accepts, in days, and the name of the
 # matching ``aws_logs.RetentionDays`` member (jsii enums carry names, not numbers).
@@ -51,6 +54,8 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 # The model store's rule for model names (classifier.store.NAME_RE).
 _MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
+# A Cognito user pool id: <region>_<id>.
+_USER_POOL_ID_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]{1,50}$")
 _ORIGIN_RE = re.compile(r"^(\*|https?://[^\s/]+)$")
 # An ACM certificate: arn:<partition>:acm:<region>:<account>:certificate/<id>.
 _CERTIFICATE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/[0-9a-f-]{36}$")
@@ -136,7 +141,7 @@ def _retention(raw: Any) -> int:
 
 
 def _origins(raw: Any) -> tuple[str, ...]:
-    """A JSON list (cdk.json), or a comma-separated string (``-c cors_allow_origins=a,b``)."""
+    """A JSON list (cdk.json), or a comma-separated string (``-c cors_allow_origins=a,b``); empty: no CORS."""
     origins = tuple(_string_list(raw))
     for origin in origins:
         if not _ORIGIN_RE.fullmatch(origin):
@@ -153,9 +158,9 @@ def _string_list(raw: Any) -> list[str]:
         items = json.loads(text) if text.startswith("[") else text.split(",")
     else:
         items = raw
-    if not isinstance(items, list) or not items:
-        raise ValueError("must be a non-empty list")
-    return [str(item).strip() for item in items]
+    if not isinstance(items, list):
+        raise ValueError("must be a list")
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 def _cidrs(raw: Any) -> tuple[str, ...]:
@@ -166,6 +171,7 @@ def _cidrs(raw: Any) -> tuple[str, ...]:
                 raise ValueError
             network = ipaddress.IPv4Network(item, strict=True)
         except ValueError:
+            # The load balancer listens on IPv4 only: an IPv6 block would admit no one.
             raise ValueError(f"{item!r} is not an IPv4 CIDR block like 203.0.113.0/24") from None
         cidrs.append(str(network))
     if len(set(cidrs)) != len(cidrs):
@@ -251,15 +257,30 @@ class AppConfig:
     inbox_expiration_days: int = option(30, _int(1, 3650))
     uploads_expiration_days: int = option(1, _int(1, 365))
 
-    # The REST API.
-    api_key: bool = option(False, _bool)
+    # The REST API: who may call it (docs/security.md), its throttling, which
+    # browser origins may call it (empty: no CORS; '*' is allowed, with a warning).
+    api_auth: str = option("iam", _choice(API_AUTH_MODES))
+    # api_auth=cognito: the user pool whose users may call; None: one is created.
+    api_user_pool_id: str | None = option(None, _optional(_pattern(_USER_POOL_ID_RE, "a user pool id such as "
+                                                                                      "eu-west-1_AbC123xyz")))
     throttle_rate_limit: int = option(50, _int(1, 10_000))
     throttle_burst_limit: int = option(100, _int(1, 5_000))
-    cors_allow_origins: tuple[str, ...] = option(("*",), _origins)
+    cors_allow_origins: tuple[str, ...] = option((), _origins)
+    # A stable URL: the API under this name, with this ACM certificate (in the stacks' region).
+    api_domain_name: str | None = option(None, _optional(_domain))
+    api_certificate_arn: str | None = option(None, _optional(_certificate_arn))
+    # A WAF web ACL on the API stage (AWS's common rule set, and at most
+    # waf_rate_limit requests per IP in 5 minutes); see docs/security.md for its cost.
+    waf: bool = option(False, _bool)
+    waf_rate_limit: int = option(1000, _int(10, 2_000_000_000))
+    # X-Ray traces of the API stage and the functions.
+    tracing: bool = option(False, _bool)
 
-    # Alarms (API 5xx; the upload classifier's dead-letter queue) notify this
-    # address through an SNS topic; None: the alarms have no action.
+    # Alarms (API 5xx, 5xx rate, p99 latency; the upload classifier's dead-letter
+    # queue) notify this address through an SNS topic; None: the alarms have no action.
     alarm_email: str | None = option(None, _optional(_pattern(_EMAIL_RE, "an email address")))
+    # The API's p99 latency (API Gateway's Latency) that, held for 15 minutes, is an alarm.
+    alarm_latency_p99_ms: int = option(3000, _int(100, API_GATEWAY_TIMEOUT_SECONDS * 1000))
 
     # Switches named by DESIGN.md, each a construct wired by the service stack.
     dashboard: bool = option(False, _bool)
@@ -268,10 +289,15 @@ class AppConfig:
     classify_on_upload: bool = option(False, _bool)
 
     # The dashboard (switch dashboard): HTTPS with this ACM certificate (in the
-    # stacks' region), else HTTP; the name users reach it by; who may.
+    # stacks' region) and a Cognito login (users of dashboard_user_pool_id, or of
+    # a pool created here); the name users reach it by; which networks may reach
+    # it (empty: any). Without a certificate: plain HTTP without a login, which
+    # synth allows only for dashboard_allowed_cidrs narrower than the internet.
     dashboard_certificate_arn: str | None = option(None, _optional(_certificate_arn))
     dashboard_domain_name: str | None = option(None, _optional(_domain))
-    dashboard_allowed_cidrs: tuple[str, ...] = option(("0.0.0.0/0",), _cidrs)
+    dashboard_allowed_cidrs: tuple[str, ...] = option((), _cidrs)
+    dashboard_user_pool_id: str | None = option(None, _optional(_pattern(_USER_POOL_ID_RE, "a user pool id such as "
+                                                                                            "eu-west-1_AbC123xyz")))
 
     # The Function URL (switch function_url): who may assume the invoker role;
     # None means this account (its root principal).
@@ -313,11 +339,18 @@ class AppConfig:
             values[config_field.name] = _read(context, _context_key(config_field), reading.parse, default)
         config = cls(**values)
         config._check_provisioned_within_reserved()
-        config._check_certificate_region()
+        config._check_certificate_region("dashboard_certificate_arn", "a load balancer")
+        config._check_certificate_region("api_certificate_arn", "a regional API domain")
+        config._check_api_domain()
+        config._check_user_pools()
+        config._check_dashboard_exposure()
         return config
 
     @classmethod
     def _refuse_unknown_keys(cls, context: Mapping[str, Any]) -> None:
+        if "api_key" in context:
+            raise ConfigError("context key 'api_key' is replaced by 'api_auth': use api_auth=api_key "
+                              f"(or one of {', '.join(API_AUTH_MODES)}) and remove api_key")
         known = set(cls.context_keys())
         unknown = sorted(k for k in context if k not in known and _OPTION_KEY_RE.fullmatch(k))
         if unknown:
@@ -333,13 +366,42 @@ class AppConfig:
                 f"'reserved_concurrency' ({reserved})"
             )
 
-    def _check_certificate_region(self) -> None:
-        certificate, region = self.dashboard_certificate_arn, self.aws_region
+    def _check_certificate_region(self, key: str, user: str) -> None:
+        certificate, region = getattr(self, key), self.aws_region
         if certificate is not None and region is not None and _certificate_region(certificate) != region:
             raise ConfigError(
-                f"context key 'dashboard_certificate_arn': the certificate is in "
-                f"{_certificate_region(certificate)}, the stacks deploy to {region}; a load balancer "
+                f"context key {key!r}: the certificate is in "
+                f"{_certificate_region(certificate)}, the stacks deploy to {region}; {user} "
                 "can only use a certificate from its own region"
+            )
+
+    def _check_api_domain(self) -> None:
+        if (self.api_domain_name is None) != (self.api_certificate_arn is None):
+            raise ConfigError("context keys 'api_domain_name' and 'api_certificate_arn' go together: the custom "
+                              "domain needs a certificate for that name, and a certificate alone names no domain")
+
+    def _check_user_pools(self) -> None:
+        # A pool id that would be silently ignored is a mistake worth stopping for.
+        if self.api_user_pool_id is not None and self.api_auth != "cognito":
+            raise ConfigError(f"context key 'api_user_pool_id' applies to api_auth=cognito only "
+                              f"(api_auth is {self.api_auth!r})")
+        if self.dashboard_user_pool_id is not None and self.dashboard_certificate_arn is None:
+            raise ConfigError("context key 'dashboard_user_pool_id' needs 'dashboard_certificate_arn': "
+                              "the load balancer logs users in over HTTPS only")
+        if self.dashboard and self.api_auth == "cognito":
+            raise ConfigError("context keys 'dashboard' and 'api_auth': the dashboard cannot call an API that "
+                              "wants a Cognito user's token (it has none); use api_auth=iam (the dashboard "
+                              "signs its calls with its task role) or api_key")
+
+    def _check_dashboard_exposure(self) -> None:
+        if not self.dashboard or self.dashboard_certificate_arn is not None:
+            return
+        if not self.dashboard_allowed_cidrs or any(cidr.endswith("/0") for cidr in self.dashboard_allowed_cidrs):
+            raise ConfigError(
+                "context keys 'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs': without a "
+                "certificate the dashboard is plain HTTP with no login, so it must not be open to the internet "
+                "(0.0.0.0/0, or an empty list: any network). Set dashboard_certificate_arn (HTTPS and a Cognito "
+                "login), or list your networks in dashboard_allowed_cidrs"
             )
 
 

@@ -1,7 +1,16 @@
 """The dashboard (switch ``dashboard``): the Streamlit UI from streamlit-docker/ on Fargate behind an ALB.
 
-The UI holds no state and no model; it calls the REST API (``API_URL``, and
-``API_KEY`` from Secrets Manager when the API requires a key) like any client.
+The UI holds no state and no model; it calls the REST API (``API_URL``) like
+any client: with ``api_auth=iam`` it signs each call with its task role's
+credentials (``API_SIGV4=1``; the role may invoke the API), with
+``api_auth=api_key`` it sends ``API_KEY``, read from Secrets Manager.
+
+Exposure (docs/security.md). With ``dashboard_certificate_arn``: HTTPS only
+(a TLS 1.2+ policy; port 80 only redirects to 443) and every request passes a
+Cognito login on the load balancer (``authenticate-cognito``) before it
+reaches a task; reachable from ``dashboard_allowed_cidrs``, or from anywhere
+when that list is empty. Without a certificate: plain HTTP without a login,
+which ``AppConfig`` allows only from networks narrower than the internet.
 
 Networking. The dashboard gets a small VPC of its own, in the service stack:
 two public subnets, an internet gateway, no NAT gateway. The load balancer and
@@ -26,19 +35,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy
+from aws_cdk import Annotations, Duration, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_ecs_patterns as ecs_patterns
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_elasticloadbalancingv2_actions as elbv2_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from lambda_docker.auth import DashboardLogin
+from lambda_docker.checkov import LOG_GROUP_KMS, CheckovSkip, accept_finding, skip_checks
 from lambda_docker.config import AppConfig
 from lambda_docker.network import log_rejected_flows, vpc_without_nat
 from lambda_docker.paths import DASHBOARD_DIR
@@ -69,6 +81,8 @@ CPU = 512
 MEMORY_MIB = 1024
 HTTPS_PORT = 443
 HTTP_PORT = 80
+# Who may reach an HTTPS dashboard when dashboard_allowed_cidrs is empty: anyone, to log in.
+ANYWHERE = ("0.0.0.0/0",)
 # The finding cdk-nag reports for ecr:GetAuthorizationToken, which has no resource scoping.
 ECR_AUTHORIZATION_RESOURCE = "Resource::*"
 
@@ -82,9 +96,11 @@ class Dashboard(Construct):
         config: AppConfig,
         api_url: str,
         api_key_secret: secretsmanager.ISecret | None,
+        api_invoke_policy: iam.IManagedPolicy | None,
     ) -> None:
         super().__init__(scope, construct_id)
         https = config.dashboard_certificate_arn is not None
+        allowed_cidrs = config.dashboard_allowed_cidrs or ANYWHERE
 
         self.vpc = vpc_without_nat(self, subnet_name="public", subnet_type=ec2.SubnetType.PUBLIC)
         log_rejected_flows(self, self.vpc, log_retention=config.log_retention)
@@ -93,15 +109,20 @@ class Dashboard(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY,
         )
-        self.service = self._service(config, api_url=api_url, api_key_secret=api_key_secret)
+        self.service = self._service(
+            config, api_url=api_url, api_key_secret=api_key_secret, sigv4=api_invoke_policy is not None,
+        )
+        if api_invoke_policy is not None:
+            self.service.task_definition.task_role.add_managed_policy(api_invoke_policy)
         self._configure_target_group()
         self.load_balancer = self.service.load_balancer
-        self._configure_load_balancer(https=https, allowed_cidrs=config.dashboard_allowed_cidrs)
+        self._configure_load_balancer(https=https, allowed_cidrs=allowed_cidrs)
 
         scheme = "https" if https else "http"
         host = config.dashboard_domain_name or self.load_balancer.load_balancer_dns_name
         self.url = f"{scheme}://{host}"
-        self._suppress_findings(https=https, open_to_all="0.0.0.0/0" in config.dashboard_allowed_cidrs)
+        self.login = self._require_login(config) if https else None
+        self._suppress_findings(https=https, open_to_all="0.0.0.0/0" in allowed_cidrs)
 
     def _task_security_group(self) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(
@@ -115,7 +136,7 @@ class Dashboard(Construct):
         return group
 
     def _service(
-        self, config: AppConfig, *, api_url: str, api_key_secret: secretsmanager.ISecret | None,
+        self, config: AppConfig, *, api_url: str, api_key_secret: secretsmanager.ISecret | None, sigv4: bool,
     ) -> ecs_patterns.ApplicationLoadBalancedFargateService:
         certificate_arn = config.dashboard_certificate_arn
         https = certificate_arn is not None
@@ -143,7 +164,7 @@ class Dashboard(Construct):
                 ),
                 container_name="dashboard",
                 container_port=CONTAINER_PORT,
-                environment={"API_URL": api_url},
+                environment={"API_URL": api_url, **({"API_SIGV4": "1"} if sigv4 else {})},
                 secrets=secrets,
                 log_driver=ecs.LogDrivers.aws_logs(stream_prefix="dashboard", log_group=self.log_group),
             ),
@@ -178,6 +199,23 @@ class Dashboard(Construct):
         target_group.set_attribute("deregistration_delay.timeout_seconds", str(DEREGISTRATION_DELAY_SECONDS))
         target_group.enable_cookie_stickiness(STICKINESS)
 
+    def _require_login(self, config: AppConfig) -> DashboardLogin:
+        """Replace the HTTPS listener's forward action: log in with Cognito first, then forward."""
+        login = DashboardLogin(self, "Login", config=config, url=self.url)
+        listener = self.service.listener
+        listener.add_action("LogInThenForward", action=elbv2_actions.AuthenticateCognitoAction(
+            user_pool=login.user_pool,
+            user_pool_client=login.client,
+            user_pool_domain=login.domain,
+            session_timeout=DashboardLogin.SESSION_TIMEOUT,
+            next=elbv2.ListenerAction.forward([self.service.target_group]),
+        ))
+        Annotations.of(listener).acknowledge_warning(
+            "@aws-cdk/aws-elbv2:listenerExistingDefaultActionReplaced",
+            "The pattern's forward action is replaced on purpose: the login comes first.",
+        )
+        return login
+
     def _configure_load_balancer(self, *, https: bool, allowed_cidrs: Sequence[str]) -> None:
         # Header smuggling guard (AWS Security Hub ELB.4); Streamlit sends nothing unusual.
         self.load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled", "true")
@@ -191,26 +229,43 @@ class Dashboard(Construct):
                 )
 
     def _suppress_findings(self, *, https: bool, open_to_all: bool) -> None:
-        NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
-            id="AwsSolutions-ELB2",
+        accept_finding(
+            self.load_balancer, nag_id="AwsSolutions-ELB2", checkov_id="CKV_AWS_91",
             reason="No ALB access logs: they need a bucket with an ELB log-delivery policy and a region "
                    "known at synth; the dashboard's every API call is in the API's access logs, and "
                    "Streamlit's own log is in the container log group.",
-        )])
+        )
+        accept_finding(
+            self.cluster, nag_id="AwsSolutions-ECS4", checkov_id="CKV_AWS_65",
+            reason="One small task: ECS's free service CPU and memory metrics and the ALB's target "
+                   "metrics cover it; Container Insights would add per-task custom metrics at a cost.",
+        )
         if open_to_all:
             NagSuppressions.add_resource_suppressions(self.load_balancer, [NagPackSuppression(
                 id="AwsSolutions-EC23",
-                reason="dashboard_allowed_cidrs is 0.0.0.0/0: a public web UI, open on its listener "
-                       + ("ports (443, and 80 which only redirects to 443)" if https else "port 80 (HTTP: "
-                          "no dashboard_certificate_arn given)")
-                       + "; the tasks admit only this load balancer's security group.",
+                reason="dashboard_allowed_cidrs is empty or 0.0.0.0/0 behind HTTPS: anyone may reach the "
+                       "login on 443 (80 only redirects to 443), and only Cognito users get further; the "
+                       "tasks admit only this load balancer's security group.",
             )], apply_to_children=True)
+        skip_checks(self.log_group, LOG_GROUP_KMS)
+        if not https:
+            plain_http = ("No dashboard_certificate_arn: plain HTTP, which synth allows only for "
+                          "dashboard_allowed_cidrs narrower than the internet; with a certificate the listener is "
+                          "HTTPS with a TLS 1.2+ policy.")
+            for check in ("CKV_AWS_2", "CKV_AWS_103"):  # HTTPS, and its TLS version
+                skip_checks(self.service.listener, CheckovSkip(check, plain_http))
+        if open_to_all:
+            skip_checks(self.load_balancer.connections.security_groups[0], CheckovSkip(
+                "CKV_AWS_260",
+                "Port 80 is open to all only to redirect to HTTPS (443), where Cognito asks for a login "
+                "before anything reaches the dashboard.",
+            ))
         task_definition = self.service.task_definition
         NagSuppressions.add_resource_suppressions(task_definition, [
             NagPackSuppression(
                 id="AwsSolutions-ECS2",
-                reason="The one plain environment variable is API_URL, the API's public URL; the API key, "
-                       "when there is one, comes from Secrets Manager as an ECS secret.",
+                reason="The plain environment variables are API_URL, the API's public URL, and API_SIGV4, a "
+                       "switch; the API key, when there is one, comes from Secrets Manager as an ECS secret.",
             ),
         ])
         execution_role = task_definition.execution_role
@@ -221,8 +276,3 @@ class Dashboard(Construct):
                    "pulling is limited to the CDK asset repository by the other statements.",
             applies_to=[ECR_AUTHORIZATION_RESOURCE],
         )], apply_to_children=True)
-        NagSuppressions.add_resource_suppressions(self.cluster, [NagPackSuppression(
-            id="AwsSolutions-ECS4",
-            reason="One small task: ECS's free service CPU and memory metrics and the ALB's target "
-                   "metrics cover it; Container Insights would add per-task custom metrics at a cost.",
-        )])

@@ -32,6 +32,8 @@ from aws_cdk import aws_cloudfront_origins as origins
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from lambda_docker.checkov import accept_finding
+
 # The API's read-only paths, as CloudFront path patterns (case-sensitive,
 # '*' matches any characters including '/').
 CACHED_GET_PATHS = ("/classifications*", "/model", "/health")
@@ -50,7 +52,15 @@ CACHE_KEY_HEADERS = ("X-Api-Key", "Origin")
 
 
 class ApiDistribution(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, api: apigw.RestApi, stage_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        api: apigw.RestApi,
+        stage_name: str,
+        web_acl_arn: str | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
 
         # Origin path = the stage: https://<edge>/classify -> <api>/prod/classify.
@@ -79,9 +89,10 @@ class ApiDistribution(Construct):
             additional_behaviors=dict.fromkeys(CACHED_GET_PATHS, reads),
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             enable_ipv6=True,
+            web_acl_id=web_acl_arn,
         )
         self.url = f"https://{self.distribution.distribution_domain_name}/"
-        self._suppress_findings()
+        self._suppress_findings(firewalled=web_acl_arn is not None)
 
     def _read_cache_policy(self) -> cloudfront.CachePolicy:
         return cloudfront.CachePolicy(
@@ -116,8 +127,11 @@ class ApiDistribution(Construct):
             compress=True,
         )
 
-    def _suppress_findings(self) -> None:
+    def _suppress_findings(self, *, firewalled: bool) -> None:
         NagSuppressions.add_resource_suppressions(self.distribution, list(_DISTRIBUTION_SUPPRESSIONS))
+        for nag_id, checkov_id, reason in _DISTRIBUTION_FINDINGS:
+            if not (firewalled and nag_id == NO_WEB_ACL[0]):
+                accept_finding(self.distribution, nag_id=nag_id, checkov_id=checkov_id, reason=reason)
 
 
 _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
@@ -126,21 +140,23 @@ _DISTRIBUTION_SUPPRESSIONS: Sequence[NagPackSuppression] = (
         reason="A public API for callers anywhere, like the regional API behind it: no country is "
                "blocked. Add a geo restriction to the distribution if the service must not be.",
     ),
-    NagPackSuppression(
-        id="AwsSolutions-CFR2",
-        reason="No WAF by default, as for the REST API (a web ACL costs at least 5 USD a month plus "
-               "requests): the API's stage throttling and optional API key bound abuse.",
-    ),
-    NagPackSuppression(
-        id="AwsSolutions-CFR3",
-        reason="Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces owner "
-               "ownership, no ACLs); every request CloudFront forwards is in the API's access logs, "
-               "and only cached GET answers of a few seconds are not.",
-    ),
-    NagPackSuppression(
-        id="AwsSolutions-CFR4",
-        reason="The distribution uses CloudFront's default *.cloudfront.net certificate, with which "
-               "CloudFront cannot set a minimum viewer TLS version; a custom domain with an ACM "
-               "certificate would allow TLSv1.2_2021.",
-    ),
+)
+
+# (cdk-nag rule, checkov check, reason): the same finding as each tool names it.
+NO_WEB_ACL = (
+    "AwsSolutions-CFR2", "CKV_AWS_68",
+    "No web ACL: waf is false (the default), or the stacks deploy outside us-east-1, where a "
+    "CloudFront web ACL cannot be created (docs/security.md says how to attach one); the API's "
+    "stage throttling, and its own web ACL with waf=true, bound abuse.",
+)
+_DISTRIBUTION_FINDINGS = (
+    NO_WEB_ACL,
+    ("AwsSolutions-CFR3", "CKV_AWS_86",
+     "Standard logging to S3 needs an ACL-enabled bucket (every bucket here enforces owner "
+     "ownership, no ACLs); every request CloudFront forwards is in the API's access logs, "
+     "and only cached GET answers of a few seconds are not."),
+    ("AwsSolutions-CFR4", "CKV_AWS_174",
+     "The distribution uses CloudFront's default *.cloudfront.net certificate, with which "
+     "CloudFront cannot set a minimum viewer TLS version; a custom domain with an ACM "
+     "certificate would allow TLSv1.2_2021."),
 )

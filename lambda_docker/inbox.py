@@ -38,6 +38,7 @@ from constructs import Construct
 
 from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.buckets import SecureBucket
+from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
 from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.paths import MODEL_DIR
 from lambda_docker.storage import MOUNT_PATH, StoreMount
@@ -168,6 +169,12 @@ class ModelInbox(Construct):
         cfn_bucket = self.bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)
         bucket_id = Stack.of(self).get_logical_id(cfn_bucket)
+        skip_checks(self.log_group, LOG_GROUP_KMS)
+        skip_checks(self.function, ENVIRONMENT_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip(
+            "CKV_AWS_116",
+            "A failed install changes nothing (the current version keeps serving) and is in the installer's "
+            "log group; uploading the manifest again retries it, which a queued event could not do better.",
+        ))
         suppress_vpc_function_role(self.function, NagPackSuppression(
             id="AwsSolutions-IAM5",
             reason="The installer reads whichever version is uploaded: object keys are not known "

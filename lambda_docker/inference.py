@@ -20,11 +20,16 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
 from lambda_docker.config import AppConfig
 from lambda_docker.paths import MODEL_DIR
 from lambda_docker.storage import MOUNT_PATH, StoreMount
 
 ALIAS_NAME = "live"
+# Powertools' service name (every log line's "service", every metric's "service"
+# dimension) and the metrics namespace; observability.py reads the same names.
+POWERTOOLS_SERVICE_NAME = "classifier"
+METRICS_NAMESPACE = "Classifier"
 
 
 def classifier_image(config: AppConfig, *, cmd: list[str] | None = None) -> lambda_.DockerImageCode:
@@ -51,6 +56,8 @@ def runtime_environment(config: AppConfig, *, uploads_bucket_name: str) -> dict[
         "MODEL_REFRESH_SECONDS": str(config.model_refresh_seconds),
         "INFERENCE_THREADS": str(config.inference_threads),
         "UPLOADS_BUCKET": uploads_bucket_name,
+        "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     }
 
 
@@ -74,7 +81,7 @@ def classifier_function(
     settings, each with its own handler (``cmd``), timeout, and concurrency or
     asynchronous-invocation options.
     """
-    return lambda_.DockerImageFunction(
+    function = lambda_.DockerImageFunction(
         scope, "Function",
         description=description,
         code=classifier_image(config, cmd=cmd),
@@ -88,7 +95,11 @@ def classifier_function(
         retry_attempts=retry_attempts,
         max_event_age=max_event_age,
         dead_letter_queue=dead_letter_queue,
+        tracing=lambda_.Tracing.ACTIVE if config.tracing else None,
     )
+    skip_checks(function, ENVIRONMENT_KMS, *([NO_RESERVED_CONCURRENCY] if reserved_concurrency is None else []))
+    skip_checks(function.log_group, LOG_GROUP_KMS)
+    return function
 
 
 class InferenceFunction(Construct):
@@ -107,6 +118,11 @@ class InferenceFunction(Construct):
             reserved_concurrency=config.reserved_concurrency,
         )
         self.log_group = self.function.log_group
+        skip_checks(self.function, CheckovSkip(
+            "CKV_AWS_116",
+            "Invoked synchronously (API Gateway, the Function URL): a failure is answered to the caller, "
+            "and a dead-letter queue only ever receives failed asynchronous invocations.",
+        ))
         self.alias = lambda_.Alias(
             self, "Alias",
             alias_name=ALIAS_NAME,

@@ -13,24 +13,33 @@ subnets) alike.
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambda_docker.checkov import CDK_PROVIDER_FUNCTION, LOG_GROUP_KMS, skip_checks
 from lambda_docker.two_az_stack import AZ_COUNT
+
+# The stack-wide handler aws-cdk-lib adds for @aws-cdk/aws-ec2:restrictDefaultSecurityGroup.
+RESTRICT_DEFAULT_SG_PROVIDER = "Custom::VpcRestrictDefaultSGCustomResourceProvider"
 
 
 def vpc_without_nat(scope: Construct, *, subnet_name: str, subnet_type: ec2.SubnetType) -> ec2.Vpc:
     """A VPC in ``scope`` ("Vpc"): one ``subnet_type`` subnet per AZ, no NAT gateway."""
-    return ec2.Vpc(
+    vpc = ec2.Vpc(
         scope, "Vpc",
         max_azs=AZ_COUNT,
         nat_gateways=0,
         subnet_configuration=[ec2.SubnetConfiguration(name=subnet_name, subnet_type=subnet_type, cidr_mask=24)],
     )
+    provider = Stack.of(scope).node.try_find_child(RESTRICT_DEFAULT_SG_PROVIDER)
+    handler = provider.node.try_find_child("Handler") if provider is not None else None
+    if isinstance(handler, CfnResource):
+        skip_checks(handler, *CDK_PROVIDER_FUNCTION)
+    return vpc
 
 
 def log_rejected_flows(scope: Construct, vpc: ec2.Vpc, *, log_retention: logs.RetentionDays) -> logs.LogGroup:
@@ -40,6 +49,7 @@ def log_rejected_flows(scope: Construct, vpc: ec2.Vpc, *, log_retention: logs.Re
     every accepted flow (NFS, S3, HTTPS) would cost more than it tells.
     """
     flow_logs = logs.LogGroup(scope, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+    skip_checks(flow_logs, LOG_GROUP_KMS)
     vpc.add_flow_log(
         "FlowLog",
         destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),

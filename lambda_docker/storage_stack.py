@@ -66,12 +66,13 @@ class StorageStack(TwoAzStack):
                 expiration=Duration.days(config.uploads_expiration_days),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             )],
+            # Browsers on the API's CORS origins may POST here too; no origins, no rule.
             cors=[s3.CorsRule(
                 allowed_methods=[s3.HttpMethods.POST],
                 allowed_origins=list(config.cors_allow_origins),
                 allowed_headers=["*"],
                 max_age=3600,
-            )],
+            )] if config.cors_allow_origins else None,
             # Always on, whatever classify_on_upload says: the switch then only
             # adds or removes a rule in the service stack, never changes this one.
             event_bridge=True,

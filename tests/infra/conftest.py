@@ -3,8 +3,9 @@
 Synthesis runs in-process (the same ``lambda_docker.build`` that ``app.py``
 calls), with cdk-nag's AwsSolutions checks attached, into a temporary cloud
 assembly. Building an app costs seconds of jsii round trips, so the suite
-builds four: the defaults from cdk.json, every option changed, every switch
-on with the other defaults, and an imported file system.
+builds five: the defaults from cdk.json, every option changed, every switch
+on with the other defaults, existing resources given by id (a file system, a
+user pool), and the least protected deployment synth allows.
 """
 
 from __future__ import annotations
@@ -44,11 +45,17 @@ OPTIONS: dict[str, Any] = {
     "efs_removal_policy": "destroy",
     "inbox_expiration_days": 14,
     "uploads_expiration_days": 3,
-    "api_key": True,
+    "api_auth": "api_key",
     "throttle_rate_limit": 10,
     "throttle_burst_limit": 20,
     "cors_allow_origins": ["https://example.com"],
+    "api_domain_name": "api.example.com",
+    "api_certificate_arn": "arn:aws:acm:eu-west-1:111122223333:certificate/1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809",
+    "waf": True,
+    "waf_rate_limit": 500,
+    "tracing": True,
     "alarm_email": "ops@example.com",
+    "alarm_latency_p99_ms": 2000,
     "dashboard": True,
     "function_url": True,
     "edge": True,
@@ -56,13 +63,28 @@ OPTIONS: dict[str, Any] = {
     "dashboard_certificate_arn": "arn:aws:acm:eu-west-1:111122223333:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
     "dashboard_domain_name": "dashboard.example.com",
     "dashboard_allowed_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
+    "dashboard_user_pool_id": "eu-west-1_DashUsers1",
     "function_url_invoker_principal": "arn:aws:iam::444455556666:role/image-pipeline",
 }
-# Every switch on, everything else as cdk.json has it: the dashboard on plain
-# HTTP open to all, no API key, the Function URL for this account.
-SWITCHES: dict[str, Any] = {"dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True}
+# Every switch on, everything else as cdk.json has it (SigV4, the Function URL
+# for this account, us-east-1, so that the edge gets a web ACL too), and what
+# the dashboard then needs: a certificate (and its name) for HTTPS and a login,
+# open to any network.
+SWITCHES: dict[str, Any] = {
+    "dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True, "waf": True, "tracing": True,
+    "dashboard_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+    "dashboard_domain_name": "dashboard.example.com",
+}
 IMPORTED_FILE_SYSTEM_ID = "fs-0123456789abcdef0"
-IMPORTED: dict[str, Any] = {"efs_file_system_id": IMPORTED_FILE_SYSTEM_ID}
+IMPORTED_USER_POOL_ID = "us-east-1_ApiUsers99"
+IMPORTED: dict[str, Any] = {
+    "efs_file_system_id": IMPORTED_FILE_SYSTEM_ID, "api_auth": "cognito", "api_user_pool_id": IMPORTED_USER_POOL_ID,
+}
+# The least protected deployment synth allows: a public API open to scripts on
+# any site, a plain HTTP dashboard without a login, for one network.
+PUBLIC: dict[str, Any] = {
+    "api_auth": "none", "cors_allow_origins": ["*"], "dashboard": True, "dashboard_allowed_cidrs": ["203.0.113.0/24"],
+}
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -134,10 +156,16 @@ def switches(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """The app mounting an existing file system."""
+    """The app mounting an existing file system, its API open to an existing user pool's users."""
     return synth(tmp_path_factory.mktemp("cdk-imported"), IMPORTED)
 
 
 @pytest.fixture(scope="session")
-def all_synths(default: Synth, options: Synth, switches: Synth, imported: Synth) -> dict[str, Synth]:
-    return {"default": default, "options": options, "switches": switches, "imported": imported}
+def public(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app with a public API and a plain HTTP dashboard for one network."""
+    return synth(tmp_path_factory.mktemp("cdk-public"), PUBLIC)
+
+
+@pytest.fixture(scope="session")
+def all_synths(default: Synth, options: Synth, switches: Synth, imported: Synth, public: Synth) -> dict[str, Synth]:
+    return {"default": default, "options": options, "switches": switches, "imported": imported, "public": public}

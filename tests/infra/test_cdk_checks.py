@@ -12,7 +12,7 @@ from aws_cdk.assertions import Annotations, Match
 
 from .conftest import ROOT, SWITCHES, Synth, image_kind
 
-VARIANTS = ("default", "options", "switches", "imported")
+VARIANTS = ("default", "options", "switches", "imported", "public")
 # The CLI must never build the image at synth time: point it at a docker that always fails.
 CLI_ENV = {
     **os.environ,
@@ -79,7 +79,7 @@ def test_cdk_cli_synthesizes_both_stacks_with_every_switch_on_without_docker(tmp
     # nag passes, and both images (the function's and the dashboard's) are only staged
     # (their build context with its Dockerfile), never built.
     out = tmp_path / "cdk.out"
-    switches = [arg for key in SWITCHES for arg in ("-c", f"{key}=true")]
+    switches = [arg for key, value in SWITCHES.items() for arg in ("-c", f"{key}={'true' if value is True else value}")]
     result = cdk("synth", "--all", "--quiet", *switches, outdir=out)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {p.name for p in out.glob("*.template.json")} == {

@@ -28,22 +28,23 @@ def test_the_option_fixtures_cover_every_context_key() -> None:
 
 
 def test_defaults() -> None:
-    # The documented defaults: demo stacks, onnx on x86_64, no API key, EFS kept on delete.
+    # The documented defaults: demo stacks, onnx on x86_64, SigV4 on the API, no CORS, EFS kept on delete.
     cfg = config()
     assert (cfg.storage_stack_name, cfg.service_stack_name) == ("demo-storage-stack", "demo-service-stack")
     assert (cfg.backend, cfg.architecture, cfg.memory_mb, cfg.timeout_seconds) == ("onnx", "x86_64", 3008, 28)
     assert cfg.reserved_concurrency is None and cfg.provisioned_concurrency == 0
-    assert cfg.api_key is False and cfg.efs_removal_policy == "retain" and cfg.efs_file_system_id is None
+    assert cfg.api_auth == "iam" and cfg.cors_allow_origins == () and not (cfg.waf or cfg.tracing)
+    assert cfg.efs_removal_policy == "retain" and cfg.efs_file_system_id is None
     assert not (cfg.dashboard or cfg.function_url or cfg.edge or cfg.classify_on_upload)
     assert cfg.dashboard_certificate_arn is None and cfg.dashboard_domain_name is None
-    assert cfg.dashboard_allowed_cidrs == ("0.0.0.0/0",) and cfg.function_url_invoker_principal is None
+    assert cfg.dashboard_allowed_cidrs == () and cfg.function_url_invoker_principal is None
 
 
 def test_command_line_strings_are_parsed() -> None:
     # `cdk synth -c key=value` passes strings; they mean the same as JSON values.
-    cfg = config(memory_mb="4096", api_key="true", reserved_concurrency="10", provisioned_concurrency="3",
+    cfg = config(memory_mb="4096", api_auth="API_KEY", reserved_concurrency="10", provisioned_concurrency="3",
                  cors_allow_origins="https://a.example,https://b.example", architecture="ARM64")
-    assert cfg.memory_mb == 4096 and cfg.api_key is True
+    assert cfg.memory_mb == 4096 and cfg.api_auth == "api_key"
     assert (cfg.reserved_concurrency, cfg.provisioned_concurrency) == (10, 3)
     assert cfg.cors_allow_origins == ("https://a.example", "https://b.example")
     assert cfg.architecture == "arm64"
@@ -79,7 +80,14 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("efs_file_system_id", "my-filesystem"),
     ("inbox_expiration_days", 0),
     ("uploads_expiration_days", 0),
-    ("api_key", "maybe"),
+    ("api_auth", "oauth"),
+    ("api_user_pool_id", "my-pool"),
+    ("api_domain_name", "https://api.example.com"),
+    ("api_certificate_arn", "my-certificate"),
+    ("waf", "maybe"),
+    ("waf_rate_limit", 5),
+    ("tracing", "xray"),
+    ("alarm_latency_p99_ms", 30_000),
     ("throttle_rate_limit", 0),
     ("throttle_burst_limit", 10_000),
     ("cors_allow_origins", "example.com"),
@@ -97,7 +105,7 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("dashboard_allowed_cidrs", "203.0.113.7"),
     ("dashboard_allowed_cidrs", ["203.0.113.1/24"]),
     ("dashboard_allowed_cidrs", ["2001:db8::/32"]),
-    ("dashboard_allowed_cidrs", []),
+    ("dashboard_user_pool_id", "pool"),
     ("dashboard_allowed_cidrs", ["203.0.113.0/24", "203.0.113.0/24"]),
     ("function_url_invoker_principal", "everyone"),
     ("function_url_invoker_principal", "arn:aws:iam::111122223333:group/admins"),
@@ -144,3 +152,64 @@ def test_keys_the_cdk_cli_writes_are_left_alone() -> None:
                     "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"],
                     "@aws-cdk/core:newStyleStackSynthesis": True})
     assert cfg == AppConfig()
+
+
+CERTIFICATE = "arn:aws:acm:eu-west-1:111122223333:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+
+def test_api_key_is_replaced_by_api_auth() -> None:
+    # An old cdk.json's api_key is refused with the key that replaces it, not ignored.
+    with pytest.raises(ConfigError, match=r"'api_key' is replaced by 'api_auth'.*api_auth=api_key"):
+        config(api_key=True)
+
+
+def test_empty_lists_from_the_command_line() -> None:
+    # -c cors_allow_origins= and an empty JSON list both mean none.
+    assert config(cors_allow_origins="[]").cors_allow_origins == ()
+    assert config(dashboard_allowed_cidrs=[]).dashboard_allowed_cidrs == ()
+
+
+def test_api_domain_and_certificate_go_together() -> None:
+    # A name without a certificate (or the reverse) cannot make a custom domain.
+    with pytest.raises(ConfigError, match=r"'api_domain_name' and 'api_certificate_arn'"):
+        config(api_domain_name="api.example.com")
+    with pytest.raises(ConfigError, match=r"'api_domain_name' and 'api_certificate_arn'"):
+        config(api_certificate_arn=CERTIFICATE)
+    cfg = config(api_domain_name="API.example.com", api_certificate_arn=CERTIFICATE)
+    assert (cfg.api_domain_name, cfg.api_certificate_arn) == ("api.example.com", CERTIFICATE)
+
+
+def test_api_certificate_must_be_in_the_stacks_region() -> None:
+    # A regional custom domain takes a certificate of its own region only.
+    with pytest.raises(ConfigError, match=r"'api_certificate_arn'.*eu-west-1.*us-east-1"):
+        config(**{"aws-region": "us-east-1", "api_domain_name": "api.example.com", "api_certificate_arn": CERTIFICATE})
+
+
+def test_user_pool_ids_that_would_be_ignored_are_refused() -> None:
+    # api_user_pool_id means nothing without api_auth=cognito, dashboard_user_pool_id nothing without HTTPS.
+    with pytest.raises(ConfigError, match="'api_user_pool_id'"):
+        config(api_user_pool_id="eu-west-1_AbC123xyz")
+    assert config(api_auth="cognito", api_user_pool_id="eu-west-1_AbC123xyz").api_user_pool_id == "eu-west-1_AbC123xyz"
+    with pytest.raises(ConfigError, match=r"'dashboard_user_pool_id'.*'dashboard_certificate_arn'"):
+        config(dashboard_user_pool_id="eu-west-1_AbC123xyz")
+
+
+def test_dashboard_cannot_call_a_cognito_api() -> None:
+    # The dashboard has no user token to send; synth says so instead of deploying a broken UI.
+    with pytest.raises(ConfigError, match=r"'dashboard' and 'api_auth'"):
+        config(dashboard=True, api_auth="cognito", dashboard_certificate_arn=CERTIFICATE)
+
+
+@pytest.mark.parametrize("cidrs", [[], ["0.0.0.0/0"], ["203.0.113.0/24", "0.0.0.0/0"]])
+def test_synth_refuses_a_plain_http_dashboard_open_to_the_internet(cidrs: list[str]) -> None:
+    # No certificate means no TLS and no login: the keys to fix are named.
+    with pytest.raises(ConfigError, match=r"'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs'"):
+        config(dashboard=True, dashboard_allowed_cidrs=cidrs)
+
+
+def test_a_dashboard_is_allowed_behind_https_or_for_named_networks() -> None:
+    # A certificate (HTTPS and a login) may face the internet; plain HTTP only a network narrower than it.
+    assert config(dashboard=True, dashboard_certificate_arn=CERTIFICATE).dashboard_allowed_cidrs == ()
+    assert config(dashboard=True, dashboard_certificate_arn=CERTIFICATE,
+                  dashboard_allowed_cidrs=["0.0.0.0/0"]).dashboard_allowed_cidrs == ("0.0.0.0/0",)
+    assert config(dashboard=True, dashboard_allowed_cidrs=["10.0.0.0/8"]).dashboard_allowed_cidrs == ("10.0.0.0/8",)

@@ -81,8 +81,7 @@ def test_bucket_expirations(options: Synth) -> None:
         "LifecycleConfiguration": {"Rules": [Match.object_like({"ExpirationInDays": 14})]},
     })
     options.storage.has_resource_properties("AWS::S3::Bucket", {
-        "CorsConfiguration": Match.any_value(),
-        "LifecycleConfiguration": {"Rules": [Match.object_like({"ExpirationInDays": 3})]},
+        "LifecycleConfiguration": {"Rules": [Match.object_like({"Id": "expire-uploads", "ExpirationInDays": 3})]},
     })
 
 
@@ -94,7 +93,7 @@ def test_throttling_limits(options: Synth) -> None:
 
 
 def test_cors_origins(options: Synth) -> None:
-    # cors_allow_origins reaches the API's preflight and the uploads bucket's CORS rule.
+    # cors_allow_origins reaches the API's preflight and the uploads bucket's CORS rule (browsers POST uploads).
     for method in resources(options.service, "AWS::ApiGateway::Method", {"HttpMethod": "OPTIONS"}).values():
         headers = method["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
         assert headers["method.response.header.Access-Control-Allow-Origin"] == "'https://example.com'"
@@ -104,7 +103,7 @@ def test_cors_origins(options: Synth) -> None:
 
 
 def test_api_key_and_usage_plan(options: Synth) -> None:
-    # api_key=true: every proxied method needs the key; a usage plan throttles it; its id is an output.
+    # api_auth=api_key: every proxied method needs the key; a usage plan throttles it; its id is an output.
     options.service.resource_count_is("AWS::ApiGateway::ApiKey", 1)
     options.service.has_resource_properties("AWS::ApiGateway::UsagePlan", {
         "Throttle": {"RateLimit": 10, "BurstLimit": 20},

@@ -9,13 +9,9 @@ from aws_cdk.assertions import Match
 
 from .conftest import Synth, image_kind
 from .test_service_stack import inference_function
-from .test_storage_stack import only, resources
+from .test_storage_stack import only, resources, uploads_bucket
 
 HANDLER = "classifier.s3_events.handler"
-
-
-def uploads_bucket(synth: Synth) -> tuple[str, dict[str, Any]]:
-    return only(synth.storage, "AWS::S3::Bucket", {"CorsConfiguration": Match.any_value()})
 
 
 def upload_function(synth: Synth) -> tuple[str, dict[str, Any]]:

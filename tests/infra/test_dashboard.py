@@ -1,7 +1,9 @@
 """The dashboard (switch ``dashboard``): Streamlit on Fargate behind an ALB, in a VPC of its own.
 
-``switches``: plain HTTP, open to all, no API key. ``options``: HTTPS with a
-certificate and a domain name, a CIDR allow list, an API key, arm64.
+``switches``: HTTPS with a Cognito login on a pool created here, open to any
+network, SigV4 to the API. ``options``: HTTPS for a CIDR allow list with an
+existing user pool, an API key, arm64. ``public``: plain HTTP for one network,
+a public API.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from .conftest import OPTIONS, Synth
+from .conftest import OPTIONS, PUBLIC, SWITCHES, Synth
 from .test_storage_stack import only, resources
 from helpers.dashboard import files_under, stage_build_context
 
@@ -173,11 +175,29 @@ def test_container_logs_have_a_retention(switches: Synth) -> None:
     assert resources(switches.service, "AWS::Logs::LogGroup")[group_id]["Properties"]["RetentionInDays"] == 30
 
 
+def environment(synth: Synth) -> dict[str, Any]:
+    return {v["Name"]: v["Value"] for v in task_container(synth)["Environment"]}
+
+
 def test_dashboard_calls_the_rest_api_stage(switches: Synth) -> None:
     # API_URL is the stage URL the ApiUrl output shows.
-    (variable,) = task_container(switches)["Environment"]
-    assert variable["Name"] == "API_URL"
-    assert variable["Value"] == switches.service.find_outputs("ApiUrl")["ApiUrl"]["Value"]
+    assert environment(switches)["API_URL"] == switches.service.find_outputs("ApiUrl")["ApiUrl"]["Value"]
+
+
+def test_dashboard_signs_its_calls_with_a_task_role_that_may_invoke_the_api(switches: Synth) -> None:
+    # api_auth=iam: API_SIGV4=1, and the task role carries the API's invoke policy.
+    assert environment(switches)["API_SIGV4"] == "1"
+    policy_id, _ = only(switches.service, "AWS::IAM::ManagedPolicy")
+    _, task = only(switches.service, "AWS::ECS::TaskDefinition")
+    task_role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    role = resources(switches.service, "AWS::IAM::Role")[task_role_id]
+    assert role["Properties"]["ManagedPolicyArns"] == [{"Ref": policy_id}]
+
+
+def test_no_signing_without_iam(options: Synth, public: Synth) -> None:
+    # api_key and none: nothing to sign, no invoke policy for the tasks.
+    for synth in (options, public):
+        assert "API_SIGV4" not in environment(synth)
 
 
 def test_no_secret_without_an_api_key(switches: Synth) -> None:
@@ -198,22 +218,67 @@ def test_api_key_reaches_the_task_from_secrets_manager(options: Synth) -> None:
     ])}})
 
 
-def test_http_listener_without_a_certificate(switches: Synth) -> None:
-    # No dashboard_certificate_arn: one HTTP listener on 80, forwarding to the tasks.
-    _, listener = only(switches.service, "AWS::ElasticLoadBalancingV2::Listener")
+def test_http_listener_without_a_certificate(public: Synth) -> None:
+    # No dashboard_certificate_arn: one HTTP listener on 80, forwarding to the tasks, for the one allowed network.
+    _, listener = only(public.service, "AWS::ElasticLoadBalancingV2::Listener")
     assert (listener["Properties"]["Port"], listener["Properties"]["Protocol"]) == (80, "HTTP")
     assert listener["Properties"]["DefaultActions"][0]["Type"] == "forward"
-    switches.service.has_output("DashboardUrl", {"Value": {"Fn::Join": ["", [
+    public.service.has_output("DashboardUrl", {"Value": {"Fn::Join": ["", [
         "http://", {"Fn::GetAtt": [Match.any_value(), "DNSName"]},
     ]]}})
+    _, group = load_balancer_group(public)
+    ingress = [(r["CidrIp"], r["FromPort"]) for r in group["Properties"]["SecurityGroupIngress"]]
+    assert ingress == [(PUBLIC["dashboard_allowed_cidrs"][0], 80)]
 
 
-def test_open_http_dashboard_carries_its_nag_suppression(switches: Synth) -> None:
-    # 0.0.0.0/0 on port 80 is a finding (EC23), suppressed on the load balancer's group with its reason.
+def test_https_dashboard_open_to_all_carries_its_nag_suppression(switches: Synth) -> None:
+    # Empty dashboard_allowed_cidrs behind HTTPS: 443 and 80 (redirect) from anywhere, a finding (EC23)
+    # suppressed on the load balancer's group with its reason: the login.
     _, group = load_balancer_group(switches)
-    assert [(r["CidrIp"], r["FromPort"]) for r in group["Properties"]["SecurityGroupIngress"]] == [("0.0.0.0/0", 80)]
+    ingress = {(r["CidrIp"], r["FromPort"]) for r in group["Properties"]["SecurityGroupIngress"]}
+    assert ingress == {("0.0.0.0/0", 443), ("0.0.0.0/0", 80)}
     rules = {r["id"]: r["reason"] for r in group["Metadata"]["cdk_nag"]["rules_to_suppress"]}
-    assert "HTTP" in rules["AwsSolutions-EC23"]
+    assert "Cognito" in rules["AwsSolutions-EC23"]
+
+
+def https_listener(synth: Synth) -> dict[str, Any]:
+    _, listener = only(synth.service, "AWS::ElasticLoadBalancingV2::Listener", {"Protocol": "HTTPS"})
+    return dict(listener["Properties"])
+
+
+def test_https_listener_logs_users_in_with_cognito_before_forwarding(switches: Synth) -> None:
+    # authenticate-cognito first (the pool, client and hosted-UI domain created here), then forward.
+    pool_id, pool = only(switches.service, "AWS::Cognito::UserPool")
+    client_id, client = only(switches.service, "AWS::Cognito::UserPoolClient")
+    domain_id, _ = only(switches.service, "AWS::Cognito::UserPoolDomain")
+    login, forward = sorted(https_listener(switches)["DefaultActions"], key=lambda a: a["Order"])
+    assert (login["Type"], forward["Type"]) == ("authenticate-cognito", "forward")
+    config = login["AuthenticateCognitoConfig"]
+    assert config["UserPoolArn"] == {"Fn::GetAtt": [pool_id, "Arn"]}
+    assert config["UserPoolClientId"] == {"Ref": client_id}
+    assert config["UserPoolDomain"] == {"Ref": domain_id}
+    # Invited users only, with MFA; the load balancer holds the client secret and redeems codes.
+    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert pool["Properties"]["MfaConfiguration"] == "ON"
+    props = client["Properties"]
+    assert (props["GenerateSecret"], props["AllowedOAuthFlows"]) == (True, ["code"])
+    assert props["CallbackURLs"] == [f"https://{SWITCHES['dashboard_domain_name']}/oauth2/idpresponse"]
+
+
+def test_https_listener_uses_an_existing_user_pool(options: Synth) -> None:
+    # dashboard_user_pool_id: the login uses that pool; none is created.
+    options.service.resource_count_is("AWS::Cognito::UserPool", 0)
+    (login,) = [a for a in https_listener(options)["DefaultActions"] if a["Type"] == "authenticate-cognito"]
+    assert OPTIONS["dashboard_user_pool_id"] in json.dumps(login["AuthenticateCognitoConfig"]["UserPoolArn"])
+
+
+def test_https_only_with_tls_1_2_and_port_80_only_redirects(switches: Synth) -> None:
+    # A TLS 1.2+ security policy on 443; the listener on 80 answers every request with a redirect to 443.
+    assert https_listener(switches)["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-1-2-")
+    _, http = only(switches.service, "AWS::ElasticLoadBalancingV2::Listener", {"Protocol": "HTTP"})
+    (action,) = http["Properties"]["DefaultActions"]
+    assert action == {"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443",
+                                                            "StatusCode": "HTTP_301"}}
 
 
 def test_https_listener_with_a_certificate(options: Synth) -> None:

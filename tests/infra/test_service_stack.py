@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from .conftest import Synth
-from .test_storage_stack import only, resources
+from .test_storage_stack import only, resources, uploads_bucket
 
 
 def inference_function(synth: Synth) -> tuple[str, dict[str, Any]]:
@@ -46,7 +46,7 @@ def test_function_environment(default: Synth) -> None:
         "MODEL_STORE": "/mnt/store", "MODEL_NAME": "resnet50", "BACKEND": "onnx",
         "MODEL_REFRESH_SECONDS": "30", "INFERENCE_THREADS": "0",
     }
-    uploads_id, _ = only(default.storage, "AWS::S3::Bucket", {"CorsConfiguration": Match.any_value()})
+    uploads_id, _ = uploads_bucket(default)
     assert f"ExportsOutputRef{uploads_id}" in json.dumps(env["UPLOADS_BUCKET"])
 
 
@@ -119,22 +119,17 @@ def test_api_stage_throttles_and_writes_json_access_logs(default: Synth) -> None
     assert any(group in json.dumps(props["AccessLogSetting"]["DestinationArn"]) for group in logs_ids)
 
 
-def test_api_answers_cors_preflight(default: Synth) -> None:
-    # OPTIONS on every resource, allowing the configured origins and the API key header.
-    preflight = resources(default.service, "AWS::ApiGateway::Method", {"HttpMethod": "OPTIONS"})
-    assert len(preflight) == 2
-    for method in preflight.values():
-        headers = method["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
-        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'"
-        assert "X-Api-Key" in headers["method.response.header.Access-Control-Allow-Headers"]
-        assert method["Properties"]["ApiKeyRequired"] is False
+def test_no_cors_by_default(default: Synth) -> None:
+    # cors_allow_origins is empty: no preflight methods, so browsers refuse cross-origin calls.
+    assert not resources(default.service, "AWS::ApiGateway::Method", {"HttpMethod": "OPTIONS"})
 
 
 def test_no_api_key_by_default(default: Synth) -> None:
-    # The API is public unless api_key is true.
+    # SigV4 (api_auth=iam) is the default: no key, no usage plan, no method wants one.
     default.service.resource_count_is("AWS::ApiGateway::ApiKey", 0)
     default.service.resource_count_is("AWS::ApiGateway::UsagePlan", 0)
-    default.service.all_resources_properties("AWS::ApiGateway::Method", {"ApiKeyRequired": False})
+    for method in resources(default.service, "AWS::ApiGateway::Method").values():
+        assert method["Properties"].get("ApiKeyRequired", False) is False
 
 
 def test_outputs(default: Synth) -> None:
