@@ -86,10 +86,11 @@ def test_cdk_cli_synthesizes_both_stacks_with_every_switch_on_without_docker(tmp
         "demo-storage-stack.template.json", "demo-service-stack.template.json",
     }
     images = json.loads((out / "demo-service-stack.assets.json").read_text())["dockerImages"]
-    staged = {(out / image["source"]["directory"]) for image in images.values()}
+    staged = {(out / image["source"]["directory"], image["source"].get("dockerFile", "Dockerfile"))
+              for image in images.values()}
     assert len(staged) == 2  # the inference and upload functions share one image
-    assert all((directory / "Dockerfile").is_file() for directory in staged)
-    assert {image_kind(directory) for directory in staged} == {"model", "dashboard"}
+    assert all((directory / dockerfile).is_file() for directory, dockerfile in staged)
+    assert {image_kind(directory) for directory, _ in staged} == {"model", "dashboard"}
     template = json.loads((out / "demo-service-stack.template.json").read_text())
     assert {"DashboardUrl", "FunctionUrl", "InvokerRoleArn", "EdgeUrl"} <= set(template["Outputs"])
 
