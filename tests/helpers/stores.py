@@ -48,13 +48,27 @@ def export_version(store: ModelStore, version: str, dest: Path) -> Path:
 def with_new_identity(src: Path, dest: Path, created: str = "2030-01-01T00:00:00Z") -> Path:
     """The same artifacts re-labelled as a later version, plus a changed labels.json,
     so its content id differs (a stand-in for a newly trained model)."""
+    labels = json.loads((src / "labels.json").read_text())
+    return derive_version(src, dest, labels=[labels[0] + " (v2)", *labels[1:]], created=created)
+
+
+def derive_version(src: Path, dest: Path, *, labels: list[str] | None = None, label_count: int | None = None,
+                   drop: tuple[str, ...] = (), created: str = "2030-01-01T00:00:00Z") -> Path:
+    """A new, self-consistent version made from the one in ``src``: another ``labels.json``
+    (and ``labels.count``, unless ``label_count`` says otherwise), artifacts dropped, its own id.
+    The store installs it as it is; whether it can be served is for the loader to say."""
     shutil.copytree(src, dest, copy_function=link_large)
     manifest = json.loads((dest / "manifest.json").read_text())
-    labels = json.loads((dest / "labels.json").read_text())
-    labels[0] = labels[0] + " (v2)"
-    (dest / "labels.json").write_text(json.dumps(labels))
-    size, digest = sha256_file(dest / "labels.json")
-    manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
+    if labels is not None:
+        (dest / "labels.json").write_text(json.dumps(labels))
+        size, digest = sha256_file(dest / "labels.json")
+        manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
+        manifest["labels"]["count"] = len(labels)
+    if label_count is not None:
+        manifest["labels"]["count"] = label_count
+    for artifact in drop:
+        (dest / artifact).unlink()
+        del manifest["artifacts"][artifact]
     manifest["created_at"] = created
     manifest["version"] = make_version(manifest["artifacts"], datetime.fromisoformat(created))
     (dest / "manifest.json").write_text(json.dumps(manifest))
