@@ -239,7 +239,7 @@ def test_verify_on_load_hashes_every_artifact(store: Path) -> None:
     version = ModelStore(store).current(NAME)
     assert version is not None
     tampered_labels(store, version)
-    with pytest.raises(ModelUnavailable, match="labels.json sha256 does not match the manifest"):
+    with pytest.raises(ModelUnavailable, match=r"labels\.json sha256 does not match the manifest"):
         manager_for(store, Clock()).current()
 
 
@@ -255,5 +255,5 @@ def test_verify_on_load_off_checks_sizes_only(store: Path) -> None:
     # ... but a file of the wrong size is still refused
     path = ModelStore(store).version_dir(NAME, version) / "labels.json"
     path.write_bytes(path.read_bytes() + b" ")
-    with pytest.raises(ModelUnavailable, match="labels.json has .* bytes, the manifest says"):
+    with pytest.raises(ModelUnavailable, match=r"labels\.json has \d+ bytes, the manifest says"):
         ModelManager(settings, clock=Clock()).current()

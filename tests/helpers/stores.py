@@ -84,3 +84,25 @@ def stored_records(store: Path) -> dict[str, dict[str, Any]]:
         return {}
     with sqlite3.connect(path) as db:
         return {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, body FROM records")}
+
+
+def small_version(dest: Path, *, seed: str = "a", created: str = "2026-11-22T10:00:00Z",
+                  name: str = "resnet50", **fields: Any) -> dict[str, Any]:
+    """A valid version of a few hundred bytes (a stand-in model.onnx and three labels) written to
+    ``dest``, for tests of the store itself, which moves and verifies bytes and never runs a model."""
+    from classifier.imaging import DEFAULT_PREPROCESSING
+
+    dest.mkdir(parents=True)
+    (dest / "model.onnx").write_bytes(f"a stand-in for an ONNX model, seed {seed}\n".encode() * 8)
+    (dest / "labels.json").write_text(json.dumps(["tabby", "wallet", "rocket"]))
+    artifacts = {}
+    for artifact in ("model.onnx", "labels.json"):
+        size, digest = sha256_file(dest / artifact)
+        artifacts[artifact] = {"bytes": size, "sha256": digest}
+    manifest = {
+        "name": name, "version": make_version(artifacts, datetime.fromisoformat(created)),
+        "architecture": "resnet50", "created_at": created, "source": "random", "trained": False,
+        "preprocessing": DEFAULT_PREPROCESSING, "labels": {"count": 3}, "artifacts": artifacts, **fields,
+    }
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
