@@ -12,7 +12,7 @@ PORT   ?= 8000
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv lock serve test bench lint publish models rollback synth clean
+.PHONY: venv lock serve test mutation bench lint publish models rollback synth clean
 
 # The venv holds exactly what uv.lock pins. pip (from the interpreter that made the venv)
 # installs only uv, hash-checked from requirements-uv.txt; uv then installs everything
@@ -40,6 +40,19 @@ serve: venv
 ## Run the whole test suite
 test: venv
 	$(PY) -m pytest
+
+## Mutation testing (mutmut) of store, records, imaging, errors and payloads against their own test
+## files: slow (tens of minutes), so not part of `make test`. MUTANTS='classifier.store.*' narrows it.
+## Scores and survivors: test-output/mutation/scores.md (docs/testing.md explains the setup).
+MUTATION_DIR := $(CURDIR)/test-output/mutation
+mutation: venv
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	ln -s $(CURDIR)/model/classifier $(MUTATION_DIR)/classifier
+	ln -s $(CURDIR)/tests $(MUTATION_DIR)/tests
+	ln -s $(CURDIR)/pyproject.toml $(MUTATION_DIR)/pyproject.toml
+	$(PY) -m classifier publish --store $(MUTATION_DIR)/published --weights random
+	cd $(MUTATION_DIR) && TESTS_PUBLISHED_STORE=$(MUTATION_DIR)/published $(CURDIR)/$(VENV)/bin/mutmut run $(MUTANTS)
+	cd $(MUTATION_DIR) && $(CURDIR)/$(PY) $(CURDIR)/tests/mutation_scores.py | tee $(MUTATION_DIR)/scores.md
 
 ## Measure cold start, latency, memory and install size against the naive torch pipeline
 ## (AGAINST=REV: also against the runtime as it was at git revision REV). The summary is

@@ -8,6 +8,7 @@ copy whose artifacts are hard links.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,12 @@ def output_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def published_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A read-only store holding one published (untrained) version. Do not modify."""
+    """A read-only store holding one published (untrained) version. Do not modify.
+
+    ``TESTS_PUBLISHED_STORE`` names one published beforehand: ``make mutation`` runs the suite
+    once per mutant, and publishing (torch, an ONNX export) would cost each run ~15 s."""
+    if os.environ.get("TESTS_PUBLISHED_STORE"):
+        return Path(os.environ["TESTS_PUBLISHED_STORE"])
     store = tmp_path_factory.mktemp("published") / "store"
     publish(store, "random")
     return store

@@ -3,11 +3,13 @@ ONNX-vs-torch agreement gate."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,10 @@ from torchvision.models import ResNet50_Weights, resnet50
 from classifier import publish as publisher
 from classifier.config import Settings
 from classifier.fsio import sha256_file
-from classifier.records import RecordStore
+from classifier.records import SqliteRecordStore
 from classifier.runtime import ModelManager
 from classifier.service import Classifier, ImageInput
-from classifier.store import ModelStore, artifacts_digest
+from classifier.store import ModelStore
 
 from helpers.photos import jpeg
 
@@ -62,10 +64,18 @@ def test_publish_from_a_weights_file(tmp_path: Path) -> None:
     manifest = models.verify("resnet50", version)
     assert manifest["source"] == f"file:{sha256_file(checkpoint)[1]}"
     assert manifest["trained"] is True
-    assert manifest["version"].rsplit("-", 1)[1] == artifacts_digest(manifest["artifacts"])
+    # AND the version id names its content: computed here from the files themselves, by the rule
+    # DESIGN.md §2 gives (the UTC creation time, then 12 hex of the sha256 over each artifact's
+    # name and sha256, in name order)
+    vdir = models.version_dir("resnet50", version)
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in vdir.iterdir() if p.name != "manifest.json"}
+    assert {name: meta["sha256"] for name, meta in manifest["artifacts"].items()} == hashes
+    content_id = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in sorted(hashes.items())).encode()).hexdigest()
+    created = datetime.fromisoformat(manifest["created_at"].replace("Z", "+00:00")).astimezone(UTC)
+    assert version == f"{created:%Y%m%dT%H%M%SZ}-{content_id[:12]}"
     # AND the served model is that checkpoint: predictions equal torchvision's on it
     settings = Settings(model_store=store, fast_jpeg_decode=False)
-    classifier = Classifier(settings, ModelManager(settings), RecordStore(tmp_path))
+    classifier = Classifier(settings, ModelManager(settings), SqliteRecordStore(tmp_path / "records.sqlite3"))
     data = jpeg("astronaut")
     result_ = classifier.classify([ImageInput(data)], k=5)[0].as_dict()
     assert "warning" not in result_
@@ -79,10 +89,17 @@ def test_publish_from_a_weights_file(tmp_path: Path) -> None:
 
 
 def test_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    # A 1000-class head with nothing else: the labels are ImageNet's, the body is missing.
     bad = tmp_path / "bad.pth"
-    torch.save({"fc.weight": torch.zeros(10, 2048)}, bad)
+    torch.save({"fc.weight": torch.zeros(1000, 2048)}, bad)
     result = run_cli("publish", "--store", str(tmp_path / "store"), "--weights", str(bad))
     assert result.returncode == 2 and "does not fit" in result.stderr
+    # A 10-class head needs its 10 labels before anything else is read.
+    head = tmp_path / "head.pth"
+    torch.save({"fc.weight": torch.zeros(10, 2048)}, head)
+    result = run_cli("publish", "--store", str(tmp_path / "store"), "--weights", str(head))
+    assert result.returncode == 2 and "pass --labels FILE with its 10 labels" in result.stderr
+    assert ModelStore(tmp_path / "store").versions("resnet50") == []
     missing = run_cli("publish", "--store", str(tmp_path / "store"), "--weights", str(tmp_path / "nope.pth"))
     assert missing.returncode == 2 and "neither" in missing.stderr
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torchvision.models import ResNet50_Weights, resnet50
 
 from classifier.config import Settings
-from classifier.records import RecordStore
+from classifier.records import SqliteRecordStore
 from classifier.runtime import ModelManager
 from classifier.service import Classifier, ImageInput
 from classifier.store import ModelStore
@@ -41,7 +41,7 @@ def reference_probs(model: torch.nn.Module, data: bytes) -> np.ndarray:
 
 def make_classifier(store: Path, tmp_path: Path, backend: str, fast_jpeg: bool = False) -> Classifier:
     settings = Settings(model_store=store, backend=backend, fast_jpeg_decode=fast_jpeg)
-    return Classifier(settings, ModelManager(settings), RecordStore(tmp_path))
+    return Classifier(settings, ModelManager(settings), SqliteRecordStore(tmp_path / "records.sqlite3"))
 
 
 def assert_same_top5(predictions: list[dict], probs: np.ndarray) -> None:

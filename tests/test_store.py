@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from classifier.store import (
+    CURRENT,
+    EVALUATIONS,
+    MANIFEST,
     IntegrityError,
     ModelNotFound,
     ModelStore,
     StoreError,
+    artifacts_digest,
+    check_artifact,
+    check_name,
+    check_version,
     iter_staging_dirs,
+    make_version,
+    precision,
+    validate_manifest,
 )
 
-from helpers.stores import export_version, with_new_identity
+from helpers.stores import export_version, small_version, with_new_identity
 
 NAME = "resnet50"
 
@@ -112,3 +127,311 @@ def test_invalid_names_and_missing_things(tmp_path: Path) -> None:
         models.rollback(NAME)
     with pytest.raises(StoreError):
         models.rollback(NAME, to="not-a-version")
+
+
+# -- small versions: the store's own rules, without a real model -------------------------------
+
+
+def install_small(models: ModelStore, folder: Path, **version: Any) -> str:
+    """Write a small version into ``folder`` and install it (and make it current); return its id."""
+    small_version(folder, **version)
+    return models.install_dir(folder)
+
+
+def valid_manifest(tmp_path: Path) -> dict[str, Any]:
+    return small_version(tmp_path / "valid")
+
+
+def edited(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``manifest`` with the field at ``path`` ("artifacts/model.onnx/sha256") set, or removed (DELETE)."""
+    copy = json.loads(json.dumps(manifest))
+    *parents, last = path.split("/")
+    node = copy
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return copy
+
+
+DELETE = object()
+ONNX_SHA = "artifacts/model.onnx/sha256"
+INVALID_MANIFESTS = [
+    *[(f"no {field}", field, DELETE, f"manifest is missing required field '{field}'")
+      for field in ("name", "version", "artifacts", "preprocessing", "labels", "trained", "source")],
+    ("a malformed name", "name", "ResNet 50", "manifest has an invalid model name 'ResNet 50'"),
+    ("a name that is not text", "name", 50, "manifest has an invalid model name 50"),
+    ("a malformed version", "version", "v2", "manifest has an invalid version 'v2'"),
+    ("a version that is not text", "version", 2, "manifest has an invalid version 2"),
+    ("no artifacts", "artifacts", {}, "manifest lists no artifacts"),
+    ("artifacts that are a list", "artifacts", ["model.onnx"], "manifest lists no artifacts"),
+    ("an unknown artifact", "artifacts/model.pt", {"bytes": 1, "sha256": "0" * 64},
+     "manifest lists an unknown artifact 'model.pt'"),
+    ("a size that is not a number", "artifacts/model.onnx/bytes", "336",
+     "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("no sha256", ONNX_SHA, DELETE, "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("a sha256 that is not text", ONNX_SHA, 7, "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("a short sha256", ONNX_SHA, "a" * 63, "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("an upper-case sha256", ONNX_SHA, "A" * 64, "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("a sha256 with a newline", ONNX_SHA, "a" * 64 + "\n", "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("an entry that is not an object", "artifacts/model.onnx", "big",
+     "manifest entry for model.onnx needs 'bytes' and 'sha256'"),
+    ("no model file", "artifacts/model.onnx", DELETE,
+     "manifest needs labels.json and model.onnx or weights.safetensors"),
+    ("no labels file", "artifacts/labels.json", DELETE,
+     "manifest needs labels.json and model.onnx or weights.safetensors"),
+    *[(f"no preprocessing {key}", f"preprocessing/{key}", DELETE, f"manifest preprocessing is missing '{key}'")
+      for key in ("resize", "crop", "mean", "std")],
+    ("labels that are a number", "labels", 1000, "manifest needs labels.count"),
+    ("no label count", "labels/count", DELETE, "manifest needs labels.count"),
+    ("a label count that is text", "labels/count", "1000", "manifest needs labels.count"),
+    ("no labels at all", "labels/count", 0, "manifest needs labels.count"),
+    ("an unknown precision", "precision", "fp16", "manifest precision must be one of fp32, int8, got 'fp16'"),
+    ("derived from a non-version", "derived_from", "yesterday",
+     "manifest derived_from is not a version id: 'yesterday'"),
+    ("derived from a number", "derived_from", 3, "manifest derived_from is not a version id: 3"),
+]
+
+
+@pytest.mark.parametrize(("case", "path", "value", "message"), INVALID_MANIFESTS, ids=[c[0] for c in INVALID_MANIFESTS])
+def test_invalid_manifests_are_refused(tmp_path: Path, case: str, path: str, value: Any, message: str) -> None:
+    manifest = edited(valid_manifest(tmp_path), path, value)
+    if path.startswith("artifacts/") and case in ("no model file", "no labels file"):
+        # the version id must still name the remaining artifacts, or that is reported first
+        manifest["version"] = manifest["version"][:-12] + artifacts_digest(manifest["artifacts"])
+    with pytest.raises(IntegrityError) as refused:
+        validate_manifest(manifest)
+    assert str(refused.value) == message
+
+
+def test_a_version_id_must_name_its_artifacts(tmp_path: Path) -> None:
+    manifest = valid_manifest(tmp_path)
+    # the same artifacts under another version's content id, and another artifact under this id
+    for changed in (edited(manifest, "version", manifest["version"][:-12] + "0123456789ab"),
+                    edited(manifest, ONNX_SHA, "b" * 64)):
+        with pytest.raises(IntegrityError, match="does not match the sha256 of its artifacts"):
+            validate_manifest(changed)
+
+
+def test_valid_manifests_pass(tmp_path: Path) -> None:
+    manifest = valid_manifest(tmp_path)
+    validate_manifest(manifest)
+    validate_manifest(edited(manifest, "labels/count", 1))
+    validate_manifest(edited(edited(manifest, "precision", "int8"), "derived_from", manifest["version"]))
+    # a torch-only version: weights.safetensors and labels.json, no model.onnx
+    torch_only = edited(edited(manifest, "artifacts/weights.safetensors", manifest["artifacts"]["model.onnx"]),
+                        "artifacts/model.onnx", DELETE)
+    torch_only["version"] = torch_only["version"][:-12] + artifacts_digest(torch_only["artifacts"])
+    validate_manifest(torch_only)
+    assert precision(manifest) == "fp32" and precision(edited(manifest, "precision", "int8")) == "int8"
+
+
+def test_version_ids_are_utc_time_and_content(tmp_path: Path) -> None:
+    artifacts = {"model.onnx": {"bytes": 3, "sha256": "a" * 64}, "labels.json": {"bytes": 2, "sha256": "b" * 64}}
+    # the content id, computed here by DESIGN.md §2's rule: names and sha256 in name order
+    content = hashlib.sha256(f"labels.json\0{'b' * 64}\nmodel.onnx\0{'a' * 64}\n".encode()).hexdigest()[:12]
+    paris = datetime(2026, 11, 22, 11, 0, 5, tzinfo=timezone(timedelta(hours=1)))
+    assert make_version(artifacts, paris) == f"20261122T100005Z-{content}"
+    # a day, a month and a year boundary in UTC: New Year's Eve in New York is New Year's Day in UTC
+    new_york = datetime(2026, 12, 31, 19, 30, 0, tzinfo=timezone(timedelta(hours=-5)))
+    assert make_version(artifacts, new_york) == f"20270101T003000Z-{content}"
+    assert check_version(make_version(artifacts, paris)) == make_version(artifacts, paris)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "a", "0", "resnet50-ft_2", "a" * 64])
+def test_model_names_that_are_accepted(name: str) -> None:
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "ResNet50", "-resnet", "_resnet", "a" * 65, "res net", "../etc", "res/net",
+                                  "resnet50\n"])
+def test_model_names_that_are_refused(name: str) -> None:
+    with pytest.raises(StoreError) as refused:
+        check_name(name)
+    assert str(refused.value) == f"invalid model name {name!r}: use 1-64 lowercase letters, digits, '-' or '_'"
+
+
+@pytest.mark.parametrize("version", ["20261122T100000Z-0123456789a", "20261122T100000Z-0123456789ABC",
+                                     "20261122T100000-0123456789ab", "2026-11-22T10:00:00Z-0123456789ab",
+                                     "20261122T100000Z-0123456789ab\n", "x20261122T100000Z-0123456789ab"])
+def test_version_ids_that_are_refused(version: str) -> None:
+    with pytest.raises(StoreError) as refused:
+        check_version(version)
+    assert str(refused.value) == f"invalid version {version!r}: expected <yyyymmddThhmmssZ>-<12 hex>"
+
+
+def test_listing_shows_versions_oldest_first_and_skips_what_is_not_one(tmp_path: Path) -> None:
+    # GIVEN three versions installed out of time order, a staging directory, and stray entries
+    models = ModelStore(tmp_path / "store")
+    created = ["2026-11-22T10:00:00Z", "2025-01-01T00:00:00Z", "2026-12-31T23:59:59Z"]
+    versions = [install_small(models, tmp_path / f"v{i}", seed=str(i), created=c) for i, c in enumerate(created)]
+    models.set_current(NAME, versions[0])
+    (models.versions_dir(NAME) / "notes").mkdir()
+    (models.models_dir / "Not A Model").mkdir()
+    with models.stage(NAME):
+        # THEN the listing is oldest first, marks CURRENT, and shows neither staging nor strays
+        assert models.versions(NAME) == sorted(versions) == [versions[1], versions[0], versions[2]]
+        assert models.names() == [NAME]
+    infos = models.list(NAME)
+    assert [(i.version, i.current, i.problem) for i in infos] == [(v, v == versions[0], None) for v in sorted(versions)]
+    assert all(i.name == NAME and i.manifest is not None and i.manifest["version"] == i.version for i in infos)
+    assert list(iter_staging_dirs(models, NAME)) == []
+    assert ModelStore(tmp_path / "nowhere").names() == []
+
+
+def test_a_damaged_version_is_listed_with_its_problem(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    good = install_small(models, tmp_path / "good")
+    bad = install_small(models, tmp_path / "bad", seed="b", created="2027-01-01T00:00:00Z")
+    (models.version_dir(NAME, bad) / MANIFEST).write_text("{not json")
+    infos = {i.version: i for i in models.list(NAME)}
+    assert infos[good].problem is None and infos[good].manifest is not None
+    assert infos[bad].manifest is None and infos[bad].current
+    assert infos[bad].problem is not None and infos[bad].problem.startswith(
+        f"{NAME} {bad}: manifest.json is not valid JSON (")
+
+
+def test_manifests_must_be_where_they_say(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    version = install_small(models, tmp_path / "v")
+    other = small_version(tmp_path / "other", seed="other", created="2027-01-01T00:00:00Z")
+    with pytest.raises(ModelNotFound, match=re.escape(f"model {NAME} has no version {other['version']}")):
+        models.manifest(NAME, other["version"])
+    # a manifest copied into another version's directory
+    (models.version_dir(NAME, version) / MANIFEST).write_text(json.dumps(other))
+    with pytest.raises(IntegrityError) as refused:
+        models.manifest(NAME, version)
+    assert str(refused.value) == f"{NAME} {version}: manifest names {NAME} {other['version']}"
+
+
+def test_current_must_name_a_version(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    assert models.current(NAME) is None
+    version = install_small(models, tmp_path / "v")
+    (models.model_dir(NAME) / CURRENT).write_text(f"  {version}\n\n")
+    assert models.current(NAME) == version  # surrounding whitespace is not part of it
+    (models.model_dir(NAME) / CURRENT).write_text("../../etc/passwd\n")
+    with pytest.raises(IntegrityError) as refused:
+        models.current(NAME)
+    assert str(refused.value) == f"{NAME}/CURRENT holds an invalid version '../../etc/passwd'"
+
+
+def test_verify_checks_each_listed_artifact(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    manifest = small_version(tmp_path / "v")
+    version = models.install_dir(tmp_path / "v")
+    vdir = models.version_dir(NAME, version)
+    (vdir / "model.onnx").write_bytes(b"x" * manifest["artifacts"]["model.onnx"]["bytes"])  # same size, other bytes
+    # only the artifacts asked for are checked
+    assert models.verify(NAME, version, ["labels.json"]) == models.manifest(NAME, version)
+    with pytest.raises(IntegrityError) as refused:
+        models.verify(NAME, version)
+    assert str(refused.value) == f"{NAME} {version}: model.onnx sha256 does not match the manifest"
+    with pytest.raises(IntegrityError) as refused:
+        models.verify(NAME, version, ["weights.safetensors"])
+    assert str(refused.value) == f"{NAME} {version}: weights.safetensors is not listed in the manifest"
+
+
+def test_check_artifact_without_hashing_checks_the_size(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"12345")
+    check_artifact(path, {"bytes": 5, "sha256": "0" * 64}, "here", hash_it=False)
+    with pytest.raises(IntegrityError) as refused:
+        check_artifact(path, {"bytes": 5, "sha256": "0" * 64}, "here")
+    assert str(refused.value) == "here: model.onnx sha256 does not match the manifest"
+    with pytest.raises(IntegrityError) as refused:
+        check_artifact(path, {"bytes": 6, "sha256": "0" * 64}, "here", hash_it=False)
+    assert str(refused.value) == "here: model.onnx has 5 bytes, the manifest says 6"
+    with pytest.raises(IntegrityError) as refused:
+        check_artifact(tmp_path / "gone.onnx", {"bytes": 6, "sha256": "0" * 64}, "here", hash_it=False)
+    assert str(refused.value) == "here: gone.onnx is missing (partial version)"
+
+
+def test_installing_without_making_current_and_what_commit_keeps(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    first = install_small(models, tmp_path / "a")
+    second_manifest = small_version(tmp_path / "b", seed="b", created="2027-01-01T00:00:00Z")
+    (tmp_path / "b" / "notes.txt").write_text("not an artifact")
+    # an artifact and a stray file in the staging directory: only the listed artifacts are kept
+    with models.stage(NAME) as staged:
+        for item in (tmp_path / "b").iterdir():
+            shutil.copyfile(item, staged.path / item.name)
+        assert staged.commit(second_manifest, make_current=False) == second_manifest["version"]
+    assert models.current(NAME) == first
+    vdir = models.version_dir(NAME, second_manifest["version"])
+    assert sorted(p.name for p in vdir.iterdir()) == ["labels.json", MANIFEST, "model.onnx"]
+    assert json.loads((vdir / MANIFEST).read_text()) == second_manifest
+    assert list(iter_staging_dirs(models, NAME)) == []
+
+
+def test_a_staged_version_for_another_model_is_refused(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    manifest = small_version(tmp_path / "v", name="other-model")
+    with models.stage(NAME) as staged:
+        with pytest.raises(IntegrityError) as refused:
+            staged.commit(manifest)
+        assert str(refused.value) == f"manifest names model other-model, not {NAME}"
+    assert list(iter_staging_dirs(models, NAME)) == [] and models.versions(NAME) == []
+
+
+def test_a_missing_artifact_is_named_and_nothing_installed(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    manifest = small_version(tmp_path / "v")
+    (tmp_path / "v" / "labels.json").unlink()
+    with pytest.raises(IntegrityError) as refused:
+        models.install_dir(tmp_path / "v")
+    assert str(refused.value) == f"{NAME} {manifest['version']}: missing labels.json (partial upload)"
+    assert models.versions(NAME) == [] and list(iter_staging_dirs(models, NAME)) == []
+
+
+def test_rollback_refusals(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    with pytest.raises(ModelNotFound) as refused:
+        models.rollback(NAME)
+    assert str(refused.value) == f"model {NAME} has no current version to roll back from"
+    only = install_small(models, tmp_path / "v")
+    with pytest.raises(ModelNotFound) as refused:
+        models.rollback(NAME)
+    assert str(refused.value) == f"model {NAME} has no version older than {only}"
+    missing = "20200101T000000Z-0123456789ab"
+    with pytest.raises(ModelNotFound) as refused:
+        models.rollback(NAME, to=missing)
+    assert str(refused.value) == f"model {NAME} has no version {missing}"
+    assert models.rollback(NAME, to=only) == only and models.current(NAME) == only
+
+
+def test_rollback_goes_to_the_newest_older_version(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    dates = ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]
+    versions = [install_small(models, tmp_path / d[:7], seed=d, created=d) for d in dates]
+    assert models.current(NAME) == versions[2]
+    assert models.rollback(NAME) == versions[1] and models.current(NAME) == versions[1]
+    assert models.rollback(NAME) == versions[0]
+
+
+def test_evaluations_are_kept_per_version_and_data_set(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    version = install_small(models, tmp_path / "v")
+    assert models.latest_evaluation(NAME, version) is None
+    older = {"created_at": "2026-11-22T10:00:00Z", "top1": 0.5}
+    newer = {"created_at": "2026-11-23T10:00:00Z", "top1": 0.7}
+    path = models.save_evaluation(NAME, version, "a" * 64, older)
+    assert path == store_path(models, version, "a" * 64)
+    models.save_evaluation(NAME, version, "b" * 64, newer)
+    assert models.evaluation(NAME, version, "a" * 64) == older and models.evaluation(NAME, version, "c" * 64) is None
+    # not inside the version's own directory: versions are immutable once installed
+    assert not (models.version_dir(NAME, version) / EVALUATIONS).exists()
+    # the latest is the newest by created_at; an unreadable or non-object report is skipped
+    (path.parent / f"{'c' * 64}.json").write_text("{broken")
+    (path.parent / f"{'d' * 64}.json").write_text('["not", "a", "report"]')
+    assert models.latest_evaluation(NAME, version) == newer
+    for digest in ("A" * 64, "a" * 63, "../" + "a" * 61):
+        with pytest.raises(StoreError) as refused:
+            models.save_evaluation(NAME, version, digest, older)
+        assert str(refused.value) == f"invalid data set digest {digest!r}"
+
+
+def store_path(models: ModelStore, version: str, digest: str) -> Path:
+    return models.root / "models" / NAME / "evaluations" / version / f"{digest}.json"

@@ -48,13 +48,27 @@ def export_version(store: ModelStore, version: str, dest: Path) -> Path:
 def with_new_identity(src: Path, dest: Path, created: str = "2030-01-01T00:00:00Z") -> Path:
     """The same artifacts re-labelled as a later version, plus a changed labels.json,
     so its content id differs (a stand-in for a newly trained model)."""
+    labels = json.loads((src / "labels.json").read_text())
+    return derive_version(src, dest, labels=[labels[0] + " (v2)", *labels[1:]], created=created)
+
+
+def derive_version(src: Path, dest: Path, *, labels: list[str] | None = None, label_count: int | None = None,
+                   drop: tuple[str, ...] = (), created: str = "2030-01-01T00:00:00Z") -> Path:
+    """A new, self-consistent version made from the one in ``src``: another ``labels.json``
+    (and ``labels.count``, unless ``label_count`` says otherwise), artifacts dropped, its own id.
+    The store installs it as it is; whether it can be served is for the loader to say."""
     shutil.copytree(src, dest, copy_function=link_large)
     manifest = json.loads((dest / "manifest.json").read_text())
-    labels = json.loads((dest / "labels.json").read_text())
-    labels[0] = labels[0] + " (v2)"
-    (dest / "labels.json").write_text(json.dumps(labels))
-    size, digest = sha256_file(dest / "labels.json")
-    manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
+    if labels is not None:
+        (dest / "labels.json").write_text(json.dumps(labels))
+        size, digest = sha256_file(dest / "labels.json")
+        manifest["artifacts"]["labels.json"] = {"bytes": size, "sha256": digest}
+        manifest["labels"]["count"] = len(labels)
+    if label_count is not None:
+        manifest["labels"]["count"] = label_count
+    for artifact in drop:
+        (dest / artifact).unlink()
+        del manifest["artifacts"][artifact]
     manifest["created_at"] = created
     manifest["version"] = make_version(manifest["artifacts"], datetime.fromisoformat(created))
     (dest / "manifest.json").write_text(json.dumps(manifest))
@@ -70,3 +84,25 @@ def stored_records(store: Path) -> dict[str, dict[str, Any]]:
         return {}
     with sqlite3.connect(path) as db:
         return {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, body FROM records")}
+
+
+def small_version(dest: Path, *, seed: str = "a", created: str = "2026-11-22T10:00:00Z",
+                  name: str = "resnet50", **fields: Any) -> dict[str, Any]:
+    """A valid version of a few hundred bytes (a stand-in model.onnx and three labels) written to
+    ``dest``, for tests of the store itself, which moves and verifies bytes and never runs a model."""
+    from classifier.imaging import DEFAULT_PREPROCESSING
+
+    dest.mkdir(parents=True)
+    (dest / "model.onnx").write_bytes(f"a stand-in for an ONNX model, seed {seed}\n".encode() * 8)
+    (dest / "labels.json").write_text(json.dumps(["tabby", "wallet", "rocket"]))
+    artifacts = {}
+    for artifact in ("model.onnx", "labels.json"):
+        size, digest = sha256_file(dest / artifact)
+        artifacts[artifact] = {"bytes": size, "sha256": digest}
+    manifest = {
+        "name": name, "version": make_version(artifacts, datetime.fromisoformat(created)),
+        "architecture": "resnet50", "created_at": created, "source": "random", "trained": False,
+        "preprocessing": DEFAULT_PREPROCESSING, "labels": {"count": 3}, "artifacts": artifacts, **fields,
+    }
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
