@@ -1,9 +1,10 @@
 """The inference function: the container Lambda built from model/, reading models from EFS.
 
 The image holds the runtime only (model/Dockerfile); the weights are read
-from EFS at ``/mnt/store`` through the inference access point, which can read
-``models/`` and write ``records/`` (see ``storage.py``). Synthesis only hashes
-the build context; ``cdk deploy`` builds and pushes the image.
+from EFS at ``/mnt/store`` through the inference access point, read only (see
+``storage.py``), and every classification is stored as a record in DynamoDB
+(``records.py``). Synthesis only hashes the build context; ``cdk deploy``
+builds and pushes the image.
 
 The API invokes the ``live`` alias. Provisioned concurrency, when asked for,
 is configured on that alias, so switching it on or off never changes what the
@@ -12,6 +13,8 @@ API calls.
 
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -22,6 +25,7 @@ from constructs import Construct
 
 from lambda_docker.config import AppConfig
 from lambda_docker.paths import MODEL_DIR
+from lambda_docker.records import RecordsTable
 from lambda_docker.storage import MOUNT_PATH, StoreMount
 
 ALIAS_NAME = "live"
@@ -42,7 +46,7 @@ def classifier_image(config: AppConfig, *, cmd: list[str] | None = None) -> lamb
     )
 
 
-def runtime_environment(config: AppConfig, *, uploads_bucket_name: str) -> dict[str, str]:
+def runtime_environment(config: AppConfig, *, uploads_bucket_name: str, records: RecordsTable) -> dict[str, str]:
     """The runtime's settings; names and meanings: model/classifier/config.py (Settings.from_env)."""
     return {
         "MODEL_STORE": MOUNT_PATH,
@@ -51,6 +55,7 @@ def runtime_environment(config: AppConfig, *, uploads_bucket_name: str) -> dict[
         "MODEL_REFRESH_SECONDS": str(config.model_refresh_seconds),
         "INFERENCE_THREADS": str(config.inference_threads),
         "UPLOADS_BUCKET": uploads_bucket_name,
+        **records.environment,
     }
 
 
@@ -60,9 +65,11 @@ def classifier_function(
     config: AppConfig,
     mount: StoreMount,
     uploads_bucket_name: str,
+    records: RecordsTable,
     description: str,
     timeout: Duration,
     cmd: list[str] | None = None,
+    environment: Mapping[str, str] | None = None,
     reserved_concurrency: int | None = None,
     retry_attempts: int | None = None,
     max_event_age: Duration | None = None,
@@ -70,9 +77,10 @@ def classifier_function(
 ) -> lambda_.DockerImageFunction:
     """A function of the classifier image (``scope``/Function, logging to ``scope``/Logs) with the store mounted.
 
-    The inference function and the upload classifier: the same runtime and
-    settings, each with its own handler (``cmd``), timeout, and concurrency or
-    asynchronous-invocation options.
+    The inference function, the upload classifier and the bulk worker: the
+    same runtime and settings, each with its own handler (``cmd``), timeout,
+    settings of its own (``environment``), and concurrency or
+    asynchronous-invocation options. Each grants itself its records access.
     """
     return lambda_.DockerImageFunction(
         scope, "Function",
@@ -82,7 +90,10 @@ def classifier_function(
         memory_size=config.memory_mb,
         timeout=timeout,
         **mount.function_options(),
-        environment=runtime_environment(config, uploads_bucket_name=uploads_bucket_name),
+        environment={
+            **runtime_environment(config, uploads_bucket_name=uploads_bucket_name, records=records),
+            **(environment or {}),
+        },
         log_group=logs.LogGroup(scope, "Logs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY),
         reserved_concurrent_executions=reserved_concurrency,
         retry_attempts=retry_attempts,
@@ -93,7 +104,14 @@ def classifier_function(
 
 class InferenceFunction(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, mount: StoreMount, uploads_bucket_name: str,
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        mount: StoreMount,
+        uploads_bucket_name: str,
+        records: RecordsTable,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -102,10 +120,12 @@ class InferenceFunction(Construct):
             config=config,
             mount=mount,
             uploads_bucket_name=uploads_bucket_name,
+            records=records,
             description=f"ResNet-50 classifier ({config.backend} backend), models from EFS",
             timeout=Duration.seconds(config.timeout_seconds),
             reserved_concurrency=config.reserved_concurrency,
         )
+        records.grant_read_write(self.function)
         self.log_group = self.function.log_group
         self.alias = lambda_.Alias(
             self, "Alias",

@@ -18,6 +18,7 @@ from constructs import Construct
 from lambda_docker.alarms import Alarms
 from lambda_docker.api import STAGE_NAME, ClassificationRestApi
 from lambda_docker.bucket_access import allow_objects
+from lambda_docker.bulk import BulkClassification
 from lambda_docker.config import AppConfig
 from lambda_docker.dashboard import Dashboard
 from lambda_docker.edge import ApiDistribution
@@ -42,6 +43,7 @@ class ServiceStack(TwoAzStack):
             config=config,
             mount=storage.model_storage.inference_mount,
             uploads_bucket_name=storage.uploads.bucket_name,
+            records=storage.records,
         )
         self._grant_uploads(self.inference.function)
         self.api = ClassificationRestApi(self, "Api", handler=self.inference.alias, config=config)
@@ -85,6 +87,7 @@ class ServiceStack(TwoAzStack):
         self.function_url = self._function_url(config) if config.function_url else None
         self.edge = self._edge() if config.edge else None
         self.upload_classifier = self._upload_classifier(config) if config.classify_on_upload else None
+        self.bulk = self._bulk(config) if config.bulk else None
 
     def _dashboard(self, config: AppConfig) -> Dashboard:
         dashboard = Dashboard(
@@ -120,10 +123,11 @@ class ServiceStack(TwoAzStack):
             self, "UploadClassifier",
             config=config,
             # The inference function's mount: its security group (the one EFS
-            # admits, HTTPS to S3) and its access point (read models/, write records/).
+            # admits, HTTPS to S3 and DynamoDB) and its access point (read only).
             mount=self.storage.model_storage.inference_mount,
             uploads_bucket=self.storage.uploads,
             uploads_prefix=UPLOADS_PREFIX,
+            records=self.storage.records,
         )
         self.alarms.watch(upload_classifier.alarm)
         CfnOutput(self, "UploadFailuresQueue", value=upload_classifier.dead_letter_queue.queue_url,
@@ -131,3 +135,22 @@ class ServiceStack(TwoAzStack):
         CfnOutput(self, "UploadClassifierFunction", value=upload_classifier.function.function_name,
                   description="Classifies uploads; invoke it with a dead-lettered message body to re-drive it")
         return upload_classifier
+
+    def _bulk(self, config: AppConfig) -> BulkClassification:
+        source, results = self.storage.bulk_source, self.storage.bulk_results
+        assert source is not None and results is not None, "the storage stack makes them when bulk is on"
+        bulk = BulkClassification(
+            self, "Bulk",
+            config=config,
+            mount=self.storage.model_storage.inference_mount,
+            records=self.storage.records,
+            uploads_bucket_name=self.storage.uploads.bucket_name,
+            source_bucket=source,
+            results_bucket=results,
+        )
+        self.alarms.watch(bulk.alarm)
+        CfnOutput(self, "BulkStateMachineArn", value=bulk.state_machine.state_machine_arn,
+                  description="python -m classifier batch s3://<bucket>/<prefix> starts an execution of this")
+        CfnOutput(self, "BulkResultsBucket", value=results.bucket_name,
+                  description="Each bulk job's results, under jobs/<map run>/ (manifest.json first)")
+        return bulk

@@ -4,7 +4,7 @@ Synthesis runs in-process (the same ``lambda_docker.build`` that ``app.py``
 calls), with cdk-nag's AwsSolutions checks attached, into a temporary cloud
 assembly. Building an app costs seconds of jsii round trips, so the suite
 builds four: the defaults from cdk.json, every option changed, every switch
-on with the other defaults, and an imported file system.
+on with the other defaults, and an imported file system (with bulk off).
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ OPTIONS: dict[str, Any] = {
     "efs_removal_policy": "destroy",
     "inbox_expiration_days": 14,
     "uploads_expiration_days": 3,
+    "records_ttl_days": 0,
+    "bulk_max_concurrency": 25,
+    "bulk_tolerated_failure_percent": 12,
+    "bulk_source_bucket": "acme-images",
     "api_key": True,
     "throttle_rate_limit": 10,
     "throttle_burst_limit": 20,
@@ -60,9 +64,11 @@ OPTIONS: dict[str, Any] = {
 }
 # Every switch on, everything else as cdk.json has it: the dashboard on plain
 # HTTP open to all, no API key, the Function URL for this account.
-SWITCHES: dict[str, Any] = {"dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True}
+SWITCHES: dict[str, Any] = {"dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True,
+                            "bulk": True}
 IMPORTED_FILE_SYSTEM_ID = "fs-0123456789abcdef0"
-IMPORTED: dict[str, Any] = {"efs_file_system_id": IMPORTED_FILE_SYSTEM_ID}
+# bulk (on by default) is switched off here, the one app without it.
+IMPORTED: dict[str, Any] = {"efs_file_system_id": IMPORTED_FILE_SYSTEM_ID, "bulk": False}
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -134,7 +140,7 @@ def switches(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """The app mounting an existing file system."""
+    """The app mounting an existing file system, without bulk classification."""
     return synth(tmp_path_factory.mktemp("cdk-imported"), IMPORTED)
 
 
