@@ -247,7 +247,8 @@ class BulkClassification(Construct):
                 applies_to=[
                     f"Resource::<{function_id}.Arn>:*",
                     _objects_finding(self.results_bucket),
-                    RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:states:[^:]+:[^:]+:execution:.*:\*$/"),
+                    # The account is <AWS::AccountId> when the stack's environment has none.
+                    RegexAppliesTo(regex=r"/^Resource::arn:.+:states:.+:execution:.+:\*$/"),
                 ],
             ),
             NagPackSuppression(
