@@ -45,10 +45,8 @@ from classifier.config import Settings
 from lambda_docker.alarms import ALARM_PERIOD, alarm_at_or_above
 from lambda_docker.bucket_access import allow_objects
 from lambda_docker.config import AppConfig
-from lambda_docker.inference import classifier_function
+from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
-from lambda_docker.records import RecordsTable
-from lambda_docker.storage import StoreMount
 
 HANDLER = "classifier.bulk.handler"
 # The runtime's MAX_BATCH: a batch is one batched inference in one invocation.
@@ -99,23 +97,18 @@ class BulkClassification(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: AppConfig,
-        mount: StoreMount,
-        records: RecordsTable,
-        uploads_bucket_name: str,
+        runtime: ClassifierRuntime,
         source_bucket: s3.IBucket,
         results_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         self.source_bucket = source_bucket
         self.results_bucket = results_bucket
+        config = runtime.config
 
         self.function = classifier_function(
             self,
-            config=config,
-            mount=mount,
-            uploads_bucket_name=uploads_bucket_name,
-            records=records,
+            runtime=runtime,
             description="Classifies the batches of a bulk job (Step Functions Distributed Map over an S3 prefix)",
             timeout=WORKER_TIMEOUT,
             cmd=[HANDLER],
@@ -124,7 +117,7 @@ class BulkClassification(Construct):
             # MaxConcurrency bounds how many batches run at once.
         )
         self.log_group = self.function.log_group
-        records.grant_write(self.function)
+        runtime.records.grant_write(self.function)
         # Read (GET and HEAD) whatever the prefix holds, in the source bucket only.
         allow_objects(self.function, source_bucket, "s3:GetObject")
 

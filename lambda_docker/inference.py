@@ -15,6 +15,7 @@ API calls.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -46,26 +47,32 @@ def classifier_image(config: AppConfig, *, cmd: list[str] | None = None) -> lamb
     )
 
 
-def runtime_environment(config: AppConfig, *, uploads_bucket_name: str, records: RecordsTable) -> dict[str, str]:
-    """The runtime's settings; names and meanings: model/classifier/config.py (Settings.from_env)."""
-    return {
-        "MODEL_STORE": MOUNT_PATH,
-        "MODEL_NAME": config.model_name,
-        "BACKEND": config.backend,
-        "MODEL_REFRESH_SECONDS": str(config.model_refresh_seconds),
-        "INFERENCE_THREADS": str(config.inference_threads),
-        "UPLOADS_BUCKET": uploads_bucket_name,
-        **records.environment,
-    }
+@dataclass(frozen=True)
+class ClassifierRuntime:
+    """What every function of the classifier image shares: the settings, the store's mount, records, uploads."""
+
+    config: AppConfig
+    mount: StoreMount
+    records: RecordsTable
+    uploads_bucket_name: str
+
+    def environment(self) -> dict[str, str]:
+        """The runtime's settings; names and meanings: model/classifier/config.py (Settings.from_env)."""
+        return {
+            "MODEL_STORE": MOUNT_PATH,
+            "MODEL_NAME": self.config.model_name,
+            "BACKEND": self.config.backend,
+            "MODEL_REFRESH_SECONDS": str(self.config.model_refresh_seconds),
+            "INFERENCE_THREADS": str(self.config.inference_threads),
+            "UPLOADS_BUCKET": self.uploads_bucket_name,
+            **self.records.environment,
+        }
 
 
 def classifier_function(
     scope: Construct,
     *,
-    config: AppConfig,
-    mount: StoreMount,
-    uploads_bucket_name: str,
-    records: RecordsTable,
+    runtime: ClassifierRuntime,
     description: str,
     timeout: Duration,
     cmd: list[str] | None = None,
@@ -82,6 +89,7 @@ def classifier_function(
     settings of its own (``environment``), and concurrency or
     asynchronous-invocation options. Each grants itself its records access.
     """
+    config = runtime.config
     return lambda_.DockerImageFunction(
         scope, "Function",
         description=description,
@@ -89,11 +97,8 @@ def classifier_function(
         architecture=lambda_.Architecture.ARM_64 if config.architecture == "arm64" else lambda_.Architecture.X86_64,
         memory_size=config.memory_mb,
         timeout=timeout,
-        **mount.function_options(),
-        environment={
-            **runtime_environment(config, uploads_bucket_name=uploads_bucket_name, records=records),
-            **(environment or {}),
-        },
+        **runtime.mount.function_options(),
+        environment={**runtime.environment(), **(environment or {})},
         log_group=logs.LogGroup(scope, "Logs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY),
         reserved_concurrent_executions=reserved_concurrency,
         retry_attempts=retry_attempts,
@@ -103,29 +108,18 @@ def classifier_function(
 
 
 class InferenceFunction(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: AppConfig,
-        mount: StoreMount,
-        uploads_bucket_name: str,
-        records: RecordsTable,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, runtime: ClassifierRuntime) -> None:
         super().__init__(scope, construct_id)
 
+        config = runtime.config
         self.function = classifier_function(
             self,
-            config=config,
-            mount=mount,
-            uploads_bucket_name=uploads_bucket_name,
-            records=records,
+            runtime=runtime,
             description=f"ResNet-50 classifier ({config.backend} backend), models from EFS",
             timeout=Duration.seconds(config.timeout_seconds),
             reserved_concurrency=config.reserved_concurrency,
         )
-        records.grant_read_write(self.function)
+        runtime.records.grant_read_write(self.function)
         self.log_group = self.function.log_group
         self.alias = lambda_.Alias(
             self, "Alias",

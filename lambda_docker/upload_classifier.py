@@ -37,11 +37,8 @@ from constructs import Construct
 
 from lambda_docker.alarms import ALARM_PERIOD, alarm_at_or_above
 from lambda_docker.bucket_access import allow_objects, object_created_rule
-from lambda_docker.config import AppConfig
-from lambda_docker.inference import classifier_function
+from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
-from lambda_docker.records import RecordsTable
-from lambda_docker.storage import StoreMount
 
 HANDLER = "classifier.s3_events.handler"
 # A cold start loads the model from EFS and an upload may be 20 MiB
@@ -64,11 +61,9 @@ class UploadClassifier(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: AppConfig,
-        mount: StoreMount,
+        runtime: ClassifierRuntime,
         uploads_bucket: s3.IBucket,
         uploads_prefix: str,
-        records: RecordsTable,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -81,10 +76,7 @@ class UploadClassifier(Construct):
         )
         self.function = classifier_function(
             self,
-            config=config,
-            mount=mount,
-            uploads_bucket_name=uploads_bucket.bucket_name,
-            records=records,
+            runtime=runtime,
             description="Classifies images created under uploads/ and stores their records (classify_on_upload)",
             timeout=TIMEOUT,
             cmd=[HANDLER],
@@ -96,7 +88,7 @@ class UploadClassifier(Construct):
         )
         self.log_group = self.function.log_group
         # Records, and the claims that make a re-delivered upload keep its first record.
-        records.grant_read_write(self.function)
+        runtime.records.grant_read_write(self.function)
         # Read the uploaded objects (GET and HEAD), and write nothing to S3.
         allow_objects(self.function, uploads_bucket, "s3:GetObject", prefix=uploads_prefix)
         self.rule = object_created_rule(
