@@ -49,7 +49,7 @@ from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
 
 HANDLER = "classifier.bulk.handler"
-# The runtime's MAX_BATCH: a batch is one batched inference in one invocation.
+# The runtime's MAX_BATCH: one invocation gets as many objects as one batched inference takes.
 MAX_ITEMS_PER_BATCH = Settings.max_batch
 # The worker reads objects up to the runtime's default S3 limit (DESIGN.md §4), set
 # explicitly so that the limit a job applies is visible in the function's configuration.
@@ -123,8 +123,8 @@ class BulkClassification(Construct):
 
         self.state_machine_logs = logs.LogGroup(
             self, "StateMachineLogs",
-            # Step Functions delivers logs through a resource policy; under this prefix
-            # CloudWatch needs no policy per log group (which has a size limit).
+            # Step Functions delivers logs under a CloudWatch Logs resource policy, which has
+            # a size limit; one policy for /aws/vendedlogs/ covers every group below it.
             log_group_name=f"/aws/vendedlogs/states/{Stack.of(self).stack_name}-bulk",
             retention=config.log_retention,
             removal_policy=RemovalPolicy.DESTROY,
