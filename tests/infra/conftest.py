@@ -64,8 +64,7 @@ OPTIONS: dict[str, Any] = {
 }
 # Every switch on, everything else as cdk.json has it: the dashboard on plain
 # HTTP open to all, no API key, the Function URL for this account.
-SWITCHES: dict[str, Any] = {"dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True,
-                            "bulk": True}
+SWITCHES: dict[str, Any] = {"dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True}
 IMPORTED_FILE_SYSTEM_ID = "fs-0123456789abcdef0"
 # bulk (on by default) is switched off here, the one app without it.
 IMPORTED: dict[str, Any] = {"efs_file_system_id": IMPORTED_FILE_SYSTEM_ID, "bulk": False}
