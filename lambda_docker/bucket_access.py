@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -34,13 +34,14 @@ def object_created_rule(
     *,
     description: str,
     bucket: s3.IBucket,
-    key_filter: Mapping[str, str],
+    key_filters: Sequence[Mapping[str, str]],
     target: events.IRuleTarget,
 ) -> events.Rule:
-    """An EventBridge rule that hands ``target`` every object created in ``bucket`` whose key matches ``key_filter``.
+    """An EventBridge rule that hands ``target`` every object created in ``bucket`` whose key matches a filter.
 
-    ``key_filter`` is an EventBridge content filter such as ``{"prefix": "uploads/"}``;
-    the bucket must send its events to EventBridge (``SecureBucket(event_bridge=True)``).
+    ``key_filters`` are EventBridge content filters such as ``{"prefix": "uploads/"}``,
+    any of which may match; the bucket must send its events to EventBridge
+    (``SecureBucket(event_bridge=True)``).
     """
     return events.Rule(
         scope, construct_id,
@@ -50,7 +51,7 @@ def object_created_rule(
             detail_type=["Object Created"],
             detail={
                 "bucket": {"name": [bucket.bucket_name]},
-                "object": {"key": [dict(key_filter)]},
+                "object": {"key": [dict(f) for f in key_filters]},
             },
         ),
         targets=[target],

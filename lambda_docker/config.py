@@ -69,6 +69,8 @@ _PRINCIPAL_RE = re.compile(
 # Where alarm notifications go: one address, checked for shape only (SNS
 # mails it a confirmation link).
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An S3 bucket name (general purpose buckets: 3-63 characters, no "..").
+_BUCKET_NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 # Options are snake_case; an unknown snake_case key is most likely a misspelt
 # option. Other keys belong to the CDK and its CLI (feature flags, lookups
@@ -256,6 +258,16 @@ class AppConfig:
     efs_file_system_id: str | None = option(None, _optional(_pattern(_FS_ID_RE, "an id like fs-0123abcd")))
     inbox_expiration_days: int = option(30, _int(1, 3650))
     uploads_expiration_days: int = option(1, _int(1, 365))
+    # Classification records (DynamoDB) expire this many days after creation; 0 keeps them.
+    records_ttl_days: int = option(365, _int(0, 36_500))
+
+    # Bulk classification (switch bulk): a Step Functions Distributed Map over an S3 prefix.
+    # Its batches run this many at once, each one worker invocation: the Lambda concurrency a job takes.
+    bulk_max_concurrency: int = option(10, _int(1, 1000))
+    # A job fails when more than this share of its batches still fails after the retries.
+    bulk_tolerated_failure_percent: int = option(5, _int(0, 100))
+    # The bucket jobs may read; None: the uploads bucket.
+    bulk_source_bucket: str | None = option(None, _optional(_pattern(_BUCKET_NAME_RE, "an S3 bucket name")))
 
     # The REST API: who may call it (docs/security.md), its throttling, which
     # browser origins may call it (empty: no CORS; '*' is allowed, with a warning).
@@ -287,6 +299,7 @@ class AppConfig:
     function_url: bool = option(False, _bool)
     edge: bool = option(False, _bool)
     classify_on_upload: bool = option(False, _bool)
+    bulk: bool = option(True, _bool)
 
     # The dashboard (switch dashboard): HTTPS with this ACM certificate (in the
     # stacks' region) and a Cognito login (users of dashboard_user_pool_id, or of

@@ -3,7 +3,10 @@
 When ``[<prefix>/]models/<name>/<version>/manifest.json`` lands in the bucket,
 S3 sends an "Object Created" event to EventBridge, and a rule invokes the
 installer (``classifier.installer``), which copies the version into EFS
-through its access point and makes it current.
+through its access point and makes it current (unless the upload says not
+to). The same rule fires for ``[<prefix>/]models/<name>/CURRENT``, the
+promotion object ``promote VERSION --s3`` writes: the installer then makes
+that installed version current (``classifier.inbox``).
 
 EventBridge rather than a direct S3 -> Lambda notification: CloudFormation
 sets a bucket's EventBridge switch natively, whereas CDK's direct
@@ -36,6 +39,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from classifier.inbox import MANIFEST_NAME, PROMOTION_NAME
 from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.buckets import SecureBucket
 from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
@@ -52,7 +56,8 @@ INSTALLER_HANDLER = "classifier.installer.handler"
 # The installer's runtime: the Python the lock resolves for and the Lambda image runs.
 INSTALLER_RUNTIME = lambda_.Runtime.PYTHON_3_12
 INSTALLER_ARCHITECTURE = lambda_.Architecture.ARM_64
-MANIFEST_SUFFIX = "/manifest.json"
+# The keys the installer acts on: a version's manifest, and a model's promotion object.
+INSTALLER_KEY_SUFFIXES = (f"/{MANIFEST_NAME}", f"/{PROMOTION_NAME}")
 
 
 def pip_install_command(target: str) -> list[str]:
@@ -137,10 +142,10 @@ class ModelInbox(Construct):
         # Read only (GetObject covers HEAD too): an upload is never changed or deleted here.
         allow_objects(self.function, self.bucket, "s3:GetObject")
         self.rule = object_created_rule(
-            self, "ManifestCreated",
-            description="A model manifest landed in the inbox: install that version",
+            self, "ManifestCreated",  # the id it had before promotions: an id change would replace the rule
+            description="A model manifest or promotion landed in the inbox: install or promote that version",
             bucket=self.bucket,
-            key_filter={"suffix": MANIFEST_SUFFIX},
+            key_filters=[{"suffix": suffix} for suffix in INSTALLER_KEY_SUFFIXES],
             target=targets.LambdaFunction(self.function, retry_attempts=2),
         )
         self._suppress_findings()

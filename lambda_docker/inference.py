@@ -1,9 +1,10 @@
 """The inference function: the container Lambda built from model/, reading models from EFS.
 
 The image holds the runtime only (model/Dockerfile); the weights are read
-from EFS at ``/mnt/store`` through the inference access point, which can read
-``models/`` and write ``records/`` (see ``storage.py``). Synthesis only hashes
-the build context; ``cdk deploy`` builds and pushes the image.
+from EFS at ``/mnt/store`` through the inference access point, read only (see
+``storage.py``), and every classification is stored as a record in DynamoDB
+(``records.py``). Synthesis only hashes the build context; ``cdk deploy``
+builds and pushes the image.
 
 The API invokes the ``live`` alias. Provisioned concurrency, when asked for,
 is configured on that alias, so switching it on or off never changes what the
@@ -12,6 +13,9 @@ API calls.
 
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -23,6 +27,7 @@ from constructs import Construct
 from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
 from lambda_docker.config import AppConfig
 from lambda_docker.paths import MODEL_DIR
+from lambda_docker.records import RecordsTable
 from lambda_docker.storage import MOUNT_PATH, StoreMount
 
 ALIAS_NAME = "live"
@@ -47,29 +52,38 @@ def classifier_image(config: AppConfig, *, cmd: list[str] | None = None) -> lamb
     )
 
 
-def runtime_environment(config: AppConfig, *, uploads_bucket_name: str) -> dict[str, str]:
-    """The runtime's settings; names and meanings: model/classifier/config.py (Settings.from_env)."""
-    return {
-        "MODEL_STORE": MOUNT_PATH,
-        "MODEL_NAME": config.model_name,
-        "BACKEND": config.backend,
-        "MODEL_REFRESH_SECONDS": str(config.model_refresh_seconds),
-        "INFERENCE_THREADS": str(config.inference_threads),
-        "UPLOADS_BUCKET": uploads_bucket_name,
-        "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
-        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-    }
+@dataclass(frozen=True)
+class ClassifierRuntime:
+    """What every function of the classifier image shares: the settings, the store's mount, records, uploads."""
+
+    config: AppConfig
+    mount: StoreMount
+    records: RecordsTable
+    uploads_bucket_name: str
+
+    def environment(self) -> dict[str, str]:
+        """The runtime's settings; names and meanings: model/classifier/config.py (Settings.from_env)."""
+        return {
+            "MODEL_STORE": MOUNT_PATH,
+            "MODEL_NAME": self.config.model_name,
+            "BACKEND": self.config.backend,
+            "MODEL_REFRESH_SECONDS": str(self.config.model_refresh_seconds),
+            "INFERENCE_THREADS": str(self.config.inference_threads),
+            "UPLOADS_BUCKET": self.uploads_bucket_name,
+            "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            **self.records.environment,
+        }
 
 
 def classifier_function(
     scope: Construct,
     *,
-    config: AppConfig,
-    mount: StoreMount,
-    uploads_bucket_name: str,
+    runtime: ClassifierRuntime,
     description: str,
     timeout: Duration,
     cmd: list[str] | None = None,
+    environment: Mapping[str, str] | None = None,
     reserved_concurrency: int | None = None,
     retry_attempts: int | None = None,
     max_event_age: Duration | None = None,
@@ -77,10 +91,12 @@ def classifier_function(
 ) -> lambda_.DockerImageFunction:
     """A function of the classifier image (``scope``/Function, logging to ``scope``/Logs) with the store mounted.
 
-    The inference function and the upload classifier: the same runtime and
-    settings, each with its own handler (``cmd``), timeout, and concurrency or
-    asynchronous-invocation options.
+    The inference function, the upload classifier and the bulk worker: the
+    same runtime and settings, each with its own handler (``cmd``), timeout,
+    settings of its own (``environment``), and concurrency or
+    asynchronous-invocation options. Each grants itself its records access.
     """
+    config = runtime.config
     function = lambda_.DockerImageFunction(
         scope, "Function",
         description=description,
@@ -88,8 +104,8 @@ def classifier_function(
         architecture=lambda_.Architecture.ARM_64 if config.architecture == "arm64" else lambda_.Architecture.X86_64,
         memory_size=config.memory_mb,
         timeout=timeout,
-        **mount.function_options(),
-        environment=runtime_environment(config, uploads_bucket_name=uploads_bucket_name),
+        **runtime.mount.function_options(),
+        environment={**runtime.environment(), **(environment or {})},
         log_group=logs.LogGroup(scope, "Logs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY),
         reserved_concurrent_executions=reserved_concurrency,
         retry_attempts=retry_attempts,
@@ -103,20 +119,18 @@ def classifier_function(
 
 
 class InferenceFunction(Construct):
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, mount: StoreMount, uploads_bucket_name: str,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, runtime: ClassifierRuntime) -> None:
         super().__init__(scope, construct_id)
 
+        config = runtime.config
         self.function = classifier_function(
             self,
-            config=config,
-            mount=mount,
-            uploads_bucket_name=uploads_bucket_name,
+            runtime=runtime,
             description=f"ResNet-50 classifier ({config.backend} backend), models from EFS",
             timeout=Duration.seconds(config.timeout_seconds),
             reserved_concurrency=config.reserved_concurrency,
         )
+        runtime.records.grant_read_write(self.function)
         self.log_group = self.function.log_group
         skip_checks(self.function, CheckovSkip(
             "CKV_AWS_116",

@@ -1,11 +1,13 @@
-"""The VPC: two AZs of isolated subnets, no NAT gateway, an S3 gateway endpoint.
+"""The VPC: two AZs of isolated subnets, no NAT gateway, S3 and DynamoDB gateway endpoints.
 
 Nothing here reaches the internet. The functions need only EFS (mount targets
-in these subnets) and S3 (the gateway endpoint, free of charge). Lambda itself
+in these subnets), S3 and DynamoDB (gateway endpoints, free of charge). Lambda itself
 pulls the container image and ships logs outside the VPC, so no interface
 endpoint (about 7 USD a month per AZ each) and no NAT gateway (about 32 USD a
 month each, plus data) is needed. A future feature that calls another AWS API
-from inside the VPC must add that service's interface endpoint.
+from inside the VPC must add that service's interface endpoint; for that reason
+the records' cursor key (Secrets Manager) reaches the functions at deploy time,
+as a CloudFormation dynamic reference (``records.py``).
 
 ``vpc_without_nat`` and ``log_rejected_flows`` build this VPC and the dashboard's (public
 subnets) alike.
@@ -13,7 +15,10 @@ subnets) alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import CfnResource, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -64,9 +69,12 @@ class Network(Construct):
 
         self.vpc = vpc_without_nat(self, subnet_name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-        # The only way out of the subnets: S3 through the route tables.
+        # The only ways out of the subnets: S3 and DynamoDB, through the route tables.
         self.s3_endpoint = self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.subnets],
+        )
+        self.dynamodb_endpoint = self.vpc.add_gateway_endpoint(
+            "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.subnets],
         )
         self.flow_log_group = log_rejected_flows(self, self.vpc, log_retention=log_retention)
 
@@ -80,4 +88,12 @@ class Network(Construct):
             principals=[iam.AnyPrincipal()],
             actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
             resources=[arn for b in buckets for arn in (b.bucket_arn, b.arn_for_objects("*"))],
+        ))
+
+    def allow_dynamodb_tables(self, *tables: dynamodb.ITable, actions: Sequence[str]) -> None:
+        """Let the DynamoDB endpoint reach only these tables and their indexes, for ``actions`` only."""
+        self.dynamodb_endpoint.add_to_policy(iam.PolicyStatement(
+            principals=[iam.AnyPrincipal()],
+            actions=list(actions),
+            resources=[arn for t in tables for arn in (t.table_arn, f"{t.table_arn}/index/*")],
         ))

@@ -18,12 +18,13 @@ from constructs import Construct
 from lambda_docker.alarms import Alarms
 from lambda_docker.api import STAGE_NAME, ClassificationRestApi
 from lambda_docker.bucket_access import allow_objects
+from lambda_docker.bulk import BulkClassification
 from lambda_docker.config import AppConfig
 from lambda_docker.custom_domain import ApiCustomDomain
 from lambda_docker.dashboard import Dashboard
 from lambda_docker.edge import ApiDistribution
 from lambda_docker.function_url import ClassifierFunctionUrl, invoker_principal
-from lambda_docker.inference import InferenceFunction
+from lambda_docker.inference import ClassifierRuntime, InferenceFunction
 from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.observability import Observability
 from lambda_docker.storage_stack import UPLOADS_PREFIX, StorageStack
@@ -43,12 +44,15 @@ class ServiceStack(TwoAzStack):
         self.add_stack_dependency(storage, "the functions mount the storage stack's file system")
         self.storage = storage
 
-        self.inference = InferenceFunction(
-            self, "Inference",
+        # The API, the upload classifier and the bulk worker: one image, one read-only
+        # mount of the store (the inference access point and security group), one records table.
+        self.runtime = ClassifierRuntime(
             config=config,
             mount=storage.model_storage.inference_mount,
+            records=storage.records,
             uploads_bucket_name=storage.uploads.bucket_name,
         )
+        self.inference = InferenceFunction(self, "Inference", runtime=self.runtime)
         self._grant_uploads(self.inference.function)
         self.api = ClassificationRestApi(self, "Api", handler=self.inference.alias, config=config)
         self.alarms = Alarms(self, "Alarms", api=self.api.api, email=config.alarm_email)
@@ -126,7 +130,8 @@ class ServiceStack(TwoAzStack):
         self.dashboard = self._dashboard(config) if config.dashboard else None
         self.function_url = self._function_url(config) if config.function_url else None
         self.edge = self._edge(config) if config.edge else None
-        self.upload_classifier = self._upload_classifier(config) if config.classify_on_upload else None
+        self.upload_classifier = self._upload_classifier() if config.classify_on_upload else None
+        self.bulk = self._bulk() if config.bulk else None
 
     def _dashboard(self, config: AppConfig) -> Dashboard:
         dashboard = Dashboard(
@@ -178,13 +183,10 @@ class ServiceStack(TwoAzStack):
         CfnOutput(self, "EdgeUrl", value=edge.url, description="The API through CloudFront (same paths as ApiUrl)")
         return edge
 
-    def _upload_classifier(self, config: AppConfig) -> UploadClassifier:
+    def _upload_classifier(self) -> UploadClassifier:
         upload_classifier = UploadClassifier(
             self, "UploadClassifier",
-            config=config,
-            # The inference function's mount: its security group (the one EFS
-            # admits, HTTPS to S3) and its access point (read models/, write records/).
-            mount=self.storage.model_storage.inference_mount,
+            runtime=self.runtime,
             uploads_bucket=self.storage.uploads,
             uploads_prefix=UPLOADS_PREFIX,
         )
@@ -194,3 +196,14 @@ class ServiceStack(TwoAzStack):
         CfnOutput(self, "UploadClassifierFunction", value=upload_classifier.function.function_name,
                   description="Classifies uploads; invoke it with a dead-lettered message body to re-drive it")
         return upload_classifier
+
+    def _bulk(self) -> BulkClassification:
+        source, results = self.storage.bulk_source, self.storage.bulk_results
+        assert source is not None and results is not None, "the storage stack makes them when bulk is on"
+        bulk = BulkClassification(self, "Bulk", runtime=self.runtime, source_bucket=source, results_bucket=results)
+        self.alarms.watch(bulk.alarm)
+        CfnOutput(self, "BulkStateMachineArn", value=bulk.state_machine.state_machine_arn,
+                  description="python -m classifier batch s3://<bucket>/<prefix> starts an execution of this")
+        CfnOutput(self, "BulkResultsBucket", value=results.bucket_name,
+                  description="Each bulk job's results, under jobs/<map run>/ (manifest.json first)")
+        return bulk

@@ -2,19 +2,26 @@
 
 Layout and who may do what (DESIGN.md §2: only the installer changes models)::
 
-    /store              owner 1001 (installer), group 1000 (inference), mode 1775
+    /store              owner 1001 (installer), group 1000, mode 1775
     /store/models/      created by the installer: owner 1001, mode 0755
-    /store/records/     created by the inference function: owner 1000
 
 Both access points expose ``/store`` (each function mounts it at
 ``/mnt/store``) and differ only in the POSIX identity EFS enforces:
 
 - installer, uid/gid 1001: owns ``/store``, creates and writes ``models/``;
-- inference, uid/gid 1000: may create entries in ``/store`` through its group
-  (so it can make ``records/``), can read but not write ``models/`` (0755,
-  owned by 1001), and cannot rename or delete ``models/`` either, because
-  ``/store`` has the sticky bit and the inference user owns neither
-  ``/store`` nor ``models/``.
+  its role has ``elasticfilesystem:ClientWrite``.
+- inference, uid/gid 1000 (the API, the upload classifier and the bulk
+  worker): read only. Their roles lack ``ClientWrite`` (``StoreMount.read_only``),
+  so EFS refuses every write through their mounts, whatever the file modes.
+  Beneath that, POSIX: ``models/`` (0755, owned by 1001) is read-only to
+  uid 1000, and ``/store``'s sticky bit stops it renaming or deleting ``models/``.
+
+Records used to live in ``/store/records/``, created by uid 1000 through
+``/store``'s group-write bit; they are in DynamoDB now (``records.py``). The
+access points' creation info keeps that bit all the same: changing an access
+point's root directory replaces it, and CloudFormation refuses to replace a
+value the service stack imports (the access point ids); nor would it change
+an existing ``/store``. IAM closes the write path instead.
 
 Why one shared root instead of nesting the installer's access point at
 ``/store/models``: EFS creates an access point's root directory, with its
@@ -44,13 +51,15 @@ STORE_PATH = "/store"
 MOUNT_PATH = "/mnt/store"
 INSTALLER_UID = 1001
 INFERENCE_UID = 1000
-# Owner: the installer. Group: the inference user, which needs to create
-# records/. Sticky: a group member may not rename or delete others' entries.
+# Owner: the installer. Group: the inference user, which once created records/
+# here (kept: see the module docstring). Sticky: a group member may not rename
+# or delete others' entries.
 STORE_OWNER_UID = INSTALLER_UID
 STORE_OWNER_GID = INFERENCE_UID
 STORE_PERMISSIONS = "1775"
 NFS_PORT = 2049
-CLIENT_ACTIONS = ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
+CLIENT_WRITE = "elasticfilesystem:ClientWrite"
+CLIENT_ACTIONS = ("elasticfilesystem:ClientMount", CLIENT_WRITE)
 ALL_CLIENT_ACTIONS = (*CLIENT_ACTIONS, "elasticfilesystem:ClientRootAccess")
 
 
@@ -65,12 +74,17 @@ class FunctionMountOptions(TypedDict):
 
 @dataclass(frozen=True)
 class StoreMount:
-    """What a function needs to mount the store: where it runs, the group EFS admits, its access point."""
+    """What a function needs to mount the store: where it runs, the group EFS admits, its access point.
+
+    ``read_only``: the function's role gets ``ClientMount`` only, without
+    which EFS treats the mount as read-only.
+    """
 
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     security_group: ec2.ISecurityGroup
     access_point: efs.IAccessPoint
+    read_only: bool
 
     def function_options(self) -> FunctionMountOptions:
         """``**``-pass these to a Lambda function: it mounts the store at ``MOUNT_PATH`` as its access point's user."""
@@ -78,7 +92,24 @@ class StoreMount:
             vpc=self.vpc,
             vpc_subnets=self.subnets,
             security_groups=[self.security_group],
-            filesystem=lambda_.FileSystem.from_efs_access_point(self.access_point, MOUNT_PATH),
+            filesystem=self._file_system(),
+        )
+
+    def _file_system(self) -> lambda_.FileSystem:
+        writable = lambda_.FileSystem.from_efs_access_point(self.access_point, MOUNT_PATH)
+        if not self.read_only:
+            return writable
+        # aws-lambda's own configuration (mount targets to wait for, NFS rules, the
+        # ClientMount statement pinned to this access point), minus its ClientWrite grant.
+        config = writable.config
+        policies = [p for p in config.policies or [] if CLIENT_WRITE not in p.actions]
+        assert policies and len(policies) < len(config.policies or []), "aws-lambda's EFS grants changed"
+        return lambda_.FileSystem(
+            arn=config.arn,
+            local_mount_path=config.local_mount_path,
+            connections=config.connections,
+            dependency=config.dependency,
+            policies=policies,
         )
 
 
@@ -112,16 +143,20 @@ class ModelStorage(Construct):
 
         self.installer_access_point = self._access_point("InstallerAccessPoint", INSTALLER_UID)
         self.inference_access_point = self._access_point("InferenceAccessPoint", INFERENCE_UID)
-        self.installer_mount = StoreMount(vpc, subnets, self.installer_security_group, self.installer_access_point)
-        self.inference_mount = StoreMount(vpc, subnets, self.inference_security_group, self.inference_access_point)
+        self.installer_mount = StoreMount(
+            vpc, subnets, self.installer_security_group, self.installer_access_point, read_only=False,
+        )
+        self.inference_mount = StoreMount(
+            vpc, subnets, self.inference_security_group, self.inference_access_point, read_only=True,
+        )
 
     def _function_security_group(self, vpc: ec2.IVpc, construct_id: str, what: str) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(
             self, f"{construct_id}SecurityGroup", vpc=vpc, allow_all_outbound=False,
             description=f"The {what} function: NFS to EFS, HTTPS to S3",
         )
-        # The subnets route nothing but S3 (gateway endpoint): 443 reaches S3 only.
-        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint")
+        # The subnets route nothing but S3 and DynamoDB (gateway endpoints): 443 reaches those only.
+        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3 and DynamoDB via gateway endpoints")
         return group
 
     def _new_file_system(
@@ -137,8 +172,8 @@ class ModelStorage(Construct):
             # ~100 MB model at once; elastic throughput has no credits.
             throughput_mode=efs.ThroughputMode.ELASTIC,
             performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
-            # Records pile up and are rarely read again: move them to the
-            # cheaper class; the first read brings a file back.
+            # Superseded model versions are rarely read again: move them to
+            # the cheaper class; the first read brings a file back.
             lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,
             out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
             enable_automatic_backups=True,
@@ -202,8 +237,8 @@ class ModelStorage(Construct):
             # Without an access point a client would pick its own uid (or root)
             # and bypass the ownership rules above.
             _deny_every_client("DenyWithoutAccessPoint", {"Null": {"elasticfilesystem:AccessPointArn": "true"}}),
-            # The functions' roles grant mount/write on their own access point;
-            # nobody is granted ClientRootAccess.
+            # The functions' roles grant mount (and the installer's, write) on
+            # their own access point; nobody is granted ClientRootAccess.
             iam.PolicyStatement(
                 sid="AllowAccountPrincipalsViaMountTargets",
                 principals=[iam.AccountRootPrincipal()],

@@ -1,9 +1,10 @@
 """``<name>-storage-stack``: everything that holds data, deployed once and rarely changed.
 
-The VPC, the EFS model store with its access points, the model inbox with its
-installer, the uploads bucket for large images, and the bucket of access
-logs. The service stack mounts and uses these, so compute can be redeployed
-or destroyed without touching data.
+The VPC, the EFS model store with its access points, the records table, the
+model inbox with its installer, the uploads bucket for large images, the
+bulk jobs' results bucket (switch ``bulk``), and the bucket of access logs.
+The service stack mounts and uses these, so compute can be redeployed or
+destroyed without touching data.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from lambda_docker.buckets import AccessLogsBucket, SecureBucket
 from lambda_docker.config import AppConfig
 from lambda_docker.inbox import ModelInbox
 from lambda_docker.network import Network
+from lambda_docker.records import READ_ACTIONS, WRITE_ACTIONS, RecordsTable
 from lambda_docker.storage import ModelStorage
 from lambda_docker.two_az_stack import TwoAzStack
 
 # Browsers upload large images straight to S3 with the presigned POST that
 # POST /uploads returns.
 UPLOADS_PREFIX = "uploads/"
+# A bulk job's results are read once, by whoever started it.
+BULK_RESULTS_EXPIRATION_DAYS = 30
 
 
 class StorageStack(TwoAzStack):
@@ -47,7 +51,19 @@ class StorageStack(TwoAzStack):
             log_retention=config.log_retention,
         )
         self.uploads = self._uploads_bucket(config)
-        self.network.allow_s3_buckets(self.inbox.bucket, self.uploads)
+        self.records = RecordsTable(self, "Records", ttl_days=config.records_ttl_days)
+        self.network.allow_dynamodb_tables(self.records.table, actions=[*READ_ACTIONS, *WRITE_ACTIONS])
+        # Bulk jobs: the worker reads the source bucket from the VPC; Step Functions lists
+        # it and writes the results bucket from outside, so only the source needs the endpoint.
+        self.bulk_source: s3.IBucket | None = None
+        self.bulk_results: s3.IBucket | None = None
+        if config.bulk:
+            self.bulk_source = self._bulk_source_bucket(config)
+            self.bulk_results = self._bulk_results_bucket()
+        endpoint_buckets: list[s3.IBucket] = [self.inbox.bucket, self.uploads]
+        if self.bulk_source is not None and self.bulk_source is not self.uploads:
+            endpoint_buckets.append(self.bulk_source)
+        self.network.allow_s3_buckets(*endpoint_buckets)
 
         CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
                   description="python -m classifier publish --s3 s3://<this bucket>")
@@ -55,6 +71,8 @@ class StorageStack(TwoAzStack):
                   description="aws logs tail <this group>: what the installer did with each upload")
         CfnOutput(self, "InstallerFunction", value=self.inbox.function.function_name,
                   description="The installer Lambda; invoke it with {bucket, key} to re-run an install")
+        CfnOutput(self, "RecordsTable", value=self.records.table.table_name,
+                  description="Classification records (GET /classifications reads them)")
 
     def _uploads_bucket(self, config: AppConfig) -> s3.Bucket:
         return SecureBucket(
@@ -76,4 +94,25 @@ class StorageStack(TwoAzStack):
             # Always on, whatever classify_on_upload says: the switch then only
             # adds or removes a rule in the service stack, never changes this one.
             event_bridge=True,
+        ).bucket
+
+    def _bulk_source_bucket(self, config: AppConfig) -> s3.IBucket:
+        """The bucket bulk jobs may read: ``bulk_source_bucket``, by default the uploads bucket."""
+        if config.bulk_source_bucket is None:
+            return self.uploads
+        return s3.Bucket.from_bucket_name(self, "BulkSource", config.bulk_source_bucket)
+
+    def _bulk_results_bucket(self) -> s3.Bucket:
+        # Here rather than beside the state machine: its access logs go to this stack's
+        # log bucket, whose policy names the buckets it logs (a service-stack bucket
+        # would make this stack refer to that one: a cycle).
+        return SecureBucket(
+            self, "BulkResults",
+            access_logs=self.access_logs,
+            versioned=False,  # each job writes its own keys, once
+            lifecycle_rules=[s3.LifecycleRule(
+                id="expire-bulk-results",
+                expiration=Duration.days(BULK_RESULTS_EXPIRATION_DAYS),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )],
         ).bucket

@@ -5,8 +5,8 @@ EventBridge notifications on, see ``storage_stack.py``); a rule here matches
 the uploads bucket and the ``uploads/`` prefix and invokes a second function
 built from the same container image as the API, with its handler set to
 ``classifier.s3_events.handler``. It mounts the store like the inference
-function (same access point: read ``models/``, write ``records/``) and may
-read ``uploads/*`` only.
+function (same access point, read only), stores records in the records table,
+and may read ``uploads/*`` only.
 
 Why EventBridge and not an S3 notification to the function: the bucket lives
 in the storage stack and the function in the service stack. An S3
@@ -38,10 +38,8 @@ from constructs import Construct
 from lambda_docker.alarms import ALARM_PERIOD, alarm_at_or_above
 from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.checkov import CheckovSkip, skip_checks
-from lambda_docker.config import AppConfig
-from lambda_docker.inference import classifier_function
+from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
-from lambda_docker.storage import StoreMount
 
 HANDLER = "classifier.s3_events.handler"
 # A cold start loads the model from EFS and an upload may be 20 MiB
@@ -64,8 +62,7 @@ class UploadClassifier(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: AppConfig,
-        mount: StoreMount,
+        runtime: ClassifierRuntime,
         uploads_bucket: s3.IBucket,
         uploads_prefix: str,
     ) -> None:
@@ -85,9 +82,7 @@ class UploadClassifier(Construct):
         ))
         self.function = classifier_function(
             self,
-            config=config,
-            mount=mount,
-            uploads_bucket_name=uploads_bucket.bucket_name,
+            runtime=runtime,
             description="Classifies images created under uploads/ and stores their records (classify_on_upload)",
             timeout=TIMEOUT,
             cmd=[HANDLER],
@@ -98,13 +93,15 @@ class UploadClassifier(Construct):
             dead_letter_queue=self.dead_letter_queue,
         )
         self.log_group = self.function.log_group
+        # Records, and the claims that make a re-delivered upload keep its first record.
+        runtime.records.grant_read_write(self.function)
         # Read the uploaded objects (GET and HEAD), and write nothing to S3.
         allow_objects(self.function, uploads_bucket, "s3:GetObject", prefix=uploads_prefix)
         self.rule = object_created_rule(
             self, "ObjectCreated",
             description="An object was created under uploads/ in the uploads bucket: classify it",
             bucket=uploads_bucket,
-            key_filter={"prefix": uploads_prefix},
+            key_filters=[{"prefix": uploads_prefix}],
             target=targets.LambdaFunction(
                 self.function,
                 dead_letter_queue=self.dead_letter_queue,

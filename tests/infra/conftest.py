@@ -5,7 +5,7 @@ calls), with cdk-nag's AwsSolutions checks attached, into a temporary cloud
 assembly. Building an app costs seconds of jsii round trips, so the suite
 builds five: the defaults from cdk.json, every option changed, every switch
 on with the other defaults, existing resources given by id (a file system, a
-user pool), and the least protected deployment synth allows.
+user pool; bulk off), and the least protected deployment synth allows.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ OPTIONS: dict[str, Any] = {
     "inbox_expiration_days": 14,
     "uploads_expiration_days": 3,
     "api_auth": "api_key",
+    "records_ttl_days": 0,
+    "bulk_max_concurrency": 25,
+    "bulk_tolerated_failure_percent": 12,
+    "bulk_source_bucket": "acme-images",
     "throttle_rate_limit": 10,
     "throttle_burst_limit": 20,
     "cors_allow_origins": ["https://example.com"],
@@ -79,6 +83,7 @@ IMPORTED_FILE_SYSTEM_ID = "fs-0123456789abcdef0"
 IMPORTED_USER_POOL_ID = "us-east-1_ApiUsers99"
 IMPORTED: dict[str, Any] = {
     "efs_file_system_id": IMPORTED_FILE_SYSTEM_ID, "api_auth": "cognito", "api_user_pool_id": IMPORTED_USER_POOL_ID,
+    "bulk": False,
 }
 # The least protected deployment synth allows: a public API open to scripts on
 # any site, a plain HTTP dashboard without a login, for one network.
@@ -156,7 +161,7 @@ def switches(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """The app mounting an existing file system, its API open to an existing user pool's users."""
+    """The app mounting an existing file system, its API open to an existing user pool's users, without bulk."""
     return synth(tmp_path_factory.mktemp("cdk-imported"), IMPORTED)
 
 

@@ -38,6 +38,9 @@ def test_defaults() -> None:
     assert not (cfg.dashboard or cfg.function_url or cfg.edge or cfg.classify_on_upload)
     assert cfg.dashboard_certificate_arn is None and cfg.dashboard_domain_name is None
     assert cfg.dashboard_allowed_cidrs == () and cfg.function_url_invoker_principal is None
+    assert cfg.records_ttl_days == 365
+    assert cfg.bulk is True and cfg.bulk_source_bucket is None
+    assert (cfg.bulk_max_concurrency, cfg.bulk_tolerated_failure_percent) == (10, 5)
 
 
 def test_command_line_strings_are_parsed() -> None:
@@ -88,6 +91,12 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("waf_rate_limit", 5),
     ("tracing", "xray"),
     ("alarm_latency_p99_ms", 30_000),
+    ("records_ttl_days", -1),
+    ("bulk", "often"),
+    ("bulk_max_concurrency", 0),
+    ("bulk_tolerated_failure_percent", 101),
+    ("bulk_source_bucket", "My_Images"),
+    ("bulk_source_bucket", "s3://images"),
     ("throttle_rate_limit", 0),
     ("throttle_burst_limit", 10_000),
     ("cors_allow_origins", "example.com"),

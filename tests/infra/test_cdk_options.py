@@ -147,8 +147,8 @@ def test_functions_wait_for_the_imported_file_systems_mount_targets(imported: Sy
 
 
 def test_imported_file_system_grants_name_it(imported: Synth) -> None:
-    # The functions' ClientWrite permission names the imported file system.
-    _, policy = only(imported.service, "AWS::IAM::Policy")
+    # The installer's ClientWrite permission (the only one) names the imported file system.
+    _, policy = only(imported.storage, "AWS::IAM::Policy", {"PolicyName": Match.string_like_regexp("Installer")})
     assert f"file-system/{IMPORTED_FILE_SYSTEM_ID}" in json.dumps(policy["Properties"]["PolicyDocument"])
 
 

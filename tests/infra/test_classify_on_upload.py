@@ -9,7 +9,7 @@ from aws_cdk.assertions import Match
 
 from .conftest import Synth, image_kind
 from .test_service_stack import inference_function
-from .test_storage_stack import only, resources, uploads_bucket
+from .test_storage_stack import function_statements, only, resources, uploads_bucket
 
 HANDLER = "classifier.s3_events.handler"
 
@@ -19,10 +19,7 @@ def upload_function(synth: Synth) -> tuple[str, dict[str, Any]]:
 
 
 def s3_statements(synth: Synth, function_id: str) -> list[dict[str, Any]]:
-    role_id = resources(synth.service, "AWS::Lambda::Function")[function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    (policy,) = [p for p in resources(synth.service, "AWS::IAM::Policy").values()
-                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
-    return [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "s3:" in json.dumps(s["Action"])]
+    return [s for s in function_statements(synth.service, function_id) if "s3:" in json.dumps(s["Action"])]
 
 
 def dead_letter_queue(synth: Synth) -> str:
@@ -52,8 +49,8 @@ def test_uploads_bucket_policy_only_denies_insecure_requests(default: Synth) -> 
 
 
 def test_no_upload_classifier_by_default(default: Synth) -> None:
-    # The switch is off in cdk.json: one container function, no rule, no queue, no queue alarm.
-    assert len(resources(default.service, "AWS::Lambda::Function", {"PackageType": "Image"})) == 1
+    # The switch is off in cdk.json: no function with the S3 events handler, no rule, no queue, no queue alarm.
+    assert resources(default.service, "AWS::Lambda::Function", {"ImageConfig": {"Command": [HANDLER]}}) == {}
     for type_ in ("AWS::Events::Rule", "AWS::SQS::Queue"):
         default.service.resource_count_is(type_, 0)
     assert resources(default.service, "AWS::CloudWatch::Alarm", {"Namespace": "AWS/SQS"}) == {}

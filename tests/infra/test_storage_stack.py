@@ -34,6 +34,24 @@ def uploads_bucket(synth: Synth) -> tuple[str, dict[str, Any]]:
     ]}})
 
 
+def role_statements(template: Template, role_id: str) -> list[dict[str, Any]]:
+    """Every statement of every policy attached to the role ``role_id``."""
+    return [statement for policy in resources(template, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def function_statements(template: Template, function_id: str) -> list[dict[str, Any]]:
+    """The statements of the policies on a function's role."""
+    role = resources(template, "AWS::Lambda::Function")[function_id]["Properties"]["Role"]
+    return role_statements(template, role["Fn::GetAtt"][0])
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
 def access_point(template: Template, uid: str) -> tuple[str, dict[str, Any]]:
     return only(template, "AWS::EFS::AccessPoint", {"PosixUser": {"Uid": uid}})
 
@@ -107,15 +125,25 @@ def test_two_isolated_subnets_in_two_azs(default: Synth) -> None:
     assert all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets.values())
 
 
+def gateway_endpoint(template: Template, service: str) -> dict[str, Any]:
+    _, endpoint = only(template, "AWS::EC2::VPCEndpoint", {
+        "VpcEndpointType": "Gateway",
+        "ServiceName": {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, f".{service}"]]},
+    })
+    return endpoint
+
+
 def test_s3_gateway_endpoint_reaches_only_the_project_buckets(default: Synth) -> None:
-    # The functions reach S3 through the free gateway endpoint, and only our two buckets.
-    _, endpoint = only(default.storage, "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway"})
-    assert ".s3" in json.dumps(endpoint["Properties"]["ServiceName"])
+    # The functions reach S3 through the free gateway endpoint, and only the inbox and uploads buckets
+    # (the default bulk source too); bulk results are written by Step Functions, outside the VPC.
+    endpoint = gateway_endpoint(default.storage, "s3")
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     uploads_id, _ = uploads_bucket(default)
-    resources_json = json.dumps(endpoint["Properties"]["PolicyDocument"]["Statement"][0]["Resource"])
-    assert inbox_id in resources_json and uploads_id in resources_json
-    assert '"*"' not in resources_json
+    (statement,) = endpoint["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(map(json.dumps, statement["Resource"])) == sorted(map(json.dumps, [
+        *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in (inbox_id, uploads_id)),
+        *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in (inbox_id, uploads_id)),
+    ]))
 
 
 def test_vpc_flow_logs_are_kept_for_the_retention_period(default: Synth) -> None:
@@ -171,20 +199,28 @@ def test_installer_user_owns_the_store_and_writes_models(default: Synth) -> None
     assert may_write_in(store_root(installer), posix_user(installer))
 
 
-def test_inference_user_writes_records_but_cannot_write_models(default: Synth) -> None:
-    # uid 1000 creates records/ through the group bit, but models/ (created by the
-    # installer, 0755) is read-only to it, and the sticky bit on /store stops it
-    # from renaming or deleting models/ either.
+def test_inference_user_cannot_write_or_move_models(default: Synth) -> None:
+    # models/ (created by the installer, 0755) is read-only to uid 1000, and the sticky bit on
+    # /store stops it from renaming or deleting models/ (beneath IAM, which allows it no write at all).
     _, installer_ap = access_point(default.storage, "1001")
     _, inference_ap = access_point(default.storage, "1000")
     inference, installer = posix_user(inference_ap), posix_user(installer_ap)
     root = store_root(inference_ap)
     models = Node(installer.uid, installer.gid, 0o755)  # mkdir under Lambda's umask 022
-    assert may_write_in(root, inference), "inference must be able to create records/"
     assert not may_write_in(models, inference), "inference must not write models/"
     assert not may_remove_or_rename(models, root, inference), "inference must not rename models/"
     assert root.mode & stat.S_ISVTX
     assert inference.uid not in (root.uid, installer.uid) and inference.gid != installer.gid
+
+
+def test_only_the_installer_may_write_the_store(default: Synth) -> None:
+    # EFS admits writes only from roles granted ClientWrite: the installer's, on this file system.
+    fs_id, _ = only(default.storage, "AWS::EFS::FileSystem")
+    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    (write,) = [s for s in function_statements(default.storage, installer_id)
+                if "elasticfilesystem:ClientWrite" in actions(s)]
+    resource = json.dumps(write["Resource"])
+    assert ":file-system/" in resource and fs_id in resource
 
 
 def test_nfs_reaches_efs_only_from_the_two_functions(default: Synth) -> None:
@@ -225,8 +261,8 @@ def test_function_security_groups_allow_only_nfs_and_https_out(default: Synth) -
 
 
 def test_every_bucket_blocks_public_access_and_is_encrypted(default: Synth) -> None:
-    # Inbox, uploads and access logs alike.
-    default.storage.resource_count_is("AWS::S3::Bucket", 3)
+    # Inbox, uploads, bulk results and access logs alike.
+    default.storage.resource_count_is("AWS::S3::Bucket", 4)
     default.storage.all_resources_properties("AWS::S3::Bucket", {
         "PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
@@ -294,15 +330,17 @@ def test_installer_mounts_the_store_through_its_own_access_point(default: Synth)
     assert len(props["VpcConfig"]["SubnetIds"]) == 2
 
 
-def test_manifest_uploads_trigger_the_installer(default: Synth) -> None:
-    # EventBridge: "Object Created" in the inbox for keys ending in /manifest.json.
+def test_manifests_and_promotions_trigger_the_installer(default: Synth) -> None:
+    # EventBridge: "Object Created" in the inbox for keys ending in /manifest.json (install a
+    # version) or /CURRENT (promote one: `promote VERSION --s3`).
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
     default.storage.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["aws.s3"],
             "detail-type": ["Object Created"],
-            "detail": {"bucket": {"name": [{"Ref": inbox_id}]}, "object": {"key": [{"suffix": "/manifest.json"}]}},
+            "detail": {"bucket": {"name": [{"Ref": inbox_id}]},
+                       "object": {"key": [{"suffix": "/manifest.json"}, {"suffix": "/CURRENT"}]}},
         },
         "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [installer_id, "Arn"]}})],
     })

@@ -1,0 +1,151 @@
+"""The classification records table (DynamoDB) and the key that signs its page cursors.
+
+Both live in the storage stack, so records survive a redeploy or a
+``cdk destroy`` of the service stack. The table's keys and indexes are the
+runtime's own (``classifier.records.table_definition``, which the tests also
+create on moto), read from that function here rather than retyped, so the
+two cannot drift apart. Access patterns: docs/bulk-and-records.md.
+
+The functions that write records get, through ``environment``,
+``RECORDS_TABLE``, ``RECORDS_TTL_DAYS`` and ``RECORDS_CURSOR_SECRET``
+(model/classifier/config.py), and through ``grant_read_write`` or
+``grant_write`` the DynamoDB actions the runtime calls, on this table only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+
+from classifier.records import TTL_ATTRIBUTE, table_definition
+from lambda_docker.checkov import CheckovSkip, skip_checks
+
+# What classifier.records.DynamoRecordStore calls: get and list (GetItem, Query on the
+# indexes), put and put_many (PutItem, BatchWriteItem), and claim_upload (a PutItem
+# with a condition: DynamoDB has no separate action for conditional writes).
+READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
+WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
+# Letters and digits: the value is an HMAC key, copied into an environment variable.
+CURSOR_SECRET_LENGTH = 64
+
+_ATTRIBUTE_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER,
+                    "B": dynamodb.AttributeType.BINARY}
+
+
+def _keys(
+    key_schema: list[dict[str, str]], attribute_types: dict[str, str],
+) -> tuple[dynamodb.Attribute, dynamodb.Attribute | None]:
+    """A ``create_table`` KeySchema as CDK's partition key and sort key (None without one)."""
+    keys = {
+        key["KeyType"]: dynamodb.Attribute(
+            name=key["AttributeName"], type=_ATTRIBUTE_TYPES[attribute_types[key["AttributeName"]]],
+        )
+        for key in key_schema
+    }
+    return keys["HASH"], keys.get("RANGE")
+
+
+class RecordsTable(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, ttl_days: int) -> None:
+        super().__init__(scope, construct_id)
+        self.ttl_days = ttl_days
+
+        definition: dict[str, Any] = table_definition("unused")
+        types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
+        assert definition["BillingMode"] == "PAY_PER_REQUEST"
+        partition_key, sort_key = _keys(definition["KeySchema"], types)
+        self.table = dynamodb.Table(
+            self, "Table",
+            partition_key=partition_key,
+            sort_key=sort_key,
+            # On demand: nothing to pay while idle, and bulk jobs' bursts need no capacity planning.
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True,
+            ),
+            encryption=dynamodb.TableEncryption.DEFAULT,
+            # Always on, even with ttl_days 0 (items then carry no expires_at): DynamoDB
+            # allows one TTL change per hour, so the setting never flips with the context.
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        skip_checks(self.table, CheckovSkip(
+            "CKV_AWS_119",
+            "Encrypted at rest with an AWS-owned key, on purpose: records hold labels, scores, sizes and image "
+            "digests, never images. That key costs nothing and needs no key policy; a customer key would add a "
+            "monthly fee and KMS calls, and pays off only for key-level audit or cross-account access.",
+        ))
+        for index in definition["GlobalSecondaryIndexes"]:
+            assert index["Projection"] == {"ProjectionType": "ALL"}
+            partition_key, sort_key = _keys(index["KeySchema"], types)
+            self.table.add_global_secondary_index(
+                index_name=index["IndexName"],
+                partition_key=partition_key,
+                sort_key=sort_key,
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+
+        self.cursor_secret = secretsmanager.Secret(
+            self, "CursorSecret",
+            description="Signs the cursors of GET /classifications (RECORDS_CURSOR_SECRET)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=CURSOR_SECRET_LENGTH, exclude_punctuation=True, include_space=False,
+            ),
+        )
+        skip_checks(self.cursor_secret, CheckovSkip(
+            "CKV_AWS_149",
+            "Encrypted with Secrets Manager's AWS-managed key: the value only signs page cursors (a forged one "
+            "is refused; it guards no data), and CloudFormation reads it at deploy time, which a customer key "
+            "would need a key policy for.",
+        ))
+        NagSuppressions.add_resource_suppressions(self.cursor_secret, [NagPackSuppression(
+            id="AwsSolutions-SMG4",
+            reason="The functions receive the key when the service stack deploys (see environment), so a "
+                   "rotation takes effect only at the next deploy, and a new key merely ends the page "
+                   "cursors in flight. Rotate by hand: put-secret-value, then cdk deploy the service stack.",
+        )])
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The runtime's records settings (model/classifier/config.py).
+
+        ``RECORDS_CURSOR_SECRET`` is a CloudFormation dynamic reference: the
+        template holds only the secret's ARN, and CloudFormation puts the
+        value into the function's configuration when it deploys. Reading it
+        at run time instead would need a Secrets Manager interface endpoint
+        in the isolated subnets (about 7 USD a month per AZ) or a NAT
+        gateway; the price is that anyone who may read the function's
+        configuration may read the key, and a new value needs a deploy.
+        """
+        return {
+            "RECORDS_TABLE": self.table.table_name,
+            "RECORDS_TTL_DAYS": str(self.ttl_days),
+            "RECORDS_CURSOR_SECRET": self.cursor_secret.secret_value.unsafe_unwrap(),
+        }
+
+    def grant_read_write(self, function: lambda_.IFunction) -> None:
+        """Read, list (through the indexes) and write records: the API and the upload classifier."""
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=list(READ_ACTIONS), resources=[self.table.table_arn, f"{self.table.table_arn}/index/*"],
+        ))
+        self.grant_write(function)
+        role = function.role
+        assert role is not None
+        NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="GET /classifications queries the records table's four indexes (newest first, by "
+                   "label, by model version, by both): GetItem and Query on this table's indexes only.",
+            applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsTable.*\/index\/\*$/")],
+        )], apply_to_children=True)
+
+    def grant_write(self, function: lambda_.IFunction) -> None:
+        """Write records (one, or 25 at a time), on the table itself: indexes are never written directly."""
+        function.add_to_role_policy(iam.PolicyStatement(actions=list(WRITE_ACTIONS), resources=[self.table.table_arn]))

@@ -1,0 +1,187 @@
+"""Classification records in DynamoDB: the table, its endpoint, and what each function may do with it.
+
+The table must be the one the runtime queries: its keys and indexes are
+compared with ``classifier.records.table_definition``, the same definition the
+runtime's own tests create on moto.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from classifier.records import TTL_ATTRIBUTE, table_definition
+
+from .conftest import Synth
+from .test_bulk import worker_function
+from .test_classify_on_upload import upload_function
+from .test_service_stack import inference_function
+from .test_storage_stack import actions, function_statements, gateway_endpoint, only, resources
+
+DYNAMODB_ACTIONS = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+
+
+def records_table(synth: Synth) -> tuple[str, dict[str, Any]]:
+    return only(synth.storage, "AWS::DynamoDB::Table")
+
+
+def dynamodb_statements(synth: Synth, function_id: str) -> dict[str, Any]:
+    """A function's DynamoDB grants: its actions (sorted, joined) -> the resources they apply to."""
+    return {" ".join(sorted(actions(s))): s["Resource"] for s in function_statements(synth.service, function_id)
+            if any(a.startswith("dynamodb:") for a in actions(s))}
+
+
+def by(key: str) -> Any:
+    return lambda item: item[key]
+
+
+# -- the table --------------------------------------------------------------------------
+
+
+def test_table_keys_and_indexes_are_the_runtimes(default: Synth) -> None:
+    # One for one: the key schema, the attribute definitions and the four sparse GSIs of table_definition().
+    _, table = records_table(default)
+    props, expected = table["Properties"], table_definition("records")
+    assert props["KeySchema"] == expected["KeySchema"]
+    assert sorted(props["AttributeDefinitions"], key=by("AttributeName")) == \
+        sorted(expected["AttributeDefinitions"], key=by("AttributeName"))
+    assert sorted(props["GlobalSecondaryIndexes"], key=by("IndexName")) == \
+        sorted(expected["GlobalSecondaryIndexes"], key=by("IndexName"))
+
+
+def test_table_is_on_demand_with_point_in_time_recovery(default: Synth) -> None:
+    # Nothing to pay while idle; any second of the last 35 days can be restored.
+    _, table = records_table(default)
+    assert table["Properties"]["BillingMode"] == table_definition("records")["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_table_survives_stack_deletion_and_refuses_to_be_deleted(default: Synth) -> None:
+    # Retained by CloudFormation, and DynamoDB itself refuses DeleteTable until protection is lifted.
+    _, table = records_table(default)
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert table["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_table_is_encrypted_with_the_aws_owned_key(default: Synth) -> None:
+    # DynamoDB encrypts every table; SSEEnabled false selects the AWS-owned key (no KMS key to pay or manage).
+    _, table = records_table(default)
+    assert table["Properties"]["SSESpecification"] == {"SSEEnabled": False}
+
+
+def test_records_expire_through_ttl_on_expires_at(default: Synth, options: Synth) -> None:
+    # TTL reads the attribute the runtime writes; it stays on with records_ttl_days 0 (no item has it then).
+    for synth in (default, options):
+        _, table = records_table(synth)
+        assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert TTL_ATTRIBUTE == "expires_at"
+
+
+def test_table_is_an_output(default: Synth) -> None:
+    # For the console or `aws dynamodb query`.
+    table_id, _ = records_table(default)
+    default.storage.has_output("RecordsTable", {"Value": {"Ref": table_id}})
+
+
+def test_dynamodb_gateway_endpoint_reaches_only_the_records_table(default: Synth) -> None:
+    # A gateway endpoint (free, no NAT) in the isolated subnets' route tables, for this table and its indexes.
+    table_id, _ = records_table(default)
+    props = gateway_endpoint(default.storage, "dynamodb")["Properties"]
+    assert len(props["RouteTableIds"]) == 2
+    (statement,) = props["PolicyDocument"]["Statement"]
+    assert set(statement["Action"]) == DYNAMODB_ACTIONS
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": [table_id, "Arn"]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/*"]]},
+    ]
+
+
+def test_cursor_secret_is_generated_by_secrets_manager(default: Synth) -> None:
+    # 64 letters and digits, generated at deploy time: the value is never in a template.
+    _, secret = only(default.storage, "AWS::SecretsManager::Secret")
+    assert secret["Properties"]["GenerateSecretString"] == {
+        "ExcludePunctuation": True, "IncludeSpace": False, "PasswordLength": 64,
+    }
+    assert "SecretString" not in secret["Properties"]
+
+
+# -- the functions' settings ------------------------------------------------------------------
+
+
+def record_functions(synth: Synth) -> dict[str, str]:
+    """The functions that store records, by role: logical ids."""
+    functions = {"inference": inference_function(synth)[0]}
+    if synth.deployment.config.classify_on_upload:
+        functions["upload"] = upload_function(synth)[0]
+    if synth.deployment.config.bulk:
+        functions["bulk"] = worker_function(synth)[0]
+    return functions
+
+
+def test_every_record_writer_gets_the_table_ttl_and_cursor_key(default: Synth, switches: Synth) -> None:
+    # RECORDS_TABLE (imported from the storage stack), RECORDS_TTL_DAYS, and RECORDS_CURSOR_SECRET as a
+    # CloudFormation dynamic reference to the secret: resolved at deploy time, never written in the template.
+    table_id, _ = records_table(default)
+    secret_id, _ = only(default.storage, "AWS::SecretsManager::Secret")
+    assert set(record_functions(switches)) == {"inference", "upload", "bulk"}
+    for synth in (default, switches):
+        for function_id in record_functions(synth).values():
+            env = resources(synth.service, "AWS::Lambda::Function")[function_id]["Properties"]["Environment"]
+            variables = env["Variables"]
+            assert json.dumps(variables["RECORDS_TABLE"]).count(f"ExportsOutputRef{table_id}") == 1
+            assert variables["RECORDS_TTL_DAYS"] == "365"
+            reference = variables["RECORDS_CURSOR_SECRET"]["Fn::Join"][1]
+            assert reference[0] == "{{resolve:secretsmanager:" and reference[2] == ":SecretString:::}}"
+            assert f"ExportsOutputRef{secret_id}" in reference[1]["Fn::ImportValue"]
+
+
+def test_records_ttl_days_zero_keeps_records(options: Synth) -> None:
+    # records_ttl_days 0: the functions write no expiry.
+    for function_id in record_functions(options).values():
+        env = resources(options.service, "AWS::Lambda::Function")[function_id]["Properties"]["Environment"]
+        assert env["Variables"]["RECORDS_TTL_DAYS"] == "0"
+
+
+# -- the functions' grants ------------------------------------------------------------------------
+
+
+def test_api_and_upload_functions_read_and_write_records_in_this_table_only(switches: Synth) -> None:
+    # GetItem and Query on the table and its indexes (listing), PutItem and BatchWriteItem on the
+    # table (records, and the upload claims' conditional puts); no Scan, no delete, no other table.
+    table_id, _ = records_table(switches)
+    table_arn = f"{switches.deployment.storage.stack_name}:ExportsOutputFnGetAtt{table_id}Arn"
+    for role in ("inference", "upload"):
+        grants = dynamodb_statements(switches, record_functions(switches)[role])
+        assert set(grants) == {"dynamodb:GetItem dynamodb:Query", "dynamodb:BatchWriteItem dynamodb:PutItem"}, role
+        reads, writes = grants["dynamodb:GetItem dynamodb:Query"], grants["dynamodb:BatchWriteItem dynamodb:PutItem"]
+        assert len(reads) == 2 and reads[1]["Fn::Join"][1][1] == "/index/*"
+        for resource in (reads[0], reads[1]["Fn::Join"][1][0], writes):
+            assert resource["Fn::ImportValue"].startswith(table_arn), role
+
+
+def test_bulk_worker_only_writes_records(default: Synth) -> None:
+    # The worker stores records and reads none: PutItem and BatchWriteItem on the table itself.
+    table_id, _ = records_table(default)
+    grants = dynamodb_statements(default, record_functions(default)["bulk"])
+    assert list(grants) == ["dynamodb:BatchWriteItem dynamodb:PutItem"]
+    (resource,) = grants.values()
+    assert f"ExportsOutputFnGetAtt{table_id}Arn" in resource["Fn::ImportValue"]
+
+
+# -- EFS: read only for everything but the installer -------------------------------------------
+
+
+def test_no_service_function_may_write_the_model_store(switches: Synth) -> None:
+    # The API, the upload classifier and the bulk worker mount EFS through the inference access
+    # point with ClientMount only: without ClientWrite, EFS refuses their writes.
+    inference_ap_id, _ = only(switches.storage, "AWS::EFS::AccessPoint", {"PosixUser": {"Uid": "1000"}})
+    mounting = resources(switches.service, "AWS::Lambda::Function", {"FileSystemConfigs": Match.any_value()})
+    assert set(mounting) == set(record_functions(switches).values())
+    for function_id in mounting:
+        statements = function_statements(switches.service, function_id)
+        efs = [s for s in statements if any(a.startswith("elasticfilesystem:") for a in actions(s))]
+        assert [actions(s) for s in efs] == [["elasticfilesystem:ClientMount"]], function_id
+        assert f"ExportsOutputRef{inference_ap_id}" in json.dumps(efs[0]["Condition"])
+        assert "elasticfilesystem:ClientWrite" not in json.dumps(statements)
