@@ -119,7 +119,10 @@ def test_publish_corrupt_and_rollback_while_serving(store: Path, tmp_path: Path)
         # WHEN an operator rolls back (default: the version before current) twice
         assert v2 in cli("rollback", "--store", str(store))
         assert models.current("resnet50") == v2
-        wait_for_version(server.url, v2)
+        # THEN the server, which never stopped serving v2, reads the new CURRENT: v2 serves with
+        # nothing wrong, and v3's refusal is no longer reported
+        wait_for(lambda: model_state(server.url).get("last_error") is None, "v3's error was still reported", 60)
+        assert model_state(server.url)["version"] == v2
         assert v1 in cli("rollback", "--store", str(store))
         # THEN the first version serves again
         wait_for_version(server.url, v1)
