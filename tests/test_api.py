@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import torch
 from starlette.testclient import TestClient
 
 from helpers.lambda_events import FakeContext, make_event, multipart, read_response
 from helpers.photos import encode, jpeg, photo
 from helpers.processes import LiveServer
 from helpers.stores import stored_records
+from helpers.torchvision_reference import assert_same_top5, reference_labels, reference_model, reference_probs
 
 PHOTOS = ["chelsea", "coffee", "rocket"]
 
@@ -50,7 +54,24 @@ def test_one_image_three_ways(server: LiveServer) -> None:
     assert set(body["timing_ms"]) == {"decode", "inference", "total"}
     same_predictions(body, form.json())
     assert as_json.json()["predictions"] == body["predictions"][:3]
-    assert raw.headers.get("x-request-id")
+
+
+def test_a_client_request_id_is_echoed_over_http(server: LiveServer) -> None:
+    # GIVEN requests that carry the caller's own x-request-id, on a success and on an error
+    with server.client() as client:
+        ok = client.post("/classify", content=jpeg("chelsea"),
+                         headers={"content-type": "image/jpeg", "x-request-id": "client-7f3a-ok"})
+        refused = client.post("/classify", content=b"just text",
+                              headers={"content-type": "text/plain", "x-request-id": "client-7f3a-415"})
+        # and two without one
+        anonymous = [client.get("/health") for _ in range(2)]
+    # THEN each response carries back exactly the id it was sent
+    assert ok.status_code == 200 and ok.headers["x-request-id"] == "client-7f3a-ok"
+    assert refused.status_code == 415 and refused.headers["x-request-id"] == "client-7f3a-415"
+    # AND without one, the server makes a fresh id per request
+    generated = [response.headers["x-request-id"] for response in anonymous]
+    assert all(generated) and generated[0] != generated[1]
+    assert not {"client-7f3a-ok", "client-7f3a-415"} & set(generated)
 
 
 def test_each_classification_is_stored_and_listed_newest_first(app_client: TestClient) -> None:
@@ -137,3 +158,108 @@ def test_lambda_handler_batch_and_json(handler_and_store: tuple[Any, Path], kind
                                               content_type="application/json"), FakeContext()))
     assert single.status == 200
     same_predictions(single.json(), batch.json()["results"][0])
+
+
+# --- every way in gives torchvision's answer -----------------------------------------------------
+
+CHELSEA = jpeg("chelsea")
+COFFEE_PNG = encode(photo("coffee"), "PNG")
+B64 = base64.b64encode(CHELSEA).decode()
+
+
+def as_json(image: str) -> bytes:
+    return json.dumps({"image": image}).encode()
+
+
+# Each way a classify body can come in: (body, Content-Type, the images it holds, in order).
+INPUTS: dict[str, tuple[bytes, str | None, list[bytes]]] = {
+    "raw image/jpeg": (CHELSEA, "image/jpeg", [CHELSEA]),
+    "raw octet-stream PNG": (COFFEE_PNG, "application/octet-stream", [COFFEE_PNG]),
+    "raw without a Content-Type": (CHELSEA, None, [CHELSEA]),
+    "multipart, one file": (*multipart([("file", CHELSEA)]), [CHELSEA]),
+    "multipart batch": (*multipart([("file", CHELSEA), ("file", COFFEE_PNG)]), [CHELSEA, COFFEE_PNG]),
+    "JSON base64": (as_json(B64), "application/json", [CHELSEA]),
+    "JSON with a charset": (as_json(B64), "application/json; charset=utf-8", [CHELSEA]),
+    "JSON base64 in 76-column lines": (as_json(base64.encodebytes(CHELSEA).decode()), "application/json", [CHELSEA]),
+    "JSON data: URL": (as_json(f"data:image/jpeg;base64,{B64}"), "application/json", [CHELSEA]),
+    "+json media type": (as_json(B64), "application/vnd.classifier+json", [CHELSEA]),
+    "+json with a data: URL": (as_json(f"data:image/png;base64,{base64.b64encode(COFFEE_PNG).decode()}"),
+                               "application/vnd.api+json", [COFFEE_PNG]),
+}
+
+
+@pytest.fixture(scope="module")
+def torchvision_model(published_store: Path) -> torch.nn.Module:
+    return reference_model(published_store)
+
+
+@pytest.fixture(scope="module")
+def torchvision_answers(torchvision_model: torch.nn.Module) -> Callable[[bytes], np.ndarray]:
+    cache: dict[bytes, np.ndarray] = {}
+
+    def answer(data: bytes) -> np.ndarray:
+        if data not in cache:
+            cache[data] = reference_probs(torchvision_model, data)
+        return cache[data]
+
+    return answer
+
+
+def assert_torchvision_answers(body: dict[str, Any], images: list[bytes], probs: Callable[[bytes], np.ndarray],
+                               labels: list[str]) -> None:
+    results = body["results"] if len(images) > 1 else [body]
+    assert len(results) == len(images)
+    for result, data in zip(results, images, strict=True):
+        assert_same_top5(result["predictions"], probs(data))
+        assert all(p["label"] == labels[p["index"]] for p in result["predictions"])
+
+
+@pytest.mark.parametrize("way", list(INPUTS))
+def test_each_way_in_over_http_gives_torchvision_answer(
+    way: str, server: LiveServer, published_store: Path, torchvision_answers: Callable[[bytes], np.ndarray]
+) -> None:
+    # GIVEN a known photo sent one way over real HTTP
+    body, content_type, images = INPUTS[way]
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(server.url + "/classify", content=body, headers=headers, timeout=60)
+    # THEN the predictions are torchvision's own resnet50 + transforms on the same weights
+    assert response.status_code == 200, response.text
+    assert_torchvision_answers(response.json(), images, torchvision_answers, reference_labels(published_store))
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+@pytest.mark.parametrize("way", list(INPUTS))
+def test_each_way_in_through_lambda_gives_torchvision_answer(
+    way: str, kind: str, handler_and_store: tuple[Any, Path], published_store: Path,
+    torchvision_answers: Callable[[bytes], np.ndarray],
+) -> None:
+    # GIVEN the same body in an API Gateway event (base64, as binary media types arrive)
+    handler, _ = handler_and_store
+    body, content_type, images = INPUTS[way]
+    response = read_response(handler(make_event(kind, "POST", "/classify", body=body, content_type=content_type),
+                                     FakeContext()))
+    # THEN the handler answers torchvision's predictions too
+    assert response.status == 200, response.body[:300]
+    assert_torchvision_answers(response.json(), images, torchvision_answers, reference_labels(published_store))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "payload", "status", "code"),
+    [
+        # a data: URL whose payload is not base64
+        ("application/json", as_json("data:image/jpeg;base64,not*base64!"), 400, "invalid_request"),
+        # a data: URL holding bytes that are no image: decoded, then refused as such
+        ("application/json", as_json("data:image/jpeg;base64," + base64.b64encode(b"plain text").decode()),
+         415, "unsupported_media_type"),
+        # a +json body is parsed as JSON: malformed JSON is a 400, not an unaccepted media type
+        ("application/vnd.api+json", b"{not json", 400, "invalid_request"),
+        ("application/problem+json", json.dumps({"picture": B64}).encode(), 400, "invalid_request"),
+        # a media type that only looks like JSON is not parsed as JSON
+        ("application/jsonl", as_json(B64), 415, "unsupported_media_type"),
+    ],
+)
+def test_json_forms_refused_with_their_reason(app_client: TestClient, content_type: str, payload: bytes,
+                                              status: int, code: str) -> None:
+    response = app_client.post("/classify", content=payload, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from classifier import cpu
+from classifier.backends.onnx_backend import OnnxBackend
+from classifier.config import Settings
+from classifier.runtime import ModelManager
 
 
 @pytest.fixture
@@ -42,8 +47,80 @@ def test_configured_threads_win(two_visible_cpus: None) -> None:
     assert plan.threads == 4 and plan.spin is False
 
 
-def test_cgroup_files_are_parsed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cgroup_files_are_parsed(tmp_path: Path) -> None:
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     assert cpu._cgroup_quota(tmp_path) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert cpu._cgroup_quota(tmp_path) is None
+
+
+def cgroup_v1(root: Path, quota_us: str, period_us: str = "100000") -> Path:
+    """A cgroup v1 mount's CPU controller, as Docker on a v1 host shows it under /sys/fs/cgroup."""
+    (root / "cpu").mkdir(parents=True, exist_ok=True)
+    (root / "cpu" / "cpu.cfs_quota_us").write_text(quota_us + "\n")
+    (root / "cpu" / "cpu.cfs_period_us").write_text(period_us + "\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("quota_us", "period_us", "share"),
+    [
+        ("50000", "100000", 0.5),     # docker run --cpus 0.5
+        ("250000", "100000", 2.5),
+        ("150000", "50000", 3.0),     # another period: the ratio counts, not the quota alone
+        ("-1", "100000", None),       # no limit
+        ("0", "100000", None),
+        ("100000", "0", None),        # a zero period is not a limit (and no division by zero)
+        ("lots", "100000", None),     # unreadable: ignored, never a crash at start-up
+    ],
+)
+def test_cgroup_v1_quota_is_parsed(tmp_path: Path, quota_us: str, period_us: str, share: float | None) -> None:
+    # GIVEN only cgroup v1 files (no cpu.max)
+    root = cgroup_v1(tmp_path, quota_us, period_us)
+    # THEN the quota is their ratio, or no limit
+    assert cpu._cgroup_quota(root) == share
+
+
+def test_cgroup_v2_is_read_before_v1(tmp_path: Path) -> None:
+    # GIVEN a hybrid host showing both hierarchies
+    root = cgroup_v1(tmp_path, "50000")
+    (root / "cpu.max").write_text("200000 100000\n")
+    assert cpu._cgroup_quota(root) == 2.0
+    # AND a v2 file saying "no limit" is believed, not overridden by v1's
+    (root / "cpu.max").write_text("max 100000\n")
+    assert cpu._cgroup_quota(root) is None
+    # AND a malformed v2 file falls back to v1
+    (root / "cpu.max").write_text("garbage\n")
+    assert cpu._cgroup_quota(root) == 0.5
+
+
+def session_threads(backend: object) -> tuple[int, str]:
+    """The intra-op thread count and spinning switch ONNX Runtime's session was built with."""
+    assert isinstance(backend, OnnxBackend)
+    options = backend.session.get_session_options()
+    return options.intra_op_num_threads, options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+@pytest.mark.parametrize("configured", ["1", "3"])
+def test_inference_threads_reach_the_onnx_session(published_store: Path, configured: str) -> None:
+    # GIVEN INFERENCE_THREADS in the environment, as the function's configuration sets it
+    settings = Settings.from_env({"MODEL_STORE": str(published_store), "INFERENCE_THREADS": configured})
+    # WHEN the model manager loads the published model
+    manager = ModelManager(settings)
+    manager.refresh()
+    # THEN ONNX Runtime's session runs that many intra-op threads, and spins only if each owns a core
+    threads, spinning = session_threads(manager.current().backend)
+    assert threads == int(configured)
+    assert spinning == ("1" if cpu.cpu_share() >= int(configured) else "0")
+
+
+def test_without_inference_threads_the_session_follows_the_plan(published_store: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a 1,769 MB Lambda (one vCPU's share) on a host showing 2 CPUs, and no INFERENCE_THREADS
+    monkeypatch.setattr(cpu, "visible_cpus", lambda: 2)
+    monkeypatch.setattr(cpu, "_cgroup_quota", lambda: None)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
+    manager = ModelManager(Settings.from_env({"MODEL_STORE": str(published_store)}))
+    manager.refresh()
+    # THEN the session has one thread, which spins (it owns its core)
+    assert session_threads(manager.current().backend) == (1, "1")

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,14 +24,24 @@ from helpers.stores import export_version, publish, with_new_identity
 REFRESH_SECONDS = 1.0
 
 
-def wait_for_version(url: str, version: str, timeout: float = 120) -> float:
-    """Poll /model until it serves ``version``; return how long that took."""
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> float:
+    """Poll ``condition`` until it holds; return how long that took, or fail saying what never happened."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if httpx.get(url + "/model", timeout=30).json().get("version") == version:
+        if condition():
             return time.monotonic() - start
         time.sleep(0.1)
-    raise AssertionError(f"{version} was not served within {timeout}s")
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def model_state(url: str) -> dict[str, Any]:
+    state: dict[str, Any] = httpx.get(url + "/model", timeout=30).json()
+    return state
+
+
+def wait_for_version(url: str, version: str, timeout: float = 120) -> float:
+    """Poll /model until it serves ``version``; return how long that took."""
+    return wait_for(lambda: model_state(url).get("version") == version, f"{version} was not served", timeout)
 
 
 class Hammer(threading.Thread):
@@ -67,7 +79,9 @@ def test_publish_corrupt_and_rollback_while_serving(store: Path, tmp_path: Path)
             v2 = publish(store, "random")
             delay = wait_for_version(server.url, v2)
             print(f"new version served {delay:.2f}s after publish (refresh every {REFRESH_SECONDS}s)")
-            time.sleep(0.5)
+            # and the hammer's own requests have been answered by v2 a few times (none flips back)
+            wait_for(lambda: [version for _, version in hammer.results].count(v2) >= 3,
+                     "three classifications were not answered by v2")
         finally:
             hammer.stop.set()
             hammer.join(60)
@@ -91,15 +105,12 @@ def test_publish_corrupt_and_rollback_while_serving(store: Path, tmp_path: Path)
         os.rename(v3_dir, models.version_dir("resnet50", v3))
         (store / "models" / "resnet50" / "CURRENT").write_text(v3 + "\n")
         # THEN it is refused: the old model keeps serving and /model says why
-        deadline = time.monotonic() + 60
-        state: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            state = httpx.get(server.url + "/model").json()
-            if state.get("last_error"):
-                break
-            time.sleep(0.1)
-        assert state["version"] == v2
-        assert v3 in str(state["last_error"]) and "sha256" in str(state["last_error"])
+        refused = f"version {v3} could not be loaded"
+        wait_for(lambda: refused in str(model_state(server.url).get("last_error")), f"{v3} was not refused", 60)
+        state = model_state(server.url)
+        assert state["state"] == "loaded" and state["version"] == v2
+        assert "sha256" in str(state["last_error"])
+        assert models.current("resnet50") == v3  # the refusal leaves CURRENT alone: it is the operator's
         ok = httpx.post(server.url + "/classify", content=jpeg("chelsea"), headers={"content-type": "image/jpeg"})
         assert ok.status_code == 200 and ok.json()["model"]["version"] == v2
         errors = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
@@ -107,8 +118,11 @@ def test_publish_corrupt_and_rollback_while_serving(store: Path, tmp_path: Path)
 
         # WHEN an operator rolls back (default: the version before current) twice
         assert v2 in cli("rollback", "--store", str(store))
-        wait_for_version(server.url, v2)
         assert models.current("resnet50") == v2
+        # THEN the server, which never stopped serving v2, reads the new CURRENT: v2 serves with
+        # nothing wrong, and v3's refusal is no longer reported
+        wait_for(lambda: model_state(server.url).get("last_error") is None, "v3's error was still reported", 60)
+        assert model_state(server.url)["version"] == v2
         assert v1 in cli("rollback", "--store", str(store))
         # THEN the first version serves again
         wait_for_version(server.url, v1)

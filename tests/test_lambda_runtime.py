@@ -4,13 +4,16 @@ No container engine runs in CI, so the three things the image does are
 reproduced with the real parts:
 
 - its entrypoint runs ``awslambdaric`` (the runtime interface client from
-  PyPI) on the handler named by ``CMD``; here it runs against a minimal Lambda
-  Runtime API served on loopback, with the package copied into a task root the
-  way ``COPY classifier/ ${LAMBDA_TASK_ROOT}/classifier/`` does;
-- it installs ``model/requirements.txt`` alone; here into a fresh venv
-  (Python 3.12 when available, as in Lambda), which must serve the onnx
-  backend without torch;
+  PyPI) on the handler named by ``CMD``; here it runs on Python 3.12 from a
+  fresh venv holding the locked ``awslambdaric`` and ``model/requirements.txt``,
+  against a minimal Lambda Runtime API served on loopback, with the package
+  copied into a task root the way ``COPY classifier/ ${LAMBDA_TASK_ROOT}/classifier/`` does;
+- it installs ``model/requirements.txt`` alone; here into a fresh venv, which
+  must serve the onnx backend without torch;
 - the Dockerfile itself is parsed, so the emulation above cannot drift from it.
+
+Every venv here runs Lambda's Python, 3.12: where it is missing the tests fail
+(``helpers.venvs.lambda_python``), never quietly run on the interpreter running them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +43,16 @@ from helpers.photos import jpeg
 from helpers.processes import child, free_port, wait_until
 from helpers.runtime_api import RUNTIME_API_PREFIX, Post, RuntimeApi
 from helpers.stores import copy_store, stored_records
-from helpers.venvs import LAMBDA_PYTHON, LOCKED_INSTALL, Venv, subprocess_env
+from helpers.venvs import LAMBDA_PYTHON, LOCKED_INSTALL, Venv, fresh_venv, subprocess_env
 
 MODEL_DIR = ROOT / "model"
 DOCKERFILE = MODEL_DIR / "Dockerfile"
 # Generous bounds that only stop a hung subprocess from hanging the suite; nothing is timed.
 HANG_GUARD_SECONDS = 300
 TORCH_MODULES = ("torch", "torchvision")
+# What the Lambda base image brings on its Python besides the task root: the runtime interface
+# client and its dependencies, at the lock's versions.
+RUNTIME_CLIENT = ("awslambdaric", "simplejson", "snapshot-restore-py")
 
 
 # --- the Dockerfile, parsed ---------------------------------------------------------------------
@@ -107,6 +112,22 @@ def current_version(store: Path) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def locked_requirements(names: tuple[str, ...], dest: Path) -> Path:
+    """The entries (pin, markers, hashes) of ``names`` copied from the lock's requirements.txt into ``dest``."""
+    entries: dict[str, str] = {}
+    name = ""
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name = re.split(r"[=<>~ ;\[]", line, maxsplit=1)[0].lower()
+            entries[name] = ""
+        if name and not line.lstrip().startswith("#"):
+            entries[name] += line + "\n"
+    missing = [n for n in names if n not in entries]
+    assert not missing, f"{missing} are not in requirements.txt"
+    dest.write_text("".join(entries[n] for n in names))
+    return dest
 
 
 def classify_event(kind: str, body: bytes, content_type: str) -> dict[str, Any]:
@@ -170,6 +191,7 @@ def reference(published_store: Path, tmp_path_factory: pytest.TempPathFactory, c
 
 @dataclass
 class LambdaRun:
+    python: Path  # the interpreter the runtime client ran on
     store: Path
     task_root: Path
     env: dict[str, str]
@@ -202,7 +224,16 @@ def collect_posts(api: RuntimeApi, proc: subprocess.Popen[bytes], count: int, lo
 
 
 @pytest.fixture(scope="module")
-def lambda_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes) -> LambdaRun:
+def lambda_image_python(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """The base image's Python (3.12) with its runtime interface client, and model/requirements.txt."""
+    base = tmp_path_factory.mktemp("lambda-image")
+    client = locked_requirements(RUNTIME_CLIENT, base / "runtime-client.txt")
+    return fresh_venv(base / "venv", [MODEL_DIR / "requirements.txt", client])
+
+
+@pytest.fixture(scope="module")
+def lambda_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes,
+               lambda_image_python: Venv) -> LambdaRun:
     """One Lambda execution environment: init, then three invocations, as the image would run them."""
     base = tmp_path_factory.mktemp("lambda")
     store = copy_store(published_store, base / "store")
@@ -228,10 +259,11 @@ def lambda_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory, 
             "AWS_REGION": "eu-west-1",
         })
         # The base image's entrypoint: python -m awslambdaric <CMD>, from the task root.
-        with child([sys.executable, "-m", "awslambdaric", image_handler()], log_path, cwd=task_root,
+        python = lambda_image_python.python
+        with child([str(python), "-m", "awslambdaric", image_handler()], log_path, cwd=task_root,
                    env=env) as proc:
             posts = collect_posts(api, proc, len(request_ids), log_path)
-    return LambdaRun(store, task_root, env, request_ids, posts, log_path.read_text(errors="replace"))
+    return LambdaRun(python, store, task_root, env, request_ids, posts, log_path.read_text(errors="replace"))
 
 
 def test_runtime_client_posts_one_response_per_invocation(lambda_run: LambdaRun) -> None:
@@ -319,15 +351,20 @@ def test_logs_are_powertools_json_and_metrics_are_emf(lambda_run: LambdaRun) -> 
 
 
 def test_handler_package_resolves_from_the_task_root(lambda_run: LambdaRun) -> None:
-    # GIVEN the environment the runtime client ran in
+    # GIVEN the interpreter and environment the runtime client ran in
     out = subprocess.run(
-        [sys.executable, "-c", "import classifier; print(classifier.__file__)"],
+        [str(lambda_run.python), "-c",
+         "import json, sys, awslambdaric, classifier; print(json.dumps([sys.version_info[:2], classifier.__file__]))"],
         cwd=lambda_run.task_root, env=lambda_run.env,
         capture_output=True, text=True, check=False,
     )
-    # THEN `classifier` is the copy in LAMBDA_TASK_ROOT, as in the image, not this repo's editable install
     assert out.returncode == 0, out.stderr
-    assert Path(out.stdout.strip()) == lambda_run.task_root / "classifier" / "__init__.py"
+    version, package = json.loads(out.stdout)
+    # THEN it is Lambda's Python, as AWS_EXECUTION_ENV claims, not the one running these tests
+    assert tuple(version) == LAMBDA_PYTHON == tuple(int(n) for n in lambda_run.env["AWS_EXECUTION_ENV"]
+                                                      .removeprefix("AWS_Lambda_python").split("."))
+    # AND `classifier` is the copy in LAMBDA_TASK_ROOT, as in the image, not this repo's editable install
+    assert Path(package) == lambda_run.task_root / "classifier" / "__init__.py"
 
 
 # --- 2. model/requirements.txt alone serves the onnx backend ------------------------------------

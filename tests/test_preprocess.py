@@ -27,16 +27,21 @@ def ours(data: bytes, fast: bool = False) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["chelsea", "coffee", "astronaut", "rocket"])
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
 def test_tensor_equals_torchvision(name: str, fmt: str) -> None:
-    # GIVEN a real photo in each accepted format
-    data = encode(photo(name), fmt, **({"quality": 92} if fmt in ("JPEG", "WEBP") else {}))
+    # GIVEN a real photo in each accepted format (GIF: Pillow quantises it to a 256-colour palette)
+    image = photo(name)
+    data = encode(image, fmt, **({"quality": 92} if fmt in ("JPEG", "WEBP") else {}))
     # WHEN preprocessed by us (fast JPEG path off) and by torchvision
+    got, info = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+    want = reference(data)
     # THEN the input tensors agree to 1e-5
-    got, want = ours(data), reference(data)
     assert got.shape == want.shape == (3, 224, 224)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # AND the image is reported as stored: its format, and its size (no EXIF rotation here)
+    assert info.format == fmt
+    assert (info.width, info.height) == image.size
 
 
 def test_portrait_and_tiny_images_follow_torchvision_sizes() -> None:
@@ -44,7 +49,9 @@ def test_portrait_and_tiny_images_follow_torchvision_sizes() -> None:
     base = photo("coffee")
     for size in [(300, 451), (233, 500), (100, 80), (224, 224), (232, 700)]:
         data = encode(base.resize(size), "PNG")
-        np.testing.assert_allclose(ours(data), reference(data), rtol=0, atol=1e-5)
+        tensor, info = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+        np.testing.assert_allclose(tensor, reference(data), rtol=0, atol=1e-5)
+        assert (info.width, info.height) == size
 
 
 def test_fast_jpeg_decode_deviation_is_small() -> None:
@@ -84,27 +91,80 @@ def test_exif_orientation_is_applied() -> None:
     assert np.abs(tensor - reference(data)).mean() > 0.1  # torchvision alone ignores EXIF
 
 
-@pytest.mark.parametrize(
-    "mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "I", "1", "F"],
-)
-def test_every_mode_becomes_rgb(mode: str) -> None:
-    # GIVEN a real photo converted to each PIL mode
-    img = photo("coffee")
-    if mode == "I;16":
-        converted = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)
-    elif mode == "F":
-        converted = Image.fromarray(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
-    else:
-        converted = img.convert(mode)
-    fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
-    data = encode(converted, fmt)
+@pytest.mark.parametrize(("mode", "fmt"), [("L", "PNG"), ("P", "PNG"), ("P", "GIF"), ("RGBA", "PNG"),
+                                           ("LA", "PNG"), ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("1", "PNG")])
+def test_opaque_modes_equal_torchvision_on_convert_rgb(mode: str, fmt: str) -> None:
+    # GIVEN a real photo stored in each PIL mode (opaque: any alpha is 255)
+    data = encode(photo("coffee").convert(mode), fmt)
+    assert Image.open(io.BytesIO(data)).mode == mode  # the file really holds that mode
+    # WHEN preprocessed
     tensor, _ = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
-    assert tensor.shape == (3, 224, 224)
-    assert np.isfinite(tensor).all()
-    # 16-bit and float greys land on the same 8-bit scale as the original grey photo
-    if mode in ("I;16", "F", "I", "L"):
-        grey = reference(encode(img.convert("L").convert("RGB"), "PNG"))
-        np.testing.assert_allclose(tensor, grey, atol=0.05)
+    # THEN it equals torchvision's transforms on PIL's own Image.convert("RGB")
+    np.testing.assert_allclose(tensor, reference(data), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_deep_greys_land_on_the_8_bit_scale(mode: str) -> None:
+    # GIVEN the grey photo at 16 bits, as 32-bit integers and as floats in 0..1
+    grey = photo("coffee").convert("L")
+    if mode == "I;16":
+        converted = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)
+    elif mode == "F":
+        converted = Image.fromarray(np.asarray(grey, dtype=np.float32) / 255.0)
+    else:
+        converted = grey.convert(mode)
+    data = encode(converted, "PNG" if mode == "I;16" else "TIFF")
+    tensor, _ = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+    # THEN it is the 8-bit grey photo's tensor (torchvision alone would clip these to white)
+    np.testing.assert_allclose(tensor, reference(encode(grey.convert("RGB"), "PNG")), atol=0.05)
+
+
+def on_white(rgb: np.ndarray, alpha: np.ndarray) -> Image.Image:
+    """``rgb`` (H, W, 3) composited over white with ``alpha`` (H, W), both uint8: the "over" operator."""
+    a = alpha.astype(np.float64)[..., None] / 255.0
+    out = rgb.astype(np.float64) * a + 255.0 * (1.0 - a)
+    return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), "RGB")
+
+
+def alpha_ramp(size: tuple[int, int]) -> np.ndarray:
+    """An alpha channel from fully transparent (left) to opaque (right)."""
+    width, height = size
+    return np.tile(np.linspace(0, 255, width).round().astype(np.uint8), (height, 1))
+
+
+# One 8-bit grey level in normalised units is 1 / 255 / std ~ 0.017: the tolerance allows the
+# compositing to round one level differently; black under the transparent pixels is ~2 away.
+ONE_LEVEL = 0.02
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_partial_alpha_is_composited_on_white(mode: str) -> None:
+    # GIVEN a photo whose alpha ramps from transparent to opaque
+    colour = photo("chelsea") if mode == "RGBA" else photo("chelsea").convert("L").convert("RGB")
+    alpha = alpha_ramp(colour.size)
+    image = colour.convert(mode[:-1])
+    image.putalpha(Image.fromarray(alpha, "L"))
+    data = encode(image, "PNG")
+    assert Image.open(io.BytesIO(data)).mode == mode
+    # THEN the tensor is torchvision's on the photo laid over white, not on the colours under the alpha
+    tensor, _ = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+    np.testing.assert_allclose(tensor, reference(encode(on_white(np.asarray(colour), alpha), "PNG")),
+                               rtol=0, atol=ONE_LEVEL)
+
+
+def test_palette_transparency_is_white() -> None:
+    # GIVEN a palette photo whose most used colour is declared transparent (PNG tRNS)
+    palette = photo("coffee").convert("P")
+    indices = np.asarray(palette)
+    transparent = int(np.bincount(indices.ravel()).argmax())
+    data = encode(palette, "PNG", transparency=transparent)
+    assert Image.open(io.BytesIO(data)).info["transparency"] == transparent
+    # THEN exactly those pixels become white; the others keep their palette colour
+    rgb = np.asarray(palette.convert("RGB"))
+    alpha = np.where(indices == transparent, 0, 255).astype(np.uint8)
+    tensor, _ = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+    np.testing.assert_allclose(tensor, reference(encode(on_white(rgb, alpha), "PNG")), rtol=0, atol=1e-5)
+    assert np.abs(tensor - reference(data)).max() > 1  # PIL's convert("RGB") alone keeps the hidden colour
 
 
 def test_transparent_pixels_are_composited_on_white() -> None:
@@ -115,12 +175,22 @@ def test_transparent_pixels_are_composited_on_white() -> None:
 
 
 def test_gif_uses_first_frame() -> None:
-    frames = [photo("chelsea").convert("P"), Image.new("P", (451, 300), 0)]
-    data = io.BytesIO()
-    frames[0].save(data, "GIF", save_all=True, append_images=frames[1:])
-    tensor, info = preprocess(data.getvalue(), SPEC, max_pixels=10**9, fast_jpeg=False)
+    # GIVEN a two-frame GIF whose frames are different photos
+    first, second = photo("chelsea").convert("P"), photo("coffee").resize((451, 300)).convert("P")
+    buffer = io.BytesIO()
+    first.save(buffer, "GIF", save_all=True, append_images=[second])
+    data = buffer.getvalue()
+    animation = Image.open(io.BytesIO(data))
+    assert animation.n_frames == 2
+    animation.seek(1)
+    second_decoded = REFERENCE(animation.convert("RGB")).numpy()
+    # WHEN preprocessed
+    tensor, info = preprocess(data, SPEC, max_pixels=10**9, fast_jpeg=False)
+    # THEN it is the first frame's tensor, far from the second's
     assert info.format == "GIF"
-    assert tensor.std() > 0.1  # the photo frame, not the blank second frame
+    assert (info.width, info.height) == (451, 300)
+    np.testing.assert_allclose(tensor, REFERENCE(first.convert("RGB")).numpy(), rtol=0, atol=1e-5)
+    assert np.abs(tensor - second_decoded).mean() > 0.3
 
 
 def test_rejections() -> None:

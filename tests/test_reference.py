@@ -2,56 +2,32 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from safetensors.torch import load_file
-from torchvision.models import ResNet50_Weights, resnet50
 
 from classifier.config import Settings
 from classifier.records import SqliteRecordStore
 from classifier.runtime import ModelManager
 from classifier.service import Classifier, ImageInput
-from classifier.store import ModelStore
 
+from helpers import torchvision_reference
 from helpers.photos import big_jpeg, encode, jpeg, photo
+from helpers.torchvision_reference import assert_same_top5, reference_probs
 
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
 
 
 @pytest.fixture(scope="module")
 def reference_model(published_store: Path) -> torch.nn.Module:
-    store = ModelStore(published_store)
-    version = store.current("resnet50")
-    assert version is not None
-    model = resnet50()
-    model.load_state_dict(load_file(store.version_dir("resnet50", version) / "weights.safetensors"))
-    return model.eval()
-
-
-def reference_probs(model: torch.nn.Module, data: bytes) -> np.ndarray:
-    x = ResNet50_Weights.IMAGENET1K_V2.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
-    with torch.inference_mode():
-        return torch.softmax(model(x[None]), dim=1)[0].numpy()
+    return torchvision_reference.reference_model(published_store)
 
 
 def make_classifier(store: Path, tmp_path: Path, backend: str, fast_jpeg: bool = False) -> Classifier:
     settings = Settings(model_store=store, backend=backend, fast_jpeg_decode=fast_jpeg)
     return Classifier(settings, ModelManager(settings), SqliteRecordStore(tmp_path / "records.sqlite3"))
-
-
-def assert_same_top5(predictions: list[dict], probs: np.ndarray) -> None:
-    want = np.argsort(-probs, kind="stable")[:5]
-    got = [p["index"] for p in predictions]
-    for position, (g, w) in enumerate(zip(got, want, strict=True)):
-        # positions whose reference scores tie within 1e-4 may swap
-        assert g == w or abs(probs[g] - probs[w]) <= 1e-4, f"position {position}: {got} vs {want.tolist()}"
-    for p in predictions:
-        assert abs(p["score"] - probs[p["index"]]) <= 1e-4
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torch"])

@@ -165,6 +165,10 @@ class ModelManager:
             return
         loaded = self._loaded
         if loaded is not None and loaded.version == version:
+            # CURRENT names the serving version again (say, rolled back after a refused one):
+            # an earlier failure no longer describes the service.
+            self._failed = None
+            self.last_error = None
             return
         if self._failed and self._failed[0] == version and now < self._failed[1]:
             return
