@@ -198,6 +198,25 @@ def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pyte
             assert TTL_ATTRIBUTE not in item  # 0 keeps records forever
 
 
+def test_dynamodb_upload_claims_expire_with_their_records(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A claim outliving its record would stay in the table forever, unseen by any listing.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    import boto3
+
+    client = boto3.client("dynamodb")
+    for days in (30, 0):
+        table = f"records-{uuid.uuid4().hex[:8]}"
+        client.create_table(**table_definition(table))
+        before = int(datetime.now(UTC).timestamp())
+        DynamoRecordStore(table, ttl_days=days).claim_upload("e" * 64, "20261122T100000000000Z-aaaaaaaaaaaa")
+        item = client.get_item(TableName=table, Key={"id": {"S": "upload#" + "e" * 64}})["Item"]
+        if days:
+            after = int(datetime.now(UTC).timestamp())
+            assert before + 30 * 86400 <= int(item[TTL_ATTRIBUTE]["N"]) <= after + 30 * 86400
+        else:
+            assert TTL_ATTRIBUTE not in item
+
+
 # --- SQLite only ------------------------------------------------------------------------------
 
 

@@ -388,10 +388,14 @@ class DynamoRecordStore:
             LABEL_VERSION_KEY: {"S": f"{label}\x1f{version}"},
             "body": {"S": json.dumps(record, separators=(",", ":"), default=_json_number)},
         }
-        if self.ttl_days > 0:
-            created = _created(record)
-            item[TTL_ATTRIBUTE] = {"N": str(int(created.timestamp()) + self.ttl_days * 86400)}
+        item.update(self._expiry(_created(record)))
         return item
+
+    def _expiry(self, start: datetime) -> dict[str, dict[str, str]]:
+        """The TTL attribute of an item that DynamoDB may delete ``ttl_days`` after ``start`` (none with 0)."""
+        if self.ttl_days <= 0:
+            return {}
+        return {TTL_ATTRIBUTE: {"N": str(int(start.timestamp()) + self.ttl_days * 86400)}}
 
     def put(self, record: Mapping[str, Any]) -> None:
         self.client().put_item(TableName=self.table, Item=self.item(record))
@@ -468,7 +472,9 @@ class DynamoRecordStore:
         try:
             self.client().put_item(
                 TableName=self.table,
-                Item={TABLE_KEY: {"S": UPLOAD_PREFIX + digest}, "record_id": {"S": record_id}},
+                # The claim expires with the record it names, not a day later than it.
+                Item={TABLE_KEY: {"S": UPLOAD_PREFIX + digest}, "record_id": {"S": record_id},
+                      **self._expiry(datetime.now(UTC))},
                 ConditionExpression="attribute_not_exists(#id)",
                 ExpressionAttributeNames={"#id": TABLE_KEY},
             )
