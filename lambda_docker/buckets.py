@@ -95,8 +95,8 @@ class SecureBucket(Construct):
         if not versioned:
             skip_checks(self.bucket, CheckovSkip(
                 "CKV_AWS_21",
-                "Transient inputs under random keys, written once and expired within days: there is no "
-                "earlier version worth keeping.",
+                "Objects written once under keys never reused (uploads under random keys, bulk results under "
+                "each job's own prefix) and expired by a lifecycle rule: there is no earlier version worth keeping.",
             ))
         if event_bridge:
             cfn_bucket = self.bucket.node.default_child

@@ -45,9 +45,8 @@ LOG_GROUP_KMS = CheckovSkip(
 )
 ENVIRONMENT_KMS = CheckovSkip(
     "CKV_AWS_173",
-    "The environment holds settings (paths, model, bucket and table names, numbers) and the key that signs "
-    "GET /classifications page cursors, which guards no data: a leaked key lets a caller forge a cursor "
-    "for a listing it may read anyway. Lambda encrypts it at rest with its service key, enough for that.",
+    "The environment holds settings (paths, model and bucket names, numbers), never a secret; Lambda "
+    "encrypts it at rest with its service key, which is enough for that.",
 )
 NO_RESERVED_CONCURRENCY = CheckovSkip(
     "CKV_AWS_115",

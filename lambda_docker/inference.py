@@ -31,6 +31,13 @@ from lambda_docker.records import RecordsTable
 from lambda_docker.storage import MOUNT_PATH, StoreMount
 
 ALIAS_NAME = "live"
+# The classifier image's functions also get the records' cursor key (lambda_docker/records.py).
+CLASSIFIER_ENVIRONMENT_KMS = CheckovSkip(
+    ENVIRONMENT_KMS.id,
+    "The environment holds settings (paths, model, bucket and table names, numbers) and the key that signs "
+    "GET /classifications page cursors, which guards no data: a leaked key lets a caller forge a cursor "
+    "for a listing it may read anyway. Lambda encrypts it at rest with its service key, enough for that.",
+)
 # Powertools' service name (every log line's "service", every metric's "service"
 # dimension) and the metrics namespace; observability.py reads the same names.
 POWERTOOLS_SERVICE_NAME = "classifier"
@@ -113,7 +120,8 @@ def classifier_function(
         dead_letter_queue=dead_letter_queue,
         tracing=lambda_.Tracing.ACTIVE if config.tracing else None,
     )
-    skip_checks(function, ENVIRONMENT_KMS, *([NO_RESERVED_CONCURRENCY] if reserved_concurrency is None else []))
+    unreserved = [NO_RESERVED_CONCURRENCY] if reserved_concurrency is None else []
+    skip_checks(function, CLASSIFIER_ENVIRONMENT_KMS, *unreserved)
     skip_checks(function.log_group, LOG_GROUP_KMS)
     return function
 
