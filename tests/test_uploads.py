@@ -330,6 +330,26 @@ def test_unreachable_s3_is_a_503_without_details(monkeypatch: pytest.MonkeyPatch
     assert count_records(store) == 0
 
 
+def test_a_presign_failure_is_a_503_without_details(monkeypatch: pytest.MonkeyPatch, store: Path, s3_endpoint: str,
+                                                    bucket: str, tmp_path: Path) -> None:
+    # GIVEN a Lambda instance with an uploads bucket but no credentials to sign a POST with
+    handler = load_handler(monkeypatch, store, **aws_env(s3_endpoint, bucket),
+                           AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a new instance has no session, nor its credentials
+    # WHEN a client asks for an upload
+    response = invoke(handler, "v2", "POST", "/uploads", {"content_type": "image/jpeg", "bytes": 1000})
+    # THEN it gets a retryable JSON 503 that says nothing of credentials or botocore
+    assert (response.status, response.json()["error"]["code"]) == (503, "storage_unavailable")
+    assert response.json()["error"]["message"] == "the uploads bucket cannot be used right now; try again later"
+    assert b"Traceback" not in response.body and b"redentials" not in response.body
+
+
 def test_a_short_read_from_s3_is_a_503_and_stores_nothing(monkeypatch: pytest.MonkeyPatch, store: Path,
                                                           s3_endpoint: str, bucket: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
