@@ -193,6 +193,11 @@ def test_refuses_an_incomplete_upload_and_changes_nothing(
     assert tree(serving_efs.root) == before
 
 
+# Run as the installer runs in Lambda, in its own process: print the handler's result as JSON.
+RUN_INSTALLER = ("import json, sys; from classifier import installer; "
+                 "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
+
+
 def test_in_lambda_a_refusal_is_one_json_log_line(
     bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
 ) -> None:
@@ -201,10 +206,9 @@ def test_in_lambda_a_refusal_is_one_json_log_line(
     manifest = tiny_version(published_store, tmp_path / "v")
     target = manifest_key(manifest)
     upload_version(s3, name, tmp_path / "v", target.version_prefix, skip=("labels.json",))
-    run = ("import json, sys; from classifier import installer; "
-           "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
     env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "demo-installer"}
-    out = subprocess.run([sys.executable, "-c", run], input=json.dumps(s3_event("eventbridge", name, target.key)),
+    out = subprocess.run([sys.executable, "-c", RUN_INSTALLER],
+                         input=json.dumps(s3_event("eventbridge", name, target.key)),
                          env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     entries = [json.loads(line) for line in out if line.startswith("{")]
     (refusal,) = [e for e in entries if e["level"] == "ERROR"]
@@ -312,14 +316,22 @@ def test_results_are_json_for_the_lambda_runtime(bucket: tuple[Any, str], efs: M
 
 # -- uploads the installer refuses before it touches the store -------------------------------
 
+def uploaded_tiny_version(bucket: tuple[Any, str], published_store: Path,
+                          workdir: Path) -> tuple[dict[str, Any], ManifestKey]:
+    """A small valid version uploaded whole, as ``publish --s3`` leaves it: its manifest and key."""
+    s3, name = bucket
+    manifest = tiny_version(published_store, workdir)
+    target = manifest_key(manifest)
+    upload_version(s3, name, workdir, target.version_prefix)
+    return manifest, target
+
+
 def test_refuses_an_artifact_of_another_size_than_the_manifest_says(
     bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
 ) -> None:
     # GIVEN an upload whose model.onnx in the bucket is longer than its manifest entry
     s3, name = bucket
-    manifest = tiny_version(published_store, tmp_path / "v")
-    target = manifest_key(manifest)
-    upload_version(s3, name, tmp_path / "v", target.version_prefix)
+    manifest, target = uploaded_tiny_version(bucket, published_store, tmp_path / "v")
     declared = manifest["artifacts"]["model.onnx"]["bytes"]
     s3.put_object(Bucket=name, Key=target.artifact_key("model.onnx"),
                   Body=(tmp_path / "v" / "model.onnx").read_bytes() + b"tail")
@@ -362,21 +374,13 @@ def test_refuses_a_manifest_it_cannot_use(case: str, body: bytes | None, reason:
     assert tree(serving_efs.root) == before
 
 
-# Run as the installer runs in Lambda, in its own process: print the handler's result as JSON.
-RUN_INSTALLER = ("import json, sys; from classifier import installer; "
-                 "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
-
-
 def test_a_store_it_cannot_write_is_refused_with_the_access_points_error(
     bucket: tuple[Any, str], published_store: Path, tmp_path: Path,
 ) -> None:
     # GIVEN an EFS store whose models/ the function's user may not write: the access point's POSIX
     # user does not own it (here: models/ is read-only, and a root test run drops the capabilities
     # that let root write anyway, so the kernel refuses as it refuses the access point's user)
-    s3, name = bucket
-    manifest = tiny_version(published_store, tmp_path / "v")
-    target = manifest_key(manifest)
-    upload_version(s3, name, tmp_path / "v", target.version_prefix)
+    _, target = uploaded_tiny_version(bucket, published_store, tmp_path / "v")
     efs = tmp_path / "efs"
     (efs / "models").mkdir(parents=True)
     (efs / "models").chmod(0o555)
@@ -384,7 +388,7 @@ def test_a_store_it_cannot_write_is_refused_with_the_access_points_error(
                     if os.geteuid() == 0 else [])
     # WHEN the installer runs
     done = subprocess.run([*unprivileged, sys.executable, "-c", RUN_INSTALLER],
-                          input=json.dumps(s3_event("eventbridge", name, target.key)),
+                          input=json.dumps(s3_event("eventbridge", bucket[1], target.key)),
                           env={**os.environ, "MODEL_STORE": str(efs)}, capture_output=True, text=True, timeout=120)
     (efs / "models").chmod(0o755)
     # THEN the install is refused, not retried: the reason carries the PermissionError and says what to fix

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -125,15 +125,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+Server = TypeVar("Server", bound=ThreadingHTTPServer)
+
+
 @contextmanager
-def serving(proxy: ForwardingProxy) -> Iterator[Any]:
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+def serving(server: Server) -> Iterator[Server]:
+    """``server`` answering on its own thread until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield proxy
+        yield server
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager
