@@ -25,6 +25,7 @@ from classifier.records import (
     DynamoRecordStore,
     RecordStore,
     SqliteRecordStore,
+    filesystem_type,
     new_record_id,
     open_record_store,
     table_definition,
@@ -208,6 +209,34 @@ def test_sqlite_refuses_a_network_file_system(tmp_path: Path) -> None:
         SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
     mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path}/elsewhere nfs4 rw 0 0\n")
     SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+
+
+# A mount table as /proc/self/mounts writes it: a short line (skipped), a space as \040, the root.
+MOUNTS = """rootfs /
+/dev/vda / ext4 rw 0 0
+fs-1.efs:/ /mnt/efs nfs4
+/dev/vdb /mnt/my\\040disk xfs rw 0 0
+"""
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/mnt/efs/store", "nfs4"),  # its line has three fields, the fewest a mount line needs
+    ("/mnt/efs", "nfs4"),
+    ("/mnt/efsx/store", "ext4"),  # a longer name, not a path under /mnt/efs
+    ("/mnt/my disk/store", "xfs"),
+    ("/srv/store", "ext4"),  # only the root holds it
+])
+def test_filesystem_type_is_the_longest_mount_point_holding_the_path(tmp_path: Path, path: str, kind: str) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert filesystem_type(Path(path), mounts) == kind
+
+
+def test_filesystem_type_without_a_mount_table_or_a_matching_point_is_unknown(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    assert filesystem_type(Path("/srv/store"), mounts) is None  # not Linux: no table
+    mounts.write_text("fs-1.efs:/ /mnt/efs nfs4 rw 0 0\n")
+    assert filesystem_type(Path("/srv/store"), mounts) is None
 
 
 def plan(store: SqliteRecordStore, **filters: Any) -> str:
