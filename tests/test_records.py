@@ -211,11 +211,14 @@ def test_sqlite_refuses_a_network_file_system(tmp_path: Path) -> None:
     SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
 
 
-# A mount table as /proc/self/mounts writes it: a short line (skipped), a space as \040, the root.
+# A mount table as /proc/self/mounts writes it: a short line (skipped), a space as \040, the root,
+# and a point mounted twice (the later mount hides the earlier one).
 MOUNTS = """rootfs /
 /dev/vda / ext4 rw 0 0
 fs-1.efs:/ /mnt/efs nfs4
 /dev/vdb /mnt/my\\040disk xfs rw 0 0
+tmpfs /mnt/twice tmpfs rw 0 0
+fs-2.efs:/ /mnt/twice nfs4 rw 0 0
 """
 
 
@@ -225,6 +228,7 @@ fs-1.efs:/ /mnt/efs nfs4
     ("/mnt/efsx/store", "ext4"),  # a longer name, not a path under /mnt/efs
     ("/mnt/my disk/store", "xfs"),
     ("/srv/store", "ext4"),  # only the root holds it
+    ("/mnt/twice/store", "nfs4"),
 ])
 def test_filesystem_type_is_the_longest_mount_point_holding_the_path(tmp_path: Path, path: str, kind: str) -> None:
     mounts = tmp_path / "mounts"
