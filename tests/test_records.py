@@ -115,6 +115,12 @@ def test_concurrent_writers_are_all_listed_exactly_once(settings: Settings) -> N
         assert got is not None and got["id"] == record_id and got["predictions"][0]["label"] in LABELS
 
 
+def test_a_record_that_is_not_there_reads_as_none(settings: Settings) -> None:
+    store = open_record_store(settings)
+    store.put(record(BASE, 1))
+    assert store.get(new_record_id(BASE)) is None
+
+
 @pytest.fixture
 def filled(settings: Settings) -> tuple[RecordStore, list[dict[str, Any]]]:
     """60 records a minute apart, labels and versions interleaved."""
@@ -187,14 +193,14 @@ def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pyte
     import boto3
 
     client = boto3.client("dynamodb")
-    for days in (30, 0):
+    for days in (30, 1, 0):
         table = f"records-{uuid.uuid4().hex[:8]}"
         client.create_table(**table_definition(table))
         rec = record(BASE, 1)
         DynamoRecordStore(table, ttl_days=days).put(rec)
         item = client.get_item(TableName=table, Key={"id": {"S": rec["id"]}})["Item"]
         if days:
-            assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + 30 * 86400
+            assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + days * 86400
         else:
             assert TTL_ATTRIBUTE not in item  # 0 keeps records forever
 
@@ -209,6 +215,20 @@ def test_sqlite_refuses_a_network_file_system(tmp_path: Path) -> None:
         SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
     mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path}/elsewhere nfs4 rw 0 0\n")
     SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+
+
+def test_sqlite_creates_the_directories_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "records.sqlite3"
+    SqliteRecordStore(path).put(record(BASE, 1))
+    assert path.is_file()
+
+
+def test_dynamodb_cannot_say_which_images_are_done(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bulk --skip-done asks the local store; against a table it says what to do instead.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    with pytest.raises(NotImplementedError) as refused:
+        DynamoRecordStore("any-table", ttl_days=0).has_image("0" * 64)
+    assert str(refused.value) == "--skip-done reads the local SQLite store; unset RECORDS_TABLE"
 
 
 # A mount table as /proc/self/mounts writes it: a short line (skipped), a space as \040, the root,
