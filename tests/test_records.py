@@ -8,11 +8,13 @@ with a sort), not by times.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,10 @@ from classifier.records import (
     RecordStore,
     SqliteRecordStore,
     filesystem_type,
+    is_record_id,
     new_record_id,
     open_record_store,
+    parse_timestamp,
     table_definition,
 )
 
@@ -203,6 +207,41 @@ def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pyte
             assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + days * 86400
         else:
             assert TTL_ATTRIBUTE not in item  # 0 keeps records forever
+
+
+@pytest.mark.parametrize(("value", "instant"), [
+    ("2026-11-22T10:00Z", datetime(2026, 11, 22, 10, 0, tzinfo=UTC)),
+    ("2026-11-22T10:00:05+00:00", datetime(2026, 11, 22, 10, 0, 5, tzinfo=UTC)),
+    ("2026-11-22T10:00:05.25-00:00", datetime(2026, 11, 22, 10, 0, 5, 250000, tzinfo=UTC)),
+])
+def test_since_and_until_read_utc_instants(value: str, instant: datetime) -> None:
+    parsed = parse_timestamp("since", value)
+    assert parsed == instant and parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("2026-11-22T10:00:00+02:00", "since must be an ISO 8601 UTC time such as 2026-11-22T10:00:00Z, got "
+                                  "'2026-11-22T10:00:00+02:00'"),
+    ("2026-11-22", "since must be an ISO 8601 UTC time such as 2026-11-22T10:00:00Z, got '2026-11-22'"),
+    ("2026-13-22T10:00:00Z", "since is not a valid time: '2026-13-22T10:00:00Z'"),
+])
+def test_since_and_until_refuse_what_is_not_a_utc_instant(value: str, message: str) -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        parse_timestamp("since", value)
+    assert refused.value.message == message
+
+
+def test_record_ids_are_recognised_by_their_shape() -> None:
+    assert is_record_id(new_record_id(BASE))
+    assert not is_record_id(new_record_id(BASE) + "0") and not is_record_id("../" + new_record_id(BASE)[3:])
+
+
+def test_dynamodb_numbers_are_written_as_json_numbers() -> None:
+    # boto3's resource layer reads numbers as Decimal: a record holding them is still written as JSON.
+    item = DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "score": Decimal("0.25")})
+    assert json.loads(item["body"]["S"])["score"] == 0.25
+    with pytest.raises(TypeError, match=r"^set is not JSON serialisable$"):
+        DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "tags": {"a"}})
 
 
 # --- SQLite only ------------------------------------------------------------------------------
