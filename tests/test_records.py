@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -214,8 +215,15 @@ def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pyte
     ("2026-11-22T10:00:05+00:00", datetime(2026, 11, 22, 10, 0, 5, tzinfo=UTC)),
     ("2026-11-22T10:00:05.25-00:00", datetime(2026, 11, 22, 10, 0, 5, 250000, tzinfo=UTC)),
 ])
-def test_since_and_until_read_utc_instants(value: str, instant: datetime) -> None:
-    parsed = parse_timestamp("since", value)
+def test_since_and_until_read_utc_instants(value: str, instant: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in UTC whatever the machine's zone (CI's TZ=UTC would hide a conversion to local time)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        parsed = parse_timestamp("since", value)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert parsed == instant and parsed.utcoffset() == timedelta(0)
 
 
