@@ -284,6 +284,7 @@ MOUNTS = """rootfs /
 /dev/vda / ext4 rw 0 0
 fs-1.efs:/ /mnt/efs nfs4
 /dev/vdb /mnt/my\\040disk xfs rw 0 0
+/dev/vdc /mnt/backupX ext2 rw 0 0
 tmpfs /mnt/twice tmpfs rw 0 0
 fs-2.efs:/ /mnt/twice nfs4 rw 0 0
 """
@@ -294,6 +295,7 @@ fs-2.efs:/ /mnt/twice nfs4 rw 0 0
     ("/mnt/efs", "nfs4"),
     ("/mnt/efsx/store", "ext4"),  # a longer name, not a path under /mnt/efs
     ("/mnt/my disk/store", "xfs"),
+    ("/mnt/backupX/store", "ext2"),
     ("/srv/store", "ext4"),  # only the root holds it
     ("/mnt/twice/store", "nfs4"),
 ])
