@@ -7,6 +7,7 @@ signature with botocore before passing the request on.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -18,14 +19,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from classifier.__main__ import main
-from classifier.client import ClassifierClient
-from classifier.client_http import RetryEvent, RetryPolicy, region_from_url, service_for_url, sigv4_signer
+from classifier.client import ClassifierClient, ImageFile
+from classifier.client_http import (
+    RequestFailed,
+    RetryEvent,
+    RetryPolicy,
+    region_from_url,
+    service_for_url,
+    sigv4_signer,
+)
 
 from helpers.aws import REGION, aws_env, new_bucket
 from helpers.photos import big_jpeg, jpeg
 from helpers.processes import LiveServer, free_port, live_server
+from helpers.proxies import UsagePlanGateway, usage_plan_gateway
 from helpers.sigv4 import SigV4Gateway, sigv4_gateway
 from helpers.stores import copy_store, link_large
 
@@ -305,3 +315,99 @@ def test_api_gateway_with_iam_auth_refuses_unsigned_and_accepts_signed(caller: N
     assert signed.error is None and signed.result is not None and signed.result["predictions"]
     assert gateway.refused == ["missing or malformed Authorization"]
     assert gateway.verified == ["POST /classify?top_k=5"]
+
+
+# -- API Gateway with a usage plan in front of the API, on loopback ------------------------
+
+API_KEY = "usage-plan-key-0123456789abcdef"
+
+
+@pytest.fixture
+def usage_plan(api: LiveServer) -> Iterator[UsagePlanGateway]:
+    with usage_plan_gateway(api.url, api_key=API_KEY) as gateway:
+        yield gateway
+
+
+def test_the_api_key_goes_with_every_api_call(usage_plan: UsagePlanGateway, tmp_path: Path) -> None:
+    # GIVEN a gateway that refuses calls without its usage plan's key, a small and a large photo
+    small, large = tmp_path / "small.jpg", tmp_path / "large.jpg"
+    small.write_bytes(jpeg("chelsea"))
+    large.write_bytes(big_jpeg("coffee", (1600, 1200)))
+    # WHEN a client without the key, then one with it, classify them
+    keyless = ClassifierClient(usage_plan.url, retry=FAST_RETRY).classify_file(small)
+    client = ClassifierClient(usage_plan.url, api_key=API_KEY, inline_max_bytes=INLINE_LIMIT, retry=FAST_RETRY)
+    inline, via_s3 = client.classify_file(small), client.classify_file(large)
+    # THEN the keyless call gets the gateway's 403, and every call of the other carried the key
+    assert keyless.error is not None
+    assert (keyless.error.status, keyless.error.code, keyless.error.message) == (403, "http_403", "Forbidden")
+    assert inline.error is None and via_s3.error is None and via_s3.via == "s3", (inline.error, via_s3.error)
+    assert usage_plan.received == ["POST /classify?top_k=5"] * 2 + ["POST /uploads", "POST /classify?top_k=5"]
+    assert [h.get("x-api-key") for h in usage_plan.headers_received] == [None, API_KEY, API_KEY, API_KEY]
+
+
+def test_a_429_waits_as_long_as_its_retry_after_says(api: LiveServer) -> None:
+    # GIVEN a gateway that throttles the first two calls with "Retry-After: 1", and a client whose
+    # own backoff is a few milliseconds
+    with usage_plan_gateway(api.url, api_key=API_KEY, throttled=2, retry_after="1") as gateway:
+        retries: list[RetryEvent] = []
+        client = ClassifierClient(gateway.url, api_key=API_KEY, retry=RetryPolicy(attempts=4, base=0.001, cap=5.0),
+                                  on_retry=retries.append)
+        # WHEN it asks for the model
+        state = client.model()
+    # THEN it waited the second the gateway asked for before each retry, then got its answer
+    assert state["name"] == "resnet50"
+    assert [(e.reason, e.delay) for e in retries] == [("HTTP 429", 1.0), ("HTTP 429", 1.0)]
+    assert gateway.received == ["GET /model"] * 3
+    first, second, third = gateway.arrivals
+    assert second - first >= 1.0 and third - second >= 1.0
+
+
+def test_a_501_is_not_retried(tmp_path: Path) -> None:
+    # GIVEN a server without an uploads bucket (POST /uploads: 501 not_configured, for good)
+    store = tmp_path / "store"
+    store.mkdir()
+    with live_server(store, tmp_path, wait_for_model=False) as live:
+        retries: list[RetryEvent] = []
+        client = ClassifierClient(live.url, retry=FAST_RETRY, on_retry=retries.append)
+        # WHEN the client asks whether uploads work, then asks for an upload
+        enabled = client.uploads_enabled()
+        with pytest.raises(RequestFailed) as refused:
+            client.create_upload("image/jpeg", 10)
+    # THEN each was one request: no retry of a 501, which another attempt cannot change
+    assert enabled is False
+    assert (refused.value.status, refused.value.code) == (501, "not_configured")
+    assert retries == []
+
+
+def bomb_png() -> bytes:
+    """A small PNG file of 8000 x 5001 pixels: over the server's MAX_IMAGE_PIXELS (40 M), under its byte limits."""
+    out = io.BytesIO()
+    Image.new("1", (8000, 5001)).save(out, "PNG")
+    assert len(out.getvalue()) < INLINE_LIMIT
+    return out.getvalue()
+
+
+def test_an_image_too_large_413_is_not_rerouted_through_s3(usage_plan: UsagePlanGateway) -> None:
+    # GIVEN an image with too many pixels: a 413 image_too_large that an upload cannot change
+    # (unlike 413 payload_too_large, which the client reroutes through S3)
+    client = ClassifierClient(usage_plan.url, api_key=API_KEY, retry=FAST_RETRY)
+    # WHEN the client classifies it
+    outcome = client.classify_image(ImageFile("bomb.png", bomb_png()))
+    # THEN the refusal is reported as it came, after the one inline request
+    assert outcome.via == "inline" and outcome.error is not None
+    assert (outcome.error.status, outcome.error.code) == (413, "image_too_large")
+    assert "40000000" in outcome.error.message
+    assert usage_plan.received == ["POST /classify?top_k=5"]
+
+
+def test_s3_refusals_are_read_from_its_xml(api: LiveServer, s3_endpoint: str) -> None:
+    # GIVEN a presigned POST whose bucket has gone (moto's S3 server answers as S3 does, in XML)
+    client = ClassifierClient(api.url, retry=FAST_RETRY)
+    upload = client.create_upload("image/jpeg", len(jpeg("chelsea")))
+    upload["url"] = f"{s3_endpoint}/no-such-bucket-{free_port()}"
+    # WHEN the client uploads to it
+    with pytest.raises(RequestFailed) as refused:
+        client.upload(upload, jpeg("chelsea"))
+    # THEN the failure carries S3's own code and message, not the XML
+    assert (refused.value.status, refused.value.code) == (404, "s3_NoSuchBucket")
+    assert refused.value.message == "the upload to S3 was refused: The specified bucket does not exist"

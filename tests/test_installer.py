@@ -193,6 +193,11 @@ def test_refuses_an_incomplete_upload_and_changes_nothing(
     assert tree(serving_efs.root) == before
 
 
+# Run as the installer runs in Lambda, in its own process: print the handler's result as JSON.
+RUN_INSTALLER = ("import json, sys; from classifier import installer; "
+                 "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
+
+
 def test_in_lambda_a_refusal_is_one_json_log_line(
     bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
 ) -> None:
@@ -201,10 +206,9 @@ def test_in_lambda_a_refusal_is_one_json_log_line(
     manifest = tiny_version(published_store, tmp_path / "v")
     target = manifest_key(manifest)
     upload_version(s3, name, tmp_path / "v", target.version_prefix, skip=("labels.json",))
-    run = ("import json, sys; from classifier import installer; "
-           "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
     env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "demo-installer"}
-    out = subprocess.run([sys.executable, "-c", run], input=json.dumps(s3_event("eventbridge", name, target.key)),
+    out = subprocess.run([sys.executable, "-c", RUN_INSTALLER],
+                         input=json.dumps(s3_event("eventbridge", name, target.key)),
                          env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     entries = [json.loads(line) for line in out if line.startswith("{")]
     (refusal,) = [e for e in entries if e["level"] == "ERROR"]
@@ -308,3 +312,90 @@ def test_results_are_json_for_the_lambda_runtime(bucket: tuple[Any, str], efs: M
     _, name = bucket
     result = installer.handler(s3_event("manual", name, "uploads/cat.jpg"))
     assert json.loads(json.dumps(result)) == result
+
+
+# -- uploads the installer refuses before it touches the store -------------------------------
+
+def uploaded_tiny_version(bucket: tuple[Any, str], published_store: Path,
+                          workdir: Path) -> tuple[dict[str, Any], ManifestKey]:
+    """A small valid version uploaded whole, as ``publish --s3`` leaves it: its manifest and key."""
+    s3, name = bucket
+    manifest = tiny_version(published_store, workdir)
+    target = manifest_key(manifest)
+    upload_version(s3, name, workdir, target.version_prefix)
+    return manifest, target
+
+
+def test_refuses_an_artifact_of_another_size_than_the_manifest_says(
+    bucket: tuple[Any, str], efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # GIVEN an upload whose model.onnx in the bucket is longer than its manifest entry
+    s3, name = bucket
+    manifest, target = uploaded_tiny_version(bucket, published_store, tmp_path / "v")
+    declared = manifest["artifacts"]["model.onnx"]["bytes"]
+    s3.put_object(Bucket=name, Key=target.artifact_key("model.onnx"),
+                  Body=(tmp_path / "v" / "model.onnx").read_bytes() + b"tail")
+    # WHEN the installer runs
+    (outcome,) = installer.handler(s3_event("eventbridge", name, target.key))["results"]
+    # THEN it refuses from the sizes S3 reports, naming both, before it stages anything: the empty
+    # store gets no models/ (the store's own check after the download refuses too, with the same
+    # words, but only once the artifacts are downloaded into a staging directory)
+    assert outcome["status"] == "refused"
+    assert outcome["reason"] == (f"resnet50 {manifest['version']}: model.onnx has {declared + 4} bytes, "
+                                 f"the manifest says {declared}")
+    assert tree(efs.root) == {}
+
+
+MANIFEST_KEY = "models/resnet50/20261122T100000Z-0123456789ab/manifest.json"
+
+
+@pytest.mark.parametrize(("case", "body", "reason"), [
+    ("deleted since the event", None, f"/{MANIFEST_KEY} no longer exists"),
+    ("over 1 MiB", b"{" + b" " * installer.MAX_MANIFEST_BYTES + b"}", "manifest.json is 1048578 bytes; "
+                                                                     "a manifest is a few KB"),
+    ("not JSON", b"name: resnet50\n", "manifest.json is not valid JSON"),
+    ("JSON, not an object", b'["resnet50"]', "manifest.json is not a JSON object"),
+])
+def test_refuses_a_manifest_it_cannot_use(case: str, body: bytes | None, reason: str, bucket: tuple[Any, str],
+                                          serving_efs: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN an event for a manifest that is gone from the bucket, too large, or not a JSON object
+    s3, name = bucket
+    if body is not None:
+        s3.put_object(Bucket=name, Key=MANIFEST_KEY, Body=body)
+    before = tree(serving_efs.root)
+    # WHEN the installer runs
+    with caplog.at_level(logging.INFO):
+        (outcome,) = installer.handler(s3_event("eventbridge", name, MANIFEST_KEY))["results"]
+    # THEN it is a refusal with its reason (not an exception Lambda would retry), logged once at ERROR
+    assert outcome["status"] == "refused", outcome
+    assert reason in outcome["reason"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"install refused: {outcome['reason']}"]
+    assert tree(serving_efs.root) == before
+
+
+def test_a_store_it_cannot_write_is_refused_with_the_access_points_error(
+    bucket: tuple[Any, str], published_store: Path, tmp_path: Path,
+) -> None:
+    # GIVEN an EFS store whose models/ the function's user may not write: the access point's POSIX
+    # user does not own it (here: models/ is read-only, and a root test run drops the capabilities
+    # that let root write anyway, so the kernel refuses as it refuses the access point's user)
+    _, target = uploaded_tiny_version(bucket, published_store, tmp_path / "v")
+    efs = tmp_path / "efs"
+    (efs / "models").mkdir(parents=True)
+    (efs / "models").chmod(0o555)
+    unprivileged = (["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+                    if os.geteuid() == 0 else [])
+    # WHEN the installer runs
+    done = subprocess.run([*unprivileged, sys.executable, "-c", RUN_INSTALLER],
+                          input=json.dumps(s3_event("eventbridge", bucket[1], target.key)),
+                          env={**os.environ, "MODEL_STORE": str(efs)}, capture_output=True, text=True, timeout=120)
+    (efs / "models").chmod(0o755)
+    # THEN the install is refused, not retried: the reason carries the PermissionError and says what to fix
+    assert done.returncode == 0, done.stderr
+    (outcome,) = json.loads(done.stdout.splitlines()[-1].removeprefix("RESULT "))["results"]
+    assert outcome["status"] == "refused"
+    assert outcome["reason"].startswith("cannot write the model store ([Errno 13] Permission denied: ")
+    assert str(efs / "models") in outcome["reason"]
+    assert outcome["reason"].endswith("; the installer's EFS access point must own models/")
+    assert list((efs / "models").iterdir()) == []

@@ -8,11 +8,14 @@ with a sort), not by times.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,11 @@ from classifier.records import (
     DynamoRecordStore,
     RecordStore,
     SqliteRecordStore,
+    filesystem_type,
+    is_record_id,
     new_record_id,
     open_record_store,
+    parse_timestamp,
     table_definition,
 )
 
@@ -114,6 +120,12 @@ def test_concurrent_writers_are_all_listed_exactly_once(settings: Settings) -> N
         assert got is not None and got["id"] == record_id and got["predictions"][0]["label"] in LABELS
 
 
+def test_a_record_that_is_not_there_reads_as_none(settings: Settings) -> None:
+    store = open_record_store(settings)
+    store.put(record(BASE, 1))
+    assert store.get(new_record_id(BASE)) is None
+
+
 @pytest.fixture
 def filled(settings: Settings) -> tuple[RecordStore, list[dict[str, Any]]]:
     """60 records a minute apart, labels and versions interleaved."""
@@ -186,14 +198,14 @@ def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pyte
     import boto3
 
     client = boto3.client("dynamodb")
-    for days in (30, 0):
+    for days in (30, 1, 0):
         table = f"records-{uuid.uuid4().hex[:8]}"
         client.create_table(**table_definition(table))
         rec = record(BASE, 1)
         DynamoRecordStore(table, ttl_days=days).put(rec)
         item = client.get_item(TableName=table, Key={"id": {"S": rec["id"]}})["Item"]
         if days:
-            assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + 30 * 86400
+            assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + days * 86400
         else:
             assert TTL_ATTRIBUTE not in item  # 0 keeps records forever
 
@@ -217,6 +229,48 @@ def test_dynamodb_upload_claims_expire_with_their_records(s3_endpoint: str, monk
             assert TTL_ATTRIBUTE not in item
 
 
+@pytest.mark.parametrize(("value", "instant"), [
+    ("2026-11-22T10:00Z", datetime(2026, 11, 22, 10, 0, tzinfo=UTC)),
+    ("2026-11-22T10:00:05+00:00", datetime(2026, 11, 22, 10, 0, 5, tzinfo=UTC)),
+    ("2026-11-22T10:00:05.25-00:00", datetime(2026, 11, 22, 10, 0, 5, 250000, tzinfo=UTC)),
+])
+def test_since_and_until_read_utc_instants(value: str, instant: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in UTC whatever the machine's zone (CI's TZ=UTC would hide a conversion to local time)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        parsed = parse_timestamp("since", value)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parsed == instant and parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("2026-11-22T10:00:00+02:00", "since must be an ISO 8601 UTC time such as 2026-11-22T10:00:00Z, got "
+                                  "'2026-11-22T10:00:00+02:00'"),
+    ("2026-11-22", "since must be an ISO 8601 UTC time such as 2026-11-22T10:00:00Z, got '2026-11-22'"),
+    ("2026-13-22T10:00:00Z", "since is not a valid time: '2026-13-22T10:00:00Z'"),
+])
+def test_since_and_until_refuse_what_is_not_a_utc_instant(value: str, message: str) -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        parse_timestamp("since", value)
+    assert refused.value.message == message
+
+
+def test_record_ids_are_recognised_by_their_shape() -> None:
+    assert is_record_id(new_record_id(BASE))
+    assert not is_record_id(new_record_id(BASE) + "0") and not is_record_id("../" + new_record_id(BASE)[3:])
+
+
+def test_dynamodb_numbers_are_written_as_json_numbers() -> None:
+    # boto3's resource layer reads numbers as Decimal: a record holding them is still written as JSON.
+    item = DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "score": Decimal("0.25")})
+    assert json.loads(item["body"]["S"])["score"] == 0.25
+    with pytest.raises(TypeError, match=r"^set is not JSON serialisable$"):
+        DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "tags": {"a"}})
+
+
 # --- SQLite only ------------------------------------------------------------------------------
 
 
@@ -227,6 +281,54 @@ def test_sqlite_refuses_a_network_file_system(tmp_path: Path) -> None:
         SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
     mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path}/elsewhere nfs4 rw 0 0\n")
     SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+
+
+def test_sqlite_creates_the_directories_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "records.sqlite3"
+    SqliteRecordStore(path).put(record(BASE, 1))
+    assert path.is_file()
+
+
+def test_dynamodb_cannot_say_which_images_are_done(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bulk --skip-done asks the local store; against a table it says what to do instead.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    with pytest.raises(NotImplementedError) as refused:
+        DynamoRecordStore("any-table", ttl_days=0).has_image("0" * 64)
+    assert str(refused.value) == "--skip-done reads the local SQLite store; unset RECORDS_TABLE"
+
+
+# A mount table as /proc/self/mounts writes it: a short line (skipped), a space as \040, the root,
+# and a point mounted twice (the later mount hides the earlier one).
+MOUNTS = """rootfs /
+/dev/vda / ext4 rw 0 0
+fs-1.efs:/ /mnt/efs nfs4
+/dev/vdb /mnt/my\\040disk xfs rw 0 0
+/dev/vdc /mnt/backupX ext2 rw 0 0
+tmpfs /mnt/twice tmpfs rw 0 0
+fs-2.efs:/ /mnt/twice nfs4 rw 0 0
+"""
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/mnt/efs/store", "nfs4"),  # its line has three fields, the fewest a mount line needs
+    ("/mnt/efs", "nfs4"),
+    ("/mnt/efsx/store", "ext4"),  # a longer name, not a path under /mnt/efs
+    ("/mnt/my disk/store", "xfs"),
+    ("/mnt/backupX/store", "ext2"),
+    ("/srv/store", "ext4"),  # only the root holds it
+    ("/mnt/twice/store", "nfs4"),
+])
+def test_filesystem_type_is_the_longest_mount_point_holding_the_path(tmp_path: Path, path: str, kind: str) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert filesystem_type(Path(path), mounts) == kind
+
+
+def test_filesystem_type_without_a_mount_table_or_a_matching_point_is_unknown(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    assert filesystem_type(Path("/srv/store"), mounts) is None  # not Linux: no table
+    mounts.write_text("fs-1.efs:/ /mnt/efs nfs4 rw 0 0\n")
+    assert filesystem_type(Path("/srv/store"), mounts) is None
 
 
 def plan(store: SqliteRecordStore, **filters: Any) -> str:

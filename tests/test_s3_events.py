@@ -12,6 +12,7 @@ import copy
 import hashlib
 import importlib
 import json
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,9 @@ import pytest
 
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable, StorageUnavailable
-from classifier.records import SqliteRecordStore, is_record_id, open_record_store
+from classifier.records import SqliteRecordStore, is_record_id, open_record_store, record_id
+from classifier.s3_events import upload_digest
+from classifier.s3_notifications import created_objects
 
 from helpers.aws import new_bucket, point_boto3_at, s3_client
 from helpers.lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
@@ -179,13 +182,87 @@ def test_classifications_api_shows_the_upload(s3_endpoint: str, bucket: str, sto
 
 def test_eventbridge_object_created_is_accepted(s3_endpoint: str, bucket: str, store: Path) -> None:
     image = jpeg("coffee")
-    etag = put(s3_endpoint, bucket, KEY, image)
-    event = json.loads((EVENTS / "s3_object_created_eventbridge.json").read_text())
-    event["detail"]["bucket"]["name"] = bucket
-    event["detail"]["object"].update(key=KEY, etag=etag, size=len(image))  # not URL-encoded in EventBridge
+    event = eventbridge_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
     out = fresh_handler()(event, FakeContext())
     assert out["results"][0]["status"] == "classified"
     assert [r["s3_key"] for r in records(store)] == [KEY]
+
+
+def eventbridge_event(bucket: str, key: str, etag: str, size: int,
+                      detail_type: str = "Object Created") -> dict[str, Any]:
+    """The EventBridge sample event (tests/events), of ``detail_type``, naming this object."""
+    event: dict[str, Any] = json.loads((EVENTS / "s3_object_created_eventbridge.json").read_text())
+    event["detail-type"] = detail_type
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update(key=key, etag=etag, size=size)  # not URL-encoded in EventBridge
+    return event
+
+
+@pytest.mark.parametrize("detail_type", ["Object Deleted", "Object Restore Completed", "Object Tags Added"])
+def test_eventbridge_events_other_than_object_created_do_nothing(s3_endpoint: str, bucket: str, store: Path,
+                                                                 detail_type: str) -> None:
+    # GIVEN an image in the bucket, and an EventBridge event of another kind naming it
+    image = jpeg("coffee")
+    event = eventbridge_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image), detail_type)
+    # WHEN the trigger runs, THEN it classifies nothing and stores nothing
+    assert fresh_handler()(event, FakeContext()) == {"results": []}
+    assert stored_records(store) == {}
+
+
+def test_the_test_event_s3_sends_when_notifications_are_configured_does_nothing(
+    bucket: str, store: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN S3's s3:TestEvent (no Records: it names no object)
+    event = json.loads((EVENTS / "s3_test_event.json").read_text())
+    # WHEN the trigger gets it
+    with caplog.at_level(logging.INFO):
+        out = fresh_handler()(event, FakeContext())
+    # THEN it is not an error: nothing to do, said once in the log
+    assert out == {"results": []}
+    (said,) = [r for r in caplog.records if r.name == "classifier.s3_notifications"]
+    assert (said.levelno, said.getMessage()) == (logging.WARNING, "event names no created object; nothing to do")
+    assert stored_records(store) == {}
+
+
+def test_a_notification_with_several_records_acts_on_each_in_order(s3_endpoint: str, bucket: str,
+                                                                   store: Path) -> None:
+    # GIVEN one notification carrying three records: two uploads and, between them, a deletion
+    keys = ["uploads/2026/11/22/first cat.jpg", "uploads/2026/11/22/gone.jpg", "uploads/2026/11/22/second.jpg"]
+    images = [jpeg("chelsea"), jpeg("rocket"), jpeg("astronaut")]
+    parts = [put_event(bucket, key, put(s3_endpoint, bucket, key, image), len(image), f"2026-11-22T10:00:0{i}.000Z",
+                       "ObjectRemoved:Delete" if i == 1 else "ObjectCreated:Put")
+             for i, (key, image) in enumerate(zip(keys, images, strict=True))]
+    event = {"Records": [part["Records"][0] for part in parts]}
+    # WHEN the trigger runs
+    out = fresh_handler()(event, FakeContext())
+    # THEN both uploads are classified, in order, each into its own record; the deletion is skipped
+    assert [(r["status"], r["object"]) for r in out["results"]] == [
+        ("classified", f"s3://{bucket}/{keys[0]}"), ("classified", f"s3://{bucket}/{keys[2]}")]
+    by_key = {r["s3_key"]: r for r in records(store)}
+    assert set(by_key) == {keys[0], keys[2]}
+    assert [by_key[keys[0]]["id"], by_key[keys[2]]["id"]] == [r["id"] for r in out["results"]]
+    assert by_key[keys[2]]["image"]["sha256"] == hashlib.sha256(images[2]).hexdigest()
+
+
+def test_a_claim_whose_record_was_never_written_is_recovered(s3_endpoint: str, bucket: str, store: Path) -> None:
+    # The by-upload index entries are gone; what replaced them is the record store's claim (claim_upload).
+    # Its one unreadable state: a claim that names a record which does not exist (the delivery that
+    # claimed it crashed, or timed out, before it stored the record).
+    # GIVEN such a claim for an upload, under an id from an earlier delivery's time
+    image = jpeg("coffee")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    (obj,) = created_objects(event)
+    claimed = record_id(obj.event_time.replace(hour=9), upload_digest(obj))
+    open_record_store(Settings(model_store=store)).claim_upload(upload_digest(obj), claimed)
+    # WHEN the event is delivered again
+    out = fresh_handler()(event, FakeContext())
+    # THEN it is not taken for a duplicate: the image is classified into the claimed record
+    assert out["results"][0]["status"] == "classified" and out["results"][0]["id"] == claimed
+    (record,) = records(store)
+    assert record["id"] == claimed and record["image"]["sha256"] == hashlib.sha256(image).hexdigest()
+    # and the next delivery is the duplicate of that record
+    assert fresh_handler()(event, FakeContext())["results"][0] == {
+        "status": "duplicate", "object": f"s3://{bucket}/{KEY}", "id": claimed}
 
 
 # -- uploads that can never be classified: logged, not retried, nothing stored ------------

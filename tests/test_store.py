@@ -427,6 +427,9 @@ def test_evaluations_are_kept_per_version_and_data_set(tmp_path: Path) -> None:
     (path.parent / f"{'c' * 64}.json").write_text("{broken")
     (path.parent / f"{'d' * 64}.json").write_text('["not", "a", "report"]')
     assert models.latest_evaluation(NAME, version) == newer
+    # and a report without a created_at (written by hand, or by an old evaluator) is never the latest
+    models.save_evaluation(NAME, version, "e" * 64, {"top1": 0.9})
+    assert models.latest_evaluation(NAME, version) == newer
     for digest in ("A" * 64, "a" * 63, "../" + "a" * 61):
         with pytest.raises(StoreError) as refused:
             models.save_evaluation(NAME, version, digest, older)

@@ -196,7 +196,8 @@ def filesystem_type(path: Path, mounts: Path = Path("/proc/self/mounts")) -> str
         if len(fields) < 3:
             continue
         point = fields[1].replace("\\040", " ")
-        if (target == point or target.startswith(point.rstrip("/") + "/")) and (best is None or len(point) > best[0]):
+        # ">=": of two mounts on one point, the later one (listed after) hides the earlier.
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and (best is None or len(point) >= best[0]):
             best = (len(point), fields[2])
     return best[1] if best else None
 

@@ -155,7 +155,9 @@ class Uploads:
                 ],
                 ExpiresIn=UPLOAD_EXPIRES_SECONDS,
             )
-        except (BotoCoreError, ClientError) as exc:  # e.g. no credentials to sign with
+        # With no credentials at all, botocore signs a POST policy with None and fails with
+        # AttributeError ('NoneType' object has no attribute 'access_key'), not NoCredentialsError.
+        except (BotoCoreError, ClientError, AttributeError) as exc:
             log.error("cannot presign an upload: %s", exc, extra={"bucket": bucket})
             raise StorageUnavailable("the uploads bucket cannot be used right now; try again later") from None
         log.info("upload presigned", extra={"key": key, "bytes": request.size, "content_type": request.content_type})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 
 from helpers.processes import free_port
+from helpers.proxies import serving
 
 _AUTH_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
                       r"(?P<service>[^/]+)/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), "
@@ -113,11 +113,6 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def sigv4_gateway(upstream: str, *, service: str, region: str, access_key: str,
                   secret_key: str) -> Iterator[SigV4Gateway]:
-    gateway = SigV4Gateway(upstream, service=service, region=region, access_key=access_key, secret_key=secret_key)
-    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(SigV4Gateway(upstream, service=service, region=region, access_key=access_key,
+                              secret_key=secret_key)) as gateway:
         yield gateway
-    finally:
-        gateway.shutdown()
-        gateway.server_close()
