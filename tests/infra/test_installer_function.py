@@ -47,7 +47,8 @@ def installer_asset(synth: Synth, function_id: str) -> Path:
 
 def test_installer_zip_imports_its_handler_under_its_runtimes_python(default: Synth) -> None:
     # The zip holds the stdlib part of classifier and its locked SDK; Lambda runs it on the
-    # Python its runtime names, with nothing else on the path (-I: no site, no PYTHON* env).
+    # Python its runtime names, with nothing else on the path (-I: no site, no PYTHON* env; -B: the
+    # staged asset, which other tests read, gets no __pycache__).
     function_id, props = installer(default)
     asset = installer_asset(default, function_id)
     assert (asset / "classifier" / "installer.py").is_file()
@@ -57,7 +58,7 @@ def test_installer_zip_imports_its_handler_under_its_runtimes_python(default: Sy
         "print(json.dumps({'python': 'python%d.%d' % sys.version_info[:2], 'callable': callable(handler), "
         "'boto3': boto3.__file__, 'numpy': 'numpy' in sys.modules}))"
     )
-    done = subprocess.run([lambda_python(), "-I", "-c", probe, str(asset), props["Handler"]],
+    done = subprocess.run([lambda_python(), "-I", "-B", "-c", probe, str(asset), props["Handler"]],
                           capture_output=True, text=True, check=False, env={"MODEL_STORE": "/mnt/store"})
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
