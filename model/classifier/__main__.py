@@ -23,6 +23,12 @@ DEFAULT_STORE = os.environ.get("MODEL_STORE") or ".model-store"
 DEFAULT_NAME = os.environ.get("MODEL_NAME") or "resnet50"
 
 
+def refused(reason: object) -> int:
+    """A refusal the user can act on: one ``error:`` line on stderr, and exit status 2."""
+    print(f"error: {reason}", file=sys.stderr)
+    return 2
+
+
 def _store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, default=Path(DEFAULT_STORE),
                         help=f"model store directory (default: $MODEL_STORE or {DEFAULT_STORE})")
@@ -41,8 +47,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             manifest = publish_to_store(ModelStore(args.store), args.weights, args.name, labels_file=args.labels,
                                         activate=activate)
     except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     labels = manifest["labels"]["count"]
     if args.s3:
         after = "makes it current" if activate else "installs it; `promote --s3` makes it current"
@@ -65,8 +70,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     try:
         infos = store.list(args.name)
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     if not infos:
         print(f"no versions of {args.name} in {args.store}")
         return 0
@@ -104,8 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with Progress(len(data.samples), "evaluating", enabled=not args.json) as progress:
             report = evaluate(store, settings, version, data, compare=args.compare, progress=progress.advance_to)
     except (EvaluationError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -118,13 +121,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from classifier.store import ModelStore, StoreError
 
     if (args.data is None) != (args.min_top1 is None):
-        print("error: a gate needs both --data DIR and --min-top1 X", file=sys.stderr)
-        return 2
+        return refused("a gate needs both --data DIR and --min-top1 X")
     if args.s3:
         if args.data is not None:
-            print("error: gate a promotion on a local store (evaluate there first); --s3 only sends the "
-                  "promotion to the installer", file=sys.stderr)
-            return 2
+            return refused("gate a promotion on a local store (evaluate there first); --s3 only sends the "
+                           "promotion to the installer")
         return _promote_s3(args)
     store = ModelStore(args.store)
     try:
@@ -144,8 +145,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         previous = store.current(args.name)
         store.set_current(args.name, args.version)
     except (EvaluationError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     print(f"{args.name}: current version is now {args.version} (was {previous})")
     return 0
 
@@ -156,8 +156,7 @@ def _promote_s3(args: argparse.Namespace) -> int:
     try:
         key = promote_in_inbox(args.s3, args.name, args.version)
     except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     print(f"wrote s3 key {key}: the installer Lambda makes {args.name} {args.version} current")
     return 0
 
@@ -170,8 +169,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         manifest = quantize(ModelStore(args.store), args.name, args.version, calibration=args.calibration,
                             activate=not args.no_activate)
     except (QuantizeError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
     state = "it is now current" if not args.no_activate else "installed, not current"
     print(f"quantized {manifest['derived_from']} into {manifest['version']} (int8, {size:.0f} MB); {state}. "
@@ -229,8 +227,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 Progress(total, "classifying") as progress:
             counts = job.run(root, out, skip_done=args.skip_done, progress=progress.update)
     except (FileNotFoundError, NotImplementedError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     print(f"{counts.files} files: {counts.classified} classified, {counts.failed} failed, {counts.skipped} skipped "
           f"(already classified) in {counts.seconds:.1f} s, {counts.images_per_second:.1f} images/s"
           + (f"; lines in {args.out}" if args.out else ""), file=sys.stderr)
@@ -258,8 +255,7 @@ def _batch_s3(args: argparse.Namespace) -> int:
 
         described = follow(execution, poll_seconds=args.poll_seconds, on_progress=show)
     except (ValueError, LookupError, ClientError, BotoCoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     where = results_location(described)
     print(f"{described['status']}: {execution}" + (f"; results in {where}" if where else ""))
     return 0 if described["status"] == "SUCCEEDED" else 1
@@ -273,8 +269,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         previous = store.current(args.name)
         version = store.rollback(args.name, args.to)
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     print(f"{args.name}: current version is now {version} (was {previous})")
     return 0
 
@@ -290,8 +285,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     manager = ModelManager(settings)
     manager.load_in_background()  # overlaps the imports below, as in Lambda
 
@@ -382,11 +376,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from classifier.client_http import RetryEvent, RetryPolicy
 
     if not args.url:
-        print("error: --url is required (or set CLASSIFIER_URL)", file=sys.stderr)
-        return 2
+        return refused("--url is required (or set CLASSIFIER_URL)")
     if args.concurrency < 1 or args.retries < 0:
-        print("error: --concurrency must be at least 1 and --retries at least 0", file=sys.stderr)
-        return 2
+        return refused("--concurrency must be at least 1 and --retries at least 0")
     progress = Progress(len(args.images))
 
     def on_retry(event: RetryEvent) -> None:
@@ -401,8 +393,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             on_retry=on_retry, max_connections=args.concurrency,
         )
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return refused(exc)
     try:
         results = classify_files(client, args.images, top_k=args.top_k, concurrency=args.concurrency,
                                  on_done=lambda _: progress.update())
