@@ -42,7 +42,7 @@ test: venv
 	$(PY) -m pytest
 
 ## Mutation testing (mutmut) of store, records, imaging, errors and payloads against their own test
-## files: slow (tens of minutes), so not part of `make test`. MUTANTS='classifier.store.*' narrows it.
+## files: slow (tens of minutes), so not part of `make test`. MUTANTS='classifier.store.layout.*' narrows it.
 ## Scores and survivors: test-output/mutation/scores.md (docs/testing.md explains the setup).
 MUTATION_DIR := $(CURDIR)/test-output/mutation
 mutation: venv

@@ -11,14 +11,14 @@ import sys
 
 from aws_cdk import App
 
-from lambda_docker import ConfigError, build
+from lambda_docker import DeployConfigError, build
 
 
 def main() -> int:
     app = App()
     try:
         build(app)
-    except ConfigError as exc:
+    except DeployConfigError as exc:
         print(f"cdk.json / -c context error: {exc}", file=sys.stderr)
         return 1
     app.synth()

@@ -63,13 +63,13 @@ def free_port() -> int:
 
 
 def batch_images_per_second(store: Path, folder: Path) -> float:
-    """``batch``'s own loop (classifier.bulk.FolderBatch), in this process, once the model is loaded: the
+    """``batch``'s own loop (classifier.aws.bulk_worker.FolderBatch), in this process, once the model is loaded: the
     steady rate, as the server's is measured once it answers."""
     import io
 
-    from classifier.bulk import FolderBatch
     from classifier.config import Settings
     from classifier.records import open_record_store
+    from classifier.serving.folder_batch import FolderBatch
 
     settings = Settings(model_store=store)
     job = FolderBatch(settings, open_record_store(settings))
@@ -113,7 +113,8 @@ def http_images_per_second(store: Path, paths: Sequence[Path], scratch: Path) ->
 
 def filled_store(path: Path, count: int) -> Any:
     """A SQLite record store holding ``count`` records, one a minute back from now."""
-    from classifier.records import SqliteRecordStore, new_record_id
+    from classifier.records.ids import new_record_id
+    from classifier.records.sqlite import SqliteRecordStore
 
     if path.exists():
         path.unlink()

@@ -180,7 +180,7 @@ def forward_fn(kind: str, module: Any, photo: bytes, batch: int) -> tuple[Callab
 
     import numpy as np
 
-    from classifier.imaging import preprocess
+    from classifier.serving.imaging import preprocess
 
     loaded = module.app.state.manager.current()
     tensor, _ = preprocess(photo, loaded.preprocessing, max_pixels=10**9, fast_jpeg=True)

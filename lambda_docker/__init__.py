@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from aws_cdk import App, Aspects, Environment
 from cdk_nag import AwsSolutionsChecks
 
-from lambda_docker.config import AppConfig, ConfigError
+from lambda_docker.config import AppConfig, DeployConfigError
 from lambda_docker.service_stack import ServiceStack
 from lambda_docker.storage_stack import StorageStack
 
-__all__ = ["AppConfig", "ConfigError", "Deployment", "build"]
+__all__ = ["AppConfig", "DeployConfigError", "Deployment", "build"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Deployment:
 def build(app: App, environ: Mapping[str, str] | None = None) -> Deployment:
     """Read the app's context once, validate it, and add both stacks to ``app``.
 
-    Raises ``ConfigError`` (naming the context key) for a wrong value. Every
+    Raises ``DeployConfigError`` (naming the context key) for a wrong value. Every
     stack is checked by cdk-nag's AwsSolutions pack: an unsuppressed finding
     is an error that fails ``cdk synth``.
     """

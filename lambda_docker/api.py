@@ -1,6 +1,6 @@
 """The public REST API (API Gateway v1): every path is proxied to the inference function.
 
-Routes live in the application (``classifier.api``); API Gateway adds what a
+Routes live in the application (``classifier.api.app``); API Gateway adds what a
 public endpoint needs around them: authorization (``auth.py``: SigV4 by
 default), binary media types (so images and multipart bodies reach the
 function intact, base64-encoded), stage throttling, JSON access logs, CORS

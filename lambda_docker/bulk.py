@@ -14,7 +14,7 @@ optional). The execution:
    ``{"bucket", "top_k"}`` as ``BatchInput``, to child executions, at most
    ``bulk_max_concurrency`` at once;
 3. each child invokes the worker: a function of the API's image with the
-   handler ``classifier.bulk.handler``, the store mounted read-only, writing
+   handler ``classifier.aws.bulk_worker.handler``, the store mounted read-only, writing
    records to the records table. It returns one result per object and raises
    only on trouble worth retrying (no model, S3 or DynamoDB unreachable),
    which the child retries with backoff; an object that cannot be classified
@@ -49,13 +49,13 @@ from lambda_docker.config import AppConfig
 from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
 
-HANDLER = "classifier.bulk.handler"
+HANDLER = "classifier.aws.bulk_worker.handler"
 # The runtime's MAX_BATCH: one invocation gets as many objects as one batched inference takes.
 MAX_ITEMS_PER_BATCH = Settings.max_batch
-# The worker reads objects up to the runtime's default S3 limit (DESIGN.md §4), set
+# The worker reads objects up to the runtime's default S3 limit (MAX_S3_IMAGE_BYTES), set
 # explicitly so that the limit a job applies is visible in the function's configuration.
 MAX_S3_IMAGE_BYTES = Settings.max_s3_image_bytes
-# POST /classify's top_k range (DESIGN.md §4), and its default.
+# POST /classify's top_k range (the API's query parameter table), and its default.
 TOP_K_MIN, TOP_K_MAX, DEFAULT_TOP_K = 1, 20, 5
 # A cold start (model from EFS) and 16 objects of up to 20 MiB each, downloaded,
 # decoded and classified, take well under a minute; no API Gateway limit applies.

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 from aws_cdk import aws_logs as logs
 
+from classifier.config import Settings
+
 T = TypeVar("T")
 
 ARCHITECTURES = ("x86_64", "arm64")
@@ -51,7 +53,7 @@ _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 # Stack names are "<name>-storage-stack": keep <name> short and DNS-friendly.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
-# The model store's rule for model names (classifier.store.NAME_RE).
+# The model store's rule for model names (classifier.store.layout.NAME_RE).
 _MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
 # A Cognito user pool id: <region>_<id>.
@@ -78,7 +80,7 @@ _BUCKET_NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _OPTION_KEY_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
-class ConfigError(ValueError):
+class DeployConfigError(ValueError):
     """A context value is missing or wrong; the message names the key."""
 
 
@@ -238,7 +240,8 @@ class AppConfig:
     aws_region: str | None = option(None, _optional(_pattern(_REGION_RE, "a region such as eu-west-1")),
                                     key="aws-region", default_from="CDK_DEFAULT_REGION")
     name: str = option("demo", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting with a letter"))
-    model_name: str = option("resnet50", _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
+    model_name: str = option(Settings.model_name,
+                             _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
 
     # The inference function.
     backend: str = option("onnx", _choice(BACKENDS))
@@ -294,7 +297,7 @@ class AppConfig:
     # The API's p99 latency (API Gateway's Latency) that, held for 15 minutes, is an alarm.
     alarm_latency_p99_ms: int = option(3000, _int(100, API_GATEWAY_TIMEOUT_SECONDS * 1000))
 
-    # Switches named by DESIGN.md, each a construct wired by the service stack.
+    # The switches of docs/deploy.md, each a construct wired by the service stack.
     dashboard: bool = option(False, _bool)
     function_url: bool = option(False, _bool)
     edge: bool = option(False, _bool)
@@ -362,19 +365,19 @@ class AppConfig:
     @classmethod
     def _refuse_unknown_keys(cls, context: Mapping[str, Any]) -> None:
         if "api_key" in context:
-            raise ConfigError("context key 'api_key' is replaced by 'api_auth': use api_auth=api_key "
+            raise DeployConfigError("context key 'api_key' is replaced by 'api_auth': use api_auth=api_key "
                               f"(or one of {', '.join(API_AUTH_MODES)}) and remove api_key")
         known = set(cls.context_keys())
         unknown = sorted(k for k in context if k not in known and _OPTION_KEY_RE.fullmatch(k))
         if unknown:
-            raise ConfigError(
+            raise DeployConfigError(
                 f"unknown context key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"
             )
 
     def _check_provisioned_within_reserved(self) -> None:
         reserved, provisioned = self.reserved_concurrency, self.provisioned_concurrency
         if reserved is not None and provisioned > reserved:
-            raise ConfigError(
+            raise DeployConfigError(
                 f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
                 f"'reserved_concurrency' ({reserved})"
             )
@@ -382,7 +385,7 @@ class AppConfig:
     def _check_certificate_region(self, key: str, user: str) -> None:
         certificate, region = getattr(self, key), self.aws_region
         if certificate is not None and region is not None and _certificate_region(certificate) != region:
-            raise ConfigError(
+            raise DeployConfigError(
                 f"context key {key!r}: the certificate is in "
                 f"{_certificate_region(certificate)}, the stacks deploy to {region}; {user} "
                 "can only use a certificate from its own region"
@@ -390,19 +393,19 @@ class AppConfig:
 
     def _check_api_domain(self) -> None:
         if (self.api_domain_name is None) != (self.api_certificate_arn is None):
-            raise ConfigError("context keys 'api_domain_name' and 'api_certificate_arn' go together: the custom "
+            raise DeployConfigError("context keys 'api_domain_name' and 'api_certificate_arn' go together: the custom "
                               "domain needs a certificate for that name, and a certificate alone names no domain")
 
     def _check_user_pools(self) -> None:
         # A pool id that would be silently ignored is a mistake worth stopping for.
         if self.api_user_pool_id is not None and self.api_auth != "cognito":
-            raise ConfigError(f"context key 'api_user_pool_id' applies to api_auth=cognito only "
+            raise DeployConfigError(f"context key 'api_user_pool_id' applies to api_auth=cognito only "
                               f"(api_auth is {self.api_auth!r})")
         if self.dashboard_user_pool_id is not None and self.dashboard_certificate_arn is None:
-            raise ConfigError("context key 'dashboard_user_pool_id' needs 'dashboard_certificate_arn': "
+            raise DeployConfigError("context key 'dashboard_user_pool_id' needs 'dashboard_certificate_arn': "
                               "the load balancer logs users in over HTTPS only")
         if self.dashboard and self.api_auth == "cognito":
-            raise ConfigError("context keys 'dashboard' and 'api_auth': the dashboard cannot call an API that "
+            raise DeployConfigError("context keys 'dashboard' and 'api_auth': the dashboard cannot call an API that "
                               "wants a Cognito user's token (it has none); use api_auth=iam (the dashboard "
                               "signs its calls with its task role) or api_key")
 
@@ -410,7 +413,7 @@ class AppConfig:
         if not self.dashboard or self.dashboard_certificate_arn is not None:
             return
         if not self.dashboard_allowed_cidrs or any(cidr.endswith("/0") for cidr in self.dashboard_allowed_cidrs):
-            raise ConfigError(
+            raise DeployConfigError(
                 "context keys 'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs': without a "
                 "certificate the dashboard is plain HTTP with no login, so it must not be open to the internet "
                 "(0.0.0.0/0, or an empty list: any network). Set dashboard_certificate_arn (HTTPS and a Cognito "
@@ -425,4 +428,4 @@ def _read(context: Mapping[str, Any], key: str, parse: Callable[[Any], T], defau
     try:
         return parse(raw)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"context key {key!r}: {exc} (got {raw!r})") from None
+        raise DeployConfigError(f"context key {key!r}: {exc} (got {raw!r})") from None

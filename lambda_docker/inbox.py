@@ -2,11 +2,11 @@
 
 When ``[<prefix>/]models/<name>/<version>/manifest.json`` lands in the bucket,
 S3 sends an "Object Created" event to EventBridge, and a rule invokes the
-installer (``classifier.installer``), which copies the version into EFS
+installer (``classifier.store.installer``), which copies the version into EFS
 through its access point and makes it current (unless the upload says not
 to). The same rule fires for ``[<prefix>/]models/<name>/CURRENT``, the
 promotion object ``promote VERSION --s3`` writes: the installer then makes
-that installed version current (``classifier.inbox``).
+that installed version current (``classifier.store.inbox``).
 
 EventBridge rather than a direct S3 -> Lambda notification: CloudFormation
 sets a bucket's EventBridge switch natively, whereas CDK's direct
@@ -39,7 +39,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from classifier.inbox import MANIFEST_NAME, PROMOTION_NAME
+from classifier.store.inbox import MANIFEST_NAME, PROMOTION_NAME
 from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.buckets import SecureBucket
 from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
@@ -47,12 +47,13 @@ from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.paths import MODEL_DIR
 from lambda_docker.storage import MOUNT_PATH, StoreMount
 
-# The installer's zip: the standard-library part of the classifier package (no numpy or
-# onnxruntime), and the SDK it calls S3 with, installed from the lock's hash-checked
-# export rather than taken from whatever boto3 the Lambda runtime happens to carry.
-INSTALLER_MODULES = ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "s3_notifications.py", "installer.py")
+# The installer's zip: the classifier package's top module and the two subpackages the
+# installer imports (the model store and its logs: no numpy or onnxruntime), and the SDK
+# it calls S3 with, installed from the lock's hash-checked export rather than taken from
+# whatever boto3 the Lambda runtime happens to carry.
+INSTALLER_PACKAGES = ("store", "observability")
 INSTALLER_REQUIREMENTS = "requirements-installer.txt"
-INSTALLER_HANDLER = "classifier.installer.handler"
+INSTALLER_HANDLER = "classifier.store.installer.handler"
 # The installer's runtime: the Python the lock resolves for and the Lambda image runs.
 INSTALLER_RUNTIME = lambda_.Runtime.PYTHON_3_12
 INSTALLER_ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -83,27 +84,29 @@ class LocalInstallerBundling:
             raise RuntimeError(f"pip could not bundle the installer's requirements:\n{done.stderr[-4000:]}")
         package = Path(output_dir) / "classifier"
         package.mkdir()
-        for module in INSTALLER_MODULES:
-            shutil.copy2(MODEL_DIR / "classifier" / module, package / module)
+        shutil.copy2(MODEL_DIR / "classifier" / "__init__.py", package / "__init__.py")
+        for subpackage in INSTALLER_PACKAGES:
+            shutil.copytree(MODEL_DIR / "classifier" / subpackage, package / subpackage,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         return True
 
 
 def installer_code() -> lambda_.Code:
-    """The installer's code asset: ``INSTALLER_MODULES`` from model/classifier and its locked requirements."""
-    modules = " ".join(f"classifier/{module}" for module in INSTALLER_MODULES)
+    """The installer's code asset: ``INSTALLER_PACKAGES`` of model/classifier and its locked requirements."""
+    folders = " ".join(f"classifier/{subpackage}" for subpackage in INSTALLER_PACKAGES)
     in_docker = " ".join(["pip", *pip_install_command("/asset-output")]).replace(str(MODEL_DIR), "/asset-input")
     return lambda_.Code.from_asset(
         str(MODEL_DIR),
         ignore_mode=IgnoreMode.DOCKER,
         # Docker-ignore rules, last match wins: drop everything, then bring back the
-        # listed modules and the requirements (the asset's hash covers exactly these).
-        exclude=["*", f"!{INSTALLER_REQUIREMENTS}", "!classifier", "classifier/*",
-                 *(f"!classifier/{module}" for module in INSTALLER_MODULES)],
+        # listed subpackages and the requirements (the asset's hash covers exactly these).
+        exclude=["*", f"!{INSTALLER_REQUIREMENTS}", "!classifier", "classifier/*", "!classifier/__init__.py",
+                 *(f"!classifier/{subpackage}" for subpackage in INSTALLER_PACKAGES), "**/__pycache__"],
         asset_hash_type=AssetHashType.SOURCE,
         bundling=BundlingOptions(
             image=INSTALLER_RUNTIME.bundling_image,
             command=["bash", "-c", f"{in_docker} && mkdir /asset-output/classifier && "
-                                   f"cp {modules} /asset-output/classifier/"],
+                                   f"cp -r classifier/__init__.py {folders} /asset-output/classifier/"],
             local=LocalInstallerBundling(),
         ),
     )

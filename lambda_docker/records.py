@@ -2,7 +2,7 @@
 
 Both live in the storage stack, so records survive a redeploy or a
 ``cdk destroy`` of the service stack. The table's keys and indexes are the
-runtime's own (``classifier.records.table_definition``, which the tests also
+runtime's own (``classifier.records.dynamodb.table_definition``, which the tests also
 create on moto), read from that function here rather than retyped, so the
 two cannot drift apart. Access patterns: docs/bulk-and-records.md.
 
@@ -24,10 +24,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from classifier.records import TTL_ATTRIBUTE, table_definition
+from classifier.records.dynamodb import TTL_ATTRIBUTE, table_definition
 from lambda_docker.checkov import CheckovSkip, skip_checks
 
-# What classifier.records.DynamoRecordStore calls: get and list (GetItem, Query on the
+# What classifier.records.dynamodb.DynamoRecordStore calls: get and list (GetItem, Query on the
 # indexes), put and put_many (PutItem, BatchWriteItem), and claim_upload (a PutItem
 # with a condition: DynamoDB has no separate action for conditional writes).
 READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")

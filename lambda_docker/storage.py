@@ -1,6 +1,6 @@
 """The EFS model store: file system, access points and the NFS security groups.
 
-Layout and who may do what (DESIGN.md §2: only the installer changes models)::
+Layout and who may do what (docs/architecture.md: only the installer changes models)::
 
     /store              owner 1001 (installer), group 1000, mode 1775
     /store/models/      created by the installer: owner 1001, mode 0755
@@ -47,7 +47,7 @@ from constructs import Construct, DependencyGroup
 
 STORE_PATH = "/store"
 # The one mount path both functions use (Lambda requires /mnt/<name>); the
-# inference function's MODEL_STORE points here (DESIGN.md §2).
+# inference function's MODEL_STORE points here (docs/architecture.md).
 MOUNT_PATH = "/mnt/store"
 INSTALLER_UID = 1001
 INFERENCE_UID = 1000

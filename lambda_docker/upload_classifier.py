@@ -4,7 +4,7 @@ S3 reports "Object Created" to EventBridge (the uploads bucket has
 EventBridge notifications on, see ``storage_stack.py``); a rule here matches
 the uploads bucket and the ``uploads/`` prefix and invokes a second function
 built from the same container image as the API, with its handler set to
-``classifier.s3_events.handler``. It mounts the store like the inference
+``classifier.aws.upload_classifier.handler``. It mounts the store like the inference
 function (same access point, read only), stores records in the records table,
 and may read ``uploads/*`` only.
 
@@ -41,7 +41,7 @@ from lambda_docker.checkov import CheckovSkip, skip_checks
 from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
 
-HANDLER = "classifier.s3_events.handler"
+HANDLER = "classifier.aws.upload_classifier.handler"
 # A cold start loads the model from EFS and an upload may be 20 MiB
 # (MAX_S3_IMAGE_BYTES); no API Gateway limit applies to an asynchronous call.
 TIMEOUT = Duration.minutes(2)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from classifier.client import MiB
-from classifier.client_http import RequestFailed, retryable
+from classifier.client.transport import RequestFailed, retryable
+from classifier.config import MiB
 
 # Headlines for the statuses a user meets; the API's own message follows them.
 _HEADLINES = {

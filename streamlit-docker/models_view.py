@@ -13,17 +13,18 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from classifier.client import ClassifierClient
-from classifier.client_http import RequestFailed
+from classifier.client.api import ClassifierClient
+from classifier.client.transport import RequestFailed
 
 from api_errors import problem
+from formatting import show_error
 
 # The most classes a confusion heatmap shows (ImageNet's 1,000 would be unreadable): those
 # with the most images.
 HEATMAP_CLASSES = 30
 
 
-def models_tab(api: ClassifierClient, show_error: Any) -> None:
+def models_tab(api: ClassifierClient) -> None:
     try:
         listing = api.model_versions()
     except RequestFailed as exc:

@@ -8,7 +8,7 @@ Run with ``streamlit run streamlit_app.py``. Configured by the environment:
 - ``API_SIGV4``: ``1`` to sign every call with SigV4 (``api_auth=iam``): with the task role's
   credentials on Fargate, the environment's or profile's locally; ``AWS_REGION`` as the SDKs read it.
 
-Every API call goes through the package's client (:mod:`classifier.client`, copied into the image
+Every API call goes through the package's client (:mod:`classifier.client.api`, copied into the image
 without the rest of the package); its errors become messages on the page (:mod:`api_errors`), never
 a traceback. Streamlit's own settings for every way of running it are in ``.streamlit/config.toml``.
 """
@@ -18,12 +18,9 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import altair as alt
 
@@ -32,23 +29,24 @@ import altair as alt
 # (a page then failed with "partially initialized module 'pandas' has no attribute 'Timestamp'").
 import pandas  # noqa: F401
 import streamlit as st
-from models_view import models_tab
 from PIL import Image, ImageOps
 
-from classifier.client import (
+from classifier.client.api import (
     DEFAULT_S3_MAX_BYTES,
-    Classification,
-    ClassificationPage,
     ClassifierClient,
+    ClientClassification,
+    ClientPrediction,
     ImageFile,
-    MiB,
     ModelState,
     Outcome,
-    Prediction,
 )
-from classifier.client_http import RequestFailed, RetryPolicy
+from classifier.client.transport import RequestFailed, RetryPolicy
+from classifier.config import MiB
 
-from api_errors import Problem, headline, image_problem, mib, problem, transient
+from api_errors import headline, image_problem, mib, problem, transient
+from formatting import TIMES, md, percent, show_error, when
+from history_view import history_tab
+from models_view import models_tab
 
 log = logging.getLogger("dashboard")
 
@@ -69,10 +67,8 @@ SAMPLES = {
 }
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 PREVIEW_PIXELS = 640
-PAGE_SIZES = [10, 20, 50, 100]
 ACCENT = "#FF4B4B"  # Streamlit's own primary colour: the top prediction
 MUTED = "#9AA5B1"
-TIMES = "\N{MULTIPLICATION SIGN}"
 
 
 @dataclass(frozen=True)
@@ -161,26 +157,6 @@ def upload_limit(inline_max_bytes: int, uploads: bool | None) -> tuple[int, str]
 # -- formatting -----------------------------------------------------------------
 
 
-def md(text: object) -> str:
-    """``text`` shown literally in Streamlit markdown (labels and API messages are data, not markup)."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$:])", r"\\\1", str(text))
-
-
-def percent(score: float) -> str:
-    if score >= 0.1:
-        return f"{score:.1%}"
-    return f"{score:.2%}" if score >= 0.0001 else "<0.01%"
-
-
-def when(timestamp: str) -> str:
-    return timestamp.replace("T", " ").replace("Z", " UTC").replace("+00:00", " UTC")
-
-
-def show_error(shown: Problem, *, context: str = "") -> None:
-    st.error(f"**{md(shown.headline)}**{md(context)}  \n{md(shown.detail)}  \n`{shown.reference}`",
-             icon=":material/error:")
-
-
 @st.cache_data(max_entries=256, show_spinner=False)
 def preview(key: str, _data: bytes) -> bytes | None:
     """A small, browser-friendly JPEG of an image (TIFF and BMP do not display everywhere), or None."""
@@ -196,7 +172,7 @@ def preview(key: str, _data: bytes) -> bytes | None:
         return None
 
 
-def score_chart(predictions: Sequence[Prediction]) -> alt.LayerChart:
+def score_chart(predictions: Sequence[ClientPrediction]) -> alt.LayerChart:
     """Horizontal bars, best first, each labelled with its score."""
     rows = [{"label": p["label"], "score": p["score"], "text": percent(p["score"]), "rank": i}
             for i, p in enumerate(predictions)]
@@ -257,7 +233,7 @@ def banners(model: ModelState | None, model_error: RequestFailed | None, warning
         )
 
 
-def classify_view(api: ClassifierClient, top_k: int) -> list[Classification]:
+def classify_tab(api: ClassifierClient, top_k: int) -> list[ClientClassification]:
     # Streamlit states the limit in the uploader itself ("4MB per file"); it must be what the API takes.
     limit_mb, limit_text = upload_limit(api.inline_max_bytes, uploads_enabled(api))
     uploads = st.file_uploader(
@@ -320,92 +296,7 @@ def result_card(index: int, item: ImageItem, outcome: Outcome, inline_max_bytes:
             )
 
 
-def _older(cursor: str) -> None:
-    st.session_state.history_cursors.append(cursor)
-
-
-def _newer() -> None:
-    if len(st.session_state.history_cursors) > 1:
-        st.session_state.history_cursors.pop()
-
-
-def _first_page() -> None:
-    st.session_state.history_cursors = [None]
-
-
-@st.fragment
-def history_view(api: ClassifierClient) -> None:
-    """``GET /classifications``, newest first, paged by ``next_cursor``.
-
-    A fragment: paging reruns only this view, not the classifications above.
-    """
-    cursors: list[str | None] = st.session_state.setdefault("history_cursors", [None])
-    head, size_col, refresh_col = st.columns([4, 2, 1], vertical_alignment="bottom")
-    head.subheader("Stored classifications", anchor=False)
-    page_size = size_col.segmented_control("Rows per page", PAGE_SIZES, default=20, key="page_size",
-                                           required=True, on_change=_first_page)
-    refresh_col.button("Refresh", icon=":material/refresh:", on_click=_first_page, key="history_refresh")
-    filters = history_filters()
-    try:
-        page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1], **filters)
-    except RequestFailed as exc:
-        show_error(problem(exc), context=" (history)")
-        return
-    if not page.items:
-        st.info("No classifications stored yet." if len(cursors) == 1 else "No older classifications.",
-                icon=":material/history:")
-    else:
-        st.dataframe(
-            [history_row(record) for record in page.items],
-            hide_index=True, width="stretch", key="history_table",
-            column_config={
-                "Top label": st.column_config.TextColumn(width="medium"),
-                "Score": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-                "Latency (ms)": st.column_config.NumberColumn(format="%.0f"),
-                "Trained": st.column_config.CheckboxColumn(width="small"),
-            },
-        )
-    newer_col, page_col, older_col = st.columns([1, 2, 1], vertical_alignment="center")
-    newer_col.button("Newer", icon=":material/arrow_back:", on_click=_newer, disabled=len(cursors) == 1,
-                     key="history_newer")
-    page_col.caption(f"Page {len(cursors)} · {len(page.items)} record(s)", text_alignment="center")
-    with older_col.container(horizontal=True, horizontal_alignment="right"):
-        st.button("Older", icon=":material/arrow_forward:", icon_position="right", key="history_older",
-                  on_click=_older, args=(page.next_cursor,), disabled=page.next_cursor is None)
-
-
-def history_filters() -> dict[str, Any]:
-    """The History tab's filters (top-1 label, model version, a day range); changing one restarts paging."""
-    label_col, version_col, days_col = st.columns([2, 3, 2], vertical_alignment="bottom")
-    label = label_col.text_input("Top-1 label", key="filter_label", on_change=_first_page,
-                                 placeholder="any").strip()
-    version = version_col.text_input("Model version", key="filter_version", on_change=_first_page,
-                                     placeholder="any, or e.g. 20261122T095500Z-e9c879a52177").strip()
-    days = days_col.date_input("Days (UTC)", value=[], key="filter_days", on_change=_first_page)
-    filters: dict[str, Any] = {"label": label or None, "model_version": version or None}
-    if isinstance(days, tuple) and len(days) == 2:  # since the first day, until the day after the last
-        filters["since"] = datetime.combine(days[0], datetime.min.time(), UTC)
-        filters["until"] = datetime.combine(days[1], datetime.min.time(), UTC) + timedelta(days=1)
-    return filters
-
-
-def history_row(record: Classification) -> dict[str, Any]:
-    top = record["predictions"][0] if record.get("predictions") else {"label": "", "score": 0.0}
-    model = record.get("model") or {}
-    image = record.get("image") or {}
-    return {
-        "When": when(record.get("created_at", "")),
-        "Top label": top["label"],
-        "Score": top["score"],
-        "Latency (ms)": (record.get("timing_ms") or {}).get("total"),
-        "Image": f"{image.get('format', '?')} {image.get('width', '?')}{TIMES}{image.get('height', '?')}",
-        "Model version": model.get("version", ""),
-        "Trained": bool(model.get("trained")),
-        "ID": record["id"],
-    }
-
-
-def model_view(model: ModelState | None, model_error: RequestFailed | None) -> None:
+def model_tab(model: ModelState | None, model_error: RequestFailed | None) -> None:
     if model is None:
         show_error(problem(model_error or RequestFailed(None, "no_answer", "the API gave no answer")),
                    context=" (model)")
@@ -451,17 +342,17 @@ def main() -> None:
     st.title("ResNet-50 image classifier", anchor=False)
     st.caption("Photos go to the classification API; ResNet-50 answers with its best guesses.")
     banner = st.container()  # filled last: classifications can reveal an untrained model too
-    classify_tab, history_tab, model_tab, versions_tab = st.tabs(
+    classify, history, model_state, versions = st.tabs(
         [":material/image_search: Classify", ":material/history: History", ":material/memory: Model",
          ":material/inventory_2: Models"])
-    with classify_tab:
-        results = classify_view(api, top_k)
-    with history_tab:
-        history_view(api)
-    with model_tab:
-        model_view(model, model_error)
-    with versions_tab:
-        models_tab(api, show_error)
+    with classify:
+        results = classify_tab(api, top_k)
+    with history:
+        history_tab(api)
+    with model_state:
+        model_tab(model, model_error)
+    with versions:
+        models_tab(api)
     with banner:
         banners(model, model_error, [r["warning"] for r in results if r.get("warning")])
 

@@ -54,7 +54,7 @@ def store(published_store: Path, tmp_path: Path) -> Path:
 def app_client(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The API in this process (Starlette's TestClient, no socket), over a private copy of the store:
     for checks of the app's own behaviour, where a real server adds nothing."""
-    from classifier.api import create_app
+    from classifier.api.app import create_app
     from classifier.config import Settings
 
     store = copy_store(published_store, tmp_path_factory.mktemp("app") / "store")

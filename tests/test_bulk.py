@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from classifier.bulk import BatchWorker
+from classifier.aws.bulk_worker import BatchWorker
 from classifier.config import Settings
 from classifier.errors import InvalidParameter
-from classifier.records import table_definition
-from classifier.service import Classifier, ImageInput
+from classifier.records.dynamodb import table_definition
+from classifier.serving.service import Classifier, ImageInput
 
 from helpers.aws import aws_env, new_bucket, point_boto3_at, s3_client
 from helpers.photos import encode, jpeg, photo
@@ -67,7 +67,7 @@ def test_batch_on_a_folder_writes_a_line_per_file(folder: Path, store: Path, tmp
         assert got[source]["error"]["code"] == code and "predictions" not in got[source]
     # AND each good line's predictions equal a single-image classification, and its record is stored
     settings = Settings(model_store=store, fast_jpeg_decode=False)
-    from classifier.runtime import ModelManager
+    from classifier.serving.manager import ModelManager
 
     single = Classifier(settings, ModelManager(settings), None)
     records = stored_records(store)

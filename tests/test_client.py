@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from classifier.__main__ import main
-from classifier.client import ClassifierClient, ImageFile
-from classifier.client_http import (
+from classifier.client.api import ClassifierClient, ImageFile
+from classifier.client.transport import (
     RequestFailed,
     RetryEvent,
     RetryPolicy,
@@ -157,7 +157,7 @@ def test_region_and_service_come_from_the_url() -> None:
 IMPORT_PROBE = """
 import json, sys
 before = {name.split(".")[0] for name in sys.modules}
-from classifier.client import ClassifierClient
+from classifier.client.api import ClassifierClient
 ClassifierClient("http://127.0.0.1:9", sigv4="sigv4" in sys.argv)
 added = {name.split(".")[0] for name in sys.modules} - before
 print(json.dumps(sorted(added - set(sys.stdlib_module_names))))

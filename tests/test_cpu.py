@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier import cpu
-from classifier.backends.onnx_backend import OnnxBackend
 from classifier.config import Settings
-from classifier.runtime import ModelManager
+from classifier.serving import cpu
+from classifier.serving.backends.onnx_backend import OnnxBackend
+from classifier.serving.manager import ModelManager
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.__main__ import build_parser
+from classifier.cli import build_parser
 
 from helpers import ROOT
 
@@ -77,7 +77,7 @@ def test_every_documented_make_target_exists() -> None:
 def test_the_configuration_table_lists_every_variable_the_runtime_reads() -> None:
     # Settings reads most; the log and metric names are read where they are used.
     sources = "".join((ROOT / "model" / "classifier" / name).read_text()
-                      for name in ("config.py", "logs.py", "metrics.py"))
+                      for name in ("config.py", "observability/logs.py", "observability/metrics.py"))
     read = set(re.findall(r'env(?:\.get\(|\[)\s*"([A-Z_]+)"', sources)) | set(
         re.findall(r'_(?:int|float|bool|number)\(env, "([A-Z_]+)"', sources)) | set(
         re.findall(r'os\.environ\.get\("((?:POWERTOOLS|RECORDS)_[A-Z_]+)"', sources))

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from classifier.store import ModelStore
+from classifier.store.layout import ModelStore
 
 from helpers.photos import jpeg
 from helpers.processes import live_server

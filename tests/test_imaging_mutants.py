@@ -19,7 +19,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import functional
 
-from classifier.imaging import DEFAULT_PREPROCESSING, ImageInfo, Preprocessing, preprocess
+from classifier.serving.imaging import DEFAULT_PREPROCESSING, ImageInfo, Preprocessing, preprocess
 
 from helpers.photos import jpeg
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from classifier import installer, publish
-from classifier.inbox import ManifestKey
-from classifier.store import ModelStore
+from classifier.lifecycle import publish_s3 as publish
+from classifier.store import installer
+from classifier.store.inbox import ManifestKey
+from classifier.store.layout import ModelStore
 
 from helpers.aws import new_bucket, point_boto3_at, s3_client
 from helpers.inbox import s3_event, tiny_version, tree, upload_version
@@ -68,7 +69,7 @@ def test_installs_a_model_published_with_publish_s3(
             os.link(item, workdir / item.name)
         return published.manifest(model_name, version)
 
-    monkeypatch.setattr("classifier.publish.build_version", already_built)
+    monkeypatch.setattr("classifier.lifecycle.publish_s3.build_version", already_built)
     manifest = publish.publish_to_s3(f"s3://{name}/releases", "random", "resnet50")
 
     # WHEN S3 reports the manifest's arrival
@@ -90,7 +91,7 @@ def test_install_only_then_promotion_through_the_inbox(
     s3, name = bucket
     serving = serving_efs.current("resnet50")
     manifest = tiny_version(published_store, tmp_path / "v", seed="install-only")
-    monkeypatch.setattr("classifier.publish.build_version",
+    monkeypatch.setattr("classifier.lifecycle.publish_s3.build_version",
                         lambda weights, workdir, *_: _linked(tmp_path / "v", workdir))
     publish.publish_to_s3(f"s3://{name}/releases", "random", "resnet50", activate=False)
     head = s3.head_object(Bucket=name, Key=manifest_key(manifest, "releases/").key)
@@ -194,7 +195,7 @@ def test_refuses_an_incomplete_upload_and_changes_nothing(
 
 
 # Run as the installer runs in Lambda, in its own process: print the handler's result as JSON.
-RUN_INSTALLER = ("import json, sys; from classifier import installer; "
+RUN_INSTALLER = ("import json, sys; from classifier.store import installer; "
                  "print('RESULT', json.dumps(installer.handler(json.load(sys.stdin))))")
 
 

@@ -34,7 +34,7 @@ import httpx
 import pytest
 from mangum import Mangum
 
-from classifier.api import create_app
+from classifier.api.app import create_app
 from classifier.config import Settings
 
 from helpers import ROOT

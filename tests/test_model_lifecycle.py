@@ -27,9 +27,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 from torchvision.models import ResNet50_Weights, resnet50
 
-from classifier.api import create_app
+from classifier.api.app import create_app
 from classifier.config import Settings
-from classifier.store import ModelStore
+from classifier.store.layout import ModelStore
 
 from helpers.photos import encode, jpeg, photo
 from helpers.processes import live_server

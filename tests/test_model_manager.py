@@ -1,6 +1,6 @@
-"""The model manager (``classifier.runtime.ModelManager``) in process, on an injected clock.
+"""The model manager (``classifier.serving.manager.ModelManager``) in process, on an injected clock.
 
-What DESIGN.md §3 promises of the serving model: ``CURRENT`` is re-read at most every
+What docs/architecture.md promises of the serving model: ``CURRENT`` is re-read at most every
 ``MODEL_REFRESH_SECONDS``; a version that fails to load is retried only after a back-off (a new
 ``CURRENT`` at once); requests keep being served on the old model while a new one loads; and a
 version is verified before it serves: its labels, the model's output width, the backend's
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from classifier import runtime
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable
-from classifier.runtime import ModelManager
-from classifier.store import ModelStore
+from classifier.serving import manager as runtime
+from classifier.serving.manager import ModelManager
+from classifier.store.layout import ModelStore
 
 from helpers.stores import derive_version, export_version, with_new_identity
 

@@ -12,10 +12,10 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from classifier.api import create_app
+from classifier.api.app import create_app
+from classifier.api.parameters import QUERY_PARAMETERS, IntParameter
+from classifier.api.routes import openapi_document
 from classifier.config import Settings
-from classifier.parameters import QUERY_PARAMETERS, IntParameter
-from classifier.routes import openapi_document
 
 from helpers.lambda_events import multipart
 from helpers.photos import jpeg
@@ -57,7 +57,7 @@ def test_document_lists_exactly_the_routes(tmp_path: Any) -> None:
 
 
 def test_document_states_the_bounds_and_defaults_the_code_enforces() -> None:
-    # The parameter table the routes read (classifier.parameters) is what the document says.
+    # The parameter table the routes read (classifier.api.parameters) is what the document says.
     for (path, method), parameters in QUERY_PARAMETERS.items():
         documented = {p["name"]: p["schema"] for p in SPEC["paths"][path][method]["parameters"] if p["in"] == "query"}
         for parameter in parameters:

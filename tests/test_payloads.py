@@ -1,4 +1,4 @@
-"""The domain errors (``classifier.errors``) and the JSON body parser (``classifier.payloads``), in process.
+"""The domain errors (``classifier.errors``) and the JSON body parser (``classifier.api.payloads``), in process.
 
 The API maps each error to its status and code in one place (tests/test_errors.py checks that over
 HTTP); these check the values themselves, so a changed code or message is caught here first, and
@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from classifier import errors
+from classifier.api.payloads import json_object
 from classifier.errors import ClassifierError, InvalidRequest
-from classifier.payloads import json_object
 
 EXAMPLE = '{"image": "<base64>"}'
 
-# DESIGN.md §4's error table, and the codes the uploads path adds.
+# The README's error table, and the codes the uploads path adds.
 CONTRACT = [
     (errors.InvalidRequest, 400, "invalid_request"),
     (errors.NotFound, 404, "not_found"),

@@ -10,7 +10,7 @@ from PIL import Image
 from torchvision.models import ResNet50_Weights
 
 from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
-from classifier.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
+from classifier.serving.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
 
 from helpers.photos import big_jpeg, encode, jpeg, photo
 

@@ -18,13 +18,13 @@ import torch
 from PIL import Image
 from torchvision.models import ResNet50_Weights, resnet50
 
-from classifier import publish as publisher
 from classifier.config import Settings
-from classifier.fsio import sha256_file
-from classifier.records import SqliteRecordStore
-from classifier.runtime import ModelManager
-from classifier.service import Classifier, ImageInput
-from classifier.store import ModelStore
+from classifier.lifecycle import publish as publisher
+from classifier.records.sqlite import SqliteRecordStore
+from classifier.serving.manager import ModelManager
+from classifier.serving.service import Classifier, ImageInput
+from classifier.store.fsio import sha256_file
+from classifier.store.layout import ModelStore
 
 from helpers.photos import jpeg
 
@@ -65,7 +65,7 @@ def test_publish_from_a_weights_file(tmp_path: Path) -> None:
     assert manifest["source"] == f"file:{sha256_file(checkpoint)[1]}"
     assert manifest["trained"] is True
     # AND the version id names its content: computed here from the files themselves, by the rule
-    # DESIGN.md §2 gives (the UTC creation time, then 12 hex of the sha256 over each artifact's
+    # docs/architecture.md gives (the UTC creation time, then 12 hex of the sha256 over each artifact's
     # name and sha256, in name order)
     vdir = models.version_dir("resnet50", version)
     hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in vdir.iterdir() if p.name != "manifest.json"}

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from classifier import publish
 from classifier.__main__ import main
-from classifier.inbox import ManifestKey, parse_manifest_key, parse_s3_url
-from classifier.publish import PublishError
+from classifier.lifecycle import publish_s3 as publish
+from classifier.lifecycle.publish import PublishError
+from classifier.store.inbox import ManifestKey, parse_manifest_key, parse_s3_url
 
 from helpers.aws import new_bucket, point_boto3_at, s3_client
 from helpers.inbox import tiny_version
@@ -38,7 +38,7 @@ def small_build(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> list[
         assert name == "resnet50"
         return tiny_version(published_store, workdir)
 
-    monkeypatch.setattr("classifier.publish.build_version", build_version)
+    monkeypatch.setattr("classifier.lifecycle.publish_s3.build_version", build_version)
     return calls
 
 

@@ -23,18 +23,11 @@ import pytest
 
 from classifier.config import Settings
 from classifier.errors import InvalidParameter
-from classifier.records import (
-    TTL_ATTRIBUTE,
-    DynamoRecordStore,
-    RecordStore,
-    SqliteRecordStore,
-    filesystem_type,
-    is_record_id,
-    new_record_id,
-    open_record_store,
-    parse_timestamp,
-    table_definition,
-)
+from classifier.records import RecordStore, open_record_store
+from classifier.records.dynamodb import TTL_ATTRIBUTE, DynamoRecordStore, table_definition
+from classifier.records.ids import is_record_id, new_record_id, parse_timestamp
+from classifier.records.sqlite import SqliteRecordStore
+from classifier.store.fsio import filesystem_type
 
 from helpers.aws import point_boto3_at
 
@@ -332,7 +325,7 @@ def test_filesystem_type_without_a_mount_table_or_a_matching_point_is_unknown(tm
 
 
 def plan(store: SqliteRecordStore, **filters: Any) -> str:
-    from classifier.records import Filters
+    from classifier.records.cursors import Filters
 
     sql, params = store.page_query(20, filters.pop("cursor", None), Filters(**filters))
     db = sqlite3.connect(store.path)

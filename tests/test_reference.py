@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from classifier.config import Settings
-from classifier.records import SqliteRecordStore
-from classifier.runtime import ModelManager
-from classifier.service import Classifier, ImageInput
+from classifier.records.sqlite import SqliteRecordStore
+from classifier.serving.manager import ModelManager
+from classifier.serving.service import Classifier, ImageInput
 
 from helpers import torchvision_reference
 from helpers.photos import big_jpeg, encode, jpeg, photo

@@ -19,7 +19,7 @@ from helpers.processes import LiveServer, live_server
 from helpers.stores import copy_store, stored_records
 
 LIMIT = 100_000
-# The message of each check (classifier.middleware): the declared length, or the bytes counted so far.
+# The message of each check (classifier.api.middleware): the declared length, or the bytes counted so far.
 DECLARED_OVER = f"the request body ({LIMIT + 1} bytes) is over the {LIMIT}-byte limit"
 STREAMED_OVER = f"the request body is over the {LIMIT}-byte limit"
 

@@ -1,4 +1,4 @@
-"""Classify on upload: ``classifier.s3_events.handler`` fed AWS's S3 Put event shape
+"""Classify on upload: ``classifier.aws.upload_classifier.handler`` fed AWS's S3 Put event shape
 (tests/events/s3_put.json, the Lambda console's sample), reading from moto's S3
 server, writing records into a real store directory.
 
@@ -21,11 +21,13 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from classifier.aws.upload_classifier import upload_digest
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable, StorageUnavailable
-from classifier.records import SqliteRecordStore, is_record_id, open_record_store, record_id
-from classifier.s3_events import upload_digest
-from classifier.s3_notifications import created_objects
+from classifier.records import open_record_store
+from classifier.records.ids import is_record_id, record_id
+from classifier.records.sqlite import SqliteRecordStore
+from classifier.store.s3_notifications import created_objects
 
 from helpers.aws import new_bucket, point_boto3_at, s3_client
 from helpers.lambda_events import EVENTS, FakeContext, load_handler, make_event, read_response
@@ -46,8 +48,8 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> st
 
 
 def fresh_handler() -> Handler:
-    """``classifier.s3_events.handler`` as a new Lambda instance would import it."""
-    module = importlib.reload(importlib.import_module("classifier.s3_events"))
+    """``classifier.aws.upload_classifier.handler`` as a new Lambda instance would import it."""
+    module = importlib.reload(importlib.import_module("classifier.aws.upload_classifier"))
     handler: Handler = module.handler
     return handler
 
@@ -219,7 +221,7 @@ def test_the_test_event_s3_sends_when_notifications_are_configured_does_nothing(
         out = fresh_handler()(event, FakeContext())
     # THEN it is not an error: nothing to do, said once in the log
     assert out == {"results": []}
-    (said,) = [r for r in caplog.records if r.name == "classifier.s3_notifications"]
+    (said,) = [r for r in caplog.records if r.name == "classifier.store.s3_notifications"]
     assert (said.levelno, said.getMessage()) == (logging.WARNING, "event names no created object; nothing to do")
     assert stored_records(store) == {}
 

@@ -12,19 +12,16 @@ from typing import Any
 
 import pytest
 
-from classifier.store import (
-    CURRENT,
-    EVALUATIONS,
+from classifier.store.layout import CURRENT, EVALUATIONS, ModelStore, iter_staging_dirs
+from classifier.store.manifest import (
     MANIFEST,
     IntegrityError,
     ModelNotFound,
-    ModelStore,
     StoreError,
     artifacts_digest,
     check_artifact,
     check_name,
     check_version,
-    iter_staging_dirs,
     make_version,
     precision,
     validate_manifest,
@@ -230,7 +227,7 @@ def test_valid_manifests_pass(tmp_path: Path) -> None:
 
 def test_version_ids_are_utc_time_and_content(tmp_path: Path) -> None:
     artifacts = {"model.onnx": {"bytes": 3, "sha256": "a" * 64}, "labels.json": {"bytes": 2, "sha256": "b" * 64}}
-    # the content id, computed here by DESIGN.md §2's rule: names and sha256 in name order
+    # the content id, computed here by docs/architecture.md's rule: names and sha256 in name order
     content = hashlib.sha256(f"labels.json\0{'b' * 64}\nmodel.onnx\0{'a' * 64}\n".encode()).hexdigest()[:12]
     paris = datetime(2026, 11, 22, 11, 0, 5, tzinfo=timezone(timedelta(hours=1)))
     assert make_version(artifacts, paris) == f"20261122T100005Z-{content}"

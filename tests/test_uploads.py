@@ -1,4 +1,4 @@
-"""Large images through S3 (DESIGN §4): POST /uploads, the presigned POST, and
+"""Large images through S3 (docs/ways-in.md): POST /uploads, the presigned POST, and
 POST /classify {"s3_key"}, against moto's S3 server on loopback, over a real
 HTTP server and through the Lambda handler.
 
@@ -25,8 +25,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from classifier.aws.uploads import UPLOAD_EXPIRES_SECONDS, check_upload_key
 from classifier.errors import InvalidParameter
-from classifier.uploads import UPLOAD_EXPIRES_SECONDS, check_upload_key
 
 from helpers.aws import SECRET_KEY, aws_env, new_bucket, post_upload, s3_client
 from helpers.lambda_events import FakeContext, load_handler, make_event, read_response
@@ -366,7 +366,7 @@ def test_a_short_read_from_s3_is_a_503_and_stores_nothing(monkeypatch: pytest.Mo
     assert any(r.startswith("GET /" + bucket + "/uploads/short.jpg") for r in s3.received)
     assert (response.status, response.json()["error"]["code"]) == (503, "storage_unavailable"), response.body
     assert b"Traceback" not in response.body
-    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "classifier.uploads"] == [
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "classifier.aws.uploads"] == [
         "reading an upload failed midway"]
     assert count_records(store) == 0
 

@@ -5,9 +5,9 @@ only warms the page cache); the self time of every module is added to its
 top-level package (standard-library modules are one group), and the medians
 are printed. Targets:
 
-- ``classifier.api`` (+ the onnx backend): our handler's imports without the model load
+- ``classifier.api.app`` (+ the onnx backend): our handler's imports without the model load
   (``classifier.handler`` loads the model at import);
-- ``classifier.backends.torch_backend``: what BACKEND=torch adds;
+- ``classifier.serving.backends.torch_backend``: what BACKEND=torch adds;
 - ``baseline``: ``import torch, torchvision`` and torchvision's resnet50, as the samples do.
 
 It also measures what byte-compiling our own package saves (why model/Dockerfile
@@ -35,8 +35,8 @@ BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
 
 TARGETS = {
-    "ours (onnx), without model load": "import classifier.api, classifier.backends.onnx_backend",
-    "torch backend additions": "import classifier.api; import classifier.backends.torch_backend",
+    "ours (onnx), without model load": "import classifier.api.app, classifier.serving.backends.onnx_backend",
+    "torch backend additions": "import classifier.api.app; import classifier.serving.backends.torch_backend",
     "baseline imports": "import torch, torchvision; from torchvision.models import resnet50",
 }
 

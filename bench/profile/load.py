@@ -108,13 +108,13 @@ def child(variant: str, folder: Path, threads: int, forwards: int) -> dict[str, 
         _, out["sha256_ms"] = timed(lambda: hashlib.sha256(data).hexdigest())
         model: bytes | str = data
     else:  # the hash streamed from the file, one after the other (the runtime overlaps them)
-        from classifier.fsio import sha256_file
+        from classifier.store.fsio import sha256_file
 
         out["read_ms"] = 0.0
         _, out["sha256_ms"] = timed(lambda: sha256_file(path))
         model = str(path)
     if spec["source"] == "runtime":
-        from classifier.backends.onnx_backend import OnnxBackend
+        from classifier.serving.backends.onnx_backend import OnnxBackend
 
         backend, out["session_ms"] = timed(lambda: OnnxBackend(path, threads=threads))
         session = backend.session

@@ -1,7 +1,7 @@
 """Which int8 recipe ``quantize`` uses: each candidate's CPU time per forward pass against fp32.
 
 Every variant is quantized from the bench store's fp32 ``model.onnx`` with the same
-calibration tensors as ``classifier.quantize``, then timed in this process on one
+calibration tensors as ``classifier.lifecycle.quantize``, then timed in this process on one
 intra-op thread (CPU time of the calling thread: robust to a busy shared machine),
 variants interleaved round by round. Writes ``<work>/profile-quantize.json``.
 
@@ -26,7 +26,7 @@ import numpy as np
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "S8S8, QDQ (ONNX Runtime's default)": ({"activation_type": "QInt8", "weight_type": "QInt8"}, True),
     "U8S8, QDQ": ({"activation_type": "QUInt8", "weight_type": "QInt8"}, True),
-    "U8S8, QDQ, reduce_range (classifier.quantize)": (
+    "U8S8, QDQ, reduce_range (classifier.lifecycle.quantize)": (
         {"activation_type": "QUInt8", "weight_type": "QInt8", "reduce_range": True}, True),
     "U8S8, QDQ, per-tensor weights": ({"activation_type": "QUInt8", "weight_type": "QInt8", "per_channel": False},
                                       True),
@@ -42,7 +42,7 @@ def quantize_variants(fp32: Path, spec: Any, out: Path) -> dict[str, Path]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from classifier.quantize import calibration_images, calibration_tensors
+    from classifier.lifecycle.quantize import calibration_images, calibration_tensors
 
     tensors = calibration_tensors(calibration_images(None), spec)
 
@@ -72,9 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args(argv)
 
-    from classifier.backends.onnx_backend import OnnxBackend
-    from classifier.imaging import Preprocessing
-    from classifier.store import ModelStore
+    from classifier.serving.backends.onnx_backend import OnnxBackend
+    from classifier.serving.imaging import Preprocessing
+    from classifier.store.layout import ModelStore
 
     store = ModelStore(args.work / "store")
     version = store.current("resnet50")

@@ -5,7 +5,7 @@ bench store, then times, interleaved so that noise hits every step alike:
 
 - the whole handler invocation (API Gateway REST event in, response out);
 - ``Classifier.classify`` alone (no HTTP), hence the Mangum/Starlette overhead;
-- each step of ``classifier.imaging.preprocess`` (open + checks, EXIF size,
+- each step of ``classifier.serving.imaging.preprocess`` (open + checks, EXIF size,
   decode, transpose, RGB, resize, crop + normalise, sha256), the forward pass,
   softmax + top-k, the record write (with its fsyncs), the JSON body;
 - FAST_JPEG_DECODE on/off for the 12 MP JPEG;
@@ -78,9 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PIL import Image, ImageOps
 
     import classifier.handler as entry
-    from classifier.imaging import crop_and_normalize, open_image, oriented_size, resized_size, to_rgb
-    from classifier.records import SqliteRecordStore
-    from classifier.service import ImageInput, softmax, top_k
+    from classifier.records.sqlite import SqliteRecordStore
+    from classifier.serving.imaging import crop_and_normalize, open_image, oriented_size, resized_size, to_rgb
+    from classifier.serving.service import ImageInput, softmax, top_k
 
     app = entry.app
     classifier = app.state.classifier
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state["best"] = top_k(probs, 5)
 
         def record() -> None:
-            from classifier.records import new_record_id
+            from classifier.records.ids import new_record_id
 
             scratch_records.put({"id": new_record_id(), "predictions": [{"label": "x", "index": 1, "score": 0.5}] * 5,
                                  "model": {"version": "v"}, "image": {"sha256": "0" * 64}, "timing_ms": {"total": 1.0}})
@@ -182,12 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         image_full.load()
 
         def preprocess_fast(data: bytes = data) -> None:
-            from classifier.imaging import preprocess
+            from classifier.serving.imaging import preprocess
 
             preprocess(data, spec, max_pixels=40_000_000, fast_jpeg=True)
 
         def preprocess_slow(data: bytes = data) -> None:
-            from classifier.imaging import preprocess
+            from classifier.serving.imaging import preprocess
 
             preprocess(data, spec, max_pixels=40_000_000, fast_jpeg=False)
 
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             crop = np.asarray(image.crop((left, top, left + spec.crop, top + spec.crop)))
             return crop.transpose(2, 0, 1) * scale_ - shift_
 
-        from classifier.imaging import preprocess
+        from classifier.serving.imaging import preprocess
 
         reference, _ = preprocess(data, spec, max_pixels=40_000_000, fast_jpeg=True)
         box_diff = float(np.abs(preprocess_box() - reference).max())
@@ -248,9 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def thread_variants(model_path: Path, photo: bytes, spec: Any, iters: int, report: dict[str, Any]) -> list[str]:
     """Intra-op threads and spinning: forward alone, and back-to-back requests (preprocess + forward + post)."""
-    from classifier.backends.onnx_backend import OnnxBackend
-    from classifier.imaging import preprocess
-    from classifier.service import softmax, top_k
+    from classifier.serving.backends.onnx_backend import OnnxBackend
+    from classifier.serving.imaging import preprocess
+    from classifier.serving.service import softmax, top_k
 
     usable = len(os.sched_getaffinity(0))
     backends = {f"threads={threads}, spinning={'on' if spin else 'off'}": OnnxBackend(model_path, threads=threads,

@@ -1,7 +1,9 @@
 """Runtime settings, read once from the environment and validated.
 
-A wrong value fails at start-up with a message that names the variable, rather
-than surfacing later as a confusing request error.
+The defaults written in ``Settings`` below are the only copy of each: the CLI,
+the client and the dashboard read them from here. A wrong value fails at start-up
+with a message that names the variable, rather than surfacing later as a confusing
+request error.
 """
 
 from __future__ import annotations
@@ -83,27 +85,38 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables; an unset or empty variable keeps the default above."""
         env = os.environ if env is None else env
-        backend = env.get("BACKEND", "onnx").strip().lower() or "onnx"
+        backend = env.get("BACKEND", cls.backend).strip().lower() or cls.backend
         if backend not in BACKENDS:
             raise ConfigError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         threads = _int(env, "INFERENCE_THREADS", 0, 0, 256)
         return cls(
-            model_store=Path(env.get("MODEL_STORE") or ".model-store"),
-            model_name=env.get("MODEL_NAME") or "resnet50",
+            model_store=Path(env.get("MODEL_STORE") or cls.model_store),
+            model_name=env.get("MODEL_NAME") or cls.model_name,
             backend=backend,
-            refresh_seconds=_float(env, "MODEL_REFRESH_SECONDS", 30.0, 0.0, 86400.0),
-            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 4 * MiB, 1, 1024 * MiB),
-            max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 6 * MiB, 1, 1024 * MiB),
-            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000, 1, 1_000_000_000),
-            max_batch=_int(env, "MAX_BATCH", 16, 1, 256),
-            max_s3_image_bytes=_int(env, "MAX_S3_IMAGE_BYTES", 20 * MiB, 1, 5 * 1024 * MiB),
-            fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", True),
-            verify_on_load=_bool(env, "VERIFY_ON_LOAD", True),
+            refresh_seconds=_float(env, "MODEL_REFRESH_SECONDS", cls.refresh_seconds, 0.0, 86400.0),
+            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, 1, 1024 * MiB),
+            max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, 1, 1024 * MiB),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1, 1_000_000_000),
+            max_batch=_int(env, "MAX_BATCH", cls.max_batch, 1, 256),
+            max_s3_image_bytes=_int(env, "MAX_S3_IMAGE_BYTES", cls.max_s3_image_bytes, 1, 5 * 1024 * MiB),
+            fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", cls.fast_jpeg_decode),
+            verify_on_load=_bool(env, "VERIFY_ON_LOAD", cls.verify_on_load),
             threads=threads or None,
             uploads_bucket=env.get("UPLOADS_BUCKET") or None,
             records_db=Path(env["RECORDS_DB"]) if env.get("RECORDS_DB") else None,
             records_table=env.get("RECORDS_TABLE") or None,
-            records_ttl_days=_int(env, "RECORDS_TTL_DAYS", 365, 0, 36500),
+            records_ttl_days=_int(env, "RECORDS_TTL_DAYS", cls.records_ttl_days, 0, 36500),
             records_cursor_secret=env.get("RECORDS_CURSOR_SECRET") or None,
         )
+
+
+def default_store() -> Path:
+    """The store a command uses without ``--store``: ``$MODEL_STORE``, else the default above."""
+    return Path(os.environ.get("MODEL_STORE") or Settings.model_store)
+
+
+def default_model_name() -> str:
+    """The model a command uses without ``--name``: ``$MODEL_NAME``, else the default above."""
+    return os.environ.get("MODEL_NAME") or Settings.model_name

@@ -1,7 +1,7 @@
 """Domain errors, each carrying the HTTP status and error code of the API contract.
 
 Code raises these anywhere; the API maps them to JSON in one place
-(``classifier.routes``), and the S3 trigger turns them into refusals or retries.
+(``classifier.api.routes``), and the S3 trigger turns them into refusals or retries.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ class ClassifierError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        """The ``error`` object of a response body or a JSON line."""
+        return {"code": self.code, "message": self.message}
 
 
 class InvalidRequest(ClassifierError):

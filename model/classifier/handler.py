@@ -13,20 +13,20 @@ first request waits for the load if it is not finished yet.
 import logging
 from typing import Any
 
-from classifier import logs
 from classifier.config import Settings
-from classifier.runtime import ModelManager
+from classifier.observability import logs
+from classifier.serving.manager import ModelManager
 
 settings = Settings.from_env()
 manager = ModelManager(settings)
 manager.load_in_background()
-logs.configure()  # imports Powertools (~60 ms) while the model loads
+logs.configure()  # imports Powertools while the model loads
 logging.getLogger("mangum").setLevel(logging.WARNING)  # our access log already has one line per request
 
 from mangum import Mangum  # noqa: E402  (deliberately after the load started)
 
-from classifier.api import create_app  # noqa: E402
-from classifier.middleware import WARM_UP_AGENT  # noqa: E402
+from classifier.api.app import create_app  # noqa: E402
+from classifier.api.middleware import WARM_UP_AGENT  # noqa: E402
 
 app = create_app(settings, manager=manager, load_model=False)
 
@@ -36,7 +36,7 @@ def warm_up(handler: Any) -> None:
 
     Routing, middleware, error mapping, Mangum's adapter and the thread pool
     set themselves up lazily; doing it here, while the model loads on its
-    thread, takes ~25 ms off the first real request.
+    thread, takes that time off the first real request (docs/performance.md).
     """
     path = "/classifications/warm-up"
     event = {

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from classifier.client import ClassifierClient, ImageFile, plan_batches
-from classifier.client_http import RequestFailed, RetryPolicy
+from classifier.client.api import ClassifierClient, ImageFile, plan_batches
+from classifier.client.transport import RequestFailed, RetryPolicy
 
 import helpers.dashboard  # noqa: F401  (puts streamlit-docker/ on sys.path)
 from api_errors import headline, transient

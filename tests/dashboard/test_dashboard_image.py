@@ -26,8 +26,10 @@ from helpers.processes import LiveServer, free_port
 from helpers.venvs import Venv, fresh_venv, subprocess_env
 
 DOCKERFILE_TEXT = DOCKERFILE.read_text()
-# The package's modules the image holds: the client, and the package it belongs to.
-CLIENT_FILES = {"model/classifier/__init__.py", "model/classifier/client.py", "model/classifier/client_http.py"}
+# The package's files the image holds: the client's folder, the settings it reads, and the package it belongs to.
+PACKAGE = ROOT / "model" / "classifier"
+CLIENT_FILES = {p.relative_to(ROOT).as_posix()
+                for p in [PACKAGE / "__init__.py", PACKAGE / "config.py", *(PACKAGE / "client").glob("*.py")]}
 
 
 def test_dockerfile_runs_streamlit_headless_as_a_non_root_user() -> None:
@@ -95,7 +97,7 @@ def test_the_image_copies_every_file_of_the_build_context(context: Path, tmp_pat
     app = files_under(workdir)
     assert {"streamlit_app.py", "api_errors.py", ".streamlit/config.toml", "samples/chelsea.jpg",
             "samples/coffee.jpg"} <= app
-    assert {f"classifier/{Path(p).name}" for p in CLIENT_FILES} <= app
+    assert {"classifier/" + Path(p).relative_to("model/classifier").as_posix() for p in CLIENT_FILES} <= app
     # and every staged file but the Dockerfile went somewhere (requirements.txt: pip's, then removed)
     names = {Path(p).name for p in in_image}
     assert {Path(p).name for p in files_under(context)} - names == {"Dockerfile"}
@@ -112,7 +114,7 @@ def dashboard_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
 IN_IMAGE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import classifier.client, api_errors
+import classifier.client.api, api_errors
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1] + "/streamlit_app.py", default_timeout=120).run()
 try:
@@ -121,7 +123,7 @@ try:
 except ImportError:
     runtime = False
 print(json.dumps({
-    "client": classifier.client.__file__,
+    "client": classifier.client.api.__file__,
     "exceptions": [e.value for e in at.exception],
     "errors": [e.value for e in at.error],
     "model": [s.value for s in at.main.get_by_key("model-version").subheader],
@@ -144,7 +146,7 @@ def test_the_copied_client_runs_the_app_with_the_dashboards_locked_requirements_
     seen = json.loads(done.stdout.strip().splitlines()[-1])
 
     # THEN the client imported is the copied one, the runtime is absent, and the page shows the API's model
-    assert Path(seen["client"]).resolve() == (workdir / "classifier" / "client.py").resolve()
+    assert Path(seen["client"]).resolve() == (workdir / "classifier" / "client" / "api.py").resolve()
     assert seen["runtime"] is False
     assert seen["exceptions"] == [] and seen["errors"] == []
     version = httpx.get(f"{server.url}/model", timeout=30).json()["version"]

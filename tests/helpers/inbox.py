@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from classifier.fsio import sha256_file
-from classifier.store import MANIFEST, ModelStore, make_version, validate_manifest
+from classifier.store.fsio import sha256_file
+from classifier.store.layout import ModelStore
+from classifier.store.manifest import MANIFEST, make_version, validate_manifest
 
 from helpers import EVENTS
 

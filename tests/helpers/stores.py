@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from classifier.fsio import sha256_file
-from classifier.store import ModelStore, make_version
+from classifier.store.fsio import sha256_file
+from classifier.store.layout import ModelStore
+from classifier.store.manifest import make_version
 
 
 def publish(store: Path, weights: str = "random") -> str:
@@ -90,7 +91,7 @@ def small_version(dest: Path, *, seed: str = "a", created: str = "2026-11-22T10:
                   name: str = "resnet50", **fields: Any) -> dict[str, Any]:
     """A valid version of a few hundred bytes (a stand-in model.onnx and three labels) written to
     ``dest``, for tests of the store itself, which moves and verifies bytes and never runs a model."""
-    from classifier.imaging import DEFAULT_PREPROCESSING
+    from classifier.serving.imaging import DEFAULT_PREPROCESSING
 
     dest.mkdir(parents=True)
     (dest / "model.onnx").write_bytes(f"a stand-in for an ONNX model, seed {seed}\n".encode() * 8)

@@ -19,7 +19,7 @@ TRANSFORMS = ResNet50_Weights.IMAGENET1K_V2.transforms()
 
 
 def current_dir(store: Path, name: str = "resnet50") -> Path:
-    """The current version's directory, read from CURRENT with no help from classifier.store."""
+    """The current version's directory, read from CURRENT with no help from classifier.store.layout."""
     version = (store / "models" / name / "CURRENT").read_text().strip()
     return store / "models" / name / "versions" / version
 

@@ -24,7 +24,7 @@ from .test_storage_stack import (
     uploads_bucket,
 )
 
-HANDLER = "classifier.bulk.handler"
+HANDLER = "classifier.aws.bulk_worker.handler"
 RESULTS_PREFIX = "jobs"
 
 

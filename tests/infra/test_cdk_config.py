@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lambda_docker.config import AppConfig, ConfigError
+from lambda_docker.config import AppConfig, DeployConfigError
 
 from .conftest import IMPORTED, OPTIONS, cdk_json_context
 
@@ -122,7 +122,7 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
 ])
 def test_a_wrong_value_names_its_key(key: str, value: Any) -> None:
     # Synth stops before building anything, with a message naming the key.
-    with pytest.raises(ConfigError, match=f"'{key}'"):
+    with pytest.raises(DeployConfigError, match=f"'{key}'"):
         config(**{key: value})
 
 
@@ -139,19 +139,19 @@ def test_dashboard_certificate_must_be_in_the_stacks_region() -> None:
     # An ALB can only use an ACM certificate of its own region; synth says so before CloudFormation does.
     arn = "arn:aws:acm:us-east-1:111122223333:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
     assert config(**{"aws-region": "us-east-1", "dashboard_certificate_arn": arn}).dashboard_certificate_arn == arn
-    with pytest.raises(ConfigError, match=r"'dashboard_certificate_arn'.*us-east-1.*eu-west-1"):
+    with pytest.raises(DeployConfigError, match=r"'dashboard_certificate_arn'.*us-east-1.*eu-west-1"):
         config(**{"aws-region": "eu-west-1", "dashboard_certificate_arn": arn})
 
 
 def test_provisioned_concurrency_cannot_exceed_reserved() -> None:
     # Lambda would reject it at deploy time; synth rejects it first.
-    with pytest.raises(ConfigError, match=r"'provisioned_concurrency'.*'reserved_concurrency'"):
+    with pytest.raises(DeployConfigError, match=r"'provisioned_concurrency'.*'reserved_concurrency'"):
         config(reserved_concurrency=2, provisioned_concurrency=3)
 
 
 def test_an_unknown_key_is_a_typo() -> None:
     # A misspelt option would otherwise be silently ignored.
-    with pytest.raises(ConfigError, match="'memroy_mb'"):
+    with pytest.raises(DeployConfigError, match="'memroy_mb'"):
         config(memroy_mb=4096)
 
 
@@ -168,7 +168,7 @@ CERTIFICATE = "arn:aws:acm:eu-west-1:111122223333:certificate/0b1c2d3e-4f50-6172
 
 def test_api_key_is_replaced_by_api_auth() -> None:
     # An old cdk.json's api_key is refused with the key that replaces it, not ignored.
-    with pytest.raises(ConfigError, match=r"'api_key' is replaced by 'api_auth'.*api_auth=api_key"):
+    with pytest.raises(DeployConfigError, match=r"'api_key' is replaced by 'api_auth'.*api_auth=api_key"):
         config(api_key=True)
 
 
@@ -180,9 +180,9 @@ def test_empty_lists_from_the_command_line() -> None:
 
 def test_api_domain_and_certificate_go_together() -> None:
     # A name without a certificate (or the reverse) cannot make a custom domain.
-    with pytest.raises(ConfigError, match=r"'api_domain_name' and 'api_certificate_arn'"):
+    with pytest.raises(DeployConfigError, match=r"'api_domain_name' and 'api_certificate_arn'"):
         config(api_domain_name="api.example.com")
-    with pytest.raises(ConfigError, match=r"'api_domain_name' and 'api_certificate_arn'"):
+    with pytest.raises(DeployConfigError, match=r"'api_domain_name' and 'api_certificate_arn'"):
         config(api_certificate_arn=CERTIFICATE)
     cfg = config(api_domain_name="API.example.com", api_certificate_arn=CERTIFICATE)
     assert (cfg.api_domain_name, cfg.api_certificate_arn) == ("api.example.com", CERTIFICATE)
@@ -190,29 +190,30 @@ def test_api_domain_and_certificate_go_together() -> None:
 
 def test_api_certificate_must_be_in_the_stacks_region() -> None:
     # A regional custom domain takes a certificate of its own region only.
-    with pytest.raises(ConfigError, match=r"'api_certificate_arn'.*eu-west-1.*us-east-1"):
+    with pytest.raises(DeployConfigError, match=r"'api_certificate_arn'.*eu-west-1.*us-east-1"):
         config(**{"aws-region": "us-east-1", "api_domain_name": "api.example.com", "api_certificate_arn": CERTIFICATE})
 
 
 def test_user_pool_ids_that_would_be_ignored_are_refused() -> None:
     # api_user_pool_id means nothing without api_auth=cognito, dashboard_user_pool_id nothing without HTTPS.
-    with pytest.raises(ConfigError, match="'api_user_pool_id'"):
+    with pytest.raises(DeployConfigError, match="'api_user_pool_id'"):
         config(api_user_pool_id="eu-west-1_AbC123xyz")
     assert config(api_auth="cognito", api_user_pool_id="eu-west-1_AbC123xyz").api_user_pool_id == "eu-west-1_AbC123xyz"
-    with pytest.raises(ConfigError, match=r"'dashboard_user_pool_id'.*'dashboard_certificate_arn'"):
+    with pytest.raises(DeployConfigError, match=r"'dashboard_user_pool_id'.*'dashboard_certificate_arn'"):
         config(dashboard_user_pool_id="eu-west-1_AbC123xyz")
 
 
 def test_dashboard_cannot_call_a_cognito_api() -> None:
     # The dashboard has no user token to send; synth says so instead of deploying a broken UI.
-    with pytest.raises(ConfigError, match=r"'dashboard' and 'api_auth'"):
+    with pytest.raises(DeployConfigError, match=r"'dashboard' and 'api_auth'"):
         config(dashboard=True, api_auth="cognito", dashboard_certificate_arn=CERTIFICATE)
 
 
 @pytest.mark.parametrize("cidrs", [[], ["0.0.0.0/0"], ["203.0.113.0/24", "0.0.0.0/0"]])
 def test_synth_refuses_a_plain_http_dashboard_open_to_the_internet(cidrs: list[str]) -> None:
     # No certificate means no TLS and no login: the keys to fix are named.
-    with pytest.raises(ConfigError, match=r"'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs'"):
+    named = r"'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs'"
+    with pytest.raises(DeployConfigError, match=named):
         config(dashboard=True, dashboard_allowed_cidrs=cidrs)
 
 

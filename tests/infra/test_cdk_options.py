@@ -140,7 +140,7 @@ def test_existing_file_system_is_imported_not_created(imported: Synth) -> None:
 def test_functions_wait_for_the_imported_file_systems_mount_targets(imported: Synth) -> None:
     # Mounting fails until a mount target exists in the function's AZ.
     targets = set(resources(imported.storage, "AWS::EFS::MountTarget"))
-    installer = resources(imported.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    installer = resources(imported.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     (props,) = installer.values()
     assert targets <= set(props.get("DependsOn", []))
     assert imported.deployment.storage in imported.deployment.service.dependencies

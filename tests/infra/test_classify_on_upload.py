@@ -11,7 +11,7 @@ from .conftest import Synth, image_kind
 from .test_service_stack import inference_function
 from .test_storage_stack import function_statements, only, resources, uploads_bucket
 
-HANDLER = "classifier.s3_events.handler"
+HANDLER = "classifier.aws.upload_classifier.handler"
 
 
 def upload_function(synth: Synth) -> tuple[str, dict[str, Any]]:

@@ -67,8 +67,8 @@ def test_dashboard_image_is_built_from_the_root_through_the_dockerfiles_allowlis
     assert image["source"]["dockerFile"] == "streamlit-docker/Dockerfile"
     staged = files_under(switches.outdir / image["source"]["directory"])
     assert staged == stage_build_context(tmp_path / "context")
-    assert {"streamlit-docker/streamlit_app.py", "model/classifier/client.py"} <= staged
-    assert not {"model/requirements.txt", "model/classifier/api.py", "uv.lock", "app.py"} & staged
+    assert {"streamlit-docker/streamlit_app.py", "model/classifier/client/api.py"} <= staged
+    assert not {"model/requirements.txt", "model/classifier/api/app.py", "uv.lock", "app.py"} & staged
 
 
 def test_dashboard_follows_the_architecture(options: Synth) -> None:

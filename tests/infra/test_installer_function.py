@@ -11,7 +11,7 @@ from .conftest import Synth
 from .test_storage_stack import only, resources
 from helpers.venvs import lambda_python
 
-HANDLER = "classifier.installer.handler"
+HANDLER = "classifier.store.installer.handler"
 
 
 def installer(synth: Synth) -> tuple[str, dict[str, Any]]:
@@ -51,7 +51,7 @@ def test_installer_zip_imports_its_handler_under_its_runtimes_python(default: Sy
     # staged asset, which other tests read, gets no __pycache__).
     function_id, props = installer(default)
     asset = installer_asset(default, function_id)
-    assert (asset / "classifier" / "installer.py").is_file()
+    assert (asset / "classifier" / "store" / "installer.py").is_file()
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); import json, importlib, boto3; "
         "module, name = sys.argv[2].rsplit('.', 1); handler = getattr(importlib.import_module(module), name); "

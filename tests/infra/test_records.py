@@ -1,7 +1,7 @@
 """Classification records in DynamoDB: the table, its endpoint, and what each function may do with it.
 
 The table must be the one the runtime queries: its keys and indexes are
-compared with ``classifier.records.table_definition``, the same definition the
+compared with ``classifier.records.dynamodb.table_definition``, the same definition the
 runtime's own tests create on moto.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from classifier.records import TTL_ATTRIBUTE, table_definition
+from classifier.records.dynamodb import TTL_ATTRIBUTE, table_definition
 
 from .conftest import Synth
 from .test_bulk import worker_function

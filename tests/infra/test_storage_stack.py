@@ -216,7 +216,7 @@ def test_inference_user_cannot_write_or_move_models(default: Synth) -> None:
 def test_only_the_installer_may_write_the_store(default: Synth) -> None:
     # EFS admits writes only from roles granted ClientWrite: the installer's, on this file system.
     fs_id, _ = only(default.storage, "AWS::EFS::FileSystem")
-    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     (write,) = [s for s in function_statements(default.storage, installer_id)
                 if "elasticfilesystem:ClientWrite" in actions(s)]
     resource = json.dumps(write["Resource"])
@@ -238,7 +238,7 @@ def test_nfs_reaches_efs_only_from_the_two_functions(default: Synth) -> None:
                               {"GroupDescription": Match.string_like_regexp("^The model installer function")})
     inference_group, _ = only(default.storage, "AWS::EC2::SecurityGroup",
                               {"GroupDescription": Match.string_like_regexp("^The inference function")})
-    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     assert installer["Properties"]["VpcConfig"]["SecurityGroupIds"] == [{"Fn::GetAtt": [installer_group, "GroupId"]}]
     assert len(rules) == 2
     assert all((r["IpProtocol"], r["FromPort"], r["ToPort"]) == ("tcp", 2049, 2049) for r in rules)
@@ -323,7 +323,7 @@ def test_installer_mounts_the_store_through_its_own_access_point(default: Synth)
     # A Python zip in the VPC, mounting /store at /mnt/store as uid 1001.
     installer_ap_id, _ = access_point(default.storage, "1001")
     props = function_using(default.storage, installer_ap_id)
-    assert props["Handler"] == "classifier.installer.handler"
+    assert props["Handler"] == "classifier.store.installer.handler"
     assert props["Runtime"].startswith("python3.")
     assert props["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/store"
     assert props["Environment"]["Variables"]["MODEL_STORE"] == "/mnt/store"
@@ -334,7 +334,7 @@ def test_manifests_and_promotions_trigger_the_installer(default: Synth) -> None:
     # EventBridge: "Object Created" in the inbox for keys ending in /manifest.json (install a
     # version) or /CURRENT (promote one: `promote VERSION --s3`).
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
-    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     default.storage.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["aws.s3"],
@@ -360,15 +360,15 @@ def test_installer_may_only_read_the_inbox(default: Synth) -> None:
 
 
 def test_installer_zip_holds_its_modules_and_its_locked_requirements(default: Synth) -> None:
-    # The zip has store, fsio, logs, inbox, installer (no numpy, onnxruntime or torch), and
-    # exactly the distributions of model/requirements-installer.txt, at the locked versions.
-    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    # The zip has the package's store and observability folders (no numpy, onnxruntime or torch),
+    # and exactly the distributions of model/requirements-installer.txt, at the locked versions.
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     asset_hash = installer["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     asset_dir = default.outdir / f"asset.{asset_hash}"
-    modules = sorted(p.relative_to(asset_dir).as_posix() for p in (asset_dir / "classifier").rglob("*"))
-    assert modules == sorted(f"classifier/{m}" for m in
-                             ("__init__.py", "fsio.py", "store.py", "logs.py", "inbox.py", "s3_notifications.py",
-                              "installer.py"))
+    modules = sorted(p.relative_to(asset_dir).as_posix() for p in (asset_dir / "classifier").rglob("*.py"))
+    package = ROOT / "model" / "classifier"
+    expected = [package / "__init__.py", *(package / "store").glob("*.py"), *(package / "observability").glob("*.py")]
+    assert modules == sorted(p.relative_to(package.parent).as_posix() for p in expected)
     bundled = {re.sub(r"[-_.]+", "-", d.name.removesuffix(".dist-info")).lower()
                for d in asset_dir.glob("*.dist-info")}
     pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", (ROOT / "model/requirements-installer.txt").read_text(), re.M)
@@ -377,7 +377,7 @@ def test_installer_zip_holds_its_modules_and_its_locked_requirements(default: Sy
     # Importing the handler from the zip alone, on the runtime's Python with no site-packages,
     # finds boto3 in the zip and pulls in nothing heavy.
     assert installer["Properties"]["Runtime"] == "python3.12"
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import classifier.installer as i, boto3; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import classifier.store.installer as i, boto3; "
              "assert i.__file__.startswith(sys.argv[1]) and boto3.__file__.startswith(sys.argv[1]); "
              "heavy = {'numpy', 'onnxruntime', 'torch', 'PIL'} & set(sys.modules); "
              "assert not heavy, heavy; import botocore.session; botocore.session.get_session().create_client("
@@ -387,7 +387,7 @@ def test_installer_zip_holds_its_modules_and_its_locked_requirements(default: Sy
 
 def test_installer_logs_are_kept_for_the_retention_period(default: Synth) -> None:
     # The function logs to its own log group (not an unbounded default one).
-    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     group_id = installer["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     assert resources(default.storage, "AWS::Logs::LogGroup")[group_id]["Properties"]["RetentionInDays"] == 30
 
@@ -396,7 +396,7 @@ def test_storage_stack_outputs_the_inbox_and_the_installer(default: Synth) -> No
     # Publishing can start as soon as the storage stack is up, and its outcome is in that log group.
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     default.storage.has_output("InboxBucket", {"Value": {"Ref": inbox_id}})
-    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    _, installer = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     default.storage.has_output("InstallerLogGroup", {"Value": installer["Properties"]["LoggingConfig"]["LogGroup"]})
-    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.installer.handler"})
+    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     default.storage.has_output("InstallerFunction", {"Value": {"Ref": installer_id}})

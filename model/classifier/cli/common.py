@@ -1,0 +1,40 @@
+"""What every command shares: the one refusal path, the store options, the runtime settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from classifier.config import Settings, default_model_name, default_store
+
+
+def refused(reason: object, *, status: int = 2) -> int:
+    """A refusal the user can act on: one ``error:`` line on stderr, and exit status ``status``.
+
+    2 (the default) is a request the command cannot carry out; 1 is a check it ran that
+    failed (the promotion gate), as a test runner's exit status would say.
+    """
+    print(f"error: {reason}", file=sys.stderr)
+    return status
+
+
+def add_store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, default=default_store(),
+                        help=f"model store directory (default: $MODEL_STORE or {Settings.model_store})")
+    parser.add_argument("--name", default=default_model_name(), help="model name (default: %(default)s)")
+
+
+def runtime_settings(args: argparse.Namespace) -> Settings:
+    """Runtime settings from the environment (BACKEND, threads, ...) with this command's store and name."""
+    return replace(Settings.from_env(), model_store=args.store, model_name=args.name)
+
+
+def labels_of(store: Any, name: str, version: str) -> list[str]:
+    """A version's labels, in index order (a clear error for an unknown version)."""
+    store.manifest(name, version)
+    labels: list[str] = json.loads((store.version_dir(name, version) / "labels.json").read_text())
+    return labels

@@ -1,0 +1,169 @@
+"""A version's life cycle: ``publish``, ``evaluate``, ``promote`` and ``quantize``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from classifier.cli.common import add_store_args, labels_of, refused, runtime_settings
+from classifier.cli.output import Progress, format_evaluation
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from classifier.lifecycle.publish import PublishError, publish_to_store
+    from classifier.lifecycle.publish_s3 import publish_to_s3
+    from classifier.store.layout import ModelStore
+
+    activate = not args.no_activate
+    try:
+        if args.s3:
+            manifest = publish_to_s3(args.s3, args.weights, args.name, labels_file=args.labels, activate=activate)
+        else:
+            manifest = publish_to_store(ModelStore(args.store), args.weights, args.name, labels_file=args.labels,
+                                        activate=activate)
+    except PublishError as exc:
+        return refused(exc)
+    labels = manifest["labels"]["count"]
+    if args.s3:
+        after = "makes it current" if activate else "installs it; `promote --s3` makes it current"
+        print(f"uploaded {manifest['name']} {manifest['version']} ({labels} labels) to {args.s3} "
+              f"(the installer Lambda {after})")
+    else:
+        state = "it is now current" if activate else "installed, not current (promote it when it is ready)"
+        print(f"published {manifest['name']} {manifest['version']} (source {manifest['source']}, {labels} labels) "
+              f"to {args.store}; {state}")
+    if not manifest["trained"]:
+        print("WARNING: this model is UNTRAINED (random weights): its predictions are meaningless.",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from classifier.lifecycle.evaluate import DataSet, EvaluationError, evaluate
+    from classifier.store.layout import ModelStore
+    from classifier.store.manifest import StoreError
+
+    settings = runtime_settings(args)
+    store = ModelStore(args.store)
+    try:
+        version = args.version or store.current(args.name)
+        if version is None:
+            raise EvaluationError(f"model {args.name} has no current version: pass --version")
+        labels = labels_of(store, args.name, version)
+        data = DataSet.scan(args.data, labels)
+        with Progress(len(data.samples), "evaluating", enabled=not args.json) as progress:
+            report = evaluate(store, settings, version, data, compare=args.compare, progress=progress.advance_to)
+    except (EvaluationError, StoreError) as exc:
+        return refused(exc)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_evaluation(report))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from classifier.lifecycle.evaluate import DataSet, EvaluationError, evaluate
+    from classifier.store.layout import ModelStore
+    from classifier.store.manifest import StoreError
+
+    if (args.data is None) != (args.min_top1 is None):
+        return refused("a gate needs both --data DIR and --min-top1 X")
+    if args.s3:
+        if args.data is not None:
+            return refused("gate a promotion on a local store (evaluate there first); --s3 only sends the "
+                           "promotion to the installer")
+        return promote_s3(args)
+    store = ModelStore(args.store)
+    try:
+        labels = labels_of(store, args.name, args.version)
+        if args.data is not None:
+            data = DataSet.scan(args.data, labels)
+            report = store.evaluation(args.name, args.version, data.sha256)
+            if report is None:
+                with Progress(len(data.samples), "evaluating") as progress:
+                    report = evaluate(store, runtime_settings(args), args.version, data, progress=progress.advance_to)
+            if report["top1"] < args.min_top1:
+                return refused(f"{args.name} {args.version} scores top-1 {report['top1']:.4f} on {args.data} "
+                               f"({report['images']} images), below --min-top1 {args.min_top1}; CURRENT is unchanged",
+                               status=1)
+            print(f"gate passed: top-1 {report['top1']:.4f} >= {args.min_top1} on {report['images']} images")
+        previous = store.current(args.name)
+        store.set_current(args.name, args.version)
+    except (EvaluationError, StoreError) as exc:
+        return refused(exc)
+    print(f"{args.name}: current version is now {args.version} (was {previous})")
+    return 0
+
+
+def promote_s3(args: argparse.Namespace) -> int:
+    from classifier.lifecycle.publish import PublishError
+    from classifier.lifecycle.publish_s3 import promote_in_inbox
+
+    try:
+        key = promote_in_inbox(args.s3, args.name, args.version)
+    except PublishError as exc:
+        return refused(exc)
+    print(f"wrote s3 key {key}: the installer Lambda makes {args.name} {args.version} current")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from classifier.lifecycle.quantize import QuantizeError, quantize
+    from classifier.store.layout import ModelStore
+    from classifier.store.manifest import StoreError
+
+    try:
+        manifest = quantize(ModelStore(args.store), args.name, args.version, calibration=args.calibration,
+                            activate=not args.no_activate)
+    except (QuantizeError, StoreError) as exc:
+        return refused(exc)
+    size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
+    state = "it is now current" if not args.no_activate else "installed, not current"
+    print(f"quantized {manifest['derived_from']} into {manifest['version']} (int8, {size:.0f} MB); {state}. "
+          f"Top-1 agreement with fp32 on the calibration photos: "
+          f"{manifest['verification']['top1_agreement_with_fp32']:.2f}; measure it on your data with "
+          f"`evaluate --data DIR --version {manifest['version']} --compare {manifest['derived_from']}`")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add this module's commands to the CLI's subparsers."""
+    p = sub.add_parser("publish", help="build ResNet-50, export ONNX + safetensors, install it as current")
+    add_store_args(p)
+    p.add_argument("--s3", metavar="s3://bucket/prefix",
+                   help="upload to the model inbox bucket instead of a local store")
+    p.add_argument("--weights", default="IMAGENET1K_V2",
+                   help="IMAGENET1K_V2 (default), IMAGENET1K_V1, a .pth/.safetensors file, or random")
+    p.add_argument("--labels", type=Path, metavar="FILE",
+                   help="your checkpoint's labels: .txt (a label a line) or .json (a list), one per output of fc")
+    p.add_argument("--no-activate", action="store_true", help="install the version without making it current")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("evaluate", help="accuracy and latency of a version on DIR/<label>/<images>")
+    add_store_args(p)
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="an ImageFolder: DIR/<label>/<images>")
+    p.add_argument("--version", help="the version to evaluate (default: the current one)")
+    p.add_argument("--compare", metavar="VERSION", help="also report top-1 agreement and top-5 overlap with it")
+    p.add_argument("--json", action="store_true", help="print the report alone, as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("promote", help="make VERSION current, optionally only if it passes an accuracy gate")
+    add_store_args(p)
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--data", type=Path, metavar="DIR", help="the gate's data set (an ImageFolder)")
+    p.add_argument("--min-top1", type=float, metavar="X", help="refuse below this top-1 accuracy (0..1)")
+    p.add_argument("--s3", metavar="s3://bucket/prefix",
+                   help="ask the installer Lambda to promote it (the model inbox bucket)")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("quantize", help="derive an int8 version (ONNX Runtime static quantization)")
+    add_store_args(p)
+    p.add_argument("--version", help="the fp32 version to quantize (default: the current one)")
+    p.add_argument("--calibration", type=Path, metavar="DIR", help="calibration images (default: bundled photos)")
+    p.add_argument("--no-activate", action="store_true", help="install the int8 version without making it current")
+    p.set_defaults(func=cmd_quantize)

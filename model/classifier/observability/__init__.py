@@ -1,0 +1,4 @@
+"""Structured JSON logs and CloudWatch EMF metrics (Powertools).
+
+May import config and errors only.
+"""

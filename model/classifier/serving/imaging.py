@@ -1,0 +1,208 @@
+"""Decode and preprocess images exactly as torchvision's ResNet-50 transforms do.
+
+Reference: ``torchvision.models.ResNet50_Weights.IMAGENET1K_V2.transforms()``,
+i.e. ``ImageClassification(crop_size=224, resize_size=232)``: shorter side
+resized to 232 with PIL bilinear (PIL always antialiases), centre crop 224,
+scale to [0, 1], normalise with the ImageNet mean/std, NCHW float32. The
+parameters come from the model's manifest, so a model published with other
+preprocessing is served correctly.
+
+Additions a service needs: EXIF orientation, every PIL mode mapped to RGB
+(palette, alpha, greyscale, CMYK, 16-bit, float), pixel limits against
+decompression bombs, and an optional reduced-scale JPEG decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# The file names those formats go by (what torchvision's ImageFolder takes, as far as we decode it).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+# The ImageNet channel statistics used by every torchvision classification
+# model (torchvision/transforms/_presets.py, ImageClassification defaults).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DEFAULT_PREPROCESSING: dict[str, Any] = {
+    "resize": 232,
+    "crop": 224,
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+    "interpolation": "bilinear",
+}
+
+# Truncated files must fail loudly, not decode as grey padding.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# We check the pixel count ourselves (MAX_IMAGE_PIXELS) before decoding; PIL's
+# own bomb check would otherwise warn or raise with a different message.
+Image.MAX_IMAGE_PIXELS = None
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    resize: int
+    crop: int
+    mean: np.ndarray  # (3, 1, 1) float32
+    std: np.ndarray
+    # (3, 256) float32: the normalised value of every 8-bit level per channel,
+    # computed with torchvision's float32 operations, so a table lookup gives
+    # bit-identical results faster than the arithmetic on every pixel (docs/performance.md).
+    table: np.ndarray
+
+    @classmethod
+    def from_manifest(cls, spec: Mapping[str, Any]) -> Preprocessing:
+        if str(spec.get("interpolation", "bilinear")).lower() != "bilinear":
+            raise ValueError(f"unsupported interpolation {spec.get('interpolation')!r}")
+        mean = np.asarray(spec["mean"], dtype=np.float32).reshape(3, 1, 1)
+        std = np.asarray(spec["std"], dtype=np.float32).reshape(3, 1, 1)
+        levels = np.arange(256, dtype=np.float32).reshape(1, 1, 256) / np.float32(255.0)
+        table = np.ascontiguousarray(((levels - mean) / std).reshape(3, 256), dtype=np.float32)
+        return cls(resize=int(spec["resize"]), crop=int(spec["crop"]), mean=mean, std=std, table=table)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "width": self.width, "height": self.height, "sha256": self.sha256}
+
+
+def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Identify ``data`` without decoding pixels; enforce format and pixel limits."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except UnidentifiedImageError:
+        raise UnsupportedMediaType(
+            "not a supported image: send JPEG, PNG, WebP, GIF, BMP or TIFF"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # recognised but broken header
+        raise InvalidImage(f"the image header could not be read: {exc}") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
+    return image
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as displayed, after the EXIF orientation is applied."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block is ignored, as exif_transpose does
+        orientation = 1
+    return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        if mode == "F":
+            # Float images are conventionally 0..1; otherwise assume 0..255.
+            scale = 255.0 if float(array.max(initial=0.0)) <= 1.0 else 1.0
+        elif mode.startswith("I;16") or float(array.max(initial=0.0)) > 255:
+            scale = 255.0 / 65535.0
+        else:
+            scale = 1.0
+        grey = np.clip(array * scale + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        # Composite transparent pixels onto white: the colour stored under
+        # alpha=0 is arbitrary (often black) and would mislead the model.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """torchvision's ``_compute_resized_output_size`` for a single int: shorter side -> size."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def preprocess(
+    data: bytes, spec: Preprocessing, *, max_pixels: int, fast_jpeg: bool
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decode ``data`` and return the (3, crop, crop) float32 input tensor and image facts."""
+    image = open_image(data, max_pixels=max_pixels)
+    fmt = image.format or "unknown"
+    width, height = oriented_size(image)
+    try:
+        if fast_jpeg and fmt in ("JPEG", "MPO") and image.mode in ("RGB", "L", "CMYK"):
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while the
+            # shorter side stays at or above the resize target, so the bilinear
+            # resize that follows still downsamples.
+            scale = spec.resize / min(image.size)
+            if scale < 1:
+                target = (int(image.size[0] * scale) + 1, int(image.size[1] * scale) + 1)
+                image.draft(image.mode if image.mode != "CMYK" else "RGB", target)
+        image = ImageOps.exif_transpose(image)
+        image = to_rgb(image)
+        new_w, new_h = resized_size(image.width, image.height, spec.resize)
+        if (new_w, new_h) != image.size:
+            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"the image could not be decoded (truncated or corrupt): {exc}") from None
+    tensor = crop_and_normalize(image, spec)
+    info = ImageInfo(fmt, width, height, hashlib.sha256(data).hexdigest())
+    return tensor, info
+
+
+def crop_and_normalize(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """torchvision's ``center_crop`` + ``pil_to_tensor`` + ``convert_image_dtype`` + ``normalize``."""
+    crop = spec.crop
+    width, height = image.size
+    if width < crop or height < crop:  # torchvision pads with zeros; so do we
+        padded = Image.new("RGB", (max(width, crop), max(height, crop)))
+        padded.paste(image, ((max(width, crop) - width) // 2, (max(height, crop) - height) // 2))
+        image, (width, height) = padded, padded.size
+    top = round((height - crop) / 2.0)
+    left = round((width - crop) / 2.0)
+    pixels = np.asarray(image.crop((left, top, left + crop, top + crop)))  # (crop, crop, 3) uint8
+    tensor = np.empty((3, crop, crop), dtype=np.float32)
+    for channel in range(3):
+        np.take(spec.table[channel], pixels[:, :, channel], out=tensor[channel])
+    return tensor
+
+
+def stack(tensors: Sequence[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(tensors), dtype=np.float32)
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image under ``root`` (recursively, hidden files aside), in a stable order."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
