@@ -12,7 +12,7 @@ PORT   ?= 8000
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv lock serve test mutation bench lint publish models rollback synth clean
+.PHONY: venv lock serve test test-fast mutation bench lint publish models rollback synth clean
 
 # The venv holds exactly what uv.lock pins. pip (from the interpreter that made the venv)
 # installs only uv, hash-checked from requirements-uv.txt; uv then installs everything
@@ -37,9 +37,13 @@ lock: venv
 serve: venv
 	STORE=$(STORE) PORT=$(PORT) PY=$(PY) scripts/serve.sh
 
-## Run the whole test suite
+## Run the whole test suite: every tier (unit, service, infra, dashboard, repo)
 test: venv
 	$(PY) -m pytest
+
+## The unit tier alone (tests/unit): no server, no subprocess, no network, no CDK; under a minute
+test-fast: venv
+	$(PY) -m pytest tests/unit -q
 
 ## Mutation testing (mutmut) of store, records, imaging, errors and payloads against their own test
 ## files: slow (tens of minutes), so not part of `make test`. MUTANTS='classifier.store.layout.*' narrows it.

@@ -3,7 +3,7 @@
 uv.lock (from pyproject.toml and model/pyproject.toml) is the project's one lock.
 The files below are derived from it with ``uv export --frozen``, which reads the
 lock only: no resolution, no network. ``make lock`` re-resolves the lock, then
-runs this script; tests/test_lock.py runs ``--check``, which fails when a file
+runs this script; tests/repo/test_lock.py runs ``--check``, which fails when a file
 is out of date with the lock.
 
     python scripts/lock.py           # write the files

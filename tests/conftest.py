@@ -1,4 +1,9 @@
-"""Fixtures shared by every suite.
+"""Fixtures shared by every tier, and the tiers themselves.
+
+Each test lives in one folder of tests/, its tier, and is marked with it: ``unit`` (no server,
+no subprocess, no network, no CDK: ``make test-fast``), ``service``, ``infra``, ``dashboard``
+and ``repo``. A unit test that starts a process or opens a connection fails, naming the tier
+it belongs to.
 
 Publishing a model takes a few seconds, so one untrained ResNet-50 (the full
 architecture with random weights: pretrained weights cannot be downloaded in
@@ -9,6 +14,8 @@ copy whose artifacts are hard links.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,36 @@ from helpers.lambda_events import load_handler
 from helpers.processes import LiveServer, live_server
 from helpers.stores import copy_store, publish
 from helpers.venvs import Venv, fresh_venv
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "service", "infra", "dashboard", "repo")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the first folder under tests/ it lives in."""
+    for item in items:
+        tier = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in a tier's folder, tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_stay_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the unit tier, starting a process or connecting a socket fails the test.
+
+    Fixtures of a wider scope (a published store, made once per session) are set up before this
+    one, so only what the test itself does is held to it."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a unit test starts no process and opens no connection: move it to tests/service")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture(scope="session")

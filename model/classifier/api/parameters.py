@@ -1,6 +1,6 @@
 """The API's query parameters: one table of names, bounds and defaults.
 
-The routes read parameters through it, and tests/test_openapi.py checks that the
+The routes read parameters through it, and tests/unit/test_openapi.py checks that the
 hand-kept ``openapi.json`` documents exactly these bounds and defaults.
 """
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import logging
 import threading
@@ -67,12 +66,12 @@ def _release_free_memory() -> None:
 
     Building a session allocates transient copies of the weights; glibc keeps
     the freed pages, which would otherwise count against the Lambda's memory.
+    ``CDLL(None)`` is the process's own symbol table, where glibc's
+    ``malloc_trim`` already is: ``ctypes.util.find_library`` would start a
+    subprocess (``ldconfig -p``) on every load to find the same library.
     """
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS)
-        ctypes.CDLL(libc_name).malloc_trim(0)
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 class ModelManager:

@@ -1,6 +1,6 @@
 """The domain errors (``classifier.errors``) and the JSON body parser (``classifier.api.payloads``), in process.
 
-The API maps each error to its status and code in one place (tests/test_errors.py checks that over
+The API maps each error to its status and code in one place (tests/unit/test_errors.py checks that over
 HTTP); these check the values themselves, so a changed code or message is caught here first, and
 mutation testing (``make mutation``) scores the two modules with this file alone.
 """

@@ -49,7 +49,6 @@ MODEL_DIR = ROOT / "model"
 DOCKERFILE = MODEL_DIR / "Dockerfile"
 # Generous bounds that only stop a hung subprocess from hanging the suite; nothing is timed.
 HANG_GUARD_SECONDS = 300
-TORCH_MODULES = ("torch", "torchvision")
 # What the Lambda base image brings on its Python besides the task root: the runtime interface
 # client and its dependencies, at the lock's versions.
 RUNTIME_CLIENT = ("awslambdaric", "simplejson", "snapshot-restore-py")

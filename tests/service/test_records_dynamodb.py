@@ -1,0 +1,124 @@
+"""Records in DynamoDB, through moto's server: the record store contract (helpers.record_contract),
+TTLs, upload claims, and many processes writing at once (SQLite and DynamoDB)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from classifier.config import Settings
+from classifier.records import open_record_store
+from classifier.records.dynamodb import TTL_ATTRIBUTE, DynamoRecordStore, table_definition
+
+from helpers.aws import point_boto3_at
+from helpers.record_contract import (  # noqa: F401  (the contract's tests and fixtures, run against DynamoDB)
+    BASE,
+    LABELS,
+    PER_WRITER,
+    WRITERS,
+    filled,
+    page_through,
+    record,
+    test_a_record_that_is_not_there_reads_as_none,
+    test_an_upload_is_claimed_once,
+    test_filters_select_exactly_their_records,
+    test_forged_edited_or_foreign_cursors_are_invalid_parameters,
+    test_has_image_finds_a_stored_image,
+    test_since_is_inclusive_and_until_exclusive,
+    write_records,
+)
+
+
+def opened_with(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a process opens the store with: SQLite in the model store, or a fresh table on moto."""
+    if kind == "sqlite":
+        return Settings(model_store=tmp_path)
+    endpoint = request.getfixturevalue("s3_endpoint")  # moto's server serves DynamoDB on the same port
+    point_boto3_at(monkeypatch, endpoint)
+    import boto3
+
+    table = f"records-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(**table_definition(table))
+    return Settings(model_store=tmp_path, records_table=table, records_ttl_days=30,
+                    records_cursor_secret="a test secret")
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The contract's store: a fresh DynamoDB table."""
+    return opened_with("dynamodb", request, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def either(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Each store in turn, for what needs several processes."""
+    return opened_with(request.param, request, tmp_path, monkeypatch)
+
+
+def test_concurrent_writers_are_all_listed_exactly_once(either: Settings) -> None:
+    # GIVEN 8 processes writing 50 records each, at the same time, into one store
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start = manager.Event()
+        with ctx.Pool(WRITERS) as pool:
+            pending = [pool.apply_async(write_records, (either, w, start)) for w in range(WRITERS)]
+            start.set()
+            written = [id_ for p in pending for id_ in p.get(timeout=300)]
+    assert len(set(written)) == WRITERS * PER_WRITER
+    # THEN paging (an odd page size) returns every record exactly once, newest first, across the year's end
+    store = open_record_store(either)
+    seen = [r["id"] for r in page_through(store, 37)]
+    assert seen == sorted(written, reverse=True)
+    assert seen[0].startswith("20270101") and seen[-1].startswith("20261231")
+    # AND each record reads back whole
+    for record_id in written[:: 17]:
+        got = store.get(record_id)
+        assert got is not None and got["id"] == record_id and got["predictions"][0]["label"] in LABELS
+
+
+def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    point_boto3_at(monkeypatch, s3_endpoint)
+    import boto3
+
+    client = boto3.client("dynamodb")
+    for days in (30, 1, 0):
+        table = f"records-{uuid.uuid4().hex[:8]}"
+        client.create_table(**table_definition(table))
+        rec = record(BASE, 1)
+        DynamoRecordStore(table, ttl_days=days).put(rec)
+        item = client.get_item(TableName=table, Key={"id": {"S": rec["id"]}})["Item"]
+        if days:
+            assert int(item[TTL_ATTRIBUTE]["N"]) == int(BASE.timestamp()) + days * 86400
+        else:
+            assert TTL_ATTRIBUTE not in item  # 0 keeps records forever
+
+
+def test_dynamodb_upload_claims_expire_with_their_records(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A claim outliving its record would stay in the table forever, unseen by any listing.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    import boto3
+
+    client = boto3.client("dynamodb")
+    for days in (30, 0):
+        table = f"records-{uuid.uuid4().hex[:8]}"
+        client.create_table(**table_definition(table))
+        before = int(datetime.now(UTC).timestamp())
+        DynamoRecordStore(table, ttl_days=days).claim_upload("e" * 64, "20261122T100000000000Z-aaaaaaaaaaaa")
+        item = client.get_item(TableName=table, Key={"id": {"S": "upload#" + "e" * 64}})["Item"]
+        if days:
+            after = int(datetime.now(UTC).timestamp())
+            assert before + 30 * 86400 <= int(item[TTL_ATTRIBUTE]["N"]) <= after + 30 * 86400
+        else:
+            assert TTL_ATTRIBUTE not in item
+
+
+def test_dynamodb_cannot_say_which_images_are_done(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bulk --skip-done asks the local store; against a table it says what to do instead.
+    point_boto3_at(monkeypatch, s3_endpoint)
+    with pytest.raises(NotImplementedError) as refused:
+        DynamoRecordStore("any-table", ttl_days=0).has_image("0" * 64)
+    assert str(refused.value) == "--skip-done reads the local SQLite store; unset RECORDS_TABLE"

@@ -1,0 +1,138 @@
+"""Every row of the API's error table, over real HTTP and through the Lambda
+handler with REST (v1) and HTTP API / Function URL (v2) events.
+
+Each bad request must get its documented status and JSON error code, no stack
+trace, and must change nothing (no record is written).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from helpers.lambda_events import FakeContext, load_handler, make_event, multipart, read_response
+from helpers.photos import encode, jpeg
+from helpers.stores import stored_records
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    path: str
+    status: int
+    code: str
+    body: bytes | None = None
+    content_type: str | None = None
+    query: dict[str, str] | None = None
+
+
+def build_cases() -> list[Case]:
+    photo = jpeg("chelsea")
+    no_file_body, no_file_type = multipart([("other", photo)])
+    text_file_body, text_file_type = multipart([("attachment", photo)], {"file": "not a file"})
+    batch_body, batch_type = multipart([("file", photo)] * 17)
+    mixed_body, mixed_type = multipart([("file", photo), ("file", b"GIF89a but not really"), ("file", photo)])
+    bomb = encode(Image.new("L", (7000, 6000)), "PNG")  # 42 MP, a few kB
+    return [
+        Case("empty raw body", "POST", "/classify", 400, "invalid_request", b"", "image/jpeg"),
+        Case("empty body, no content type", "POST", "/classify", 400, "invalid_request"),
+        Case("malformed JSON", "POST", "/classify", 400, "invalid_request", b'{"image": ', "application/json"),
+        Case("JSON without image", "POST", "/classify", 400, "invalid_request", b'{"img": "x"}', "application/json"),
+        Case("malformed base64", "POST", "/classify", 400, "invalid_request", b'{"image": "%%%not base64"}',
+             "application/json"),
+        Case("multipart without a file part", "POST", "/classify", 400, "invalid_request", no_file_body, no_file_type),
+        Case("multipart file part is text", "POST", "/classify", 400, "invalid_request", text_file_body,
+             text_file_type),
+        Case("not an image", "POST", "/classify", 415, "unsupported_media_type", b"hello, world", "image/png"),
+        Case("unsupported content type", "POST", "/classify", 415, "unsupported_media_type", photo, "text/plain"),
+        Case("batch with one non-image", "POST", "/classify", 415, "unsupported_media_type", mixed_body, mixed_type),
+        Case("truncated JPEG", "POST", "/classify", 422, "invalid_image", photo[: len(photo) // 2], "image/jpeg"),
+        Case("body over MAX_IMAGE_BYTES", "POST", "/classify", 413, "payload_too_large",
+             photo + b"\0" * (4 * MiB), "image/jpeg"),
+        Case("batch over 16 files", "POST", "/classify", 413, "payload_too_large", batch_body, batch_type),
+        Case("decompression bomb", "POST", "/classify", 413, "image_too_large", bomb, "image/png"),
+        Case("top_k too small", "POST", "/classify", 422, "invalid_parameter", photo, "image/jpeg", {"top_k": "0"}),
+        Case("top_k too large", "POST", "/classify", 422, "invalid_parameter", photo, "image/jpeg", {"top_k": "21"}),
+        Case("top_k not a number", "POST", "/classify", 422, "invalid_parameter", photo, "image/jpeg",
+             {"top_k": "five"}),
+        Case("limit too small", "GET", "/classifications", 422, "invalid_parameter", query={"limit": "0"}),
+        Case("limit too large", "GET", "/classifications", 422, "invalid_parameter", query={"limit": "101"}),
+        Case("malformed cursor", "GET", "/classifications", 422, "invalid_parameter", query={"cursor": "../../etc"}),
+        Case("unknown record id", "GET", "/classifications/20261122T100000000000Z-000000000000", 404, "not_found"),
+        Case("malformed record id", "GET", "/classifications/..%2F..%2Fmodels", 404, "not_found"),
+        Case("unknown route", "GET", "/nope", 404, "not_found"),
+        Case("wrong method", "GET", "/classify", 405, "method_not_allowed"),
+    ]
+
+
+CASES = build_cases()
+NO_MODEL = Case("no model published", "POST", "/classify", 503, "model_unavailable", jpeg("coffee"), "image/jpeg")
+
+
+def count_records(store: Path) -> int:
+    return len(stored_records(store))
+
+
+def assert_error(status: int, body: bytes, case: Case) -> None:
+    assert status == case.status, f"{case.name}: {status} {body[:300]!r}"
+    payload = json.loads(body)
+    assert payload["error"]["code"] == case.code, case.name
+    assert isinstance(payload["error"]["message"], str) and payload["error"]["message"]
+    assert b"Traceback" not in body and b'File "' not in body
+
+
+# -- over HTTP ----------------------------------------------------------------------
+
+
+# -- through the Lambda handler -----------------------------------------------------
+
+def invoke(handler: Callable[..., dict[str, Any]], kind: str, case: Case) -> tuple[int, bytes]:
+    event = make_event(kind, case.method, case.path, body=case.body, content_type=case.content_type,
+                       query=case.query)
+    response = read_response(handler(event, FakeContext()))
+    return response.status, response.body
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_error_through_lambda_handler(handler_and_store: tuple[Any, Path], kind: str, case: Case) -> None:
+    handler, store = handler_and_store
+    before = count_records(store)
+    status, body = invoke(handler, kind, case)
+    assert_error(status, body, case)
+    assert count_records(store) == before
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_no_model_through_lambda_handler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str) -> None:
+    handler = load_handler(monkeypatch, tmp_path / "empty")
+    status, body = invoke(handler, kind, NO_MODEL)
+    assert_error(status, body, NO_MODEL)
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_unexpected_failure_is_a_json_500_without_trace(
+    handler_and_store: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # GIVEN a backend that crashes (a bug, not a bad input)
+    handler, _ = handler_and_store
+    loaded = handler.app.state.manager.current()
+
+    def explode(batch: Any) -> Any:
+        raise RuntimeError("secret internal detail at /opt/code/thing.py line 42")
+
+    monkeypatch.setattr(loaded.backend, "run", explode)
+    case = Case("crash", "POST", "/classify", 500, "internal_error", jpeg("rocket"), "image/jpeg")
+    status, body = invoke(handler, kind, case)
+    # THEN the client sees a generic JSON 500, nothing of the exception
+    assert_error(status, body, case)
+    assert b"secret" not in body

@@ -1,0 +1,41 @@
+"""``python -m classifier publish``: weights sources, the offline message, and the
+ONNX-vs-torch agreement gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import resnet50
+
+from classifier.lifecycle import publish as publisher
+from classifier.store.layout import ModelStore
+
+
+def test_publish_refuses_when_onnx_and_torch_disagree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an exporter that writes a different network than the one checked (a broken export)
+    real_export = publisher.export_onnx
+
+    def broken_export(module: torch.nn.Module, path: Path) -> None:
+        torch.manual_seed(123)
+        real_export(resnet50().eval(), path)
+
+    monkeypatch.setattr(publisher, "export_onnx", broken_export)
+    store = ModelStore(tmp_path / "store")
+    # WHEN publishing
+    with pytest.raises(publisher.PublishError, match="disagree"):
+        publisher.publish_to_store(store, "random")
+    # THEN nothing was installed
+    assert store.current("resnet50") is None and store.versions("resnet50") == []
+
+
+def test_manifest_records_the_agreement_check(published_store: Path) -> None:
+    models = ModelStore(published_store)
+    version = models.current("resnet50")
+    assert version is not None
+    manifest = json.loads((models.version_dir("resnet50", version) / "manifest.json").read_text())
+    assert manifest["verification"]["photo"] == "chelsea.jpg"
+    assert manifest["verification"]["max_abs_logit_diff"] < 1e-2
+    assert manifest["onnx"]["dynamic_batch"] is True

@@ -1,0 +1,191 @@
+"""Classification records in SQLite: the record store contract (helpers.record_contract), record ids and
+timestamps, SQLite's refusal of network file systems, and DynamoDB items as written (without a table).
+The same contract against DynamoDB, and many writers at once, are in tests/service/test_records_dynamodb.py.
+
+SQLite's cost is shown by its query plans (every page reads an index in order, never the table
+with a sort), not by times.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from classifier.config import Settings
+from classifier.errors import InvalidParameter
+from classifier.records.dynamodb import DynamoRecordStore
+from classifier.records.ids import is_record_id, new_record_id, parse_timestamp
+from classifier.records.sqlite import SqliteRecordStore
+from classifier.store.fsio import filesystem_type
+
+from helpers.record_contract import (  # noqa: F401  (the contract's tests and fixtures, run against SQLite)
+    BASE,
+    VERSIONS,
+    filled,
+    record,
+    test_a_record_that_is_not_there_reads_as_none,
+    test_an_upload_is_claimed_once,
+    test_filters_select_exactly_their_records,
+    test_forged_edited_or_foreign_cursors_are_invalid_parameters,
+    test_has_image_finds_a_stored_image,
+    test_since_is_inclusive_and_until_exclusive,
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The settings a process opens the store with: SQLite in the model store."""
+    return Settings(model_store=tmp_path)
+
+
+@pytest.mark.parametrize(("value", "instant"), [
+    ("2026-11-22T10:00Z", datetime(2026, 11, 22, 10, 0, tzinfo=UTC)),
+    ("2026-11-22T10:00:05+00:00", datetime(2026, 11, 22, 10, 0, 5, tzinfo=UTC)),
+    ("2026-11-22T10:00:05.25-00:00", datetime(2026, 11, 22, 10, 0, 5, 250000, tzinfo=UTC)),
+])
+def test_since_and_until_read_utc_instants(value: str, instant: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in UTC whatever the machine's zone (CI's TZ=UTC would hide a conversion to local time)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        parsed = parse_timestamp("since", value)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parsed == instant and parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("2026-11-22T10:00:00+02:00", "since must be an ISO 8601 UTC time such as 2026-11-22T10:00:00Z, got "
+                                  "'2026-11-22T10:00:00+02:00'"),
+    ("2026-11-22", "since must be an ISO 8601 UTC time such as 2026-11-22T10:00:00Z, got '2026-11-22'"),
+    ("2026-13-22T10:00:00Z", "since is not a valid time: '2026-13-22T10:00:00Z'"),
+])
+def test_since_and_until_refuse_what_is_not_a_utc_instant(value: str, message: str) -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        parse_timestamp("since", value)
+    assert refused.value.message == message
+
+
+def test_record_ids_are_recognised_by_their_shape() -> None:
+    assert is_record_id(new_record_id(BASE))
+    assert not is_record_id(new_record_id(BASE) + "0") and not is_record_id("../" + new_record_id(BASE)[3:])
+
+
+def test_dynamodb_numbers_are_written_as_json_numbers() -> None:
+    # boto3's resource layer reads numbers as Decimal: a record holding them is still written as JSON.
+    item = DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "score": Decimal("0.25")})
+    assert json.loads(item["body"]["S"])["score"] == 0.25
+    with pytest.raises(TypeError, match=r"^set is not JSON serialisable$"):
+        DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "tags": {"a"}})
+
+
+# --- SQLite only ------------------------------------------------------------------------------
+
+
+def test_sqlite_refuses_a_network_file_system(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path} nfs4 rw 0 0\n")
+    with pytest.raises(RuntimeError, match="RECORDS_TABLE"):
+        SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nfs-1.efs:/ {tmp_path}/elsewhere nfs4 rw 0 0\n")
+    SqliteRecordStore(tmp_path / "store" / "records.sqlite3", mounts=mounts)
+
+
+def test_sqlite_creates_the_directories_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "records.sqlite3"
+    SqliteRecordStore(path).put(record(BASE, 1))
+    assert path.is_file()
+
+
+# A mount table as /proc/self/mounts writes it: a short line (skipped), a space as \040, the root,
+# and a point mounted twice (the later mount hides the earlier one).
+MOUNTS = """rootfs /
+/dev/vda / ext4 rw 0 0
+fs-1.efs:/ /mnt/efs nfs4
+/dev/vdb /mnt/my\\040disk xfs rw 0 0
+/dev/vdc /mnt/backupX ext2 rw 0 0
+tmpfs /mnt/twice tmpfs rw 0 0
+fs-2.efs:/ /mnt/twice nfs4 rw 0 0
+"""
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/mnt/efs/store", "nfs4"),  # its line has three fields, the fewest a mount line needs
+    ("/mnt/efs", "nfs4"),
+    ("/mnt/efsx/store", "ext4"),  # a longer name, not a path under /mnt/efs
+    ("/mnt/my disk/store", "xfs"),
+    ("/mnt/backupX/store", "ext2"),
+    ("/srv/store", "ext4"),  # only the root holds it
+    ("/mnt/twice/store", "nfs4"),
+])
+def test_filesystem_type_is_the_longest_mount_point_holding_the_path(tmp_path: Path, path: str, kind: str) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert filesystem_type(Path(path), mounts) == kind
+
+
+def test_filesystem_type_without_a_mount_table_or_a_matching_point_is_unknown(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    assert filesystem_type(Path("/srv/store"), mounts) is None  # not Linux: no table
+    mounts.write_text("fs-1.efs:/ /mnt/efs nfs4 rw 0 0\n")
+    assert filesystem_type(Path("/srv/store"), mounts) is None
+
+
+def plan(store: SqliteRecordStore, **filters: Any) -> str:
+    from classifier.records.cursors import Filters
+
+    sql, params = store.page_query(20, filters.pop("cursor", None), Filters(**filters))
+    db = sqlite3.connect(store.path)
+    return " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
+    """100,000 records over ten days, for query plans at scale."""
+    store = SqliteRecordStore(tmp_path_factory.mktemp("big") / "records.sqlite3")
+    batch = [record(BASE - timedelta(seconds=8.64 * n), n) for n in range(100_000)]
+    for start in range(0, len(batch), 5_000):
+        store.put_many(batch[start:start + 5_000])
+    sqlite3.connect(store.path).execute("ANALYZE").connection.commit()
+    return store
+
+
+@pytest.mark.parametrize("filters, index", [
+    ({}, "PRIMARY KEY"),
+    ({"label": "wallet"}, "records_by_label"),
+    ({"model_version": VERSIONS[0]}, "records_by_model_version"),
+    ({"label": "wallet", "model_version": VERSIONS[0]}, "records_by_label_version"),
+    ({"since": BASE - timedelta(days=3)}, "PRIMARY KEY"),
+    ({"label": "tabby", "until": BASE - timedelta(days=3)}, "records_by_label"),
+])
+def test_every_page_reads_an_index_in_order(big_store: SqliteRecordStore, filters: dict[str, Any],
+                                            index: str) -> None:
+    # GIVEN 100,000 records; WHEN a first page, and a page from a cursor in the middle, are planned
+    middle = page_cursor(big_store, filters)
+    first, later = plan(big_store, **filters), plan(big_store, cursor=middle, **filters)
+    # THEN SQLite seeks into one index (to the filter's key and the cursor's id) and reads it in order,
+    # never sorting: a page costs its rows. The one plain scan is the unfiltered first page, which
+    # walks the primary key (the table, WITHOUT ROWID) from the newest id and stops at LIMIT.
+    for query in (first, later):
+        assert "TEMP B-TREE" not in query, query
+        assert query == "SCAN records" if query is first and not filters else query.startswith(
+            "SEARCH records USING") and index in query, query
+
+
+def page_cursor(store: SqliteRecordStore, filters: dict[str, Any]) -> str:
+    page = store.list(limit=500, **filters)
+    for _ in range(10):  # 5,000 records in: well inside every filtered set of the 100,000
+        assert page.next_cursor is not None
+        page = store.list(limit=500, cursor=page.next_cursor, **filters)
+    assert page.next_cursor is not None
+    return page.next_cursor
+
+
