@@ -88,10 +88,14 @@ def artifact_bytes(manifest: dict[str, Any], backend_kind: str) -> int:
 
 
 class MemoryAdmission(Protocol):
-    """What a slot asks before it loads a version: room for it within the models' memory bound."""
+    """The models' memory bound, as a slot meets it: room before a load, the bound again after."""
 
     def reserve(self, slot: ModelManager, nbytes: int) -> AbstractContextManager[None]:
         """Make room for ``nbytes`` more (unloading other slots' models) for as long as the load runs."""
+        ...
+
+    def settle(self, slot: ModelManager) -> None:
+        """``slot`` loaded a model: unload others' until the bound holds again."""
         ...
 
 
@@ -237,6 +241,8 @@ class ModelManager:
         self._loaded = new
         self._failed = None
         self.last_error = None
+        if self._memory is not None:
+            self._memory.settle(self)
         log.info(
             "model loaded",
             extra={"model_name": name, "model_version": version,

@@ -3,10 +3,12 @@
 A slot (``classifier.serving.manager.ModelManager``) reserves room for a version
 before it loads it. When the models loaded, plus the loads in progress, plus this
 one would pass the bound, the least recently used models of *other* slots are
-unloaded first. A slot that is loading or checking its ``CURRENT`` at that moment
-is passed over (its lock is taken), so no request waits on another model here and
-none fails: a request already serving on an unloaded model holds its own reference
-and finishes on it, and the next request for that model loads it again.
+unloaded first; once the load is done the bound is checked again (loads that ran
+at the same time may each have found nothing yet to unload). A slot that is
+loading or checking its ``CURRENT`` at that moment is passed over (its lock is
+taken), so no request waits on another model here and none fails: a request
+already serving on an unloaded model holds its own reference and finishes on it,
+and the next request for that model loads it again.
 
 A model counts as its backend artifact's size (``model.onnx`` or
 ``weights.safetensors``), which the manifest states before the load starts; what a
@@ -51,8 +53,7 @@ class MemoryBudget:
 
     @contextlib.contextmanager
     def reserve(self, slot: ModelManager, nbytes: int) -> Iterator[None]:
-        """Room for ``slot`` to load ``nbytes`` more, held until the load ends (and the model is counted
-        as loaded, or was refused)."""
+        """Room for ``slot`` to load ``nbytes`` more, held until the load ends (loaded or refused)."""
         with self._lock:
             if self.limit_bytes is not None:
                 self._make_room(slot, nbytes)
@@ -63,23 +64,31 @@ class MemoryBudget:
             with self._lock:
                 self._reserved.pop(id(slot), None)
 
+    def settle(self, slot: ModelManager) -> None:
+        """``slot`` has just loaded a model: unload others until the models are within the bound again."""
+        if self.limit_bytes is None:
+            return
+        with self._lock:
+            if self._make_room(slot, 0) > self.limit_bytes:
+                log.warning("models over their memory bound", extra={
+                    "model_name": slot.name, "bytes_in_use": self._in_use(), "bytes_limit": self.limit_bytes})
+
     def _in_use(self) -> int:
         loaded = sum(model.memory_bytes for slot in self._slots if (model := slot.loaded) is not None)
         return loaded + sum(self._reserved.values())
 
-    def _make_room(self, slot: ModelManager, nbytes: int) -> None:
+    def _make_room(self, slot: ModelManager, nbytes: int) -> int:
+        """Unload other slots' models, least recently used first, until ``nbytes`` more fit; the bytes
+        that would then be in use."""
         assert self.limit_bytes is not None
         in_use = self._in_use()
-        # Least recently used first; the slot loading is not its own victim (a hot swap keeps the
-        # old version serving until the new one is ready).
+        # The slot loading is not its own victim (a hot swap keeps the old version serving until
+        # the new one is ready).
         for victim in sorted((s for s in self._slots if s is not slot and s.loaded is not None),
                              key=lambda s: s.last_used):
             if in_use + nbytes <= self.limit_bytes:
-                return
+                break
             dropped = victim.unload_if_idle()
             if dropped is not None:
                 in_use -= dropped.memory_bytes
-        if in_use + nbytes > self.limit_bytes:
-            log.warning("models over their memory bound", extra={
-                "model_name": slot.name, "bytes_needed": nbytes, "bytes_in_use": in_use,
-                "bytes_limit": self.limit_bytes})
+        return in_use + nbytes
