@@ -114,3 +114,32 @@ def test_a_model_not_served_is_a_404(bounded_server: LiveServer) -> None:
     with bounded_server.client() as client:
         for response in (classify(client, "products", "chelsea"), client.get("/models/products")):
             assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_the_client_and_the_classify_command_name_a_model(bounded_server: LiveServer, tmp_path: Path) -> None:
+    from classifier.client.api import ClassifierClient, ImageFile
+
+    # GIVEN a client whose model is "three"
+    client = ClassifierClient(bounded_server.url, model="three")
+    assert client.models()["default"] == "resnet50"
+    assert client.model("three")["name"] == "three" and client.model()["name"] == "resnet50"
+    # WHEN it classifies, and once naming the default model for one call
+    own = client.classify_image(ImageFile("cat.jpg", jpeg("chelsea")), top_k=2)
+    other = client.classify_image(ImageFile("cat.jpg", jpeg("chelsea")), top_k=2, model="resnet50")
+    batch = client.classify_each([ImageFile(f"{p}.jpg", jpeg(p)) for p in PHOTOS], top_k=2)
+    # THEN each went to the model named
+    assert own.result is not None and own.result["model"]["name"] == "three"
+    assert other.result is not None and other.result["model"]["name"] == "resnet50"
+    assert [o.result["model"]["name"] if o.result else o.error for o in batch] == ["three"] * len(PHOTOS)
+    # AND so does the command line's --model
+    image = tmp_path / "cat.jpg"
+    image.write_bytes(jpeg("chelsea"))
+    done = subprocess.run([sys.executable, "-m", "classifier", "classify", str(image), "--url", bounded_server.url,
+                           "--model", "three", "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (answer,) = json.loads(done.stdout)
+    assert answer["result"]["model"]["name"] == "three"
+    assert {p["label"] for p in answer["result"]["predictions"]} <= set(LABELS)
+    # AND a model the API does not serve fails that image, with the API's 404
+    missing = ClassifierClient(bounded_server.url, model="products").classify_image(ImageFile("x.jpg", jpeg("coffee")))
+    assert missing.error is not None and (missing.error.status, missing.error.code) == (404, "not_found")
