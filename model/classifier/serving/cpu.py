@@ -74,7 +74,8 @@ def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = 
 
     Every ONNX Runtime session has its own pool: sessions of several models take turns on the
     same cores, and the threads of the one that just ran would spin on the cores the next one
-    needs (docs/performance.md). ``models`` is how many this process may load (2 for "several").
+    needs (measured in docs/architecture.md, "Several models"). ``models`` is how many this
+    process may load (2 for "several").
     """
     share = cpu_share(env)
     threads = configured or max(1, min(visible_cpus(), round(share)))
