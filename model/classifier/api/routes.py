@@ -64,6 +64,7 @@ async def _classify(request: Request, model: ModelManager) -> JSONResponse:
     images = await read_images(request, state.settings, state.uploads)
     request.state.images = len(images)
     results = await blocking(request, state.classifier.classify, images, k=top_k, source=model)
+    request.state.model_name = results[0].model["name"]
     request.state.model_version = results[0].model["version"]
     request.state.timing = {"total": results[0].timing_ms["total"], "inference": results[0].timing_ms["inference"],
                             "decode": sum(r.timing_ms["decode"] for r in results)}
