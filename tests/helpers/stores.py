@@ -78,7 +78,8 @@ def derive_version(src: Path, dest: Path, *, labels: list[str] | None = None, la
 
 def add_model(store: Path, name: str, labels: list[str] | None = None) -> str:
     """Another model in ``store``, named ``name``: the published ResNet-50's artifacts (hard links) with labels
-    of its own (by default ``"<name> <i>"``), its version current. Return the version id."""
+    of its own (by default ``"<name> <i>"``), its version current. Called again with other labels, a new
+    version of it. Return the version id."""
     models = ModelStore(store)
     source = models.current("resnet50")
     assert source is not None
@@ -89,7 +90,7 @@ def add_model(store: Path, name: str, labels: list[str] | None = None) -> str:
     manifest = json.loads((staging / "manifest.json").read_text())
     manifest["name"] = name
     (staging / "manifest.json").write_text(json.dumps(manifest))
-    models.versions_dir(name).mkdir(parents=True)
+    models.versions_dir(name).mkdir(parents=True, exist_ok=True)
     staging.rename(models.version_dir(name, manifest["version"]))
     (models.model_dir(name) / "CURRENT").write_text(f"{manifest['version']}\n")
     return str(manifest["version"])
