@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,12 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
+from classifier.api.app import create_app
+from classifier.config import Settings
+
 from helpers.lambda_events import FakeContext, make_event, multipart, read_response
 from helpers.photos import encode, jpeg, photo
+from helpers.stores import copy_store, stored_records
 from helpers.torchvision_reference import assert_same_top5, reference_labels, reference_model, reference_probs
 
 PHOTOS = ["chelsea", "coffee", "rocket"]
@@ -192,3 +198,43 @@ def test_json_forms_refused_with_their_reason(app_client: TestClient, content_ty
     response = app_client.post("/classify", content=payload, headers={"content-type": content_type})
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+
+
+# --- a record store that fails ------------------------------------------------------------------
+
+
+def refuse_inserts(database: Path) -> None:
+    """Make the records database refuse every new record (a trigger aborting the INSERT, as SQLite
+    aborts one on a full or failing disk), through a connection of its own."""
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TRIGGER refuse_records BEFORE INSERT ON records "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+
+
+def test_a_failed_record_write_is_logged_and_the_answer_still_given(
+    published_store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN the API over a records database that refuses every write
+    store = copy_store(published_store, tmp_path / "store")
+    with TestClient(create_app(Settings(model_store=store))) as client:
+        refuse_inserts(store / "records.sqlite3")
+        body, content_type = multipart([("file", jpeg("chelsea")), ("file", jpeg("coffee"))])
+        # WHEN one image, then a batch, are classified
+        with caplog.at_level(logging.ERROR):
+            one = client.post("/classify", content=jpeg("rocket"), headers={"content-type": "image/jpeg"})
+            batch = client.post("/classify", content=body, headers={"content-type": content_type})
+        # THEN each is answered as usual (the write is not the client's failure)
+        assert one.status_code == 200, one.text
+        assert batch.status_code == 200, batch.text
+        ids = [one.json()["id"], *(r["id"] for r in batch.json()["results"])]
+        assert all(len(r["predictions"]) == 5 for r in [one.json(), *batch.json()["results"]])
+        # AND each lost write is logged with its record id, and nothing was stored
+        failed = [r for r in caplog.records if r.getMessage() == "record write failed"]
+        assert [getattr(r, "record_id", None) for r in failed] == ids
+        assert stored_records(store) == {}
+        assert all(client.get(f"/classifications/{i}").status_code == 404 for i in ids)
+        # AND once the database takes writes again, so does the API
+        with sqlite3.connect(store / "records.sqlite3") as db:
+            db.execute("DROP TRIGGER refuse_records")
+        again = client.post("/classify", content=jpeg("rocket"), headers={"content-type": "image/jpeg"})
+        assert again.status_code == 200 and set(stored_records(store)) == {again.json()["id"]}
