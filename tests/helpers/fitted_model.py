@@ -13,8 +13,9 @@ two photos to get two answers cannot use one. This one is made in three steps, i
    weights, so the rest of the top-5 still varies.
 
 Making it costs a few forward passes of a batch of photos (slow on a shared machine), so the
-weights are cached under ``test-output/cache/``, in a file named after a digest of this module's
-source and of the library versions that decide its numbers: editing this file makes a new one.
+weights are cached under ``test-output/cache/``, in a file named after a digest of the code that
+makes them and of the library versions that decide their numbers (``cache_key``): changing that
+code makes a new file.
 The published model is a checkpoint file like a user's (``publish --weights FILE``), so its
 manifest says ``"trained": true``.
 """
@@ -25,13 +26,14 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from PIL import Image
-from torchvision.models import ResNet50_Weights, resnet50
 
 from helpers.photos import photo
+
+if TYPE_CHECKING:
+    import torch
 
 # Each test photo and the ImageNet class it is fitted to (torchvision's spelling).
 PHOTO_LABELS = {"chelsea": "tabby", "coffee": "espresso", "astronaut": "space shuttle", "rocket": "missile"}
@@ -40,13 +42,14 @@ SEED = 0
 # that a JPEG re-encode, a rotation or a reduced-scale decode never changes the top-1.
 MARGIN = 12.0
 RIDGE = 0.1
-TRANSFORMS = ResNet50_Weights.IMAGENET1K_V2.transforms()
-CATEGORIES: list[str] = list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
 def class_index(name: str) -> int:
     """The ImageNet index ``name`` (a test photo) is fitted to."""
-    return CATEGORIES.index(PHOTO_LABELS[name])
+    from torchvision.models import ResNet50_Weights
+
+    categories: list[str] = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
+    return categories.index(PHOTO_LABELS[name])
 
 
 def _reopened(image: Image.Image, fmt: str, **params: object) -> Image.Image:
@@ -71,13 +74,18 @@ def views(image: Image.Image) -> list[Image.Image]:
 
 def fit() -> dict[str, torch.Tensor]:
     """The fitted model's state dict (1000 classes, torchvision's key names)."""
+    import numpy as np
+    import torch
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    transforms = ResNet50_Weights.IMAGENET1K_V2.transforms()
     torch.manual_seed(SEED)
     model = resnet50()
     names = list(PHOTO_LABELS)
     batch, owners = [], []
     for owner, name in enumerate(names):
         for view in views(photo(name)):
-            batch.append(TRANSFORMS(view))
+            batch.append(transforms(view))
             owners.append(owner)
     x = torch.stack(batch)
     # Batch-norm statistics of these photos: one pass in train mode, averaged (momentum None).
@@ -105,16 +113,22 @@ def fit() -> dict[str, torch.Tensor]:
 
 
 def cache_key() -> str:
-    """What decides the weights: this file and the versions of the libraries that compute them."""
+    """What decides the weights: the code that makes them (the functions and constants above, and the
+    photos' loader) and the versions of the libraries that compute them."""
+    import inspect
+
+    import numpy as np
     import PIL
     import skimage
+    import torch
     import torchvision
 
-    digest = hashlib.sha256(Path(__file__).read_bytes())
-    for version in (torch.__version__, torchvision.__version__, np.__version__, PIL.__version__,
-                    skimage.__version__):
-        digest.update(f"\0{version}".encode())
-    return digest.hexdigest()[:16]
+    from helpers import photos
+
+    parts = [inspect.getsource(code) for code in (fit, views, _reopened, class_index, photos.photo)]
+    parts += [repr((PHOTO_LABELS, SEED, MARGIN, RIDGE))]
+    parts += [torch.__version__, torchvision.__version__, np.__version__, PIL.__version__, skimage.__version__]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def fitted_weights(cache: Path) -> Path:

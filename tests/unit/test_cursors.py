@@ -34,11 +34,15 @@ def unpadded_b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def signature_by_hand(key: bytes, body: str) -> str:
+    """base64url of the first 18 bytes of HMAC-SHA256(key, body), with the standard library alone."""
+    return base64.urlsafe_b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest()[:18]).decode()
+
+
 def signed_by_hand(key: bytes, payload: object) -> str:
-    """A cursor made with the standard library alone: base64url(JSON) '.' base64url(HMAC-SHA256 [:18])."""
+    """A cursor made with the standard library alone: base64url(JSON) '.' its signature."""
     body = unpadded_b64(json.dumps(payload, separators=(",", ":")).encode())
-    signature = base64.urlsafe_b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest()[:18]).decode()
-    return f"{body}.{signature}"
+    return f"{body}.{signature_by_hand(key, body)}"
 
 
 def filled(store: SqliteRecordStore, count: int = 5) -> SqliteRecordStore:
@@ -52,10 +56,9 @@ def test_a_cursor_is_the_hmac_of_its_body_under_the_key() -> None:
     cursor = Cursors(KEY).make("20261231T235958Z-x", Filters(label="tabby"))
     body, _, signature = cursor.partition(".")
     # THEN its signature is HMAC-SHA256 of its body under that key, as computed here by hand
-    want = base64.urlsafe_b64encode(hmac.new(KEY, body.encode(), hashlib.sha256).digest()[:18]).decode()
-    assert signature == want
+    assert signature == signature_by_hand(KEY, body)
     # AND not what any other key gives
-    assert signature != base64.urlsafe_b64encode(hmac.new(OTHER_KEY, body.encode(), hashlib.sha256).digest()[:18]).decode()
+    assert signature != signature_by_hand(OTHER_KEY, body)
 
 
 def test_a_cursor_signed_with_another_key_is_refused() -> None:
@@ -110,8 +113,7 @@ def test_a_configured_secret_signs_the_cursors(tmp_path: Path) -> None:
         other.list(limit=2, cursor=cursor)
     # AND the signature is the configured secret's, computed by hand
     body, _, signature = cursor.partition(".")
-    assert signature == base64.urlsafe_b64encode(
-        hmac.new(b"a shared secret", body.encode(), hashlib.sha256).digest()[:18]).decode()
+    assert signature == signature_by_hand(b"a shared secret", body)
 
 
 def test_dynamodb_stores_sign_with_their_secret_or_their_table() -> None:

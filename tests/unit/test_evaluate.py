@@ -51,7 +51,7 @@ OUTCOMES = [
 
 
 def test_summarise_counts_what_the_outcomes_say(model: LoadedModel, tmp_path: Path) -> None:
-    data = DataSet(tmp_path, tuple(o.sample for o in OUTCOMES) + (Sample(tmp_path / "x.jpg", "cat"),), "f" * 64)
+    data = DataSet(tmp_path, (*(o.sample for o in OUTCOMES), Sample(tmp_path / "x.jpg", "cat")), "f" * 64)
     errors = [{"file": "cat/x.jpg", "code": "invalid_image", "message": "truncated"}]
     report = summarise(model, data, OUTCOMES, errors)
     # counted by hand from OUTCOMES
