@@ -88,13 +88,11 @@ def fitted_store(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> 
     """A read-only store whose current model gives each photo of ``helpers.fitted_model.PHOTO_LABELS``
     its own top-1 class (chelsea: tabby, coffee: espresso, ...). Do not modify.
 
-    Its weights are fitted once and cached in ``test-output/cache/`` (keyed by the code that makes
-    them); publishing them costs what ``published_store`` costs."""
-    from helpers.fitted_model import fitted_weights
+    Its weights are fitted, and published, once and cached in ``test-output/cache/`` (keyed by the
+    code that makes them); a session copies that store (hard links)."""
+    from helpers.fitted_model import published_fitted_store
 
-    store = tmp_path_factory.mktemp("fitted") / "store"
-    publish(store, str(fitted_weights(output_dir / "cache")))
-    return store
+    return copy_store(published_fitted_store(output_dir / "cache"), tmp_path_factory.mktemp("fitted") / "store")
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ two photos to get two answers cannot use one. This one is made in three steps, i
 Making it costs a few forward passes of a batch of photos (slow on a shared machine), so the
 weights are cached under ``test-output/cache/``, in a file named after a digest of the code that
 makes them and of the library versions that decide their numbers (``cache_key``): changing that
-code makes a new file.
-The published model is a checkpoint file like a user's (``publish --weights FILE``), so its
-manifest says ``"trained": true``.
+code makes a new file. They are published as a user's checkpoint is (``publish --weights FILE``,
+so the manifest says ``"trained": true``), and that store is cached beside them, keyed by the
+weights and by the code that publishes (``PUBLISHING_CODE``): each session copies it (hard links).
 """
 
 from __future__ import annotations
@@ -131,6 +131,10 @@ def cache_key() -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+# What decides the files of a published version, besides its weights.
+PUBLISHING_CODE = ("lifecycle/publish.py", "store", "serving/imaging.py", "serving/backends/onnx_backend.py")
+
+
 def fitted_weights(cache: Path) -> Path:
     """The fitted weights as a safetensors file in ``cache``, made on the first call for this key."""
     from safetensors.torch import save_file
@@ -141,4 +145,30 @@ def fitted_weights(cache: Path) -> Path:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file({k: v.contiguous() for k, v in fit().items()}, str(tmp))
         os.replace(tmp, path)  # a concurrent session writes the same bytes; either rename wins whole
+    return path
+
+
+def published_fitted_store(cache: Path) -> Path:
+    """A store in ``cache`` holding the fitted weights published with the CLI, made on the first call
+    for these weights and this publishing code. Read-only: copy it (``helpers.stores.copy_store``)."""
+    import shutil
+
+    from helpers import ROOT
+    from helpers.stores import publish
+
+    weights = fitted_weights(cache)
+    digest = hashlib.sha256(weights.name.encode())
+    package = ROOT / "model" / "classifier"
+    for part in PUBLISHING_CODE:
+        for source in sorted((package / part).rglob("*.py")) if (package / part).is_dir() else [package / part]:
+            digest.update(f"\0{source.relative_to(package)}\0".encode() + source.read_bytes())
+    path = cache / f"fitted-store-{digest.hexdigest()[:16]}"
+    if not path.exists():
+        tmp = cache / f".{path.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        publish(tmp, str(weights))
+        try:
+            tmp.rename(path)
+        except OSError:  # another session published it first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
