@@ -4,7 +4,10 @@
   the plan's ``x-api-key`` is refused (403 ``{"message": "Forbidden"}``), and the first requests
   are throttled (429 with ``Retry-After``), as a plan's rate limit answers;
 - ``short_read_s3``: S3 (moto's server) whose object downloads stop early: the headers promise
-  the whole object (its ``Content-Length``), the connection closes after part of it.
+  the whole object (its ``Content-Length``), the connection closes after part of it;
+- ``s3_outage``: S3 whose object reads fail with 503 ``ServiceUnavailable`` (as S3 answers during
+  an outage, or when it asks a caller to slow down) until ``outage_over`` is set; other requests
+  (and DynamoDB's, on the same endpoint) go through.
 
 Each records what it received, so a test can say which requests reached it.
 """
@@ -76,6 +79,23 @@ class ShortReadS3(ForwardingProxy):
 
     def cut_short(self, method: str, path: str) -> int | None:
         return self.keep_bytes if method == "GET" else None
+
+
+class S3Outage(ForwardingProxy):
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.outage_over = threading.Event()
+        self.refused = 0
+
+    def refusal(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+        # An object read is a GET of /<bucket>/<key> (path style, as boto3 addresses an IP endpoint).
+        if method != "GET" or self.outage_over.is_set() or path.strip("/").count("/") < 1:
+            return None
+        with self.lock:
+            self.refused += 1
+        return 503, {"content-type": "application/xml"}, (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code>'
+            b"<Message>Service is unable to handle request.</Message></Error>")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -150,4 +170,10 @@ def usage_plan_gateway(upstream: str, *, api_key: str, throttled: int = 0,
 @contextmanager
 def short_read_s3(upstream: str, *, keep_bytes: int) -> Iterator[ShortReadS3]:
     with serving(ShortReadS3(upstream, keep_bytes=keep_bytes)) as proxy:
+        yield proxy
+
+
+@contextmanager
+def s3_outage(upstream: str) -> Iterator[S3Outage]:
+    with serving(S3Outage(upstream)) as proxy:
         yield proxy

@@ -211,6 +211,20 @@ def test_rejections() -> None:
         preprocess(encode(Image.new("L", (5000, 5000)), "PNG"), SPEC, max_pixels=20_000_000, fast_jpeg=True)
 
 
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_the_pixel_limit_admits_exactly_its_count(fmt: str) -> None:
+    # GIVEN a real photo of 451 x 300 = 135,300 pixels
+    data = encode(photo("chelsea"), fmt)
+    pixels = 451 * 300
+    # THEN a limit of exactly its pixel count admits it (the limit is "at most")
+    tensor, info = preprocess(data, SPEC, max_pixels=pixels, fast_jpeg=False)
+    assert (info.width, info.height) == (451, 300) and tensor.shape == (3, 224, 224)
+    # AND a limit one pixel lower refuses it, naming both counts
+    with pytest.raises(ImageTooLarge) as refused:
+        preprocess(data, SPEC, max_pixels=pixels - 1, fast_jpeg=False)
+    assert refused.value.message == f"the image has 451x300 = {pixels} pixels; the limit is {pixels - 1}"
+
 # --- the manifest's preprocessing, read inside each test -----------------------------------------
 # Tests above build their ``Preprocessing`` when the module is imported; mutation testing
 # (``make mutation``) imports test modules before it switches a mutant on, so these call
