@@ -23,11 +23,12 @@ from helpers.record_contract import (  # noqa: F401  (the contract's tests and f
     filled,
     page_through,
     record,
+    test_a_caller_reads_only_its_own_records,
     test_a_record_that_is_not_there_reads_as_none,
     test_an_upload_is_claimed_once,
+    test_done_record_names_what_the_same_version_made,
     test_filters_select_exactly_their_records,
     test_forged_edited_or_foreign_cursors_are_invalid_parameters,
-    test_has_image_finds_a_stored_image,
     test_since_is_inclusive_and_until_exclusive,
     write_records,
 )
@@ -120,5 +121,5 @@ def test_dynamodb_cannot_say_which_images_are_done(s3_endpoint: str, monkeypatch
     # bulk --skip-done asks the local store; against a table it says what to do instead.
     point_boto3_at(monkeypatch, s3_endpoint)
     with pytest.raises(NotImplementedError) as refused:
-        DynamoRecordStore("any-table", ttl_days=0).has_image("0" * 64)
+        DynamoRecordStore("any-table", ttl_days=0).done_record("0" * 64, "20261122T100000Z-0123456789ab")
     assert str(refused.value) == "--skip-done reads the local SQLite store; unset RECORDS_TABLE"

@@ -30,11 +30,12 @@ from helpers.record_contract import (  # noqa: F401  (the contract's tests and f
     VERSIONS,
     filled,
     record,
+    test_a_caller_reads_only_its_own_records,
     test_a_record_that_is_not_there_reads_as_none,
     test_an_upload_is_claimed_once,
+    test_done_record_names_what_the_same_version_made,
     test_filters_select_exactly_their_records,
     test_forged_edited_or_foreign_cursors_are_invalid_parameters,
-    test_has_image_finds_a_stored_image,
     test_since_is_inclusive_and_until_exclusive,
 )
 
@@ -151,7 +152,7 @@ def plan(store: SqliteRecordStore, **filters: Any) -> str:
 def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
     """100,000 records over ten days, for query plans at scale."""
     store = SqliteRecordStore(tmp_path_factory.mktemp("big") / "records.sqlite3")
-    batch = [record(BASE - timedelta(seconds=8.64 * n), n) for n in range(100_000)]
+    batch = [record(BASE - timedelta(seconds=8.64 * n), n, owner=f"user{n % 50}") for n in range(100_000)]
     for start in range(0, len(batch), 5_000):
         store.put_many(batch[start:start + 5_000])
     sqlite3.connect(store.path).execute("ANALYZE").connection.commit()
@@ -165,6 +166,9 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
     ({"label": "wallet", "model_version": VERSIONS[0]}, "records_by_label_version"),
     ({"since": BASE - timedelta(days=3)}, "PRIMARY KEY"),
     ({"label": "tabby", "until": BASE - timedelta(days=3)}, "records_by_label"),
+    ({"model": "resnet50"}, "records_by_model"),
+    ({"owner": "user7"}, "records_by_owner"),
+    ({"owner": "user7", "label": "wallet"}, "records_by_owner_label"),
 ])
 def test_every_page_reads_an_index_in_order(big_store: SqliteRecordStore, filters: dict[str, Any],
                                             index: str) -> None:

@@ -61,6 +61,7 @@ LIMIT = IntParameter("limit", default=20, minimum=1, maximum=100)
 LABEL = TextParameter("label", max_length=256)
 MODEL_VERSION = TextParameter("model_version", max_length=29, pattern=r"\d{8}T\d{6}Z-[0-9a-f]{12}",
                               example="20261122T095500Z-e9c879a52177")
+MODEL = TextParameter("model", max_length=64, pattern=r"[a-z0-9][a-z0-9_-]{0,63}", example="resnet50")
 # ISO 8601 UTC instants, read by classifier.records.parse_timestamp.
 SINCE = TextParameter("since", max_length=40, example="2026-11-22T10:00:00Z")
 UNTIL = TextParameter("until", max_length=40, example="2026-11-23T00:00:00Z")
@@ -69,5 +70,5 @@ UNTIL = TextParameter("until", max_length=40, example="2026-11-23T00:00:00Z")
 # method that take it.
 QUERY_PARAMETERS: dict[tuple[str, str], tuple[IntParameter | TextParameter, ...]] = {
     ("/classify", "post"): (TOP_K,),
-    ("/classifications", "get"): (LIMIT, LABEL, MODEL_VERSION, SINCE, UNTIL),
+    ("/classifications", "get"): (LIMIT, LABEL, MODEL_VERSION, MODEL, SINCE, UNTIL),
 }
