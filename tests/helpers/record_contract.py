@@ -179,3 +179,32 @@ def test_done_record_names_what_the_same_version_made(filled: tuple[RecordStore,
     other = next(v for v in VERSIONS if v != version)
     assert store.done_record(image, other) is None
     assert store.done_record("f" * 64, version) is None
+
+
+def open_fresh_and_write(path: str, barrier: Any, threads: int = 4) -> list[str]:
+    """Open the SQLite store at ``path`` the moment every other process does, from ``threads`` threads
+    at once (as a server's request threads do), each writing a record; re-raises what one of them met."""
+    import threading
+
+    from classifier.records.sqlite import SqliteRecordStore
+
+    written: list[str] = []
+    errors: list[BaseException] = []
+
+    def one(n: int) -> None:
+        try:
+            rec = record(BASE, n)
+            SqliteRecordStore(path).put(rec)
+            written.append(str(rec["id"]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    barrier.wait(timeout=120)
+    workers = [threading.Thread(target=one, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return written

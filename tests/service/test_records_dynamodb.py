@@ -21,6 +21,7 @@ from helpers.record_contract import (  # noqa: F401  (the contract's tests and f
     PER_WRITER,
     WRITERS,
     filled,
+    open_fresh_and_write,
     page_through,
     record,
     test_a_caller_reads_only_its_own_records,
@@ -79,6 +80,29 @@ def test_concurrent_writers_are_all_listed_exactly_once(either: Settings) -> Non
     for record_id in written[:: 17]:
         got = store.get(record_id)
         assert got is not None and got["id"] == record_id and got["predictions"][0]["label"] in LABELS
+
+
+OPENERS = 24
+TRIALS = 20
+
+
+def test_many_processes_open_one_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
+    # GIVEN 24 processes of 4 threads, released at once by a barrier onto a file none has created yet,
+    # 20 times over (before the fix, about one trial in ten saw "database is locked")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(OPENERS) as pool:
+        for trial in range(TRIALS):
+            path = str(tmp_path / f"trial-{trial}" / "records.sqlite3")
+            barrier = manager.Barrier(OPENERS)
+            # WHEN each opens a SqliteRecordStore there and writes a record
+            pending = [pool.apply_async(open_fresh_and_write, (path, barrier)) for _ in range(OPENERS)]
+            written = [i for p in pending for i in p.get(timeout=300)]  # re-raises "database is locked"
+            # THEN every one opened it and wrote, and the file is in WAL mode with every record
+            store = open_record_store(Settings(model_store=tmp_path, records_db=Path(path)))
+            assert sorted(r["id"] for r in page_through(store, 100)) == sorted(written)
+            import sqlite3
+
+            assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_dynamodb_items_expire_after_the_ttl(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

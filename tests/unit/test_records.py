@@ -152,7 +152,7 @@ def plan(store: SqliteRecordStore, **filters: Any) -> str:
 def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
     """100,000 records over ten days, for query plans at scale."""
     store = SqliteRecordStore(tmp_path_factory.mktemp("big") / "records.sqlite3")
-    batch = [record(BASE - timedelta(seconds=8.64 * n), n, owner=f"user{n % 50}") for n in range(100_000)]
+    batch = [record(BASE - timedelta(seconds=8.64 * n), n, owner=f"user{n % 4}") for n in range(100_000)]
     for start in range(0, len(batch), 5_000):
         store.put_many(batch[start:start + 5_000])
     sqlite3.connect(store.path).execute("ANALYZE").connection.commit()
@@ -167,8 +167,8 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
     ({"since": BASE - timedelta(days=3)}, "PRIMARY KEY"),
     ({"label": "tabby", "until": BASE - timedelta(days=3)}, "records_by_label"),
     ({"model": "resnet50"}, "records_by_model"),
-    ({"owner": "user7"}, "records_by_owner"),
-    ({"owner": "user7", "label": "wallet"}, "records_by_owner_label"),
+    ({"owner": "user3"}, "records_by_owner"),
+    ({"owner": "user3", "label": "wallet"}, "records_by_owner_label"),
 ])
 def test_every_page_reads_an_index_in_order(big_store: SqliteRecordStore, filters: dict[str, Any],
                                             index: str) -> None:
