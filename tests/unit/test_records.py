@@ -9,8 +9,10 @@ with a sort), not by times.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +24,7 @@ from classifier.config import Settings
 from classifier.errors import InvalidParameter
 from classifier.records.dynamodb import DynamoRecordStore
 from classifier.records.ids import is_record_id, new_record_id, parse_timestamp
+from classifier.records.keys import FAMILIES, KeyLayout, shard_of
 from classifier.records.sqlite import SqliteRecordStore
 from classifier.store.fsio import filesystem_type
 
@@ -193,3 +196,48 @@ def page_cursor(store: SqliteRecordStore, filters: dict[str, Any]) -> str:
     return page.next_cursor
 
 
+
+
+def test_a_million_image_job_spreads_its_writes_over_every_key() -> None:
+    # GIVEN a simulated bulk job: 1,000,000 records in ten minutes, one owner, one model version,
+    # and one label on 90% of the images
+    layout = KeyLayout(shards=16)  # the default indexes: time and owner
+    rng = random.Random(22)
+    # ids as new_record_id makes them (the time to the microsecond, 12 random hex), without its cost a call
+    ids = [f"20261206T12{n // 100_000:02d}{n // 1_000 % 100 % 60:02d}{n % 1_000_000:06d}Z-{rng.getrandbits(48):012x}"
+           for n in range(1_000_000)]
+    labels = ["tabby" if n % 10 else f"label-{n % 997}" for n in range(1_000_000)]
+    values = {"owner": "arn:aws:sts::123456789012:assumed-role/bulk/job", "model": "resnet50",
+              "label": "tabby", "model_version": VERSIONS[0]}
+    # WHEN each is written: the table's key, and the keys of the default indexes
+    per_key = Counter(key for record_id in ids for key in layout.index_keys(record_id, values).items())
+    # and, for the optional indexes that hold the label, the label's key in each shard
+    per_label_key = Counter((label, shard_of(record_id, layout.shards)) for record_id, label in zip(ids, labels))
+    # THEN the table's key is every record's own, and no key value takes more than 1/8 of the writes
+    assert len(set(ids)) == 1_000_000
+    assert {attribute for attribute, _ in per_key} == {"time_key", "owner_key"}
+    for counts in (per_key, per_label_key):
+        hottest, writes = counts.most_common(1)[0]
+        assert writes <= 1_000_000 / 8, (hottest, writes)
+    # AND the label a family keys on is the one the counts assumed
+    assert FAMILIES["label"].value({"label": "tabby"}, 3) == "tabby\x1f03"
+    # AND one shard (the design before) would put every write on one key: the test can fail
+    one = KeyLayout(shards=1)
+    assert len({one.index_keys(record_id, values)["time_key"] for record_id in ids[:1000]}) == 1
+
+
+def test_write_units_per_record_follow_the_indexes() -> None:
+    # a record of ~900 bytes: 1 unit in the table and 1 in each index it lands in
+    assert KeyLayout(("time", "owner")).write_units(900) == 3
+    assert KeyLayout(("time",)).write_units(900) == 2
+    assert KeyLayout(tuple(FAMILIES)).write_units(900) == 1 + len(FAMILIES)
+    assert KeyLayout(("time", "owner")).write_units(1500) == 6  # over 1 KB: 2 units a copy
+
+
+def test_an_index_set_without_time_or_with_a_stranger_is_refused() -> None:
+    with pytest.raises(ValueError, match="time"):
+        KeyLayout(("owner",))
+    with pytest.raises(ValueError, match="unknown records index 'colour'"):
+        KeyLayout(("time", "colour"))
+    with pytest.raises(ValueError, match="shards"):
+        KeyLayout(("time",), shards=0)
