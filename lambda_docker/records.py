@@ -48,9 +48,6 @@ CURSOR_SECRET_LENGTH = 64
 RECORDS_DEFERRED_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket")
 # Where deferred records wait, one object per record, until the replay writes them back.
 DEFERRED_PREFIX = "records-deferred/"
-# A deferred record waits until it is replayed, however long (no expiry: a lost record is what the
-# deferral exists to prevent); once replayed (deleted), its old version is kept this many days.
-REPLAYED_KEPT_DAYS = 30
 
 _ATTRIBUTE_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER,
                     "B": dynamodb.AttributeType.BINARY}
@@ -114,14 +111,15 @@ class RecordsTable(Construct):
 
         # Records DynamoDB refused after their retries (throttling), whole, until the replay
         # writes them back: S3, reached through the VPC's free gateway endpoint (SQS would need an
-        # interface endpoint). Versioned: a record deleted by the replay can still be recovered.
+        # interface endpoint). Unversioned: each record is written once under its own id and deleted
+        # only once DynamoDB holds it; nothing expires here (a lost record is what this prevents).
         self.deferred = SecureBucket(
-            self, "Deferred", access_logs=access_logs, versioned=True,
+            self, "Deferred", access_logs=access_logs, versioned=False,
+            unversioned_because="Each deferred record is written once under its own id and deleted only after "
+                                "DynamoDB holds it (the replay): no object is ever overwritten, so no earlier "
+                                "version exists to keep.",
             lifecycle_rules=[s3.LifecycleRule(
-                id="forget-replayed-records",
-                noncurrent_version_expiration=Duration.days(REPLAYED_KEPT_DAYS),
-                expired_object_delete_marker=True,
-                abort_incomplete_multipart_upload_after=Duration.days(1),
+                id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1),
             )],
         ).bucket
 

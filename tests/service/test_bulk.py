@@ -17,7 +17,7 @@ import pytest
 from classifier.aws.bulk_worker import BatchWorker
 from classifier.config import Settings
 from classifier.errors import InvalidParameter
-from classifier.records.dynamodb import table_definition
+from classifier.records.dynamodb import record_of, table_definition
 from classifier.serving.service import Classifier, ImageInput
 
 from helpers.aws import aws_env, new_bucket, point_boto3_at, s3_client
@@ -159,7 +159,7 @@ def test_the_worker_stores_a_record_per_image_and_reports_each_failure(aws: dict
     import boto3
 
     items = boto3.client("dynamodb").scan(TableName=aws["table"])["Items"]
-    bodies = {json.loads(i["body"]["S"])["id"]: json.loads(i["body"]["S"]) for i in items if "body" in i}
+    bodies = {record_of(i)["id"]: record_of(i) for i in items if "body_z" in i}
     assert set(bodies) == {results[k]["record_id"] for k in keys}
     for key in keys:
         record = bodies[results[key]["record_id"]]

@@ -176,5 +176,5 @@ def test_a_throttled_bulk_batch_defers_its_records_and_classifies_each_image_onc
     import boto3
 
     items = boto3.client("dynamodb", **client_args(s3_endpoint)).scan(TableName=places["RECORDS_TABLE"])["Items"]
-    stored = [i["id"]["S"] for i in items if "body" in i]
+    stored = [i["id"]["S"] for i in items if "body_z" in i]
     assert sorted(stored) == sorted(record_ids)

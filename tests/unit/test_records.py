@@ -8,7 +8,6 @@ with a sort), not by times.
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from classifier.config import Settings
 from classifier.errors import InvalidParameter
-from classifier.records.dynamodb import DynamoRecordStore
+from classifier.records.dynamodb import DynamoRecordStore, item_bytes, record_of
 from classifier.records.ids import is_record_id, new_record_id, parse_timestamp
 from classifier.records.keys import FAMILIES, KeyLayout, shard_of
 from classifier.records.sqlite import SqliteRecordStore
@@ -86,7 +85,7 @@ def test_record_ids_are_recognised_by_their_shape() -> None:
 def test_dynamodb_numbers_are_written_as_json_numbers() -> None:
     # boto3's resource layer reads numbers as Decimal: a record holding them is still written as JSON.
     item = DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "score": Decimal("0.25")})
-    assert json.loads(item["body"]["S"])["score"] == 0.25
+    assert record_of(item)["score"] == 0.25
     with pytest.raises(TypeError, match=r"^set is not JSON serialisable$"):
         DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "tags": {"a"}})
 
@@ -241,3 +240,21 @@ def test_an_index_set_without_time_or_with_a_stranger_is_refused() -> None:
         KeyLayout(("time", "colour"))
     with pytest.raises(ValueError, match="shards"):
         KeyLayout(("time",), shards=0)
+
+
+def test_a_full_record_is_one_write_unit_a_copy() -> None:
+    # GIVEN a record as large as a real one gets: 5 predictions with long WordNet labels, an image
+    # digest, a shadow comparison, an assumed-role ARN as owner, the S3 key it came from
+    rec = record(BASE, 1, owner="arn:aws:sts::123456789012:assumed-role/image-pipeline-role/i-0abc12345def67890")
+    rec["predictions"] = [{"label": f"Greater Swiss Mountain dog, variant {i}", "index": 238 + i, "score": 0.123456}
+                          for i in range(5)]
+    rec["s3_key"] = "uploads/2026/12/06/3f1c9a0e-5b7d-4e2a-9c8b-1d2e3f4a5b6c.jpg"
+    rec["shadow"] = {"version": VERSIONS[1], "predictions": rec["predictions"], "agrees_top1": True,
+                     "inference_ms": 23.4}
+    # WHEN it becomes an item with the default indexes
+    item = DynamoRecordStore("t", ttl_days=365).item(rec)
+    # THEN it stays within 1 KB: one write unit in the table and one in each of the two indexes
+    assert item_bytes(item) <= 1024, item_bytes(item)
+    assert KeyLayout().write_units(item_bytes(item)) == 3
+    # AND it reads back whole
+    assert record_of(item) == rec

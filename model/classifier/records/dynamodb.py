@@ -7,6 +7,7 @@ import json
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from classifier.records.ids import id_bound, is_record_id
 from classifier.records.keys import TABLE_KEY, TTL_ATTRIBUTE, Family, KeyLayout
 
 UPLOAD_PREFIX = "upload#"
+BODY = "body_z"  # the record's JSON, zlib-compressed
 BATCH_WRITE_ITEMS = 25  # DynamoDB's BatchWriteItem limit
 # Error codes that mean "slow down" (or a passing fault): retried with backoff, then deferred.
 RETRYABLE = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
@@ -92,7 +94,9 @@ class DynamoRecordStore:
             TABLE_KEY: {"S": record["id"]},
             **{name: {"S": value} for name, value in values.items() if value is not None},
             **{name: {"S": value} for name, value in self.layout.index_keys(record["id"], values).items()},
-            "body": {"S": json.dumps(record, separators=(",", ":"), default=_json_number)},
+            # Compressed: a record's JSON (~800 bytes with 5 predictions and an IAM owner) would put the
+            # item over 1 KB, and every copy (the table and each index) would cost 2 write units.
+            BODY: {"B": zlib.compress(json.dumps(record, separators=(",", ":"), default=_json_number).encode())},
         }
         item.update(self._expiry(_created(record)))
         return item
@@ -152,12 +156,11 @@ class DynamoRecordStore:
     def get(self, record_id: str, *, owner: str | None = None) -> dict[str, Any] | None:
         """The record, or None when there is none, or it is not ``owner``'s (None: anyone's)."""
         item = self.client().get_item(TableName=self.table, Key={TABLE_KEY: {"S": record_id}}).get("Item")
-        if not item or "body" not in item:
+        if not item or (BODY not in item and "body" not in item):
             return None
         if owner is not None and item.get("owner", {}).get("S") != owner:
             return None
-        record: dict[str, Any] = json.loads(item["body"]["S"])
-        return record
+        return record_of(item)
 
     def list(self, limit: int = 20, cursor: str | None = None, label: str | None = None,
              model_version: str | None = None, since: datetime | None = None,
@@ -213,7 +216,7 @@ class DynamoRecordStore:
         if start is not None:
             query["ExclusiveStartKey"] = start
         answer = self.client().query(**query, ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-        items = [(i[TABLE_KEY]["S"], json.loads(i["body"]["S"])) for i in answer.get("Items", [])
+        items = [(i[TABLE_KEY]["S"], record_of(i)) for i in answer.get("Items", [])
                  if i[TABLE_KEY]["S"] != upper]  # BETWEEN includes the cursor's own record
         last = answer.get("LastEvaluatedKey")
         return items, (last[TABLE_KEY]["S"] if last else None), last, int(answer.get("ScannedCount", 0))
@@ -299,6 +302,24 @@ class _Merge:
             self.found.extend(items)
             self.last[shard], self.start[shard] = last, start
             self.read += read
+
+
+def item_bytes(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: each attribute's name plus its value (strings in UTF-8,
+    binary as is, numbers about a byte for two digits)."""
+    size = 0
+    for name, value in item.items():
+        ((kind, raw),) = value.items()
+        size += len(name.encode())
+        size += len(raw) if kind == "B" else len(raw.encode()) if kind == "S" else (len(raw) + 1) // 2 + 1
+    return size
+
+
+def record_of(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The record an item holds: its compressed JSON (``body_z``), or the plain JSON of older items."""
+    raw = zlib.decompress(item[BODY]["B"]) if BODY in item else item["body"]["S"]
+    record: dict[str, Any] = json.loads(raw)
+    return record
 
 
 def record_values(record: Mapping[str, Any]) -> dict[str, str | None]:
