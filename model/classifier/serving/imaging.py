@@ -222,16 +222,20 @@ def is_image_file(path: Path) -> bool:
 
 
 def sort_images(paths: Iterable[Path], root: Path) -> tuple[list[Path], dict[str, int]]:
-    """The images among ``paths`` (by their bytes, hidden files aside), and how many files were
-    ignored, by reason: what ``evaluate`` and ``quantize`` say of a folder."""
+    """The images among ``paths`` (hidden files aside), and how many files were ignored, by reason:
+    what ``evaluate`` and ``quantize`` say of a folder.
+
+    A file is taken when its bytes open as an image (``IMG_0001``, ``scan.jfif``) or its name says
+    it is one: a broken ``.jpg`` is then an error in the report, not silently left out.
+    """
     images: list[Path] = []
     ignored: dict[str, int] = {}
     for path in paths:
         reason = None
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             reason = "hidden"
-        elif not is_image_file(path):
-            reason = "not an image (by its bytes)"
+        elif path.suffix.lower() not in IMAGE_SUFFIXES and not is_image_file(path):
+            reason = "not an image (neither its name nor its bytes)"
         if reason is None:
             images.append(path)
         else:
