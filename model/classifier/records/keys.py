@@ -50,8 +50,9 @@ class Family:
         return f"{self.name}_key"
 
     def value(self, values: Mapping[str, str], shard: int) -> str:
-        """The partition key value of ``values`` (one per filter of the family) in ``shard``."""
-        return "\x1f".join([*(values[f] for f in self.filters), f"{shard:02d}"])
+        """The partition key value of ``values`` (one per filter of the family) in ``shard``:
+        ``<value>#<shard>``, two values joined by U+001F; the shard's fixed width keeps it unambiguous."""
+        return "\x1f".join(values[f] for f in self.filters) + f"#{shard:02d}"
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
