@@ -8,6 +8,7 @@ with a sort), not by times.
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import time
@@ -200,7 +201,7 @@ def page_cursor(store: SqliteRecordStore, filters: dict[str, Any]) -> str:
 def test_a_million_image_job_spreads_its_writes_over_every_key() -> None:
     # GIVEN a simulated bulk job: 1,000,000 records in ten minutes, one owner, one model version,
     # and one label on 90% of the images
-    layout = KeyLayout(shards=16)  # the default indexes: time and owner
+    layout = KeyLayout()  # the default indexes and shards
     rng = random.Random(22)
     # ids as new_record_id makes them (the time to the microsecond, 12 random hex), without its cost a call
     ids = [f"20261206T12{n // 100_000:02d}{n // 1_000 % 100 % 60:02d}{n % 1_000_000:06d}Z-{rng.getrandbits(48):012x}"
@@ -258,3 +259,29 @@ def test_a_full_record_is_one_write_unit_a_copy() -> None:
     assert KeyLayout().write_units(item_bytes(item)) == 3
     # AND it reads back whole
     assert record_of(item) == rec
+
+
+def test_a_file_of_the_earlier_schema_gains_owner_and_model(tmp_path: Path) -> None:
+    # GIVEN a records file as the earlier version made it (no owner or model column), holding two records
+    path = tmp_path / "records.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE records (id TEXT PRIMARY KEY, label TEXT NOT NULL, model_version TEXT NOT NULL,
+                              image_sha256 TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+        CREATE INDEX records_by_image ON records (image_sha256);
+    """)
+    mine, anyones = record(BASE, 4, owner="alice"), record(BASE + timedelta(seconds=1), 1)
+    for rec in (mine, anyones):
+        old.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?)", (rec["id"], rec["predictions"][0]["label"],
+                                                                  rec["model"]["version"], rec["image"]["sha256"],
+                                                                  json.dumps(rec)))
+    old.commit()
+    old.close()
+    # WHEN this version opens it
+    store = SqliteRecordStore(path)
+    # THEN the new filters find the old records by their bodies, and the old index is replaced
+    assert [r["id"] for r in store.list(model=mine["model"]["name"]).items] == [mine["id"]]
+    assert [r["id"] for r in store.list(owner="alice").items] == [mine["id"]]
+    assert store.get(mine["id"], owner="alice") == mine and store.get(anyones["id"], owner="alice") is None
+    indexes = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "records_by_image" not in indexes and "records_by_image_version" in indexes
