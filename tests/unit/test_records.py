@@ -285,3 +285,44 @@ def test_a_file_of_the_earlier_schema_gains_owner_and_model(tmp_path: Path) -> N
     assert store.get(mine["id"], owner="alice") == mine and store.get(anyones["id"], owner="alice") is None
     indexes = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "records_by_image" not in indexes and "records_by_image_version" in indexes
+
+
+def test_deferral_places_are_read_from_the_settings(tmp_path: Path) -> None:
+    from classifier.config import ConfigError
+    from classifier.records.deferral import DirectoryDeferral, S3Deferral, open_deferral
+
+    s3 = open_deferral(Settings(model_store=tmp_path, records_deferred="s3://bucket/records-deferred"))
+    assert isinstance(s3, S3Deferral) and (s3.bucket, s3.prefix) == ("bucket", "records-deferred/")
+    local = open_deferral(Settings(model_store=tmp_path))
+    assert isinstance(local, DirectoryDeferral) and local.directory == tmp_path / "records-deferred"
+    with pytest.raises(ConfigError, match="RECORDS_DEFERRED"):
+        open_deferral(Settings(model_store=tmp_path, records_deferred="s3:///prefix"))
+
+
+def test_a_refused_write_is_deferred_whole_and_replayed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a store whose database refuses a batch of writes
+    from classifier.records import open_record_store
+    from classifier.records.deferral import open_deferral, replay
+
+    settings = Settings(model_store=tmp_path)
+    store = open_record_store(settings)
+    records = [record(BASE + timedelta(seconds=n), n) for n in range(30)]
+    original = SqliteRecordStore.put_many
+
+    def refusing(self: SqliteRecordStore, batch: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(SqliteRecordStore, "put_many", refusing)
+    # WHEN they are written: nothing raises, nothing is listed, every record waits whole
+    store.put_many(records)
+    assert store.list(limit=100).items == []
+    deferred = open_deferral(settings)
+    assert list(deferred.pending()) == sorted(r["id"] for r in records)
+    assert deferred.read(records[3]["id"]) == records[3]
+    # THEN a replay, once the database takes writes again, writes each once and empties the place
+    monkeypatch.setattr(SqliteRecordStore, "put_many", original)
+    counts = replay(open_record_store(settings, defer=False), deferred)
+    assert (counts.replayed, counts.failed, counts.unreadable) == (30, 0, 0)
+    assert [r["id"] for r in store.list(limit=100).items] == sorted((r["id"] for r in records), reverse=True)
+    assert list(deferred.pending()) == []
+    assert replay(open_record_store(settings, defer=False), deferred).replayed == 0

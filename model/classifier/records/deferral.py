@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from classifier.config import Settings
+from classifier.config import ConfigError, Settings
 from classifier.observability import metrics
 from classifier.records import Page, RecordStore, sqlite_path
 from classifier.records.ids import is_record_id
@@ -133,7 +133,7 @@ def open_deferral(settings: Settings) -> DeferredRecords:
     if where and where.startswith("s3://"):
         bucket, _, prefix = where[len("s3://"):].partition("/")
         if not bucket:
-            raise ValueError(f"RECORDS_DEFERRED: no bucket in {where!r}")
+            raise ConfigError(f"RECORDS_DEFERRED must be s3://bucket/prefix or a directory, got {where!r}")
         return S3Deferral(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/")
     if where:
         return DirectoryDeferral(Path(where))
