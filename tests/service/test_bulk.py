@@ -136,10 +136,10 @@ def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> dict[
 
 
 def test_the_worker_stores_a_record_per_image_and_reports_each_failure(aws: dict[str, str]) -> None:
-    # GIVEN three photos and a non-image in the source bucket, and an ItemBatcher batch naming them
-    # and one key that is gone
+    # GIVEN three photos (one without a suffix) and a non-image named like one in the source bucket,
+    # and an ItemBatcher batch naming them and one key that is gone
     s3 = s3_client(aws["endpoint"])
-    keys = ["in/cat.jpg", "in/coffee.jpg", "in/rocket.jpg"]
+    keys = ["in/cat.jpg", "in/coffee.jpg", "in/IMG_0001"]
     for key, name in zip(keys, ("chelsea", "coffee", "rocket"), strict=True):
         s3.put_object(Bucket=aws["bucket"], Key=key, Body=jpeg(name))
     s3.put_object(Bucket=aws["bucket"], Key="in/readme.jpg", Body=b"plain text")
