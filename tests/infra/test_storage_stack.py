@@ -136,15 +136,24 @@ def gateway_endpoint(template: Template, service: str) -> dict[str, Any]:
 
 def test_s3_gateway_endpoint_reaches_only_the_project_buckets(default: Synth) -> None:
     # The functions reach S3 through the free gateway endpoint, and only the inbox and uploads buckets
-    # (the default bulk source too); bulk results are written by Step Functions, outside the VPC.
+    # (the default bulk source too), and the deferred records' bucket (where the replay also deletes);
+    # bulk results are written by Step Functions, outside the VPC.
     endpoint = gateway_endpoint(default.storage, "s3")
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     uploads_id, _ = uploads_bucket(default)
-    (statement,) = endpoint["Properties"]["PolicyDocument"]["Statement"]
-    assert sorted(map(json.dumps, statement["Resource"])) == sorted(map(json.dumps, [
-        *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in (inbox_id, uploads_id)),
-        *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in (inbox_id, uploads_id)),
-    ]))
+    (deferred_id,) = [i for i in resources(default.storage, "AWS::S3::Bucket") if "RecordsDeferred" in i]
+
+    def bucket_and_objects(*buckets: str) -> list[str]:
+        return sorted(map(json.dumps, [
+            *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in buckets),
+            *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in buckets),
+        ]))
+
+    data, deferred = endpoint["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(map(json.dumps, data["Resource"])) == bucket_and_objects(inbox_id, uploads_id)
+    assert sorted(data["Action"]) == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
+    assert sorted(map(json.dumps, deferred["Resource"])) == bucket_and_objects(deferred_id)
+    assert sorted(deferred["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]
 
 
 def test_vpc_flow_logs_are_kept_for_the_retention_period(default: Synth) -> None:
@@ -309,8 +318,8 @@ def test_function_security_groups_allow_only_nfs_and_https_out(default: Synth) -
 
 
 def test_every_bucket_blocks_public_access_and_is_encrypted(default: Synth) -> None:
-    # Inbox, uploads, bulk results and access logs alike.
-    default.storage.resource_count_is("AWS::S3::Bucket", 4)
+    # Inbox, uploads, bulk results, deferred records and access logs alike.
+    default.storage.resource_count_is("AWS::S3::Bucket", 5)
     default.storage.all_resources_properties("AWS::S3::Bucket", {
         "PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,

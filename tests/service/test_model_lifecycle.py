@@ -228,10 +228,17 @@ def test_evaluate_skips_an_unreadable_image_and_says_so(published: Published, st
     (data / "cat").mkdir(parents=True)
     (data / "cat" / "good.jpg").write_bytes(jpeg("chelsea"))
     (data / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
-    report = json.loads(cli("evaluate", "--store", str(store), "--data", str(data), "--json").stdout)
-    assert report["images"] == 1 and report["data"]["images"] == 2
+    (data / "cat" / "IMG_0001").write_bytes(jpeg("chelsea", quality=70))  # an image without a suffix: taken
+    (data / "cat" / "notes.txt").write_text("shot on a sunny day")  # not an image: ignored, and counted
+    (data / "README").write_text("cats")  # outside the <label>/ folders: ignored, and counted
+    done = cli("evaluate", "--store", str(store), "--data", str(data), "--json")
+    report = json.loads(done.stdout)
+    assert report["images"] == 2 and report["data"]["images"] == 3
     assert report["errors"] == [{"file": "cat/broken.jpg", "code": "unsupported_media_type",
                                  "message": report["errors"][0]["message"]}]
+    assert report["data"]["ignored"] == {"not an image (neither its name nor its bytes)": 1,
+                                         "directly in DIR, not in a <label>/ folder": 1}
+    assert "3 images; ignored 2 files" in done.stderr
 
 
 # --- promote ------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ def test_each_classification_is_stored_and_listed_newest_first(app_client: TestC
     one = client.get(f"/classifications/{ids[0]}")
     assert one.status_code == 200
     assert one.json()["id"] == ids[0] and one.json()["predictions"]
+    # ?model= filters by the model's name: this store's one model has them all, another none
+    named = client.get("/classifications", params={"limit": 100, "model": "resnet50"}).json()["items"]
+    assert set(ids) <= {item["id"] for item in named} and all(i["model"]["name"] == "resnet50" for i in named)
+    assert client.get("/classifications", params={"model": "mobilenet_v3_large"}).json()["items"] == []
 
 
 @pytest.fixture(scope="module")

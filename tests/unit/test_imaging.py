@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -286,3 +287,22 @@ def test_another_interpolation_is_refused(interpolation: str | None) -> None:
 def test_image_facts_as_the_api_reports_them() -> None:
     info = ImageInfo(format="PNG", width=640, height=480, sha256="ab" * 32)
     assert info.as_dict() == {"format": "PNG", "width": 640, "height": 480, "sha256": "ab" * 32}
+
+
+def test_a_folder_sorts_images_by_bytes_or_name_and_counts_what_it_ignores(tmp_path: Path) -> None:
+    # GIVEN a photo without a suffix, one named .jfif, a broken .jpg, a text file and a hidden file
+    from classifier.serving.imaging import ignored_text, sort_images
+
+    (tmp_path / "IMG_0001").write_bytes(jpeg("chelsea"))
+    (tmp_path / "scan.jfif").write_bytes(jpeg("coffee"))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("a note")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    # WHEN the folder is sorted
+    images, ignored = sort_images(sorted(tmp_path.iterdir()), tmp_path)
+    # THEN the photos are taken whatever their name, the broken .jpg too (to be reported as an error),
+    # and the rest is counted with its reason
+    assert sorted(p.name for p in images) == ["IMG_0001", "broken.jpg", "scan.jfif"]
+    assert ignored == {"hidden": 1, "not an image (neither its name nor its bytes)": 1}
+    assert ignored_text(ignored) == "ignored 2 files: 1 hidden, 1 not an image (neither its name nor its bytes)"
+    assert ignored_text({}) == ""

@@ -24,7 +24,8 @@ BUNDLED = ROOT / "model" / "classifier" / "assets" / "calibration"
 
 
 def test_without_a_folder_the_bundled_photos_calibrate() -> None:
-    found = calibration_images(None)
+    found, ignored = calibration_images(None)
+    assert ignored == {}
     assert [p.name for p in found] == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "hubble_deep_field.jpg",
                                        "immunohistochemistry.jpg", "retina.jpg", "rocket.jpg"]
     assert all(p.read_bytes() == (BUNDLED / p.name).read_bytes() for p in found)
@@ -37,8 +38,23 @@ def test_a_folder_gives_its_images_at_any_depth(tmp_path: Path) -> None:
     (tmp_path / "rocket.png").write_bytes(encode(photo("rocket"), "PNG"))
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "a" / "photos.jpg").mkdir()  # a folder named like an image
-    found = calibration_images(tmp_path)
+    found, ignored = calibration_images(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/cat.JPG", "a/cup.webp", "rocket.png"]
+    assert ignored == {"not an image (neither its name nor its bytes)": 1}
+
+
+def test_calibration_takes_images_by_bytes_and_counts_the_rest(tmp_path: Path) -> None:
+    # GIVEN a photo, a photo without a suffix in a subfolder, a text file and a hidden file
+    (tmp_path / "a").mkdir()
+    (tmp_path / "cat.jpg").write_bytes(jpeg("chelsea"))
+    (tmp_path / "a" / "IMG_0001").write_bytes(jpeg("coffee"))
+    (tmp_path / "notes.txt").write_text("calibration notes")
+    (tmp_path / ".hidden.jpg").write_bytes(jpeg("rocket"))
+    # WHEN the calibration images are chosen
+    paths, ignored = calibration_images(tmp_path)
+    # THEN both photos are used, and the two other files are counted with their reasons
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == ["a/IMG_0001", "cat.jpg"]
+    assert ignored == {"hidden": 1, "not an image (neither its name nor its bytes)": 1}
 
 
 def test_calibration_folders_without_images_are_refused(tmp_path: Path) -> None:
@@ -46,7 +62,7 @@ def test_calibration_folders_without_images_are_refused(tmp_path: Path) -> None:
         calibration_images(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
-    with pytest.raises(QuantizeError, match="no calibration images in"):
+    with pytest.raises(QuantizeError, match=r"no calibration images in .* \(ignored 1 file: 1 not an image"):
         calibration_images(tmp_path / "empty")
 
 
