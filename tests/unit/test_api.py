@@ -300,13 +300,47 @@ def refuse_inserts(database: Path) -> None:
                    "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
 
 
-def test_a_failed_record_write_is_logged_and_the_answer_still_given(
+def test_a_refused_record_write_is_deferred_and_the_answer_still_given(published_store: Path, tmp_path: Path) -> None:
+    # GIVEN the API over a records database that refuses every write
+    from classifier.records import open_record_store
+    from classifier.records.deferral import open_deferral, replay
+
+    store = copy_store(published_store, tmp_path / "store")
+    settings = Settings(model_store=store)
+    with TestClient(create_app(settings)) as client:
+        refuse_inserts(store / "records.sqlite3")
+        body, content_type = multipart([("file", jpeg("chelsea")), ("file", jpeg("coffee"))])
+        # WHEN one image, then a batch, are classified
+        one = client.post("/classify", content=jpeg("rocket"), headers={"content-type": "image/jpeg"})
+        batch = client.post("/classify", content=body, headers={"content-type": content_type})
+        # THEN each is answered as usual (the write is not the client's failure)
+        assert one.status_code == 200, one.text
+        assert batch.status_code == 200, batch.text
+        ids = [one.json()["id"], *(r["id"] for r in batch.json()["results"])]
+        # AND nothing was stored, but every record waits, whole, in the deferral place
+        assert stored_records(store) == {}
+        deferred = open_deferral(settings)
+        assert sorted(deferred.pending()) == sorted(ids)
+        # AND once the database takes writes again, a replay stores each exactly once
+        with sqlite3.connect(store / "records.sqlite3") as db:
+            db.execute("DROP TRIGGER refuse_records")
+        counts = replay(open_record_store(settings, defer=False), deferred)
+        assert (counts.replayed, counts.failed) == (3, 0) and list(deferred.pending()) == []
+        assert set(stored_records(store)) == set(ids)
+        assert client.get(f"/classifications/{ids[0]}").json()["predictions"] == one.json()["predictions"]
+
+
+def test_a_record_write_lost_everywhere_is_logged_and_the_answer_still_given(
     published_store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # GIVEN the API over a records database that refuses every write
+    # GIVEN the API over a records database that refuses every write, and a deferral place that
+    # cannot be written either (a file stands where its directory would be)
+    from classifier.records.deferral import DEFERRED_DIR_NAME
+
     store = copy_store(published_store, tmp_path / "store")
     with TestClient(create_app(Settings(model_store=store))) as client:
         refuse_inserts(store / "records.sqlite3")
+        (store / DEFERRED_DIR_NAME).write_text("not a directory")
         body, content_type = multipart([("file", jpeg("chelsea")), ("file", jpeg("coffee"))])
         # WHEN one image, then a batch, are classified
         with caplog.at_level(logging.ERROR):
