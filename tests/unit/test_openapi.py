@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from classifier.api.app import create_app
-from classifier.api.parameters import QUERY_PARAMETERS, IntParameter
+from classifier.api.parameters import CHECKED_ELSEWHERE, QUERY_PARAMETERS, IntParameter, accepted
 from classifier.api.routes import openapi_document
 from classifier.config import Settings
 
@@ -63,11 +63,20 @@ def test_document_states_the_bounds_and_defaults_the_code_enforces() -> None:
             else:
                 assert (schema["type"], schema["maxLength"]) == ("string", parameter.max_length), parameter.name
                 assert schema.get("pattern") == (f"^{parameter.pattern}$" if parameter.pattern else None)
-    documented_all = {(path, method, p["name"]) for path, ops in SPEC["paths"].items() for method, op in ops.items()
-                      for p in op.get("parameters", []) if p["in"] == "query" and p["name"] != "cursor"}
-    assert documented_all == {(path, method, p.name) for (path, method), ps in QUERY_PARAMETERS.items() for p in ps}
 
 
+
+def test_document_lists_exactly_the_query_parameters_each_route_takes() -> None:
+    # A route refuses every other query parameter (api.parameters.accepted): the document says which.
+    for path, ops in SPEC["paths"].items():
+        for method, op in ops.items():
+            documented = sorted(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
+            assert documented == sorted(accepted(path, method)), f"{method.upper()} {path}"
+            # and that an unknown one is a 422 with the error shape
+            assert op["responses"]["422"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"}, f"{method.upper()} {path}"
+    assert {key for key in QUERY_PARAMETERS} | {key for key in CHECKED_ELSEWHERE} <= {
+        (path, method) for path, ops in SPEC["paths"].items() for method in ops}
 
 
 
