@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import shutil
@@ -508,7 +509,7 @@ def test_every_way_of_switching_is_recorded_and_a_no_op_is_not(tmp_path: Path) -
 
 def test_a_damaged_history_is_reported_not_guessed_past(tmp_path: Path) -> None:
     models = ModelStore(tmp_path / "store")
-    a, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+    _, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
     path = models.model_dir(NAME) / HISTORY
     path.write_text(path.read_text() + '{"n": 3, "to": "../etc"}\n')
     with pytest.raises(IntegrityError, match=r"line 3 is not a switch of CURRENT \('to' is '../etc'"):
@@ -563,7 +564,7 @@ def test_switches_from_many_threads_chain(tmp_path: Path) -> None:
         thread.join()
     history = models.history(NAME)
     assert [s.n for s in history] == list(range(1, len(history) + 1))
-    assert all(later.previous == earlier.version for earlier, later in zip(history, history[1:], strict=False))
+    assert all(later.previous == earlier.version for earlier, later in itertools.pairwise(history))
     assert history[-1].version == models.current(NAME)
 
 
