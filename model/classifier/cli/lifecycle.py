@@ -156,7 +156,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("promote", help="make VERSION current, optionally only if it passes an accuracy gate")
     add_store_args(p)
-    p.add_argument("version", metavar="VERSION")
+    p.add_argument("version", metavar="VERSION", help="the installed version to make current (`models` lists them)")
     p.add_argument("--data", type=Path, metavar="DIR", help="the gate's data set (an ImageFolder)")
     p.add_argument("--min-top1", type=fraction, metavar="X",
                    help="refuse below this top-1 accuracy, a fraction from 0 to 1 (0.9 for 90%%)")

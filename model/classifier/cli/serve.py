@@ -37,6 +37,8 @@ def register(sub: Any) -> None:
     """Add this module's commands to the CLI's subparsers."""
     p = sub.add_parser("serve", help="serve the HTTP API locally")
     add_store_args(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", metavar="H",
+                   help="the address to listen on (default: %(default)s, this machine only; 0.0.0.0 for every "
+                        "network interface, behind a firewall: the API has no authentication of its own)")
+    p.add_argument("--port", type=int, default=8000, help="the TCP port to listen on (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
