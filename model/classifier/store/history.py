@@ -109,11 +109,17 @@ def write_history(path: Path, switches: Sequence[Switch]) -> None:
 def new_switch(history: Sequence[Switch], *, previous: str | None, version: str, reason: str,
                actor: str | None, undoes: int | None = None, now: datetime | None = None) -> Switch:
     """The entry that records ``previous`` -> ``version``, numbered after ``history``."""
-    if not REASON_RE.fullmatch(reason):
-        raise ValueError(f"invalid reason {reason!r}: 1-32 lowercase letters, digits or '-'")
+    check_reason(reason)
     who = " ".join((actor or local_actor()).split())[:_MAX_ACTOR] or "unknown"
     when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Switch(history[-1].n + 1 if history else 1, when, who, reason, previous, version, undoes)
+
+
+def check_reason(reason: str) -> str:
+    """``reason`` if it is a word a switch may be recorded with (a programming error otherwise)."""
+    if not REASON_RE.fullmatch(reason):
+        raise ValueError(f"invalid reason {reason!r}: 1-32 lowercase letters, digits or '-'")
+    return reason
 
 
 def undo_target(history: Sequence[Switch], current: str, name: str) -> tuple[str, int | None]:

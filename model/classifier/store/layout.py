@@ -41,7 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from classifier.store.fsio import fsync_dir, fsync_file, write_atomic
-from classifier.store.history import HISTORY, ROLLBACK, Switch, new_switch, read_history, undo_target, write_history
+from classifier.store.history import (
+    HISTORY,
+    ROLLBACK,
+    Switch,
+    check_reason,
+    new_switch,
+    read_history,
+    undo_target,
+    write_history,
+)
 from classifier.store.manifest import (
     MANIFEST,
     NAME_RE,
@@ -218,14 +227,17 @@ class ModelStore:
         ``promote``, ``quantize``, ...), ``actor`` who did (default: ``user@host`` of this process).
         Returns the recorded switch, or None when ``version`` was current already.
         """
-        return self._switch(name, version, reason=reason, actor=actor)
+        check_reason(reason)
+        self.verify(name, version)  # before the lock: hashing the artifacts takes a while
+        with self._switch_lock(name):
+            return self._switch_locked(name, version, reason=reason, actor=actor)
 
     def rollback(self, name: str, to: str | None = None, *, actor: str | None = None) -> Switch | None:
         """Undo the last switch of ``CURRENT`` (``classifier.store.history.undo_target``), or make ``to`` current.
 
         Returns the recorded switch (None when ``to`` is current already). Refused when
         nothing is current, when no recorded switch is left to undo, or when ``to`` is not
-        installed.
+        installed or not intact.
         """
         if to is not None and check_version(to) not in self.versions(name):
             raise ModelNotFound(f"model {name} has no version {to}")
@@ -235,16 +247,15 @@ class ModelStore:
             undoes = None
             if to is None:
                 current = self.current(name)
-                assert current is not None  # CURRENT is only ever replaced, never removed
+                if current is None:  # removed by hand since the check above
+                    raise ModelNotFound(f"model {name} has no current version to roll back from")
                 to, undoes = undo_target(self.history(name), current, name)
-            return self._switch(name, to, reason=ROLLBACK, actor=actor, undoes=undoes, locked=True)
+            self.verify(name, to)
+            return self._switch_locked(name, to, reason=ROLLBACK, actor=actor, undoes=undoes)
 
-    def _switch(self, name: str, version: str, *, reason: str, actor: str | None, undoes: int | None = None,
-                locked: bool = False) -> Switch | None:
-        self.verify(name, version)
-        if not locked:
-            with self._switch_lock(name):
-                return self._switch(name, version, reason=reason, actor=actor, undoes=undoes, locked=True)
+    def _switch_locked(self, name: str, version: str, *, reason: str, actor: str | None,
+                       undoes: int | None = None) -> Switch | None:
+        """Point ``CURRENT`` at ``version`` and record it; the caller holds the lock and has verified it."""
         previous = self.current(name)
         if previous == version:
             return None
