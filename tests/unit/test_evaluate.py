@@ -12,7 +12,7 @@ from classifier.lifecycle.evaluate import EvaluationError, check_comparable
 from classifier.store.layout import ModelStore
 
 from helpers.photos import jpeg
-from helpers.stores import derive_version, small_version
+from helpers.stores import derive_version, export_version, small_version
 
 NAME = "resnet50"
 
@@ -49,10 +49,7 @@ def test_versions_with_other_labels_are_not_compared(store: Path, tmp_path: Path
     models = ModelStore(store)
     first = models.current(NAME)
     assert first is not None
-    exported = tmp_path / "export"
-    (tmp_path / "export").mkdir()
-    for item in models.version_dir(NAME, first).iterdir():
-        (exported / item.name).write_bytes(item.read_bytes())
+    exported = export_version(models, first, tmp_path / "export")
     fewer = models.install_dir(derive_version(exported, tmp_path / "fewer", labels=["tabby", "wallet"],
                                               created="2027-01-01T00:00:00Z"), make_current=False)
     renamed = models.install_dir(derive_version(exported, tmp_path / "renamed", labels=["tabby", "purse", "rocket"],
