@@ -8,6 +8,8 @@ UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 STORE  ?= .model-store
 PORT   ?= 8000
+DASHBOARD      ?= 1
+DASHBOARD_PORT ?= 8501
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -33,9 +35,10 @@ lock: venv
 	$(UV) lock $(if $(UPGRADE),--upgrade)
 	$(PY) scripts/lock.py
 
-## Publish a model into ./.model-store if it has none, then serve the API on :8000
+## Publish a model into ./.model-store if it holds none, then serve the API on :8000 and the dashboard on :8501
+## (DASHBOARD=0: the API alone). A store with versions but none current is left for you to promote one.
 serve: venv
-	STORE=$(STORE) PORT=$(PORT) PY=$(PY) scripts/serve.sh
+	STORE=$(STORE) PORT=$(PORT) DASHBOARD=$(DASHBOARD) DASHBOARD_PORT=$(DASHBOARD_PORT) PY=$(PY) scripts/serve.sh
 
 ## Run the whole test suite: every tier (unit, service, infra, dashboard, repo)
 test: venv
@@ -79,8 +82,9 @@ models: venv
 rollback: venv
 	$(PY) -m classifier rollback --store $(STORE)
 
+# `cdk synth` with no stack names synthesizes every stack (the pinned CLI knows no --all for synth).
 synth: venv
-	npx cdk synth --all --quiet
+	npx cdk synth --quiet
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache test-output

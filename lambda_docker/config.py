@@ -13,6 +13,7 @@ every parser accepts both (``4096`` and ``"4096"``, ``true`` and ``"true"``).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -73,10 +74,15 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # An S3 bucket name (general purpose buckets: 3-63 characters, no "..").
 _BUCKET_NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
-# Options are snake_case; an unknown snake_case key is most likely a misspelt
-# option. Other keys belong to the CDK and its CLI (feature flags, lookups
-# cached in cdk.context.json, "acknowledged-issue-numbers", ...) and pass.
+# Options are snake_case (the account and region keys aside). A key is taken for a
+# misspelt option when it is one in another spelling (api-auth, apiAuth, API_AUTH),
+# when it is snake_case, or when it is close to an option's name. The CDK's own keys
+# share the context and pass: feature flags ("@aws-cdk/..."), lookups cached in
+# cdk.context.json ("availability-zones:account=...") and its plain keys below.
 _OPTION_KEY_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+_CDK_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+# How alike (difflib's ratio) a key must be to an option's name to be taken for a typo of it.
+_TYPO_SIMILARITY = 0.8
 
 
 class DeployConfigError(ValueError):
@@ -398,12 +404,21 @@ class AppConfig:
         if "api_key" in context:
             raise DeployConfigError("context key 'api_key' is replaced by 'api_auth': use api_auth=api_key "
                               f"(or one of {', '.join(API_AUTH_MODES)}) and remove api_key")
-        known = set(cls.context_keys())
-        unknown = sorted(k for k in context if k not in known and _OPTION_KEY_RE.fullmatch(k))
-        if unknown:
-            raise DeployConfigError(
-                f"unknown context key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"
-            )
+        known = cls.context_keys()
+        by_spelling = {_spelling(key): key for key in known}
+        for key in sorted(context):
+            if key in known or key in _CDK_KEYS or key.startswith("@") or ":" in key:
+                continue
+            spelling = _spelling(key)
+            close = difflib.get_close_matches(spelling, by_spelling, n=1, cutoff=_TYPO_SIMILARITY)
+            meant = by_spelling.get(spelling) or (by_spelling[close[0]] if close else None)
+            if meant is not None:
+                raise DeployConfigError(f"unknown context key {key!r}: did you mean {meant!r}? (a misspelt key "
+                                        "would be ignored, leaving its default in force)")
+            if _OPTION_KEY_RE.fullmatch(key):
+                raise DeployConfigError(
+                    f"unknown context key {key!r}; known keys: {', '.join(sorted(known))}"
+                )
 
     def _check_provisioned_within_reserved(self) -> None:
         reserved, provisioned = self.reserved_concurrency, self.provisioned_concurrency
@@ -457,6 +472,12 @@ class AppConfig:
                 "(0.0.0.0/0, or an empty list: any network). Set dashboard_certificate_arn (HTTPS and a Cognito "
                 "login), or list your networks in dashboard_allowed_cidrs"
             )
+
+
+def _spelling(key: str) -> str:
+    """A key reduced to snake_case: ``apiAuth``, ``api-auth``, ``API_AUTH`` and ``Api Auth`` all give ``api_auth``."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key.strip())
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
 
 
 def _read(context: Mapping[str, Any], key: str, parse: Callable[[Any], T], default: T) -> T:

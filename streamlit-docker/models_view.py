@@ -22,6 +22,19 @@ from formatting import show_error
 # The most classes a confusion heatmap shows (ImageNet's 1,000 would be unreadable): those
 # with the most images.
 HEATMAP_CLASSES = 30
+# Charts are sized by their number of classes: a bar (a heatmap row) this many pixels per class.
+BAR_STEP = 26
+# A heatmap cell's side: large for a few classes, never below what a count or a label needs.
+CELL_MAX, CELL_MIN, HEATMAP_SIDE = 56, 18, 600
+# Up to this many classes, each heatmap cell shows its count and column labels stay horizontal.
+ANNOTATED_CLASSES = 12
+# Streamlit fits a chart's whole height (title and axes included) into the spec's height unless the
+# spec says otherwise: a chart of three classes became a band a few pixels high. These charts
+# take the page's width and the height their classes need.
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+OWN_SIZE = alt.AutoSizeParams(type="pad")
+# From no image (near white) to the most (deep blue).
+HEATMAP_COLOURS = ["#f8fafc", "#1e40af"]
 
 
 def models_tab(api: ClassifierClient) -> None:
@@ -87,37 +100,65 @@ def evaluation_view(report: Mapping[str, Any]) -> None:
                    f"top-5 overlap {agreement['top5_overlap']:.1%}.")
     st.caption(f"{report['precision']} on {report['backend']} · data `{report['data']['path']}` "
                f"({report['data']['images']} files, sha256 {report['data']['sha256'][:12]}…) · {report['created_at']}")
-    st.altair_chart(per_class_chart(report["per_class"]), width="stretch")
-    st.altair_chart(confusion_chart(report["confusion"], report["per_class"]), width="stretch")
+    with st.container(key="per-class-chart"):
+        st.altair_chart(per_class_chart(report["per_class"]), width="stretch")
+    with st.container(key="confusion-chart"):
+        st.altair_chart(confusion_chart(report["confusion"], report["per_class"]), width="content")
     for error in report.get("errors") or []:
         st.warning(f"Skipped `{error['file']}`: {error['code']}", icon=":material/warning:")
 
 
-def per_class_chart(per_class: Mapping[str, Mapping[str, Any]]) -> alt.Chart:
-    rows = [{"label": label, "top1": row["top1"], "images": row["images"]} for label, row in per_class.items()]
+def per_class_chart(per_class: Mapping[str, Mapping[str, Any]]) -> alt.LayerChart:
+    """A bar per class, best first, each labelled with its top-1 (so a 0% class still shows a value)."""
+    rows = [{"label": label, "top1": row["top1"], "images": row["images"], "text": f"{row['top1']:.0%}"}
+            for label, row in per_class.items()]
     data = alt.Data(values=rows)  # type: ignore[no-untyped-call,unused-ignore]
-    chart: alt.Chart = alt.Chart(data, title="Top-1 accuracy by class").mark_bar(cornerRadiusEnd=3).encode(
-        y=alt.Y("label:N", sort="-x", title=None),
+    base = alt.Chart(data).encode(
+        y=alt.Y("label:N", sort=alt.EncodingSortField("top1", order="descending"), title=None,
+                axis=alt.Axis(labelLimit=240, labelFontSize=13)),
         x=alt.X("top1:Q", title="top-1", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         tooltip=["label:N", alt.Tooltip("top1:Q", format=".1%"), "images:Q"],
-    ).properties(height=max(120, 22 * len(rows)))
+    )
+    bars = base.mark_bar(cornerRadiusEnd=3, size=BAR_STEP - 8)
+    values = base.mark_text(align="left", dx=4, fontSize=12).encode(text="text:N")
+    chart: alt.LayerChart = (bars + values).properties(
+        title="Top-1 accuracy by class", height=alt.Step(BAR_STEP), autosize=FIT_WIDTH)
     return chart
 
 
 def confusion_chart(confusion: Mapping[str, Mapping[str, int]],
-                    per_class: Mapping[str, Mapping[str, Any]]) -> alt.Chart:
-    """The confusion matrix as a heatmap: rows the true class, columns the predicted one."""
-    shown = sorted(per_class, key=lambda label: -per_class[label]["images"])[:HEATMAP_CLASSES]
-    rows = [{"true": truth, "predicted": predicted, "images": count}
-            for truth, cells in confusion.items() if truth in shown
-            for predicted, count in cells.items()]
+                    per_class: Mapping[str, Mapping[str, Any]]) -> alt.LayerChart:
+    """The confusion matrix as a square heatmap: rows the true class, columns the predicted one.
+
+    Every shown class gets a row and a column (a class never predicted too), every cell a
+    value (0 where no image fell), so the grid is whole; the colour legend counts images.
+    """
+    shown = sorted(per_class, key=lambda label: (-per_class[label]["images"], label))[:HEATMAP_CLASSES]
+    predicted = sorted({p for truth in shown for p in confusion.get(truth, {})} - set(shown))
+    columns = [*shown, *predicted]  # a predicted label outside the shown classes keeps its own column
+    counts = {(truth, column): int(confusion.get(truth, {}).get(column, 0)) for truth in shown for column in columns}
+    rows = [{"true": truth, "predicted": column, "images": count} for (truth, column), count in counts.items()]
+    most = max(counts.values(), default=0)
     data = alt.Data(values=rows)  # type: ignore[no-untyped-call,unused-ignore]
+    cell = max(CELL_MIN, min(CELL_MAX, HEATMAP_SIDE // max(len(shown), len(columns), 1)))
+    few = max(len(shown), len(columns)) <= ANNOTATED_CLASSES
     title = "Confusion (true class by predicted class)" + (
         f", the {HEATMAP_CLASSES} largest classes" if len(per_class) > HEATMAP_CLASSES else "")
-    chart: alt.Chart = alt.Chart(data, title=title).mark_rect().encode(
-        y=alt.Y("true:N", title="true"), x=alt.X("predicted:N", title="predicted"),
-        color=alt.Color("images:Q", scale=alt.Scale(scheme="blues")),
+    base = alt.Chart(data).encode(
+        y=alt.Y("true:N", title="true", sort=shown, axis=alt.Axis(labelLimit=200)),
+        x=alt.X("predicted:N", title="predicted", sort=columns,
+                axis=alt.Axis(labelAngle=0 if few else -45, labelLimit=120, orient="top")),
+    )
+    cells = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("images:Q", title="images", scale=alt.Scale(domain=[0, max(most, 1)], range=HEATMAP_COLOURS),
+                        legend=alt.Legend(format="d", tickMinStep=1, gradientLength=max(60, min(200, cell * 3)))),
         tooltip=["true:N", "predicted:N", "images:Q"],
-    ).properties(height=max(160, 24 * len(shown)))
+    )
+    layers: list[alt.Chart] = [cells]
+    if few:
+        layers.append(base.mark_text(fontSize=12).encode(
+            text="images:Q",
+            color=alt.condition(alt.datum.images > most / 2, alt.value("white"), alt.value("#1f2937"))))
+    chart: alt.LayerChart = alt.LayerChart(layer=layers).properties(
+        title=title, width=alt.Step(cell), height=alt.Step(cell), autosize=OWN_SIZE)
     return chart
-

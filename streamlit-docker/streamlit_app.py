@@ -48,7 +48,7 @@ from classifier.client.transport import RequestFailed, RetryPolicy
 from classifier.config import MiB
 
 from api_errors import headline, image_problem, mib, problem, transient
-from formatting import TIMES, md, percent, show_error, when
+from formatting import TIMES, md, percent, served_model, show_error, when
 from history_view import history_tab
 from models_view import models_tab
 
@@ -268,8 +268,8 @@ def banners(model: ModelState | None, model_error: RequestFailed | None, warning
     untrained = model is not None and model.get("trained") is False
     if untrained or warnings:
         st.warning(
-            "**Untrained model**: the API is serving a ResNet-50 with random weights, so its predictions are "
-            "meaningless. Publish trained weights to fix this: "
+            f"**Untrained model**: the API is serving {md(served_model(model)[1])} with random weights, so its "
+            "predictions are meaningless. Publish trained weights to fix this: "
             "`python -m classifier publish --weights IMAGENET1K_V2` (or a `.pth` file).",
             icon=":material/warning:",
         )
@@ -291,7 +291,7 @@ def classify_tab(api: ClassifierClient, top_k: int, model: str | None = None) ->
         path = SAMPLES[sample]
         items.append(ImageItem(f"sample/{path.name}", ImageFile(path.name, path.read_bytes(), "image/jpeg")))
     if not items:
-        st.info("Upload one or more photos, or pick a sample, to see what ResNet-50 makes of them.",
+        st.info("Upload one or more photos, or pick a sample, to see what the model makes of them.",
                 icon=":material/photo_library:")
         return []
 
@@ -373,7 +373,7 @@ def model_tab(model: ModelState | None, model_error: RequestFailed | None) -> No
 
 
 def main() -> None:
-    st.set_page_config(page_title="ResNet-50 classifier", page_icon=":material/image_search:", layout="wide")
+    st.set_page_config(page_title="Image classifier", page_icon=":material/image_search:", layout="wide")
     try:
         api = client()
     except ValueError as exc:  # API_URL is not an http(s) URL: nothing on this page can work
@@ -382,8 +382,10 @@ def main() -> None:
     top_k, picked = sidebar(api, fetch_models(api))
     model, model_error = fetch_model(api, picked)
     api_status(api, model, model_error)
-    st.title("ResNet-50 image classifier", anchor=False)
-    st.caption("Photos go to the classification API; ResNet-50 answers with its best guesses.")
+    title, served = served_model(model)
+    st.set_page_config(page_title=title)  # the served model's name, once the API has said it
+    st.title(md(title), anchor=False)
+    st.caption(f"Photos go to the classification API; {md(served)} answers with its best guesses.")
     banner = st.container()  # filled last: classifications can reveal an untrained model too
     classify, history, model_state, versions = st.tabs(
         [":material/image_search: Classify", ":material/history: History", ":material/memory: Model",

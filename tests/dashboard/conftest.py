@@ -3,20 +3,16 @@ with an uploads bucket)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT
 from helpers.aws import aws_env, new_bucket
-from helpers.dashboard import APP
-from helpers.processes import LiveServer, child, free_port, live_server, wait_until
+from helpers.dashboard import APP, streamlit_dashboard
+from helpers.processes import LiveServer, live_server
 from helpers.stores import add_model, copy_store
 
 
@@ -62,12 +58,8 @@ def two_models_server(published_store: Path, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="session")
 def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run`` on a free loopback port against the live API; yields its URL.
-
-    Started as ``make serve`` starts it (scripts/serve.sh): Streamlit's other settings
-    come from streamlit-docker/.streamlit/config.toml, as in the image. One per
-    session: every browser page is a new Streamlit session anyway.
-    """
+    """The dashboard against the live API (one per session: every browser page is a new
+    Streamlit session anyway)."""
     with streamlit_against(server, tmp_path_factory) as url:
         yield url
 
@@ -82,16 +74,5 @@ def two_models_dashboard(two_models_server: LiveServer, tmp_path_factory: pytest
 @contextmanager
 def streamlit_against(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run`` of the dashboard with API_URL set to ``server``, stopped on exit; yields its URL."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
-    env = {**os.environ, "API_URL": server.url}
-    env.pop("API_KEY", None)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
-           "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    url = f"http://127.0.0.1:{port}"
-    with child(cmd, log_path, env=env, cwd=ROOT) as proc:
-        wait_until(lambda: httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200,
-                   proc, log_path, "streamlit")
+    with streamlit_dashboard(server.url, tmp_path_factory.mktemp("dashboard") / "streamlit.log") as url:
         yield url
-

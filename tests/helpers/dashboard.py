@@ -3,16 +3,20 @@ the AppTest element tree."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
 from helpers import ROOT
-from helpers.processes import LiveServer
+from helpers.processes import LiveServer, child, free_port, wait_until
 
 DASHBOARD = ROOT / "streamlit-docker"
 APP = DASHBOARD / "streamlit_app.py"
@@ -87,3 +91,22 @@ def texts(node: AppTest | Block) -> str:
 def unescape(markdown: str) -> str:
     """The text a markdown string displays, for the backslash escapes the dashboard adds."""
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+@contextmanager
+def streamlit_dashboard(api_url: str, log_path: Path) -> Iterator[str]:
+    """``streamlit run`` on a free loopback port against the API at ``api_url``; yields its URL.
+
+    Started as ``make serve`` starts it (scripts/serve.sh): Streamlit's other settings
+    come from streamlit-docker/.streamlit/config.toml, as in the image."""
+    port = free_port()
+    env = {**os.environ, "API_URL": api_url}
+    env.pop("API_KEY", None)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
+           "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    url = f"http://127.0.0.1:{port}"
+    with child(cmd, log_path, env=env, cwd=ROOT) as proc:
+        wait_until(lambda: httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200,
+                   proc, log_path, "streamlit")
+        yield url

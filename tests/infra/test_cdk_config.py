@@ -164,8 +164,24 @@ def test_provisioned_concurrency_cannot_exceed_reserved() -> None:
 
 def test_an_unknown_key_is_a_typo() -> None:
     # A misspelt option would otherwise be silently ignored.
-    with pytest.raises(DeployConfigError, match="'memroy_mb'"):
+    with pytest.raises(DeployConfigError, match=r"'memroy_mb': did you mean 'memory_mb'\?"):
         config(memroy_mb=4096)
+    with pytest.raises(DeployConfigError, match="unknown context key 'colour'; known keys: "):
+        config(colour="blue")
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("api-auth", "api_auth"), ("apiAuth", "api_auth"), ("API_AUTH", "api_auth"), ("Api-Auth", "api_auth"),
+    ("api_atuh", "api_auth"), ("api-auht", "api_auth"), ("memory-mb", "memory_mb"), ("memoryMB", "memory_mb"),
+    ("aws_region", "aws-region"), ("awsAccount", "aws-account"), ("AWS-REGION", "aws-region"),
+    ("dashboard-allowed-cidrs", "dashboard_allowed_cidrs"), ("classifyOnUpload", "classify_on_upload"),
+])
+def test_an_option_in_any_spelling_stops_synth_with_the_key_meant(key: str, meant: str) -> None:
+    # `-c api-auth=none` must not deploy an API that stays on iam while the user believes it is open.
+    with pytest.raises(DeployConfigError) as refused:
+        config(**{key: "none"})
+    assert str(refused.value) == (f"unknown context key {key!r}: did you mean {meant!r}? (a misspelt key would be "
+                                  "ignored, leaving its default in force)")
 
 
 def test_keys_the_cdk_cli_writes_are_left_alone() -> None:

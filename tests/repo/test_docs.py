@@ -4,8 +4,10 @@ exactly the variables the runtime reads."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,45 @@ def test_every_documented_make_target_exists() -> None:
                 assert target in targets, f"{doc.name}: `make {target}` is not a Makefile target"
         for target in re.findall(r"`make ([a-z][a-z-]*)", doc.read_text()):
             assert target in targets, f"{doc.name}: `make {target}` is not a Makefile target"
+
+
+def documented_cdk_commands() -> list[tuple[str, str, list[str]]]:
+    """Every ``cdk``/``npx cdk`` command line of the docs (code blocks and inline code) and the Makefile:
+    (where, subcommand, its flags)."""
+    found = []
+    sources = [(doc.name, [*shell_lines(doc), *re.findall(r"`([^`\n]+)`", doc.read_text())]) for doc in DOCS]
+    makefile = ROOT / "Makefile"
+    sources.append((makefile.name, [line.strip() for line in makefile.read_text().splitlines()
+                                    if line.startswith("\t")]))
+    for where, lines in sources:
+        for line in lines:
+            for match in re.finditer(r"(?:^|\s)(?:npx )?cdk ([a-z]+)((?: +[^\s|`]+)*)", line):
+                flags = [word.split("=")[0] for word in match[2].split() if word.startswith("-")]
+                found.append((f"{where}: {line}", match[1], flags))
+    return found
+
+
+@functools.cache
+def cdk_flags(command: str) -> frozenset[str]:
+    """The options the pinned CDK CLI's ``COMMAND --help`` lists, with yargs' ``--no-`` form of each."""
+    done = subprocess.run(["npx", "--no", "cdk", command, "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+    names = set()
+    for line in done.stdout.splitlines():
+        # "  --quiet, -q     Do not output ...": the names before the description's gap
+        if option := re.match(r"^\s+(-\S.*?)(?:\s{2,}|$)", line):
+            names.update(re.findall(r"-{1,2}[a-z][a-z0-9-]*", option[1]))
+    return frozenset(names | {f"--no-{name[2:]}" for name in names if name.startswith("--")})
+
+
+def test_every_documented_cdk_command_uses_flags_the_pinned_cli_knows() -> None:
+    # An unknown flag only draws a warning ("Unknown option(s): --all. These will be ignored."),
+    # which a reader following the docs should never see.
+    commands = documented_cdk_commands()
+    assert len(commands) >= 10 and {"synth", "deploy", "destroy", "bootstrap"} <= {c for _, c, _ in commands}
+    for where, command, flags in commands:
+        unknown = [flag for flag in flags if flag not in cdk_flags(command)]
+        assert not unknown, f"{where}: `cdk {command}` does not know {', '.join(unknown)}"
 
 
 def test_the_configuration_table_lists_every_variable_the_runtime_reads() -> None:

@@ -12,9 +12,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -224,16 +227,65 @@ def test_retries_are_bounded(tmp_path: Path) -> None:
     assert [e.retry for e in retries] == [1, 2]
 
 
-def test_connection_errors_are_retried_then_reported(tmp_path: Path) -> None:
+def test_a_refused_connection_fails_at_once(tmp_path: Path) -> None:
+    # GIVEN a loopback port where nothing listens (the API not started yet, or a wrong port)
+    image = tmp_path / "cat.jpg"
+    image.write_bytes(jpeg("chelsea"))
+    port = free_port()
+    retries: list[RetryEvent] = []
+    # WHEN the client, allowed many slow retries, classifies
+    result = ClassifierClient(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=6, base=5, cap=20),
+                              on_retry=retries.append).classify_file(image)
+    # THEN it reports the refusal after one attempt, saying what to check
+    assert result.error is not None and result.error.code == "connection_error"
+    assert retries == []
+    assert f"connection refused: nothing listens at 127.0.0.1:{port} (is the API running" in result.error.message
+
+
+@contextmanager
+def misbehaving_server(behaviour: str) -> Iterator[str]:
+    """A loopback TCP server that accepts each connection, then closes it at once ("hang up") or never
+    answers ("silent"); yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if behaviour == "hang up":
+                conn.close()
+            else:
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize(("behaviour", "code", "reason"), [("hang up", "connection_error", "connection error"),
+                                                           ("silent", "timeout", "no answer within 0.3 s")])
+def test_lost_connections_and_timeouts_are_retried_then_reported(tmp_path: Path, behaviour: str, code: str,
+                                                                 reason: str) -> None:
     image = tmp_path / "cat.jpg"
     image.write_bytes(jpeg("chelsea"))
     retries: list[RetryEvent] = []
-    result = ClassifierClient(f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=3, base=0.01, cap=0.05),
-                              on_retry=retries.append).classify_file(image)
-    assert result.error is not None and result.error.code == "connection_error"
-    assert len(retries) == 2 and all(e.reason.startswith("connection error") for e in retries)
-
-
+    with misbehaving_server(behaviour) as url:
+        result = ClassifierClient(url, timeout=0.3, retry=RetryPolicy(attempts=3, base=0.01, cap=0.05),
+                                  on_retry=retries.append).classify_file(image)
+    assert result.error is not None and result.error.code == code
+    assert len(retries) == 2 and all(e.reason.startswith(reason) for e in retries)
 
 
 # -- the CLI, many files ------------------------------------------------------------------

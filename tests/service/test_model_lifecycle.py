@@ -300,7 +300,7 @@ def test_the_int8_version_is_derived_small_and_serves(published: Published, stor
     # Its file is under a third of fp32's
     assert manifest["artifacts"]["model.onnx"]["bytes"] < fp32["artifacts"]["model.onnx"]["bytes"] / 3
     # It loads and serves on the onnx backend
-    models.set_current("resnet50", published.int8)
+    models.set_current("resnet50", published.int8, reason="promote")
     with TestClient(create_app(Settings(model_store=store))) as client:
         answer = client.post("/classify", content=jpeg("rocket"), headers={"content-type": "image/jpeg"})
         state = client.get("/model").json()
@@ -354,7 +354,7 @@ def test_the_torch_backend_refuses_int8_and_keeps_serving(published: Published, 
     assert httpx.get(torch_server.url + "/health").json() == {
         "status": "ok", "version": published.fp32, "backend": "torch"}
     # WHEN the int8 version becomes current
-    ModelStore(store).set_current("resnet50", published.int8)
+    ModelStore(store).set_current("resnet50", published.int8, reason="promote")
     deadline = time.monotonic() + 60
     # (a generous read timeout: the server answers while it loads, but a shared machine can be slow)
     while "int8" not in str(httpx.get(torch_server.url + "/model", timeout=30).json()["last_error"]):
@@ -367,7 +367,7 @@ def test_the_torch_backend_refuses_int8_and_keeps_serving(published: Published, 
 
 
 def test_the_torch_backend_with_only_int8_is_503(published: Published, store: Path) -> None:
-    ModelStore(store).set_current("resnet50", published.int8)
+    ModelStore(store).set_current("resnet50", published.int8, reason="promote")
     with TestClient(create_app(Settings(model_store=store, backend="torch"))) as client:
         answer = client.post("/classify", content=jpeg("coffee"), headers={"content-type": "image/jpeg"})
     assert answer.status_code == 503

@@ -100,7 +100,7 @@ def test_two_sqlite_stores_refuse_each_others_cursors(tmp_path: Path) -> None:
 def test_a_configured_secret_signs_the_cursors(tmp_path: Path) -> None:
     # GIVEN stores opened with RECORDS_CURSOR_SECRET, two with the same secret and one with another
     def opened(folder: str, secret: str) -> SqliteRecordStore:
-        store = open_record_store(Settings(model_store=tmp_path / folder, records_cursor_secret=secret))
+        store = open_record_store(Settings(model_store=tmp_path / folder, records_cursor_secret=secret), defer=False)
         assert isinstance(store, SqliteRecordStore)
         return filled(store)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier.cli import main
 from classifier.config import Settings
 from classifier.lifecycle.evaluate import (
     DataSet,
@@ -18,12 +19,14 @@ from classifier.lifecycle.evaluate import (
     Sample,
     _percentile,
     agreement,
+    check_comparable,
     summarise,
 )
 from classifier.serving.manager import LoadedModel, ModelManager
 from classifier.store.layout import ModelStore
 
 from helpers.photos import encode, jpeg, photo
+from helpers.stores import derive_version, export_version, small_version
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def test_summarise_counts_what_the_outcomes_say(model: LoadedModel, tmp_path: Pa
     assert report["latency_ms"] == {"p50": 16.0, "p95": 40.0}
     assert report["errors"] == errors
     # the data set is named by its path and digest, with every file it holds (refused ones too)
-    assert report["data"] == {"path": str(tmp_path), "sha256": "f" * 64, "images": 7}
+    assert report["data"] == {"path": str(tmp_path), "sha256": "f" * 64, "images": 7, "ignored": {}}
     assert (report["name"], report["version"], report["precision"]) == ("resnet50", model.version, "fp32")
     assert report["backend"] == "onnx"
 
@@ -156,11 +159,13 @@ def test_a_data_sets_digest_follows_its_content_and_names(tmp_path: Path) -> Non
 
 def test_a_folder_that_is_not_a_label_is_refused_by_name(tmp_path: Path) -> None:
     root = image_folder(tmp_path / "data")
-    with pytest.raises(EvaluationError, match=r"folder 'espresso' is not a label of this model$"):
+    with pytest.raises(EvaluationError,
+                       match=r"folder 'espresso' is not a label of this model; its 1 labels begin 'cat'$"):
         DataSet.scan(root, ["cat"])
     (root / "dog").mkdir()
     (root / "fox").mkdir()
-    with pytest.raises(EvaluationError, match=r"folder 'dog' is not a label of this model \(nor are 2 more\)"):
+    more = r"folder 'dog' is not a label of this model \(nor are 2 more\); its 1 labels begin 'cat'$"
+    with pytest.raises(EvaluationError, match=more):
         DataSet.scan(root, ["cat"])
 
 
@@ -171,3 +176,61 @@ def test_a_data_set_needs_a_directory_with_images(tmp_path: Path) -> None:
     (tmp_path / "empty" / "cat" / "notes.txt").write_text("no image here")
     with pytest.raises(EvaluationError, match="holds no images in <label>/ folders"):
         DataSet.scan(tmp_path / "empty", ["cat"])
+
+
+# --- refusals before any model is loaded, through the CLI -----------------------------------------
+
+NAME = "resnet50"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A store whose current version has the labels tabby, wallet and rocket."""
+    small_version(tmp_path / "v")
+    ModelStore(tmp_path / "store").install_dir(tmp_path / "v")
+    return tmp_path / "store"
+
+
+def label_folders(root: Path, *labels: str) -> Path:
+    for label in labels:
+        (root / label).mkdir(parents=True)
+        (root / label / "chelsea.jpg").write_bytes(jpeg("chelsea"))
+    return root
+
+
+def test_a_folder_that_is_not_a_label_names_the_current_model_and_version(
+        store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    current = ModelStore(store).current(NAME)
+    data = label_folders(tmp_path / "data", "tabby", "daisy", "tulip")
+    code = main(["evaluate", "--store", str(store), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (f"folder 'daisy' is not a label of {NAME} {current} (the current version; --version picks another) "
+            "(nor are 1 more); its 3 labels begin 'tabby', 'wallet', 'rocket'") in err
+
+
+def test_versions_with_other_labels_are_not_compared(store: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN two versions whose labels differ: in number, and in one name
+    models = ModelStore(store)
+    first = models.current(NAME)
+    assert first is not None
+    exported = export_version(models, first, tmp_path / "export")
+    fewer = models.install_dir(derive_version(exported, tmp_path / "fewer", labels=["tabby", "wallet"],
+                                              created="2027-01-01T00:00:00Z"), make_current=False)
+    renamed = models.install_dir(derive_version(exported, tmp_path / "renamed", labels=["tabby", "purse", "rocket"],
+                                                created="2027-02-01T00:00:00Z"), make_current=False)
+    # THEN comparing them is refused with the difference, before any model is loaded
+    with pytest.raises(EvaluationError) as refused:
+        check_comparable(models, NAME, first, fewer)
+    assert str(refused.value).startswith(f"cannot compare {first} with {fewer}: their labels differ ({first} has 3 "
+                                         f"labels, {fewer} has 2); agreement")
+    with pytest.raises(EvaluationError, match=f"label 1 is 'wallet' in {first} and 'purse' in {renamed}"):
+        check_comparable(models, NAME, first, renamed)
+    check_comparable(models, NAME, first, first)
+    # AND the command says so (these stand-in versions could not even be loaded: the refusal comes first)
+    data = label_folders(tmp_path / "data", "tabby")
+    code = main(["evaluate", "--store", str(store), "--data", str(data), "--compare", renamed])
+    err = capsys.readouterr().err
+    assert code == 2 and "their labels differ" in err and "cannot be loaded" not in err
+    assert models.latest_evaluation(NAME, first) is None

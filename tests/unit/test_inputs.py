@@ -26,7 +26,6 @@ from classifier.errors import (
     InvalidRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
-    UploadsDisabled,
 )
 from classifier.serving.service import ImageInput
 
@@ -170,9 +169,11 @@ def test_a_large_inline_image_is_pointed_to_uploads_when_they_are_on() -> None:
 # --- s3_key: everything that is decided before S3 is asked -----------------------------------------------
 
 
-def test_an_s3_key_without_an_uploads_bucket_is_not_configured() -> None:
+def test_an_s3_key_without_an_uploads_bucket_is_a_body_this_api_does_not_take() -> None:
+    # A deployment without an uploads bucket does not offer s3_key (its document does not list it):
+    # the body is one without an image, and the answer says what the API takes.
     exc = refused(as_json({"s3_key": "uploads/2026/11/22/x.jpg"}), "application/json")
-    assert type(exc) is UploadsDisabled and exc.status == 501
+    assert type(exc) is InvalidRequest and exc.status == 400 and "'image'" in exc.message
 
 
 @pytest.mark.parametrize(("payload", "error", "message"), [

@@ -18,7 +18,14 @@ from starlette.testclient import TestClient
 
 from classifier.api.app import create_app
 from classifier.api.document import deployment_document, full_document, served_operations
-from classifier.api.parameters import CURSOR, PATH_PARAMETERS, QUERY_PARAMETERS, IntParameter, TextParameter
+from classifier.api.parameters import (
+    CURSOR,
+    PATH_PARAMETERS,
+    QUERY_PARAMETERS,
+    IntParameter,
+    TextParameter,
+    accepted,
+)
 from classifier.config import MODEL_NAME_RE, Settings
 from classifier.records.cursors import Cursors, Filters
 from classifier.store.manifest import NAME_RE
@@ -110,6 +117,19 @@ def test_model_names_follow_the_stores_rule() -> None:
     assert MODEL_NAME_RE.pattern == NAME_RE.pattern == f"^{MODEL_NAME.pattern}$"
 
 
+def test_document_lists_exactly_the_query_parameters_each_route_takes() -> None:
+    # A route refuses every other query parameter (api.parameters.accepted): the document says which.
+    for path, ops in SPEC["paths"].items():
+        for method, op in ops.items():
+            documented = sorted(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
+            assert documented == sorted(accepted(path, method)), f"{method.upper()} {path}"
+            # and that an unknown one is a 422 with the error shape
+            assert op["responses"]["422"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"}, f"{method.upper()} {path}"
+    documented_routes = {(path, method) for path, ops in SPEC["paths"].items() for method in ops}
+    assert set(QUERY_PARAMETERS) <= documented_routes
+
+
 def test_the_cursor_bound_holds_the_longest_cursor_the_store_signs() -> None:
     # a page of a 256-character label of 4-byte characters and a model version, within a time range
     label = "\U0001f600" * 256
@@ -184,9 +204,9 @@ def test_an_empty_or_oversized_cursor_is_refused_by_both(app_client: TestClient)
         app_client.post("/classify", content=SMALL_JPEG, headers={"content-type": "image/jpeg"})
     cursor = app_client.get("/classifications", params={"limit": 1}).json()["next_cursor"]
     assert cursor is not None
-    for raw, accepted in [("", False), ("x" * (CURSOR.max_length + 1), False), (cursor, True)]:
-        assert documented_ok(raw, schema) is accepted
-        assert (app_client.get("/classifications", params={"limit": 1, "cursor": raw}).status_code == 200) is accepted
+    for raw, taken in [("", False), ("x" * (CURSOR.max_length + 1), False), (cursor, True)]:
+        assert documented_ok(raw, schema) is taken
+        assert (app_client.get("/classifications", params={"limit": 1, "cursor": raw}).status_code == 200) is taken
 
 
 def test_schemas_would_catch_a_wrong_shape() -> None:

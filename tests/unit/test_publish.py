@@ -39,3 +39,26 @@ def test_manifest_records_the_agreement_check(published_store: Path) -> None:
     assert manifest["verification"]["photo"] == "chelsea.jpg"
     assert manifest["verification"]["max_abs_logit_diff"] < 1e-2
     assert manifest["onnx"]["dynamic_batch"] is True
+
+
+def test_a_pickled_whole_model_is_refused_with_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a fine-tuned model saved whole (torch.save(model)), not as its state dict
+    from classifier.cli import main
+
+    whole = tmp_path / "flowers.pth"
+    torch.save(resnet50(num_classes=3), whole)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("daisy\nrose\ntulip\n")
+    # WHEN it is published
+    code = main(["publish", "--store", str(tmp_path / "store"), "--weights", str(whole), "--labels", str(labels)])
+    # THEN it is refused with the one line that fixes it, not torch's advice to the caller of torch.load
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "holds a pickled torchvision.models.resnet.ResNet object" in err
+    assert 'torch.save(model.state_dict(), "weights.pth")' in err
+    assert "weights_only" not in err and "add_safe_globals" not in err
+    assert ModelStore(tmp_path / "store").versions("resnet50") == []
+    # AND the state dict saved as it says is accepted
+    state = tmp_path / "weights.pth"
+    torch.save(torch.load(whole, weights_only=False).state_dict(), state)
+    assert publisher.build(str(state), labels).labels == ["daisy", "rose", "tulip"]

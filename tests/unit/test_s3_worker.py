@@ -15,6 +15,7 @@ from classifier.aws.bulk_worker import BatchWorker
 from classifier.aws.s3_worker import S3Worker
 from classifier.aws.upload_classifier import UploadWorker
 from classifier.config import Settings
+from classifier.records.deferral import DeferringRecordStore
 from classifier.records.sqlite import SqliteRecordStore
 from classifier.serving.manager import ModelManager
 
@@ -56,8 +57,9 @@ def test_one_worker_per_instance_and_kind(new_instance: Path, monkeypatch: pytes
 def test_a_worker_classifies_into_its_own_record_store(new_instance: Path) -> None:
     # The classifier writes to the store the worker holds: one opened per instance, SQLite by default
     worker = BatchWorker.for_this_instance()
-    assert isinstance(worker.records, SqliteRecordStore)
-    assert worker.records.path == new_instance / "records.sqlite3"
+    # (behind the deferral of refused writes: a throttled batch defers its records, it is not retried)
+    assert isinstance(worker.records, DeferringRecordStore) and isinstance(worker.records.store, SqliteRecordStore)
+    assert worker.records.store.path == new_instance / "records.sqlite3"
     assert worker.classifier.records is worker.records
     assert isinstance(worker.classifier.manager, ModelManager) and worker.classifier.manager.loaded is None
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import shutil
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from classifier.store.history import HISTORY, Switch, local_actor
 from classifier.store.layout import CURRENT, EVALUATIONS, ModelStore, iter_staging_dirs
 from classifier.store.manifest import (
     MANIFEST,
@@ -61,8 +64,8 @@ def test_install_and_rollback(store: Path, tmp_path: Path) -> None:
     assert models.versions(NAME) == [v1, v2]
     models.verify(NAME, v2)
     # AND rollback restores v1, then --to can go forward again
-    assert models.rollback(NAME) == v1 and models.current(NAME) == v1
-    assert models.rollback(NAME, to=v2) == v2 and models.current(NAME) == v2
+    assert switched(models.rollback(NAME)) == v1 and models.current(NAME) == v1
+    assert switched(models.rollback(NAME, to=v2)) == v2 and models.current(NAME) == v2
     # No staging directory is left behind
     assert list(iter_staging_dirs(models, NAME)) == []
 
@@ -112,7 +115,7 @@ def test_set_current_refuses_a_damaged_version(store: Path, tmp_path: Path) -> N
     labels.write_bytes(content[:-1])
     with pytest.raises(IntegrityError, match="bytes"):
         models.rollback(NAME)
-    assert models.current(NAME) == v2
+    assert models.current(NAME) == v2 and models.history(NAME)[-1].version == v2
 
 
 def test_invalid_names_and_missing_things(tmp_path: Path) -> None:
@@ -264,7 +267,7 @@ def test_listing_shows_versions_oldest_first_and_skips_what_is_not_one(tmp_path:
     models = ModelStore(tmp_path / "store")
     created = ["2026-11-22T10:00:00Z", "2025-01-01T00:00:00Z", "2026-12-31T23:59:59Z"]
     versions = [install_small(models, tmp_path / f"v{i}", seed=str(i), created=c) for i, c in enumerate(created)]
-    models.set_current(NAME, versions[0])
+    models.set_current(NAME, versions[0], reason="promote")
     (models.versions_dir(NAME) / "notes").mkdir()
     (models.models_dir / "Not A Model").mkdir()
     with models.stage(NAME):
@@ -383,6 +386,11 @@ def test_a_missing_artifact_is_named_and_nothing_installed(tmp_path: Path) -> No
     assert models.versions(NAME) == [] and list(iter_staging_dirs(models, NAME)) == []
 
 
+def switched(switch: Switch | None) -> str | None:
+    """The version a switch made current."""
+    return None if switch is None else switch.version
+
+
 def test_rollback_refusals(tmp_path: Path) -> None:
     models = ModelStore(tmp_path / "store")
     with pytest.raises(ModelNotFound) as refused:
@@ -391,21 +399,173 @@ def test_rollback_refusals(tmp_path: Path) -> None:
     only = install_small(models, tmp_path / "v")
     with pytest.raises(ModelNotFound) as refused:
         models.rollback(NAME)
-    assert str(refused.value) == f"model {NAME} has no version older than {only}"
+    assert str(refused.value) == (f"model {NAME}: {only} is the first version that served; nothing served before "
+                                  "it (pass --to VERSION to choose one)")
     missing = "20200101T000000Z-0123456789ab"
     with pytest.raises(ModelNotFound) as refused:
         models.rollback(NAME, to=missing)
     assert str(refused.value) == f"model {NAME} has no version {missing}"
-    assert models.rollback(NAME, to=only) == only and models.current(NAME) == only
+    # --to the current version changes nothing, and records nothing
+    assert models.rollback(NAME, to=only) is None and models.current(NAME) == only
+    assert [s.version for s in models.history(NAME)] == [only]
+    assert not (models.models_dir / "other").exists()
 
 
-def test_rollback_goes_to_the_newest_older_version(tmp_path: Path) -> None:
+def install_dated(models: ModelStore, tmp_path: Path, *dates: str, make_current: bool = True) -> list[str]:
+    """Small versions created on ``dates`` (ids sort by them), installed in that order."""
+    versions = []
+    for date in dates:
+        small_version(tmp_path / date[:10], seed=date, created=date)
+        versions.append(models.install_dir(tmp_path / date[:10], make_current=make_current))
+    return versions
+
+
+def test_rollback_returns_to_the_version_that_served_before_not_the_one_made_before(tmp_path: Path) -> None:
+    # GIVEN the user's story: fp32 published, an int8 derived from it and made current, the fp32
+    # promoted back, then a restart that published another version over it
     models = ModelStore(tmp_path / "store")
-    dates = ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]
-    versions = [install_small(models, tmp_path / d[:7], seed=d, created=d) for d in dates]
-    assert models.current(NAME) == versions[2]
-    assert models.rollback(NAME) == versions[1] and models.current(NAME) == versions[1]
-    assert models.rollback(NAME) == versions[0]
+    fp32, int8, restart = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z",
+                                        "2026-03-01T00:00:00Z", make_current=False)
+    models.set_current(NAME, fp32, reason="publish", actor="alice@laptop")
+    models.set_current(NAME, int8, reason="quantize", actor="alice@laptop")
+    models.set_current(NAME, fp32, reason="promote", actor="alice@laptop")
+    models.set_current(NAME, restart, reason="publish", actor="make-serve@laptop")
+    # WHEN the user rolls back
+    switch = models.rollback(NAME, actor="alice@laptop")
+    # THEN the fp32 version they promoted serves again (not int8, the version created before the restart's)
+    assert switch is not None and (switch.previous, switch.version) == (restart, fp32)
+    assert models.current(NAME) == fp32
+    # AND the rollback is recorded, with what it undid
+    history = models.history(NAME)
+    assert [(s.n, s.reason, s.previous, s.version) for s in history] == [
+        (1, "publish", None, fp32), (2, "quantize", fp32, int8), (3, "promote", int8, fp32),
+        (4, "publish", fp32, restart), (5, "rollback", restart, fp32)]
+    assert history[-1].undoes == 4 and history[-1].actor == "alice@laptop"
+    assert [s.actor for s in history[:4]] == ["alice@laptop"] * 3 + ["make-serve@laptop"]
+
+
+def test_repeated_rollbacks_walk_back_one_switch_at_a_time(tmp_path: Path) -> None:
+    # Undo, as in an editor: each rollback reverts the newest switch not yet reverted, so a second
+    # rollback goes further back instead of bouncing forth to the version just left.
+    models = ModelStore(tmp_path / "store")
+    a, b, c = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
+    models.set_current(NAME, a, reason="promote")  # a -> b -> c -> a
+    assert [switched(models.rollback(NAME)) for _ in range(3)] == [c, b, a]
+    with pytest.raises(ModelNotFound, match=f"{a} is the first version that served"):
+        models.rollback(NAME)
+    assert models.current(NAME) == a
+    assert [s.undoes for s in models.history(NAME)] == [None, None, None, None, 4, 3, 2]
+
+
+def test_rollback_after_a_chosen_version_or_a_hand_edited_current(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    a, b, c = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
+    # rollback --to a version, then rollback: back to the version --to left
+    assert switched(models.rollback(NAME, to=a)) == a
+    assert switched(models.rollback(NAME)) == c
+    # CURRENT written by hand (or a switch that died between CURRENT and the history): rollback
+    # returns to the version the history last made current, the one that served before
+    (models.model_dir(NAME) / CURRENT).write_text(f"{a}\n")
+    switch = models.rollback(NAME)
+    assert switch is not None and (switch.previous, switch.version, switch.undoes) == (a, c, None)
+    # and the recorded switches are still undone in order afterwards
+    assert switched(models.rollback(NAME)) == b
+
+
+def test_rollback_without_a_recorded_switch_asks_for_a_version(tmp_path: Path) -> None:
+    # A store that predates the history: rollback does not guess from version ids.
+    models = ModelStore(tmp_path / "store")
+    a, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+    (models.model_dir(NAME) / HISTORY).unlink()
+    with pytest.raises(ModelNotFound, match=r"no switch of CURRENT is recorded.*pass --to VERSION"):
+        models.rollback(NAME)
+    assert models.current(NAME) == b
+    assert switched(models.rollback(NAME, to=a)) == a
+    assert [(s.n, s.previous, s.version) for s in models.history(NAME)] == [(1, b, a)]
+
+
+def test_every_way_of_switching_is_recorded_and_a_no_op_is_not(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    a, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", make_current=False)
+    assert models.history(NAME) == [] and models.current(NAME) is None
+    first = models.set_current(NAME, a, reason="promote", actor="ci@runner")
+    assert first is not None and (first.n, first.previous, first.version, first.actor) == (1, None, a, "ci@runner")
+    assert models.set_current(NAME, a, reason="promote") is None  # already current
+    with models.stage(NAME) as staged:  # what the installer does: stage, then commit
+        for item in (tmp_path / "2026-02-01").iterdir():
+            shutil.copyfile(item, staged.path / item.name)
+        staged.commit(models.manifest(NAME, b), reason="publish", actor="installer (s3://inbox/models/x)")
+    last = models.history(NAME)[-1]
+    assert (last.n, last.reason, last.previous, last.version, last.actor) == (
+        2, "publish", a, b, "installer (s3://inbox/models/x)")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last.at)
+    # a switch with no actor is the local user's; a reason must be a word
+    assert models.set_current(NAME, a, reason="promote") is not None
+    assert models.history(NAME)[-1].actor == local_actor() != ""
+    with pytest.raises(ValueError, match="invalid reason"):
+        models.set_current(NAME, b, reason="Promote it!")
+    assert models.current(NAME) == a
+
+
+def test_a_damaged_history_is_reported_not_guessed_past(tmp_path: Path) -> None:
+    models = ModelStore(tmp_path / "store")
+    _, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+    path = models.model_dir(NAME) / HISTORY
+    path.write_text(path.read_text() + '{"n": 3, "to": "../etc"}\n')
+    with pytest.raises(IntegrityError, match=r"line 3 is not a switch of CURRENT \('to' is '../etc'"):
+        models.rollback(NAME)
+    assert models.current(NAME) == b
+
+
+def test_the_history_keeps_its_last_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("classifier.store.history.MAX_ENTRIES", 3)
+    models = ModelStore(tmp_path / "store")
+    a, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+    for version in (a, b, a, b):
+        models.set_current(NAME, version, reason="promote")
+    assert [s.n for s in models.history(NAME)] == [4, 5, 6]
+
+
+def test_a_reader_never_sees_a_partial_history(tmp_path: Path) -> None:
+    # GIVEN a writer switching back and forth as fast as it can
+    models = ModelStore(tmp_path / "store")
+    a, b = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+    done = threading.Event()
+
+    def switch_back_and_forth() -> None:
+        try:
+            for i in range(60):
+                models.set_current(NAME, (a, b)[i % 2], reason="promote")
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=switch_back_and_forth)
+    writer.start()
+    # WHEN another reads the history all the while
+    lengths = []
+    while not done.is_set():
+        lengths.append(len(models.history(NAME)))  # raises on a torn line
+    writer.join()
+    # THEN every read was whole: never shorter than the one before, and the last is complete
+    assert len(lengths) > 10 and lengths == sorted(lengths)
+    assert len(models.history(NAME)) == 62
+
+
+def test_switches_from_many_threads_chain(tmp_path: Path) -> None:
+    # Each switch's "from" is the "to" of the one before: none was lost between read and write.
+    models = ModelStore(tmp_path / "store")
+    versions = install_dated(models, tmp_path, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z",
+                             "2026-03-01T00:00:00Z")
+    threads = [threading.Thread(target=lambda v=v: [models.set_current(NAME, v, reason="promote")
+                                                     for _ in range(20)]) for v in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    history = models.history(NAME)
+    assert [s.n for s in history] == list(range(1, len(history) + 1))
+    assert all(later.previous == earlier.version for earlier, later in itertools.pairwise(history))
+    assert history[-1].version == models.current(NAME)
 
 
 def test_evaluations_are_kept_per_version_and_data_set(tmp_path: Path) -> None:

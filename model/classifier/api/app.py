@@ -4,10 +4,11 @@ The same app runs under uvicorn locally and under Mangum in Lambda. It is a
 plain Starlette app: FastAPI (with pydantic) added to every cold start (docs/performance.md)
 to import, for validating three query parameters and generating a document.
 The OpenAPI document is ``openapi.json`` beside this module, maintained by
-hand (its parameter bounds come from ``classifier.api.parameters``), and served
-narrowed to the routes this app has (``classifier.api.document``): ``POST /uploads``
-exists only with an uploads bucket. The tests check that it is valid, lists
-exactly the app's routes, and that real responses match its schemas.
+hand (its parameters come from ``classifier.api.parameters``, which every route
+refuses others by), and served narrowed to the routes this app has
+(``classifier.api.document``): ``POST /uploads`` exists only with an uploads bucket.
+The tests check that it is valid, lists exactly the app's routes, and that real
+responses match its schemas.
 
 Where things are: routes and error mapping in ``routes``, request bodies in
 ``inputs``, the request-id/size-limit/access-log middleware in ``middleware``,
@@ -16,19 +17,38 @@ the use case itself in ``service``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import wraps
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from classifier.api import routes
 from classifier.api.middleware import RequestContext
+from classifier.api.parameters import refuse_unknown
 from classifier.aws.uploads import Uploads
 from classifier.config import Settings
 from classifier.errors import ClassifierError
 from classifier.records import RecordStore, open_record_store
 from classifier.serving.registry import ModelRegistry
 from classifier.serving.service import Classifier
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def api_route(path: str, endpoint: Endpoint, method: str) -> Route:
+    """A documented route: it refuses query parameters it does not take (``api.parameters``)."""
+
+    @wraps(endpoint)
+    async def checked(request: Request) -> Response:
+        refuse_unknown(request.query_params.keys(), path, request.method)
+        return await endpoint(request)
+
+    return Route(path, checked, methods=[method])
 
 
 def create_app(
@@ -49,19 +69,19 @@ def create_app(
         models.default.refresh()
     app = Starlette(
         routes=[
-            Route("/classify", routes.classify, methods=["POST"]),
+            api_route("/classify", routes.classify, "POST"),
             # A route this deployment cannot serve is not there at all: it answers as any unknown
             # route does, and the document does not list it.
-            *([Route("/uploads", routes.create_upload, methods=["POST"])] if uploads.enabled else []),
-            Route("/classifications", routes.list_classifications, methods=["GET"]),
-            Route("/classifications/{record_id}", routes.get_classification, methods=["GET"]),
-            Route("/model", routes.model_state, methods=["GET"]),
-            Route("/model/versions", routes.model_versions, methods=["GET"]),
-            Route("/model/versions/{version}/evaluation", routes.version_evaluation, methods=["GET"]),
-            Route("/models", routes.list_models, methods=["GET"]),
-            Route("/models/{name}", routes.named_model_state, methods=["GET"]),
-            Route("/models/{name}/classify", routes.classify_with_model, methods=["POST"]),
-            Route("/health", routes.health, methods=["GET"]),
+            *([api_route("/uploads", routes.create_upload, "POST")] if uploads.enabled else []),
+            api_route("/classifications", routes.list_classifications, "GET"),
+            api_route("/classifications/{record_id}", routes.get_classification, "GET"),
+            api_route("/model", routes.model_state, "GET"),
+            api_route("/model/versions", routes.model_versions, "GET"),
+            api_route("/model/versions/{version}/evaluation", routes.version_evaluation, "GET"),
+            api_route("/models", routes.list_models, "GET"),
+            api_route("/models/{name}", routes.named_model_state, "GET"),
+            api_route("/models/{name}/classify", routes.classify_with_model, "POST"),
+            api_route("/health", routes.health, "GET"),
             Route("/openapi.json", routes.openapi, methods=["GET"], include_in_schema=False),
             Route("/docs", routes.docs, methods=["GET"], include_in_schema=False),
         ],

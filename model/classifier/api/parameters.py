@@ -1,14 +1,18 @@
-"""The API's parameters: one table of names, bounds and defaults.
+"""The API's parameters: one table of names, bounds and defaults, by route.
 
-The routes read parameters through it, and tests/unit/test_openapi.py checks that the
-hand-kept ``openapi.json`` documents exactly these bounds and defaults, and that a value
-the document allows is one the server takes (and the other way round).
+The routes read parameters through it; a query parameter a route does not take is a 422
+``invalid_parameter`` that names it (``refuse_unknown``, applied to every route by
+``classifier.api.app``), so a typo such as ``?lable=cat`` is not silently ignored.
+tests/unit/test_openapi.py checks that the hand-kept ``openapi.json`` documents exactly
+these parameters, bounds and defaults, and that a value the document allows is one the
+server takes (and the other way round).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from classifier.errors import InvalidParameter
@@ -89,3 +93,22 @@ PATH_PARAMETERS: dict[tuple[str, str], tuple[TextParameter, ...]] = {
     ("/models/{name}", "get"): (MODEL_NAME,),
     ("/models/{name}/classify", "post"): (MODEL_NAME,),
 }
+
+
+def accepted(path: str, method: str) -> tuple[str, ...]:
+    """The names of the query parameters the route ``method path`` takes (none for most routes)."""
+    key = (path, "get" if method.lower() == "head" else method.lower())
+    return tuple(p.name for p in QUERY_PARAMETERS.get(key, ()))
+
+
+def refuse_unknown(names: Iterable[str], path: str, method: str) -> None:
+    """A 422 ``invalid_parameter`` for the first query parameter the route does not take, naming it."""
+    known = accepted(path, method)
+    unknown = sorted(set(names) - set(known))
+    if not unknown:
+        return
+    name = unknown[0][:100]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    takes = f"it takes {', '.join(known)}" if known else "it takes no query parameters"
+    raise InvalidParameter(f"unknown query parameter {name!r} for {method.upper()} {path}: {hint}{takes}")

@@ -23,8 +23,9 @@ from classifier.api.payloads import parse_upload_request
 from classifier.errors import ClassifierError, InvalidParameter, ModelUnavailable, NotFound
 from classifier.records.ids import is_record_id, parse_timestamp
 from classifier.serving.manager import ModelManager
+from classifier.store import listing
 from classifier.store.layout import ModelStore
-from classifier.store.manifest import VERSION_RE, StoreError, precision
+from classifier.store.manifest import VERSION_RE, StoreError
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -34,10 +35,6 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_parameter",
 }
-
-# What GET /model/versions shows of each version's latest evaluation (the whole report is
-# GET /model/versions/{version}/evaluation).
-EVALUATION_SUMMARY = ("created_at", "images", "top1", "top5", "latency_ms", "data", "agreement")
 
 SWAGGER_UI = """<!doctype html>
 <html><head><title>ResNet-50 image classifier</title><meta charset="utf-8">
@@ -140,28 +137,9 @@ async def version_evaluation(request: Request) -> JSONResponse:
 
 def version_summaries(store: ModelStore, name: str) -> dict[str, Any]:
     try:
-        infos = store.list(name)
+        return listing.version_summaries(store, name)
     except StoreError as exc:
         raise ModelUnavailable(f"the model store cannot be read: {exc}") from None
-    versions = []
-    for info in reversed(infos):
-        entry: dict[str, Any] = {"version": info.version, "current": info.current}
-        if info.manifest is None:
-            entry["problem"] = info.problem
-        else:
-            manifest = info.manifest
-            report = store.latest_evaluation(name, info.version)
-            entry.update(
-                created_at=manifest["created_at"], source=manifest["source"], trained=bool(manifest["trained"]),
-                precision=precision(manifest), derived_from=manifest.get("derived_from"),
-                labels=manifest["labels"]["count"],
-                bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),
-                evaluation=None if report is None else {
-                    key: report[key] for key in EVALUATION_SUMMARY if key in report},
-            )
-        versions.append(entry)
-    current = next((v["version"] for v in versions if v["current"]), None)
-    return {"name": name, "current": current, "versions": versions}
 
 
 async def health(request: Request) -> JSONResponse:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from classifier.config import Settings, default_model_name, default_store
 
@@ -33,8 +31,13 @@ def runtime_settings(args: argparse.Namespace) -> Settings:
     return replace(Settings.from_env(), model_store=args.store, model_name=args.name)
 
 
-def labels_of(store: Any, name: str, version: str) -> list[str]:
-    """A version's labels, in index order (a clear error for an unknown version)."""
-    store.manifest(name, version)
-    labels: list[str] = json.loads((store.version_dir(name, version) / "labels.json").read_text())
-    return labels
+def fraction(text: str) -> float:
+    """An argument that is a fraction from 0 to 1 (an accuracy): ``30`` or ``1.5`` is a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        hint = f" (for {value:g}%, write {value / 100:g})" if 1 < value <= 100 else ""
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction from 0 to 1{hint}")
+    return value

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from classifier.cli.common import add_store_args, labels_of, refused, runtime_settings
+from classifier.cli.common import add_store_args, fraction, refused, runtime_settings
 from classifier.cli.output import Progress, format_evaluation
 
 
@@ -54,8 +54,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         version = args.version or store.current(args.name)
         if version is None:
             raise EvaluationError(f"model {args.name} has no current version: pass --version")
-        labels = labels_of(store, args.name, version)
-        data = DataSet.scan(args.data, labels)
+        which = f"{args.name} {version}" + ("" if args.version else " (the current version; --version picks another)")
+        data = DataSet.scan(args.data, store.labels(args.name, version), model=which)
         if data.ignored:
             print(f"{args.data}: {len(data.samples)} images; {ignored_text(data.ignored)}", file=sys.stderr)
         with Progress(len(data.samples), "evaluating", enabled=not args.json) as progress:
@@ -83,9 +83,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return promote_s3(args)
     store = ModelStore(args.store)
     try:
-        labels = labels_of(store, args.name, args.version)
+        labels = store.labels(args.name, args.version)
         if args.data is not None:
-            data = DataSet.scan(args.data, labels)
+            data = DataSet.scan(args.data, labels, model=f"{args.name} {args.version}")
             report = store.evaluation(args.name, args.version, data.sha256)
             if report is None:
                 with Progress(len(data.samples), "evaluating") as progress:
@@ -95,11 +95,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
                                f"({report['images']} images), below --min-top1 {args.min_top1}; CURRENT is unchanged",
                                status=1)
             print(f"gate passed: top-1 {report['top1']:.4f} >= {args.min_top1} on {report['images']} images")
-        previous = store.current(args.name)
-        store.set_current(args.name, args.version)
+        switch = store.set_current(args.name, args.version, reason="promote")
     except (EvaluationError, StoreError) as exc:
         return refused(exc)
-    print(f"{args.name}: current version is now {args.version} (was {previous})")
+    if switch is None:
+        print(f"{args.name}: {args.version} is already current; nothing changed")
+    else:
+        print(f"{args.name}: current version is now {args.version} (was {switch.previous})")
     return 0
 
 
@@ -161,9 +163,10 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("promote", help="make VERSION current, optionally only if it passes an accuracy gate")
     add_store_args(p)
-    p.add_argument("version", metavar="VERSION")
+    p.add_argument("version", metavar="VERSION", help="the installed version to make current (`models` lists them)")
     p.add_argument("--data", type=Path, metavar="DIR", help="the gate's data set (an ImageFolder)")
-    p.add_argument("--min-top1", type=float, metavar="X", help="refuse below this top-1 accuracy (0..1)")
+    p.add_argument("--min-top1", type=fraction, metavar="X",
+                   help="refuse below this top-1 accuracy, a fraction from 0 to 1 (0.9 for 90%%)")
     p.add_argument("--s3", metavar="s3://bucket/prefix",
                    help="ask the installer Lambda to promote it (the model inbox bucket)")
     p.set_defaults(func=cmd_promote)

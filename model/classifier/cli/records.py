@@ -30,7 +30,8 @@ def cmd_records_replay(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add this module's commands to the CLI's subparsers."""
     p = sub.add_parser("records", help="classification records: replay what the database refused")
-    group = p.add_subparsers(dest="records_command", required=True)
+    group = p.add_subparsers(dest="records_command", required=True, title="what to do", metavar="ACTION",
+                             help="replay: write back the records the database refused")
     replay = group.add_parser("replay", help="write deferred records back (idempotent: same id, no duplicate)")
     add_store_args(replay)
     replay.add_argument("--deferred", metavar="s3://bucket/prefix|DIR",

@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
     p.add_argument("--models", default=os.environ.get("MODELS") or None, metavar="NAMES",
                    help="the models to serve: comma-separated names, or '*' for every model of the store "
                         "(default: $MODELS, else --name alone)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", metavar="H",
+                   help="the address to listen on (default: %(default)s, this machine only; 0.0.0.0 for every "
+                        "network interface, behind a firewall: the API has no authentication of its own)")
+    p.add_argument("--port", type=int, default=8000, help="the TCP port to listen on (default: %(default)s)")
     p.set_defaults(func=cmd_serve)

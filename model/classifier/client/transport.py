@@ -1,10 +1,12 @@
 """HTTP for the classifier's clients: one API call, retried, signed, and its failure as ``RequestFailed``.
 
-429 and 5xx answers (but 501 Not Implemented, which is permanent), connection errors and
+429 and 5xx answers (but 501 Not Implemented, which is permanent), lost connections and
 timeouts are retried a bounded number of times with exponential backoff and
 full jitter (a random wait in ``[0, min(cap, base * 2**n)]``, so many clients
 that failed together do not retry together), honouring a ``Retry-After`` in
-seconds. Requests to the API can be signed with SigV4 (botocore's signer,
+seconds. A refused connection is not retried: nothing listens at that address
+(the API is not running, or the URL names the wrong port), and waiting will not
+change that. Requests to the API can be signed with SigV4 (botocore's signer,
 service ``lambda``) for a Function URL with IAM auth, and carry ``x-api-key``
 for an API Gateway usage plan.
 
@@ -37,6 +39,7 @@ _NOT_RETRIED_5XX = (501,)
 _LAMBDA_URL_RE = re.compile(r"^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$")
 _API_GATEWAY_RE = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 _ERROR_TEXT_CHARS = 300
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Signer = Callable[[str, str, bytes, dict[str, str]], dict[str, str]]
 
@@ -128,7 +131,7 @@ class ApiHttp:
 
     def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
                 query: Mapping[str, str] | None = None) -> Response:
-        """One API call (signed, with the API key), retried on 429/5xx, connection errors and timeouts."""
+        """One API call (signed, with the API key), retried on 429/5xx, lost connections and timeouts."""
         url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
         all_headers = {"user-agent": f"classifier-client/{__version__}", "accept": "application/json",
                        **(headers or {})}
@@ -152,6 +155,12 @@ class ApiHttp:
                 if retry + 1 >= self.retry.attempts:
                     raise RequestFailed(None, "timeout", f"{method} {url}: {reason}") from None
             except urllib3.exceptions.HTTPError as exc:
+                if refused(exc):
+                    where = urlsplit(url)
+                    raise RequestFailed(None, "connection_error",
+                                        f"{method} {url}: connection refused: nothing listens at "
+                                        f"{where.hostname}:{where.port or _DEFAULT_PORTS.get(where.scheme)} "
+                                        "(is the API running, and is this its URL?)") from None
                 reason = f"connection error: {exc}"
                 if retry + 1 >= self.retry.attempts:
                     raise RequestFailed(None, "connection_error", f"{method} {url}: {exc}") from None
@@ -166,6 +175,12 @@ class ApiHttp:
             if self.on_retry is not None:
                 self.on_retry(RetryEvent(method, url, retry, delay, reason))
             time.sleep(delay)
+
+
+def refused(error: BaseException) -> bool:
+    """Whether a connection was refused (no server at that address), as opposed to lost or timed out."""
+    return (isinstance(error, urllib3.exceptions.NewConnectionError)
+            and isinstance(error.__cause__ or error.__context__, ConnectionRefusedError))
 
 
 def _retry_after(value: str | None) -> float | None:

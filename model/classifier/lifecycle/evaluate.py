@@ -51,16 +51,18 @@ class DataSet:
     ignored: Mapping[str, int] = field(default_factory=dict)  # files left out, by reason
 
     @classmethod
-    def scan(cls, root: Path, labels: Sequence[str]) -> DataSet:
-        """The images under ``root/<label>/``; a folder that is not one of ``labels`` is an error."""
+    def scan(cls, root: Path, labels: Sequence[str], *, model: str = "this model") -> DataSet:
+        """The images under ``root/<label>/``; a folder that is not one of ``labels`` is an error
+        that names ``model`` (the name and version the folders were checked against)."""
         if not root.is_dir():
             raise EvaluationError(f"{root} is not a directory: expected DIR/<label>/<images>")
         known = set(labels)
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         unknown = [p.name for p in folders if p.name not in known]
         if unknown:
-            raise EvaluationError(f"{root}: folder {unknown[0]!r} is not a label of this model"
-                                  + (f" (nor are {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+            raise EvaluationError(f"{root}: folder {unknown[0]!r} is not a label of {model}"
+                                  + (f" (nor are {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+                                  + f"; its {len(labels)} labels begin {', '.join(map(repr, labels[:3]))}")
         candidates = [path for folder in folders for path in sorted(folder.iterdir()) if path.is_file()]
         images, ignored = sort_images(candidates, root)
         loose = sum(1 for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -86,8 +88,14 @@ class Outcome:
 
 def evaluate(store: ModelStore, settings: Settings, version: str, data: DataSet, *,
              compare: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """The report of ``version`` on ``data`` (and its agreement with ``compare``), saved in the store."""
+    """The report of ``version`` on ``data`` (and its agreement with ``compare``), saved in the store.
+
+    ``compare`` must have the same labels, in the same order: agreement counts the images on
+    which both give the same top-1 label, which is meaningless between different classes.
+    """
     name = settings.model_name
+    if compare is not None:
+        check_comparable(store, name, version, compare)
     model = load(store, settings, version)
     outcomes, errors = run(settings, model, data, progress)
     report = summarise(model, data, outcomes, errors)
@@ -96,6 +104,21 @@ def evaluate(store: ModelStore, settings: Settings, version: str, data: DataSet,
         report["agreement"] = {"version": compare, **agreement(outcomes, other)}
     store.save_evaluation(name, version, data.sha256, report)
     return report
+
+
+def check_comparable(store: ModelStore, name: str, version: str, other: str) -> None:
+    """Refuse to compare two versions whose label lists differ, saying how."""
+    ours, theirs = store.labels(name, version), store.labels(name, other)
+    if ours == theirs:
+        return
+    if len(ours) != len(theirs):
+        how = f"{version} has {len(ours)} labels, {other} has {len(theirs)}"
+    else:
+        index = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
+        how = f"label {index} is {ours[index]!r} in {version} and {theirs[index]!r} in {other}"
+    raise EvaluationError(f"cannot compare {version} with {other}: their labels differ ({how}); agreement "
+                          "(the same top-1 label on an image) only means something between versions of the "
+                          "same classes")
 
 
 def load(store: ModelStore, settings: Settings, version: str) -> LoadedModel:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import re
 import tempfile
 import urllib.error
 from collections.abc import Mapping
@@ -134,6 +136,8 @@ def build(weights: str, labels_file: Path | None = None) -> BuiltModel:
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PublishError(pickled_objects_message(path, str(exc))) from None
     except Exception as exc:
         raise PublishError(f"{path} is not a readable state dict: {exc}") from None
     state = _unwrap_state_dict(state)
@@ -149,6 +153,22 @@ def build(weights: str, labels_file: Path | None = None) -> BuiltModel:
     except RuntimeError as exc:
         raise PublishError(f"{path} does not fit torchvision's resnet50: {exc}") from None
     return BuiltModel(module.eval(), f"file:{digest}", True, labels or imagenet_labels())
+
+
+def pickled_objects_message(path: Path, error: str) -> str:
+    """What to do about a file torch.load refused with ``weights_only``: it pickles objects, not just tensors.
+
+    torch's own advice (``weights_only=False``, or allowlisting globals) is for the caller of
+    torch.load; here the fix is the file: unpickling a whole model runs code from it, and a model
+    store shared by every Lambda instance holds tensors only.
+    """
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", error)
+    what = f"a pickled {found.group(1)} object" if found else "pickled Python objects besides tensors"
+    return (f"{path} holds {what} (a whole model saved with torch.save(model), or a training checkpoint "
+            "holding more than weights), which publish does not unpickle: unpickling runs code from the "
+            "file. Save the weights alone and publish that file:\n"
+            "    torch.save(model.state_dict(), \"weights.pth\")\n"
+            "(docs/models.md shows it step by step)")
 
 
 def head_width(state: Mapping[str, Any], path: Path) -> int:

@@ -143,7 +143,7 @@ def quantize(store: ModelStore, name: str, version: str | None = None, *, calibr
         })
         validate_manifest(derived)
         (work / MANIFEST).write_text(json.dumps(derived, indent=2) + "\n")
-        store.install_dir(work, make_current=activate)
+        store.install_dir(work, make_current=activate, reason="quantize")
     return derived
 
 

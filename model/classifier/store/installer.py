@@ -88,7 +88,9 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
         log.info("ignored: not a model manifest or promotion", extra={"object": where})
         return {"status": "ignored", "object": where}
     try:
-        result = _install(s3, store, bucket, target) if target else _promote(s3, store, bucket, promotion)
+        actor = f"installer ({where})"
+        result = (_install(s3, store, bucket, target, actor) if target
+                  else _promote(s3, store, bucket, promotion, actor))
     except (InstallRefused, StoreError) as exc:
         log.error("install refused: %s", exc, extra={"object": where, "reason": str(exc)})
         return {"status": "refused", "object": where, "reason": str(exc)}
@@ -102,7 +104,7 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
     return {"object": where, **result}
 
 
-def _promote(s3: Any, store: ModelStore, bucket: str, promotion: PromotionKey | None) -> dict[str, Any]:
+def _promote(s3: Any, store: ModelStore, bucket: str, promotion: PromotionKey | None, actor: str) -> dict[str, Any]:
 
     assert promotion is not None
     obj = _small_object(s3, bucket, promotion.key, MAX_PROMOTION_BYTES, "it holds one version id")
@@ -111,11 +113,11 @@ def _promote(s3: Any, store: ModelStore, bucket: str, promotion: PromotionKey | 
     if version not in store.versions(promotion.name):
         raise InstallRefused(f"{promotion.name} {version} is not installed: publish it (its manifest) first")
     previous = store.current(promotion.name)
-    store.set_current(promotion.name, version)
+    store.set_current(promotion.name, version, reason="promote", actor=actor)
     return {"status": "promoted", "name": promotion.name, "version": version, "previous": previous, "current": True}
 
 
-def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> dict[str, Any]:
+def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey, actor: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
     manifest, activate = _read_manifest(s3, bucket, target)
@@ -126,7 +128,7 @@ def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> di
         # Versions are content-addressed: the same id is the same bytes.
         # Make it current again without downloading it twice.
         if activate:
-            store.set_current(name, version)
+            store.set_current(name, version, reason="publish", actor=actor)
         return {"status": "already-installed", "name": name, "version": version, "current": activate}
 
     missing, wrong_size = [], []
@@ -155,7 +157,7 @@ def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey) -> di
                 s3.download_fileobj(bucket, target.artifact_key(artifact), f)
         # Verifies sizes and sha256, renames into versions/, flips CURRENT;
         # on any failure the staging directory is discarded.
-        staged.commit(manifest, make_current=activate)
+        staged.commit(manifest, make_current=activate, reason="publish", actor=actor)
     return {
         "status": "installed",
         "name": name,

@@ -5,6 +5,7 @@
     <root>/models/<name>/versions/<version>/   immutable once installed
         manifest.json, model.onnx, weights.safetensors, labels.json
     <root>/models/<name>/CURRENT               one line: the active version
+    <root>/models/<name>/history.jsonl         every switch of CURRENT (classifier.store.history)
     <root>/models/<name>/evaluations/<version>/<data-sha256>.json
                                                ``evaluate`` reports (never inside versions/)
 
@@ -14,23 +15,42 @@ sha256, and only then renamed into ``versions/<version>``; ``CURRENT`` is
 replaced by write-temp + fsync + rename. A reader never sees a half-written
 version or pointer.
 
+Every switch of ``CURRENT`` (publish, promote, rollback, quantize, the installer)
+goes through ``ModelStore.set_current``, which records it in the model's history
+(who, when, from, to, why) under a lock, so that ``rollback`` can undo the last
+switch rather than guess from version ids.
+
 This module uses only the standard library: the installer Lambda (a plain
 Python zip) and the CLI share it.
 """
 
 from __future__ import annotations
 
+import builtins  # ``list`` in the class body is ModelStore.list
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from classifier.store.fsio import fsync_dir, fsync_file, write_atomic
+from classifier.store.history import (
+    HISTORY,
+    ROLLBACK,
+    Switch,
+    check_reason,
+    new_switch,
+    read_history,
+    undo_target,
+    write_history,
+)
 from classifier.store.manifest import (
     MANIFEST,
     NAME_RE,
@@ -47,6 +67,11 @@ from classifier.store.manifest import (
 CURRENT = "CURRENT"
 EVALUATIONS = "evaluations"
 _STAGING_PREFIX = ".staging-"
+# Held while CURRENT and the history change: two switches at once (two installer
+# invocations, a promotion beside a publish) must not lose one history entry.
+_SWITCH_LOCK = ".switch.lock"
+# POSIX locks exclude other processes, not other threads of this one.
+_THREAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -166,36 +191,92 @@ class ModelStore:
         path.mkdir()
         return StagedVersion(self, name, path)
 
-    def install_dir(self, source: Path, *, make_current: bool = True) -> str:
-        """Install the version in ``source`` (manifest.json + artifacts); return its id."""
+    def install_dir(self, source: Path, *, make_current: bool = True, reason: str = "publish",
+                    actor: str | None = None) -> str:
+        """Install the version in ``source`` (manifest.json + artifacts); return its id.
+
+        With ``make_current`` it becomes current, recorded in the history with ``reason`` and ``actor``."""
         manifest = json.loads((source / MANIFEST).read_bytes())
         validate_manifest(manifest)
         with self.stage(manifest["name"]) as staged:
             for artifact in manifest["artifacts"]:
                 if (source / artifact).exists():  # a missing one is reported by commit
                     shutil.copyfile(source / artifact, staged.path / artifact)
-            return staged.commit(manifest, make_current=make_current)
+            return staged.commit(manifest, make_current=make_current, reason=reason, actor=actor)
 
-    def set_current(self, name: str, version: str) -> None:
-        """Point ``CURRENT`` at ``version`` after checking that it is complete and intact."""
-        self.verify(name, version)
-        write_atomic(self.model_dir(name) / CURRENT, f"{version}\n".encode())
+    def history(self, name: str) -> builtins.list[Switch]:
+        """Every recorded switch of ``CURRENT``, oldest first (``classifier.store.history``)."""
+        return read_history(self.model_dir(name) / HISTORY)
 
-    def rollback(self, name: str, to: str | None = None) -> str:
-        """Make ``to`` (default: the version before the current one) current."""
-        versions = self.versions(name)
-        current = self.current(name)
-        if to is None:
-            if current is None:
-                raise ModelNotFound(f"model {name} has no current version to roll back from")
-            older = [v for v in versions if v < current]
-            if not older:
-                raise ModelNotFound(f"model {name} has no version older than {current}")
-            to = older[-1]
-        elif check_version(to) not in versions:
+    def labels(self, name: str, version: str) -> builtins.list[str]:
+        """A version's labels, in index order (a clear error for an unknown or damaged version)."""
+        self.manifest(name, version)
+        path = self.version_dir(name, version) / "labels.json"
+        try:
+            labels = json.loads(path.read_bytes())
+        except (FileNotFoundError, ValueError) as exc:
+            raise IntegrityError(f"{name} {version}: labels.json cannot be read ({exc})") from None
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise IntegrityError(f"{name} {version}: labels.json is not a list of labels")
+        return labels
+
+    def set_current(self, name: str, version: str, *, reason: str, actor: str | None = None) -> Switch | None:
+        """Make ``version`` current after checking that it is complete and intact, and record the switch.
+
+        The one way ``CURRENT`` changes: ``reason`` says which command switched (``publish``,
+        ``promote``, ``quantize``, ...), ``actor`` who did (default: ``user@host`` of this process).
+        Returns the recorded switch, or None when ``version`` was current already.
+        """
+        check_reason(reason)
+        self.verify(name, version)  # before the lock: hashing the artifacts takes a while
+        with self._switch_lock(name):
+            return self._switch_locked(name, version, reason=reason, actor=actor)
+
+    def rollback(self, name: str, to: str | None = None, *, actor: str | None = None) -> Switch | None:
+        """Undo the last switch of ``CURRENT`` (``classifier.store.history.undo_target``), or make ``to`` current.
+
+        Returns the recorded switch (None when ``to`` is current already). Refused when
+        nothing is current, when no recorded switch is left to undo, or when ``to`` is not
+        installed or not intact.
+        """
+        if to is not None and check_version(to) not in self.versions(name):
             raise ModelNotFound(f"model {name} has no version {to}")
-        self.set_current(name, to)
-        return to
+        if self.current(name) is None:
+            raise ModelNotFound(f"model {name} has no current version to roll back from")
+        with self._switch_lock(name):
+            undoes = None
+            if to is None:
+                current = self.current(name)
+                if current is None:  # removed by hand since the check above
+                    raise ModelNotFound(f"model {name} has no current version to roll back from")
+                to, undoes = undo_target(self.history(name), current, name)
+            self.verify(name, to)
+            return self._switch_locked(name, to, reason=ROLLBACK, actor=actor, undoes=undoes)
+
+    def _switch_locked(self, name: str, version: str, *, reason: str, actor: str | None,
+                       undoes: int | None = None) -> Switch | None:
+        """Point ``CURRENT`` at ``version`` and record it; the caller holds the lock and has verified it."""
+        previous = self.current(name)
+        if previous == version:
+            return None
+        history = self.history(name)
+        switch = new_switch(history, previous=previous, version=version, reason=reason, actor=actor, undoes=undoes)
+        # CURRENT first: it is what serves. Should the process die before the history is
+        # written, rollback sees a CURRENT the history did not make, and returns to the
+        # version the history last made current: the one that served before.
+        write_atomic(self.model_dir(name) / CURRENT, f"{version}\n".encode())
+        write_history(self.model_dir(name) / HISTORY, [*history, switch])
+        return switch
+
+    @contextmanager
+    def _switch_lock(self, name: str) -> Iterator[None]:
+        """An exclusive POSIX lock on the model's lock file (NFS, and so EFS, honours it)."""
+        with _THREAD_LOCK, open(self.model_dir(name) / _SWITCH_LOCK, "a") as lock:
+            fcntl.lockf(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.lockf(lock, fcntl.LOCK_UN)
 
 
 def _read_report(path: Path) -> dict[str, Any] | None:
@@ -215,7 +296,9 @@ class StagedVersion:
         self.path = path
         self._done = False
 
-    def commit(self, manifest: Mapping[str, Any], *, make_current: bool = True) -> str:
+    def commit(self, manifest: Mapping[str, Any], *, make_current: bool = True, reason: str = "publish",
+               actor: str | None = None) -> str:
+        """Verify, rename into ``versions/`` and, with ``make_current``, switch to it (``set_current``)."""
         validate_manifest(manifest)
         if manifest["name"] != self.name:
             raise IntegrityError(f"manifest names model {manifest['name']}, not {self.name}")
@@ -244,7 +327,7 @@ class StagedVersion:
             fsync_dir(target.parent)
         self._done = True
         if make_current:
-            self.store.set_current(self.name, version)
+            self.store.set_current(self.name, version, reason=reason, actor=actor)
         return version
 
     def discard(self) -> None:
