@@ -17,6 +17,11 @@ from typing import TypeVar
 MiB = 1024 * 1024
 
 BACKENDS = ("onnx", "torch")
+# ONNX Runtime's intra-op threads busy-wait after each run ("spinning"): off, on, or
+# auto (on only when every thread owns a whole core). Off is the default because it
+# was never slower where measured and up to ~3x faster when two sessions share a
+# process or the cores are contended (docs/performance.md, "Spinning").
+SPINNING = ("off", "on", "auto")
 
 
 T = TypeVar("T", int, float)
@@ -76,6 +81,7 @@ class Settings:
     fast_jpeg_decode: bool = True
     verify_on_load: bool = True
     threads: int | None = None
+    spinning: str = "off"
     uploads_bucket: str | None = None
     # Records: SQLite at records_db (default <model_store>/records.sqlite3), or DynamoDB.
     records_db: Path | None = None
@@ -91,6 +97,9 @@ class Settings:
         if backend not in BACKENDS:
             raise ConfigError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         threads = _int(env, "INFERENCE_THREADS", 0, 0, 256)
+        spinning = env.get("INFERENCE_SPINNING", cls.spinning).strip().lower() or cls.spinning
+        if spinning not in SPINNING:
+            raise ConfigError(f"INFERENCE_SPINNING must be one of {', '.join(SPINNING)}, got {spinning!r}")
         return cls(
             model_store=Path(env.get("MODEL_STORE") or cls.model_store),
             model_name=env.get("MODEL_NAME") or cls.model_name,
@@ -104,6 +113,7 @@ class Settings:
             fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", cls.fast_jpeg_decode),
             verify_on_load=_bool(env, "VERIFY_ON_LOAD", cls.verify_on_load),
             threads=threads or None,
+            spinning=spinning,
             uploads_bucket=env.get("UPLOADS_BUCKET") or None,
             records_db=Path(env["RECORDS_DB"]) if env.get("RECORDS_DB") else None,
             records_table=env.get("RECORDS_TABLE") or None,

@@ -60,16 +60,25 @@ def cpu_share(env: Mapping[str, str] | None = None) -> float:
 
 @dataclass(frozen=True)
 class ThreadPlan:
+    """How the process's inference pools run: the one place the backends read it from."""
+
     threads: int
-    # Spinning keeps idle pool threads busy-waiting for the next operator:
-    # faster when each thread has a core to itself, much slower when not.
+    # Spinning keeps idle pool threads busy-waiting for the next operator. It
+    # saves a wake-up per operator when each thread has a core to itself and
+    # nothing else runs; it takes the CPU from whatever else needs it when two
+    # sessions take turns, requests overlap, or the share is below the threads
+    # (measured: docs/performance.md, "Spinning"). Settings.spinning decides.
     spin: bool
     share: float
 
 
-def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = None) -> ThreadPlan:
-    """Intra-op threads = the CPU share rounded to whole cores (at least 1);
-    spin only when every thread owns a whole core."""
+def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = None,
+                 spinning: str = "off") -> ThreadPlan:
+    """Intra-op threads = the CPU share rounded to whole cores (at least 1).
+
+    ``spinning`` is ``Settings.spinning``: ``off``, ``on``, or ``auto`` (spin only
+    when every thread owns a whole core)."""
     share = cpu_share(env)
     threads = configured or max(1, min(visible_cpus(), round(share)))
-    return ThreadPlan(threads=threads, spin=share >= threads, share=round(share, 2))
+    spin = {"off": False, "on": True}.get(spinning, share >= threads)
+    return ThreadPlan(threads=threads, spin=spin, share=round(share, 2))

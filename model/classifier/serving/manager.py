@@ -83,7 +83,7 @@ class ModelManager:
     ) -> None:
         self.settings = settings
         self.store = store or ModelStore(settings.model_store)
-        self.plan = plan_threads(settings.threads)
+        self.plan = plan_threads(settings.threads, spinning=settings.spinning)
         self.threads = self.plan.threads
         self._clock = clock
         self._loaded: LoadedModel | None = None

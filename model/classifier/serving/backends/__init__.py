@@ -20,7 +20,7 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(kind: str, artifact: Path, *, threads: int, spin: bool = True) -> Backend:
+def load_backend(kind: str, artifact: Path, *, threads: int, spin: bool = False) -> Backend:
     """Build the backend ``kind`` from its artifact (model.onnx or weights.safetensors)."""
     if kind == "onnx":
         from classifier.serving.backends.onnx_backend import OnnxBackend
