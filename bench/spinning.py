@@ -114,7 +114,8 @@ def run_server(store: Path, rounds: int, users: int, seconds: int, scratch: Path
         for setting in (SETTINGS if r % 2 == 0 else SETTINGS[::-1]):
             env = {"INFERENCE_SPINNING": setting}
             with load.local_server(store, env=env) as server:
-                result = load.run_locust(server.url, users=users, seconds=seconds, out=scratch / f"server-{setting}-{r}")
+                result = load.run_locust(server.url, users=users, seconds=seconds,
+                                         out=scratch / f"server-{setting}-{r}")
                 result["server_rss_mb"] = server.rss_mb()
             runs[setting].append(result)
     return runs
@@ -140,7 +141,8 @@ def summarise(alternating: dict[str, list[dict[str, Any]]] | None,
         for key in ("alone_0", "alone_1", "turns_0", "turns_1", "turns_all"):
             for figure in ("p50", "p99", "calls_per_s"):
                 on, off = median_of(alternating["on"], key, figure), median_of(alternating["off"], key, figure)
-                rows[f"{key}.{figure}"] = {"on": on, "off": off, "on_over_off": round(on / off, 3) if on and off else None}
+                rows[f"{key}.{figure}"] = {"on": on, "off": off,
+                                           "on_over_off": round(on / off, 3) if on and off else None}
         out["alternating"] = rows
     if server:
         rows = {}
