@@ -17,8 +17,11 @@ docs/security.md says who can call what under each.
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import Annotations, Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
@@ -82,10 +85,11 @@ class ApiAccess(Construct):
                 self.user_pool_client = self.user_pool.add_client(
                     "ApiClient", auth_flows=cognito.AuthFlow(user_srp=True), generate_secret=False,
                 )
-            self.authorizer = apigw.CognitoUserPoolsAuthorizer(
-                self, "Authorizer", cognito_user_pools=[self.user_pool],
-                identity_source=apigw.IdentitySource.header("Authorization"),
-            )
+            if config.api_type == "rest":  # an HTTP API has its own JWT authorizer (http_api.py)
+                self.authorizer = apigw.CognitoUserPoolsAuthorizer(
+                    self, "Authorizer", cognito_user_pools=[self.user_pool],
+                    identity_source=apigw.IdentitySource.header("Authorization"),
+                )
         if self.mode == "none":
             Annotations.of(scope).add_warning_v2(
                 "classifier:publicApi",
@@ -102,7 +106,7 @@ class ApiAccess(Construct):
             return apigw.MethodOptions(authorization_type=apigw.AuthorizationType.COGNITO, authorizer=self.authorizer)
         return apigw.MethodOptions(api_key_required=self.mode == "api_key")
 
-    def bind(self, api: apigw.RestApi, stage_name: str) -> None:
+    def bind(self, api: apigw.RestApi | apigwv2.HttpApi, stage_name: str) -> None:
         """With ``iam``: the managed policy that may invoke ``api``'s stage, GET and POST on any path, nothing else."""
         if self.mode != "iam":
             return
@@ -118,7 +122,9 @@ class ApiAccess(Construct):
             id="AwsSolutions-IAM5",
             reason="The API's paths carry record ids and are proxied to the application: the policy allows "
                    "GET and POST on every path of this API's stage, and nothing on any other API.",
-            applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:execute-api:.*\/{stage_name}\/(GET|POST)\/\*$/")],
+            applies_to=[RegexAppliesTo(
+                regex=rf"/^Resource::arn:[^:]+:execute-api:.*\/{re.escape(stage_name)}\/(GET|POST)\/\*$/",
+            )],
         )])
 
 
