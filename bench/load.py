@@ -109,18 +109,19 @@ def local_server(store: Path, env: Mapping[str, str] | None = None) -> Iterator[
             proc.wait()
 
 
-def load_photos(folder: Path) -> Path:
-    """The users' photos: four CC0 photos at their own size and the bench's 1 MP JPEG."""
+def load_photos(work: Path) -> Path:
+    """The users' photos (``<work>/load-photos``): four CC0 photos at their own size and the bench's 1 MP JPEG."""
     import assets
     from PIL import Image
     from skimage import data
 
+    folder = work / "load-photos"
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("chelsea", "coffee", "astronaut", "rocket"):
         path = folder / f"{name}.jpg"
         if not path.exists():
             Image.fromarray(getattr(data, name)()).convert("RGB").save(path, "JPEG", quality=90)
-    shutil.copyfile(assets.make_photos(BENCH / ".work" / "photos")["1mp"], folder / "photo-1mp.jpg")
+    shutil.copyfile(assets.make_photos(work / "photos")["1mp"], folder / "photo-1mp.jpg")
     return folder
 
 
@@ -132,7 +133,7 @@ def _ms(row: Mapping[str, str], key: str) -> float | None:
 def run_locust(url: str, *, users: int, seconds: int, out: Path, photos: Path | None = None) -> dict[str, Any]:
     """Locust headless against ``url``; its figures: the aggregate and one row per request name."""
     out.mkdir(parents=True, exist_ok=True)
-    photos = photos or load_photos(BENCH / ".work" / "load-photos")
+    photos = photos or load_photos(BENCH / ".work")
     prefix = out / "locust"
     cmd = [str(LOCUST), "-f", str(BENCH / "locustfile.py"), "--headless", "--users", str(users),
            "--spawn-rate", str(users), "--run-time", f"{seconds}s", "--host", url, "--csv", str(prefix),
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from run import ensure_store, machine
 
     work = args.work.resolve()
-    photos = load_photos(work / "load-photos")
+    photos = load_photos(work)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_start = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:

@@ -106,16 +106,18 @@ def run_alternating(models: list[Path], photo: Path, threads: int, rounds: int, 
 
 
 # -- the local server under load ---------------------------------------------------------------------
-def run_server(store: Path, rounds: int, users: int, seconds: int, scratch: Path) -> dict[str, list[dict[str, Any]]]:
+def run_server(store: Path, rounds: int, users: int, seconds: int, scratch: Path,
+               work: Path) -> dict[str, list[dict[str, Any]]]:
     import load
 
+    photos = load.load_photos(work)
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in SETTINGS}
     for r in range(rounds):
         for setting in (SETTINGS if r % 2 == 0 else SETTINGS[::-1]):
             env = {"INFERENCE_SPINNING": setting}
             with load.local_server(store, env=env) as server:
                 result = load.run_locust(server.url, users=users, seconds=seconds,
-                                         out=scratch / f"server-{setting}-{r}")
+                                         out=scratch / f"server-{setting}-{r}", photos=photos)
                 result["server_rss_mb"] = server.rss_mb()
             runs[setting].append(result)
     return runs
@@ -215,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     photo = assets.make_photos(work / "photos")["1mp"]
     with tempfile.TemporaryDirectory(prefix="spinning-") as tmp:
         alternating = run_alternating(models, photo, args.threads, args.rounds, args.iters, Path(tmp))
-        server = None if args.skip_server else run_server(store, args.rounds, args.users, args.seconds, Path(tmp))
+        server = None if args.skip_server else run_server(store, args.rounds, args.users, args.seconds, Path(tmp),
+                                                          work)
     summary = summarise(alternating, server)
     facts = {"when": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()), "cpu": machine()["cpu"],
              "threads": args.threads, "rounds": args.rounds, "users": args.users, "seconds": args.seconds,
