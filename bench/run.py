@@ -313,6 +313,20 @@ def check_provenance(contender: Contender, classifier_file: str | None) -> None:
         raise RuntimeError(f"{contender.name} trial imported classifier from {imported}, not {expected}")
 
 
+def byte_compile(contenders: Sequence[Contender]) -> None:
+    """Compile each contender's classifier package, and bench/'s scripts, to .pyc beside their sources.
+
+    The Lambda image byte-compiles the package (model/Dockerfile), and the venv's packages are compiled
+    at install; a working tree is not, and with PYTHONDONTWRITEBYTECODE set every trial would compile
+    it from source again, a cost no deployment pays. .pyc files beside the sources are read whatever
+    PYTHONDONTWRITEBYTECODE says (git and the image's build context ignore them)."""
+    import compileall
+
+    for package in {c.package for c in contenders if c.package is not None}:
+        compileall.compile_dir(package, quiet=1)
+    compileall.compile_dir(BENCH, maxlevels=0, quiet=1)
+
+
 def child_env(store: Path, weights: Path) -> dict[str, str]:
     """The same environment for every contender; only BACKEND (set by trial.py) and, for an archived
     revision, PYTHONPATH differ."""
@@ -536,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     contenders = [replace(c, store=int8_store) if c.int8 else c for c in contenders]
     photos = {"1mp": files["1mp"], "12mp": files["12mp"]}
     env = child_env(store, files["weights"])
+    byte_compile(contenders)
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         runs = collect(plan, contenders, env, photos, Path(tmp))
