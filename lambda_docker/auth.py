@@ -1,4 +1,8 @@
-"""Who may call the REST API (context ``api_auth``), and the Cognito user pools users log in with.
+"""Who may call the API (context ``api_auth``), and the Cognito user pools users log in with.
+
+The REST API's methods take ``ApiAccess.method_options``; the HTTP API
+(``api_type=http``, ``http_api.py``) builds its route's authorizer from the same
+pool and binds the same invoke policy to its ``$default`` stage.
 
 - ``iam`` (the default): every method but CORS preflight needs a SigV4
   signature (``AWS_IAM``) from a principal whose policies allow
@@ -69,7 +73,7 @@ def user_pool_domain_prefix(config: AppConfig, purpose: str) -> str:
 
 
 class ApiAccess(Construct):
-    """How methods of the REST API are authorized under ``api_auth``; built before the API, bound after."""
+    """How the API is authorized under ``api_auth``; built before the API, bound after."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
         super().__init__(scope, construct_id)

@@ -23,7 +23,7 @@ class Backend(Protocol):
 def import_backend(kind: str) -> None:
     """Import backend ``kind``'s modules (numpy and onnxruntime, or torch) now, on the calling thread."""
     if kind == "onnx":
-        import classifier.serving.backends.onnx_backend  # noqa: F401
+        import classifier.serving.backends.onnx_backend
     elif kind == "torch":
         import classifier.serving.backends.torch_backend  # noqa: F401
     else:
