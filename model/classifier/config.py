@@ -18,9 +18,9 @@ MiB = 1024 * 1024
 
 BACKENDS = ("onnx", "torch")
 # ONNX Runtime's intra-op threads busy-wait after each run ("spinning"): off, on, or
-# auto (on only when every thread owns a whole core). Off is the default because it
-# was never slower where measured and up to ~3x faster when two sessions share a
-# process or the cores are contended (docs/performance.md, "Spinning").
+# auto (on only when every thread owns a whole core). Off is the default: it was
+# faster wherever two sessions share a process, requests overlap or the cores are
+# contended, and spinning gains little even alone (docs/performance.md, "Spinning").
 SPINNING = ("off", "on", "auto")
 
 
