@@ -14,7 +14,7 @@ DASHBOARD_PORT ?= 8501
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv lock serve test test-fast mutation bench lint publish models rollback synth clean
+.PHONY: venv lock serve test test-fast mutation bench load lint publish models rollback synth clean
 
 # The venv holds exactly what uv.lock pins. pip (from the interpreter that made the venv)
 # installs only uv, hash-checked from requirements-uv.txt; uv then installs everything
@@ -68,6 +68,15 @@ bench: venv
 	$(PY) bench/run.py --summary bench/results.md $(if $(AGAINST),--against $(AGAINST))
 	$(PY) bench/bulk.py --summary bench/results-bulk.md
 	$(PY) bench/records_dynamodb.py --summary bench/results-records.md
+
+## The local API under load: Locust headless, USERS users (16) for SECONDS seconds (60), against a server
+## it starts (or URL=http://... of a running `make serve`, PID=its process id for its memory). Summary:
+## bench/results-load.md (committed); everything else under bench/.work/load/.
+USERS   ?= 16
+SECONDS ?= 60
+load: venv
+	$(PY) bench/load.py --users $(USERS) --seconds $(SECONDS) --summary bench/results-load.md \
+		$(if $(URL),--url $(URL)) $(if $(PID),--pid $(PID))
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -120,6 +120,8 @@ def render(report: dict[str, Any]) -> str:
         "",
         *out,
         "",
+        *render_floor(fig),
+        *(report.get("costs") or {}).get("markdown", []),
         *render_before_after(report.get("against")),
         "Cold start phases, p50 (ms):",
         "",
@@ -141,6 +143,25 @@ def render(report: dict[str, Any]) -> str:
     else:
         text += ["Install sizes: not measured in this run (quick mode without a cache).", ""]
     return "\n".join(text)
+
+
+def render_floor(fig: dict[str, Any]) -> list[str]:
+    """Our cold start against the floor (bench/floor.py) on the same model, fp32 and int8."""
+    rows = []
+    for ours, floor, label in (("onnx", "floor", "fp32"), ("int8", "floor-int8", "int8")):
+        if floor not in fig or ours not in fig:
+            continue
+        mine, theirs = get(fig[ours], "cold_ms", "p50"), get(fig[floor], "cold_ms", "p50")
+        best = ratio(get(fig[ours], "cold_ms", "min"), get(fig[floor], "cold_ms", "min"))
+        cpu = ratio(get(fig[ours], "cold_cpu_ms", "p50"), get(fig[floor], "cold_cpu_ms", "p50"))
+        rows.append(f"| {label} | {fmt(mine)} | {fmt(theirs)} | {fmt_ratio(ratio(mine, theirs))} | "
+                    f"{fmt_ratio(best)} | {fmt_ratio(cpu)} |")
+    if not rows:
+        return []
+    return ["Cold start, spawn to first 200, against the floor (bench/floor.py: onnxruntime, numpy and Pillow "
+            "imported, a 2-thread session on the same model.onnx, one photo classified):", "",
+            "| model | ours, p50 (ms) | floor, p50 (ms) | ours ÷ floor | ratio of minimums | ratio of CPU time |",
+            "|---|---:|---:|---:|---:|---:|", *rows, ""]
 
 
 def render_before_after(against: dict[str, Any] | None) -> list[str]:

@@ -63,6 +63,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import assets  # noqa: E402
+import costs  # noqa: E402
 import install_size  # noqa: E402
 
 CHILD_TIMEOUT = 900
@@ -78,14 +79,26 @@ class Contender:
     package: Path | None = None  # the classifier package its trial must import (None: none at all)
     pythonpath: Path | None = None  # put ahead of the installed package (an archived revision)
     store: Path | None = None  # a store of its own (the int8 version); None: the run's store
+    int8: bool = False  # serves the int8 version (its store is set once that version exists: ensure_int8_store)
+    env: tuple[tuple[str, str], ...] = ()  # environment variables of its own
+    cold: bool = True  # takes part in the cold-start-only rounds
+    warm: bool = True  # takes part in the warm rounds
 
 
 BASELINE = Contender("baseline", "baseline")
 OURS = (Contender("onnx", "onnx", WORKING_TREE_PACKAGE), Contender("torch", "torch", WORKING_TREE_PACKAGE))
-# Our handler on the onnx backend serving the int8 version `quantize` derives from the run's fp32 one
-# (its store is set once that version exists: ensure_int8_store).
-INT8 = Contender("int8", "onnx", WORKING_TREE_PACKAGE)
+# Our handler on the onnx backend serving the int8 version `quantize` derives from the run's fp32 one.
+INT8 = Contender("int8", "onnx", WORKING_TREE_PACKAGE, int8=True)
 MAIN = (BASELINE, *OURS, INT8)  # the main table's columns; ours@REV has its own table
+# The cold-start floor (bench/floor.py) on the same fp32 and int8 models: our cold start is read as a ratio to it.
+FLOORS = (Contender("floor", "floor", warm=False), Contender("floor-int8", "floor", int8=True, warm=False))
+# A 1,769 MB Lambda (one vCPU: the thread plan gives it one thread), for the cost table's rows; warm rounds only.
+ONE_VCPU_ENV = (("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769"),)
+ONE_VCPU = (Contender("onnx-1vcpu", "onnx", WORKING_TREE_PACKAGE, env=ONE_VCPU_ENV, cold=False),
+            Contender("int8-1vcpu", "onnx", WORKING_TREE_PACKAGE, int8=True, env=ONE_VCPU_ENV, cold=False))
+# The cost table's rows: (model, memory MB, contender). 3,008 MB is measured as the run's 2 threads.
+COST_ROWS = (("resnet50 fp32", 3008, "onnx"), ("resnet50 int8", 3008, "int8"),
+             ("resnet50 fp32", 1769, "onnx-1vcpu"), ("resnet50 int8", 1769, "int8-1vcpu"))
 
 
 @dataclass(frozen=True)
@@ -262,6 +275,7 @@ def spawn(contender: Contender, env: dict[str, str], photos: dict[str, Path], sc
                                                                   env.get("PYTHONPATH")]))}
     if contender.store is not None:
         env = {**env, "MODEL_STORE": str(contender.store)}
+    env = {**env, **dict(contender.env)}
     args = [sys.executable, str(BENCH / "trial.py"), "--contender", contender.kind,
             "--photo-1mp", str(photos["1mp"]), "--photo-12mp", str(photos["12mp"]),
             "--result", str(result_path), "--iters", str(iters), "--warmup", str(warmup),
@@ -299,12 +313,28 @@ def check_provenance(contender: Contender, classifier_file: str | None) -> None:
         raise RuntimeError(f"{contender.name} trial imported classifier from {imported}, not {expected}")
 
 
+def byte_compile(contenders: Sequence[Contender]) -> None:
+    """Compile each contender's classifier package, and bench/'s scripts, to .pyc beside their sources.
+
+    The Lambda image byte-compiles the package (model/Dockerfile), and the venv's packages are compiled
+    at install; a working tree is not, and with PYTHONDONTWRITEBYTECODE set every trial would compile
+    it from source again, a cost no deployment pays. .pyc files beside the sources are read whatever
+    PYTHONDONTWRITEBYTECODE says (git and the image's build context ignore them)."""
+    import compileall
+
+    for package in {c.package for c in contenders if c.package is not None}:
+        compileall.compile_dir(package, quiet=1)
+    compileall.compile_dir(BENCH, maxlevels=0, quiet=1)
+
+
 def child_env(store: Path, weights: Path) -> dict[str, str]:
     """The same environment for every contender; only BACKEND (set by trial.py) and, for an archived
     revision, PYTHONPATH differ."""
     env = dict(os.environ)
     env.pop("BACKEND", None)
-    env.update(MODEL_STORE=str(store), MODEL_NAME="resnet50", BASELINE_WEIGHTS=str(weights))
+    env.update(MODEL_STORE=str(store), MODEL_NAME="resnet50", BASELINE_WEIGHTS=str(weights),
+               # EMF metric lines as in Lambda (the CDK app sets the namespace): the cost table counts log bytes.
+               POWERTOOLS_METRICS_NAMESPACE="Classifier")
     return env
 
 
@@ -321,14 +351,16 @@ def collect(plan: Plan, contenders: Sequence[Contender], env: dict[str, str], ph
         log("throwaway round (warms the page cache for every contender)")
         for contender in contenders:
             spawn(contender, env, photos, scratch)
+    cold = [c for c in contenders if c.cold]
     for r in range(plan.cold_rounds):
         log(f"cold round {r + 1}/{plan.cold_rounds}")
-        for contender in rotated(contenders, turn):
+        for contender in rotated(cold, turn):
             runs[contender.name].append(spawn(contender, env, photos, scratch))
         turn += 1
+    warm = [c for c in contenders if c.warm]
     for r in range(plan.warm_rounds):
         log(f"warm round {r + 1}/{plan.warm_rounds}")
-        for contender in rotated(contenders, turn):
+        for contender in rotated(warm, turn):
             runs[contender.name].append(spawn(contender, env, photos, scratch, iters=plan.iters,
                                               warmup=plan.warmup, batch_iters=plan.batch_iters))
         turn += 1
@@ -359,6 +391,9 @@ def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["warm_ms"] = {name: summary([x for r in warm for x in r["warm"][name]])
                           for name in ("1mp", "12mp", "forward")}
         out["threads"] = warm[0].get("threads")
+        logged = [r["log_bytes_per_request"] for r in warm if "log_bytes_per_request" in r]
+        if logged:
+            out["log_bytes_per_request"] = round(statistics.median(logged), 1)
         timing: dict[str, dict[str, float]] = {}
         for name in ("1mp", "12mp"):
             rows = [t for r in warm for t in r.get("server_timing", {}).get(name, [])]
@@ -422,6 +457,11 @@ def targets(fig: dict[str, dict[str, Any]], sizes: dict[str, Any] | None) -> lis
     add("peak RSS", "int8",
         ratio(get(fig, "int8", "peak_rss_mb", "after_warm"), get(fig, "onnx", "peak_rss_mb", "after_warm")), 0.5,
         "fp32 (onnx) peak RSS")
+    # The cold start at its floor (bench/floor.py on the same model), both precisions.
+    for ours, floor in (("onnx", "floor"), ("int8", "floor-int8")):
+        if floor in fig:
+            p50, best = both(fig, (ours, "cold_ms"), (floor, "cold_ms"))
+            add("cold start", ours, p50, 1.15, f"the floor ({floor}) cold start", best)
     onnx_size = get(sizes or {}, "variants", "onnx", "bytes")
     for variant in ("torch-cpu", "torch-cuda"):
         other = get(sizes or {}, "variants", variant, "bytes")
@@ -458,6 +498,19 @@ def before_after(fig: dict[str, dict[str, Any]], ours: str, theirs: str) -> list
     return rows
 
 
+def cost_report(fig: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The cost table (bench/costs.py) from this run's warm p50s and logged bytes: its rows and its markdown."""
+    measurements = []
+    for model, memory_mb, name in COST_ROWS:
+        p50, logged = get(fig, name, "warm_ms", "1mp", "p50"), get(fig, name, "log_bytes_per_request")
+        threads = get(fig, name, "threads", "threads")
+        if p50 is not None and logged is not None:
+            measurements.append(costs.Measurement(model, memory_mb, int(threads or 0), p50, logged))
+    rows = costs.cost_rows(measurements)
+    return {"prices_as_of": costs.PRICES_AS_OF, "rows": [asdict(row) for row in rows],
+            "markdown": costs.render(rows)}
+
+
 # -- report -----------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -475,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     out = args.out or args.work
-    contenders: list[Contender] = list(MAIN)
+    contenders: list[Contender] = [*MAIN, *FLOORS, *ONE_VCPU]
     against: dict[str, Any] | None = None
     if args.against is not None:  # before anything slow: a bad revision fails at once
         contender, against = archived_runtime(args.against, args.work)
@@ -494,9 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.unlink()
     files = ensure_assets(store, args.work.resolve(), version)
     int8_store = ensure_int8_store(store, args.work.resolve(), version)
-    contenders = [replace(c, store=int8_store) if c.name == INT8.name else c for c in contenders]
+    contenders = [replace(c, store=int8_store) if c.int8 else c for c in contenders]
     photos = {"1mp": files["1mp"], "12mp": files["12mp"]}
     env = child_env(store, files["weights"])
+    byte_compile(contenders)
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         runs = collect(plan, contenders, env, photos, Path(tmp))
@@ -509,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if against is not None:
         against["comparison"] = before_after(fig, "onnx", against["contender"])
     report: dict[str, Any] = {
-        "schema": 2,  # 2: contenders beyond the three, "against"
+        "schema": 3,  # 2: contenders beyond the three, "against"; 3: the floors, 1-vCPU rows, "costs"
         "mode": "quick" if args.quick else "full",
         "command": shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "started_at": started_at,
@@ -524,6 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figures": fig,
         "install_size": sizes,
         "targets": targets(fig, sizes),
+        "costs": cost_report(fig),
         "raw": runs,
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-CONTENDERS = ("baseline", "onnx", "torch")
+CONTENDERS = ("baseline", "floor", "onnx", "torch")
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -108,6 +108,12 @@ def peak_rss_kb() -> dict[str, int]:
     return out
 
 
+def stdout_bytes() -> int:
+    """How many bytes this process's stdout (a file: run.py sends it to the contender's log) holds."""
+    sys.stdout.flush()
+    return os.fstat(sys.stdout.fileno()).st_size
+
+
 def ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
@@ -154,6 +160,11 @@ def load_contender(kind: str) -> tuple[Handler, Any]:
         import baseline
 
         return baseline.handler, baseline
+    if kind == "floor":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import floor
+
+        return floor.handler, floor
     os.environ["BACKEND"] = kind
     import classifier.handler
 
@@ -250,6 +261,8 @@ def main() -> int:
         "precision": model_precision(module),
     }
 
+    if args.iters > 0 and args.contender == "floor":
+        raise SystemExit("the floor is a cold-start contender only")
     if args.iters > 0:
         forward, facts = forward_fn(args.contender, module, photos["1mp"], 1)
         result["threads"] = facts
@@ -260,6 +273,7 @@ def main() -> int:
         samples: dict[str, list[float]] = {"forward": [], "1mp": [], "12mp": []}
         timings: dict[str, list[dict[str, float]]] = {"1mp": [], "12mp": []}
         steps = ["forward", "1mp", "12mp"]
+        log_bytes_before = stdout_bytes()
         for i in range(args.iters):
             for step in steps[i % 3:] + steps[:i % 3]:  # rotate the order every round
                 if step == "forward":
@@ -274,6 +288,8 @@ def main() -> int:
                         timings[step].append(timing)
         result["warm"] = samples
         result["server_timing"] = timings
+        # What the handler printed per request (its JSON log lines and EMF metrics): CloudWatch Logs bills it.
+        result["log_bytes_per_request"] = (stdout_bytes() - log_bytes_before) / (2 * args.iters)
         result["rss_kb"]["after_warm"] = peak_rss_kb()
 
     if args.batch_iters > 0:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
@@ -54,7 +55,9 @@ def alarm_at_or_above(
 
 
 class Alarms(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, api: apigw.RestApi, email: str | None) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, api: apigw.RestApi | apigwv2.HttpApi, email: str | None,
+    ) -> None:
         super().__init__(scope, construct_id)
 
         self.topic: sns.Topic | None = None

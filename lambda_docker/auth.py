@@ -1,4 +1,8 @@
-"""Who may call the REST API (context ``api_auth``), and the Cognito user pools users log in with.
+"""Who may call the API (context ``api_auth``), and the Cognito user pools users log in with.
+
+The REST API's methods take ``ApiAccess.method_options``; the HTTP API
+(``api_type=http``, ``http_api.py``) builds its route's authorizer from the same
+pool and binds the same invoke policy to its ``$default`` stage.
 
 - ``iam`` (the default): every method but CORS preflight needs a SigV4
   signature (``AWS_IAM``) from a principal whose policies allow
@@ -17,8 +21,11 @@ docs/security.md says who can call what under each.
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import Annotations, Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
@@ -66,7 +73,7 @@ def user_pool_domain_prefix(config: AppConfig, purpose: str) -> str:
 
 
 class ApiAccess(Construct):
-    """How methods of the REST API are authorized under ``api_auth``; built before the API, bound after."""
+    """How the API is authorized under ``api_auth``; built before the API, bound after."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
         super().__init__(scope, construct_id)
@@ -82,10 +89,11 @@ class ApiAccess(Construct):
                 self.user_pool_client = self.user_pool.add_client(
                     "ApiClient", auth_flows=cognito.AuthFlow(user_srp=True), generate_secret=False,
                 )
-            self.authorizer = apigw.CognitoUserPoolsAuthorizer(
-                self, "Authorizer", cognito_user_pools=[self.user_pool],
-                identity_source=apigw.IdentitySource.header("Authorization"),
-            )
+            if config.api_type == "rest":  # an HTTP API has its own JWT authorizer (http_api.py)
+                self.authorizer = apigw.CognitoUserPoolsAuthorizer(
+                    self, "Authorizer", cognito_user_pools=[self.user_pool],
+                    identity_source=apigw.IdentitySource.header("Authorization"),
+                )
         if self.mode == "none":
             Annotations.of(scope).add_warning_v2(
                 "classifier:publicApi",
@@ -102,7 +110,7 @@ class ApiAccess(Construct):
             return apigw.MethodOptions(authorization_type=apigw.AuthorizationType.COGNITO, authorizer=self.authorizer)
         return apigw.MethodOptions(api_key_required=self.mode == "api_key")
 
-    def bind(self, api: apigw.RestApi, stage_name: str) -> None:
+    def bind(self, api: apigw.RestApi | apigwv2.HttpApi, stage_name: str) -> None:
         """With ``iam``: the managed policy that may invoke ``api``'s stage, GET and POST on any path, nothing else."""
         if self.mode != "iam":
             return
@@ -118,7 +126,9 @@ class ApiAccess(Construct):
             id="AwsSolutions-IAM5",
             reason="The API's paths carry record ids and are proxied to the application: the policy allows "
                    "GET and POST on every path of this API's stage, and nothing on any other API.",
-            applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:execute-api:.*\/{stage_name}\/(GET|POST)\/\*$/")],
+            applies_to=[RegexAppliesTo(
+                regex=rf"/^Resource::arn:[^:]+:execute-api:.*\/{re.escape(stage_name)}\/(GET|POST)\/\*$/",
+            )],
         )])
 
 

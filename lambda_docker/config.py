@@ -34,6 +34,11 @@ REMOVAL_POLICIES = ("retain", "destroy")
 # Who may call the REST API: SigV4-signed IAM principals, users of a Cognito user
 # pool, holders of an API key (which identifies, it does not authenticate), or anyone.
 API_AUTH_MODES = ("iam", "cognito", "api_key", "none")
+# The API's front door: API Gateway's REST API (v1 events), or its HTTP API (v2
+# events), which costs less than a third per request (docs/deploy.md, "What it costs").
+API_TYPES = ("rest", "http")
+# CloudFront takes only web ACLs of scope CLOUDFRONT, which exist in this region only.
+CLOUDFRONT_WAF_REGION = "us-east-1"
 
 # The retention periods CloudWatch Logs accepts, in days, and the name of the
 # matching ``aws_logs.RetentionDays`` member (jsii enums carry names, not numbers).
@@ -305,6 +310,8 @@ class AppConfig:
     # The REST API: who may call it (docs/security.md), its throttling, which
     # browser origins may call it (empty: no CORS; '*' is allowed, with a warning).
     api_auth: str = option("iam", _choice(API_AUTH_MODES))
+    # rest: API Gateway REST API; http: an HTTP API (no stage WAF, no API keys: refused below).
+    api_type: str = option("rest", _choice(API_TYPES))
     # api_auth=cognito: the user pool whose users may call; None: one is created.
     api_user_pool_id: str | None = option(None, _optional(_pattern(_USER_POOL_ID_RE, "a user pool id such as "
                                                                                       "eu-west-1_AbC123xyz")))
@@ -397,6 +404,7 @@ class AppConfig:
         config._check_api_domain()
         config._check_user_pools()
         config._check_dashboard_exposure()
+        config._check_http_api()
         return config
 
     @classmethod
@@ -471,6 +479,23 @@ class AppConfig:
                 "certificate the dashboard is plain HTTP with no login, so it must not be open to the internet "
                 "(0.0.0.0/0, or an empty list: any network). Set dashboard_certificate_arn (HTTPS and a Cognito "
                 "login), or list your networks in dashboard_allowed_cidrs"
+            )
+
+    def _check_http_api(self) -> None:
+        """What an HTTP API cannot do is refused here, with what to do instead."""
+        if self.api_type != "http":
+            return
+        if self.api_auth == "api_key":
+            raise DeployConfigError(
+                "context keys 'api_type' and 'api_auth': an HTTP API has no API keys or usage plans; with "
+                "api_type=http use api_auth=iam (SigV4, the default) or cognito (a JWT authorizer), or keep "
+                "api_type=rest for api_key"
+            )
+        if self.waf and not (self.edge and self.aws_region == CLOUDFRONT_WAF_REGION):
+            raise DeployConfigError(
+                "context keys 'waf' and 'api_type': AWS WAF cannot be attached to an HTTP API's stage. Keep "
+                "api_type=rest for a web ACL on the API, or put CloudFront in front (edge=true, with the stacks "
+                f"in {CLOUDFRONT_WAF_REGION}), where waf=true attaches the web ACL to the distribution"
             )
 
 

@@ -1,4 +1,4 @@
-"""The edge (switch ``edge``): a CloudFront distribution in front of the regional REST API.
+"""The edge (switch ``edge``): a CloudFront distribution in front of the regional API (REST or HTTP).
 
 CloudFront ends TLS close to the caller and keeps warm, pooled connections
 to the API's region, which cuts connection set-up for distant users. The
@@ -51,20 +51,23 @@ FORWARDED_HEADERS = (
 CACHE_KEY_HEADERS = ("X-Api-Key", "Origin")
 
 
+def rest_api_origin(api: apigw.RestApi, stage_name: str) -> cloudfront.IOrigin:
+    """The REST API as an origin. Origin path = the stage: https://<edge>/classify -> <api>/prod/classify."""
+    return origins.RestApiOrigin(api, origin_path=f"/{stage_name}")
+
+
 class ApiDistribution(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        api: apigw.RestApi,
-        stage_name: str,
+        origin: cloudfront.IOrigin,
         web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
-        # Origin path = the stage: https://<edge>/classify -> <api>/prod/classify.
-        self.origin = origins.RestApiOrigin(api, origin_path=f"/{stage_name}")
+        self.origin = origin
         self.origin_request_policy = cloudfront.OriginRequestPolicy(
             self, "ForwardToApi",
             comment="The headers, query strings (no cookies) the classifier API reads; never Host",

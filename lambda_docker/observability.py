@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -55,7 +56,7 @@ class Observability(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        api: apigw.RestApi,
+        api: apigw.RestApi | apigwv2.HttpApi,
         function: lambda_.IFunction,
         alarms: Alarms,
         latency_p99_ms: int,
@@ -100,7 +101,7 @@ class Observability(Construct):
         self.url = (f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
                     f"#dashboards:name={self.dashboard.dashboard_name}")
 
-    def _latency_widgets(self, api: apigw.RestApi) -> list[cloudwatch.IWidget]:
+    def _latency_widgets(self, api: apigw.RestApi | apigwv2.HttpApi) -> list[cloudwatch.IWidget]:
         return [
             graph("Latency p50 / p99 (ms): the runtime, per model version", [
                 runtime_search("TotalLatency", "model_version", "p50", "p50"),
@@ -116,7 +117,7 @@ class Observability(Construct):
             ]),
         ]
 
-    def _traffic_widgets(self, api: apigw.RestApi) -> list[cloudwatch.IWidget]:
+    def _traffic_widgets(self, api: apigw.RestApi | apigwv2.HttpApi) -> list[cloudwatch.IWidget]:
         return [
             graph("Requests", [
                 api.metric_count(period=GRAPH_PERIOD, statistic=cloudwatch.Stats.SUM, label="requests"),

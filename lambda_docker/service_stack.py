@@ -1,9 +1,10 @@
 """``<name>-service-stack``: the compute, redeployed with every change (``cdk deploy <name>-service-stack``).
 
-The inference function (container image from model/) and the REST API in
-front of it. Optional features, each behind a context switch validated in
-``AppConfig`` and each a construct in its own file, hang off this stack;
-see ``_optional_features``.
+The inference function (container image from model/) and the API in front
+of it: API Gateway's REST API, or with ``api_type=http`` its HTTP API.
+Optional features, each behind a context switch validated in ``AppConfig``
+and each a construct in its own file, hang off this stack; see
+``_optional_features``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from lambda_docker.alarms import Alarms
 from lambda_docker.api import STAGE_NAME, ClassificationRestApi
 from lambda_docker.bucket_access import allow_objects
 from lambda_docker.bulk import BulkClassification
-from lambda_docker.config import AppConfig
+from lambda_docker.config import CLOUDFRONT_WAF_REGION, AppConfig
 from lambda_docker.custom_domain import ApiCustomDomain
 from lambda_docker.dashboard import Dashboard
-from lambda_docker.edge import ApiDistribution
+from lambda_docker.edge import ApiDistribution, rest_api_origin
 from lambda_docker.function_url import ClassifierFunctionUrl, invoker_principal
+from lambda_docker.http_api import ClassificationHttpApi, HttpApiCustomDomain, http_api_origin
 from lambda_docker.inference import ClassifierRuntime, InferenceFunction
 from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.observability import Observability
@@ -32,9 +34,6 @@ from lambda_docker.storage_stack import UPLOADS_PREFIX, StorageStack
 from lambda_docker.two_az_stack import TwoAzStack
 from lambda_docker.upload_classifier import UploadClassifier
 from lambda_docker.waf import WebAcl
-
-# CloudFront takes only web ACLs of scope CLOUDFRONT, which exist in this region only.
-CLOUDFRONT_WAF_REGION = "us-east-1"
 
 
 class ServiceStack(TwoAzStack):
@@ -55,7 +54,11 @@ class ServiceStack(TwoAzStack):
         )
         self.inference = InferenceFunction(self, "Inference", runtime=self.runtime)
         self._grant_uploads(self.inference.function)
-        self.api = ClassificationRestApi(self, "Api", handler=self.inference.alias, config=config)
+        self.api: ClassificationRestApi | ClassificationHttpApi = (
+            ClassificationHttpApi(self, "Api", handler=self.inference.alias, config=config)
+            if config.api_type == "http"
+            else ClassificationRestApi(self, "Api", handler=self.inference.alias, config=config)
+        )
         self.alarms = Alarms(self, "Alarms", api=self.api.api, email=config.alarm_email)
         self.observability = Observability(
             self, "Observability",
@@ -65,7 +68,8 @@ class ServiceStack(TwoAzStack):
         self.records_replay = RecordsReplay(self, "RecordsReplay", runtime=self.runtime)
         self.alarms.watch(self.records_replay.deferred_alarm)
         self.alarms.watch(self.records_replay.failing_alarm)
-        self.web_acl = self._api_web_acl(config) if config.waf else None
+        # An HTTP API's stage takes no web ACL (AppConfig allows waf=true with it only behind the edge).
+        self.web_acl = self._api_web_acl(config) if config.waf and isinstance(self.api, ClassificationRestApi) else None
         self.custom_domain = self._custom_domain(config)
         self._optional_features(config)
         self._outputs()
@@ -112,16 +116,23 @@ class ServiceStack(TwoAzStack):
                       description="aws secretsmanager get-secret-value --query SecretString --secret-id <this>")
 
     def _api_web_acl(self, config: AppConfig) -> WebAcl:
+        assert isinstance(self.api, ClassificationRestApi)
         web_acl = WebAcl(self, "ApiFirewall", scope_name="REGIONAL", rate_limit=config.waf_rate_limit,
                          metric_prefix="ClassifierApi")
         web_acl.associate(self.api.api.deployment_stage.stage_arn)
         return web_acl
 
-    def _custom_domain(self, config: AppConfig) -> ApiCustomDomain | None:
+    def _custom_domain(self, config: AppConfig) -> ApiCustomDomain | HttpApiCustomDomain | None:
         if config.api_domain_name is None or config.api_certificate_arn is None:
             return None
-        domain = ApiCustomDomain(self, "ApiDomain", api=self.api.api, domain_name=config.api_domain_name,
-                                 certificate_arn=config.api_certificate_arn)
+        domain: ApiCustomDomain | HttpApiCustomDomain
+        if isinstance(self.api, ClassificationHttpApi):
+            domain = HttpApiCustomDomain(self, "ApiDomain", api=self.api.api, stage=self.api.stage,
+                                         domain_name=config.api_domain_name,
+                                         certificate_arn=config.api_certificate_arn)
+        else:
+            domain = ApiCustomDomain(self, "ApiDomain", api=self.api.api, domain_name=config.api_domain_name,
+                                     certificate_arn=config.api_certificate_arn)
         CfnOutput(self, "ApiDomainUrl", value=domain.url, description="The API's stable URL (same paths as ApiUrl)")
         CfnOutput(self, "ApiDomainTarget", value=domain.target,
                   description="CNAME (or alias, hosted zone ApiDomainHostedZoneId) api_domain_name to this name")
@@ -175,14 +186,17 @@ class ServiceStack(TwoAzStack):
                 "(docs/security.md: attaching one).",
             )
         if config.api_auth in ("iam", "cognito"):
+            instead = ("" if config.api_type == "http"  # an HTTP API has no API keys
+                       else ", or use api_auth=api_key with the edge")
             Annotations.of(self).add_warning_v2(
                 "classifier:edgeAuthorization",
                 f"edge=true with api_auth={config.api_auth}: CloudFront does not forward the Authorization "
                 "header to the API, so signed or token-carrying calls through EdgeUrl are refused; call "
-                "ApiUrl (or ApiDomainUrl) directly, or use api_auth=api_key with the edge.",
+                f"ApiUrl (or ApiDomainUrl) directly{instead}.",
             )
-        edge = ApiDistribution(self, "Edge", api=self.api.api, stage_name=STAGE_NAME,
-                               web_acl_arn=edge_web_acl.arn if edge_web_acl else None)
+        origin = (http_api_origin(self.api.api) if isinstance(self.api, ClassificationHttpApi)
+                  else rest_api_origin(self.api.api, STAGE_NAME))
+        edge = ApiDistribution(self, "Edge", origin=origin, web_acl_arn=edge_web_acl.arn if edge_web_acl else None)
         self.edge_web_acl = edge_web_acl
         CfnOutput(self, "EdgeUrl", value=edge.url, description="The API through CloudFront (same paths as ApiUrl)")
         return edge

@@ -247,44 +247,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def thread_variants(model_path: Path, photo: bytes, spec: Any, iters: int, report: dict[str, Any]) -> list[str]:
-    """Intra-op threads and spinning: forward alone, and back-to-back requests (preprocess + forward + post)."""
+    """Intra-op threads and spinning: forward alone, and back-to-back requests (preprocess + forward + post).
+
+    Each variant is measured on its own session, built just before and released just after, so that
+    no other session's spinning threads share the cores with it (docs/performance.md, "Spinning"); only
+    the handler's own session, which does not spin, stays loaded beside it."""
+    import gc
+
     from classifier.serving.backends.onnx_backend import OnnxBackend
     from classifier.serving.imaging import preprocess
     from classifier.serving.service import softmax, top_k
 
     usable = len(os.sched_getaffinity(0))
-    backends = {f"threads={threads}, spinning={'on' if spin else 'off'}": OnnxBackend(model_path, threads=threads,
-                                                                                      spin=spin)
-                for threads in sorted({1, usable}) for spin in (True, False)}
+    variants = [(threads, spin) for threads in sorted({1, usable}) for spin in (True, False)]
     tensor, _ = preprocess(photo, spec, max_pixels=40_000_000, fast_jpeg=True)
     batch = tensor[None]
+    kinds = ("forward only", "preprocess + forward + post, back to back")
+    rows: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in kinds}
+    for threads, spin in variants:
+        label = f"threads={threads}, spinning={'on' if spin else 'off'}"
+        backend = OnnxBackend(model_path, threads=threads, spin=spin)
 
-    def forward(backend: OnnxBackend) -> Step:
-        return lambda: backend.run(batch)
-
-    def request(backend: OnnxBackend) -> Step:
-        def run() -> None:
+        def request(backend: OnnxBackend = backend) -> None:
             x, _ = preprocess(photo, spec, max_pixels=40_000_000, fast_jpeg=True)
             top_k(softmax(backend.run(x[None])), 5)
-        return run
 
-    out = []
-    for kind, make in (("forward only", forward), ("preprocess + forward + post, back to back", request)):
-        steps = {label: make(backend) for label, backend in backends.items()}
-        rows = measure(steps, iters)
-        # CPU time per call (all threads): spinning burns CPU that a 2-vCPU Lambda shares with the Python thread.
-        for label, step in steps.items():
+        steps: dict[str, Step] = {kinds[0]: lambda backend=backend: backend.run(batch), kinds[1]: request}
+        measured = measure(steps, iters)
+        for kind, step in steps.items():
+            # CPU time per call (all threads): spinning burns CPU that a 2-vCPU Lambda shares with the Python
+            # thread.
             start = time.process_time()
             for _ in range(5):
                 step()
-            rows[label]["cpu_ms"] = (time.process_time() - start) / 5 * 1000
-        report[f"threads_{kind}"] = rows
+            rows[kind][label] = {**measured[kind], "cpu_ms": (time.process_time() - start) / 5 * 1000}
+        del backend, steps, request
+        gc.collect()
+    out = []
+    for kind in kinds:
+        report[f"threads_{kind}"] = rows[kind]
         lines = [f"\nORT threads and spinning: {kind} (1 MP photo)", "",
                  "| variant | p50 ms | min ms | CPU ms per call |", "|---|---:|---:|---:|"]
-        lines += [f"| {label} | {r['p50']:.1f} | {r['min']:.1f} | {r['cpu_ms']:.1f} |" for label, r in rows.items()]
+        lines += [f"| {label} | {r['p50']:.1f} | {r['min']:.1f} | {r['cpu_ms']:.1f} |"
+                  for label, r in rows[kind].items()]
         out.append("\n".join(lines))
     return out
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,11 @@ from typing import TypeVar
 MiB = 1024 * 1024
 
 BACKENDS = ("onnx", "torch")
+# ONNX Runtime's intra-op threads busy-wait after each run ("spinning"): off, on, or
+# auto (on only when every thread owns a whole core). Off is the default: it was
+# faster wherever two sessions share a process, requests overlap or the cores are
+# contended, and spinning gains little even alone (docs/performance.md, "Spinning").
+SPINNING = ("off", "on", "auto")
 
 # MODELS=* serves every model of the store.
 EVERY_MODEL = "*"
@@ -127,6 +132,7 @@ class Settings:
     fast_jpeg_decode: bool = True
     verify_on_load: bool = True
     threads: int | None = None
+    spinning: str = "off"
     uploads_bucket: str | None = None
     # Records: SQLite at records_db (default <model_store>/records.sqlite3), or DynamoDB.
     records_db: Path | None = None
@@ -152,6 +158,9 @@ class Settings:
             raise ConfigError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         threads = _int(env, "INFERENCE_THREADS", 0, 0, 256)
         models, model_name = _models(env)
+        spinning = env.get("INFERENCE_SPINNING", cls.spinning).strip().lower() or cls.spinning
+        if spinning not in SPINNING:
+            raise ConfigError(f"INFERENCE_SPINNING must be one of {', '.join(SPINNING)}, got {spinning!r}")
         return cls(
             model_store=Path(env.get("MODEL_STORE") or cls.model_store),
             model_name=model_name,
@@ -167,6 +176,7 @@ class Settings:
             fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", cls.fast_jpeg_decode),
             verify_on_load=_bool(env, "VERIFY_ON_LOAD", cls.verify_on_load),
             threads=threads or None,
+            spinning=spinning,
             uploads_bucket=env.get("UPLOADS_BUCKET") or None,
             records_db=Path(env["RECORDS_DB"]) if env.get("RECORDS_DB") else None,
             records_table=env.get("RECORDS_TABLE") or None,

@@ -3,19 +3,25 @@ or API Gateway with ``AWS_IAM`` auth (service ``execute-api``).
 
 It recomputes each request's signature with botocore from what it received (the
 signed headers, path and query, body and X-Amz-Date), refuses what does not verify
-with 403, as AWS does, and forwards the rest to the real API.
+with 403, as AWS does, and forwards the rest: ``SigV4Gateway`` to the real API over
+HTTP, ``HttpApiGateway`` to a Lambda handler as an API Gateway HTTP API does, as a
+payload format 2.0 event carrying the caller's IAM identity.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -45,6 +51,12 @@ class SigV4Gateway(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
+        """Pass a verified request on; its answer's status, body and content type."""
+        upstream = httpx.request(method, self.upstream + path, content=body, timeout=60,
+                                 headers={"content-type": headers.get("content-type", "")})
+        return upstream.status_code, upstream.content, upstream.headers.get("content-type", "")
 
     def problem(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
         """Why AWS would refuse this request, or None if the signature is valid."""
@@ -77,6 +89,60 @@ class SigV4Gateway(ThreadingHTTPServer):
         return None if hmac.compare_digest(expected, match["signature"]) else "signature mismatch"
 
 
+class HttpApiGateway(SigV4Gateway):
+    """API Gateway's HTTP API with ``AWS_IAM`` on its ``$default`` route, in front of a Lambda handler.
+
+    A verified request becomes the payload format 2.0 event API Gateway sends (headers in lower case,
+    the query string raw, a binary body base64-encoded, the signer's identity under
+    ``requestContext.authorizer.iam``); the handler's proxy response becomes the HTTP answer.
+    ``events`` keeps every event handed to the handler."""
+
+    ACCOUNT_ID = "123456789012"
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], *, region: str, access_key: str,
+                 secret_key: str) -> None:
+        super().__init__("", service="execute-api", region=region, access_key=access_key, secret_key=secret_key)
+        self.handler = handler
+        self.events: list[dict[str, Any]] = []
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
+        from helpers.lambda_events import FakeContext, read_response
+
+        raw_path, _, raw_query = path.partition("?")
+        text = headers.get("content-type", "").startswith(("application/json", "text/"))
+        now = datetime.now(UTC)
+        event = {
+            "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": raw_query,
+            "headers": {k: v for k, v in headers.items() if k != "content-length"},
+            "queryStringParameters": {k: ",".join(v) for k, v in parse_qs(raw_query).items()} or None,
+            "requestContext": {
+                "accountId": self.ACCOUNT_ID, "apiId": "abcdef1234", "domainName": headers.get("host", ""),
+                "domainPrefix": "abcdef1234", "requestId": str(uuid.uuid4()), "routeKey": "$default",
+                "stage": "$default", "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+                "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                         "userAgent": headers.get("user-agent", "")},
+                "authorizer": {"iam": {
+                    "accessKey": self.access_key, "accountId": self.ACCOUNT_ID, "callerId": "AIDACALLER",
+                    "principalOrgId": None, "userId": "AIDACALLER",
+                    "userArn": f"arn:aws:iam::{self.ACCOUNT_ID}:user/caller", "cognitoIdentity": None,
+                }},
+            },
+            "body": (body.decode() if text else base64.b64encode(body).decode()) if body else None,
+            "isBase64Encoded": bool(body) and not text,
+        }
+        self.events.append(event)
+        # Lambda runs the handler on its main thread, which has an event loop for Mangum; this
+        # server's request threads have none until given one.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            response = read_response(self.handler(event, FakeContext()))
+        finally:
+            loop.close()
+        return response.status, response.body, response.headers.get("content-type", "")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: SigV4Gateway
 
@@ -95,9 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, _REFUSALS[self.server.service], "application/json")
             return
         self.server.verified.append(f"{self.command} {self.path}")
-        upstream = httpx.request(self.command, self.server.upstream + self.path, content=body, timeout=60,
-                                 headers={"content-type": headers.get("content-type", "")})
-        self._reply(upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
+        status, content, content_type = self.server.forward(self.command, self.path, headers, body)
+        self._reply(status, content, content_type)
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -115,4 +180,11 @@ def sigv4_gateway(upstream: str, *, service: str, region: str, access_key: str,
                   secret_key: str) -> Iterator[SigV4Gateway]:
     with serving(SigV4Gateway(upstream, service=service, region=region, access_key=access_key,
                               secret_key=secret_key)) as gateway:
+        yield gateway
+
+
+@contextmanager
+def http_api_gateway(handler: Callable[[dict[str, Any], Any], dict[str, Any]], *, region: str, access_key: str,
+                     secret_key: str) -> Iterator[HttpApiGateway]:
+    with serving(HttpApiGateway(handler, region=region, access_key=access_key, secret_key=secret_key)) as gateway:
         yield gateway

@@ -3,9 +3,10 @@
 Synthesis runs in-process (the same ``lambda_docker.build`` that ``app.py``
 calls), with cdk-nag's AwsSolutions checks attached, into a temporary cloud
 assembly. Building an app costs seconds of jsii round trips, so the suite
-builds five: the defaults from cdk.json, every option changed, every switch
+builds seven: the defaults from cdk.json, every option changed, every switch
 on with the other defaults, existing resources given by id (a file system, a
-user pool; bulk off), and the least protected deployment synth allows.
+user pool; bulk off), the least protected deployment synth allows, and the
+HTTP API front door (``api_type=http``) with SigV4 and with Cognito.
 """
 
 from __future__ import annotations
@@ -95,6 +96,20 @@ PUBLIC: dict[str, Any] = {
 }
 
 
+# The cheaper front door (api_type=http) with what must work with it: SigV4 on every route, the custom
+# domain, CORS, tracing, alarm mail, the dashboard signing its calls, and the edge carrying the web ACL
+# (us-east-1), since the HTTP API's stage cannot.
+HTTP: dict[str, Any] = {
+    "api_type": "http", "api_domain_name": "api.example.com",
+    "api_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809",
+    "cors_allow_origins": ["https://example.com"], "tracing": True, "alarm_email": "ops@example.com",
+    "throttle_rate_limit": 25, "throttle_burst_limit": 40, "edge": True, "waf": True, "dashboard": True,
+    "dashboard_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+}
+# The HTTP API for the users of a Cognito user pool made here (a JWT authorizer).
+HTTP_COGNITO: dict[str, Any] = {"api_type": "http", "api_auth": "cognito"}
+
+
 def cdk_json_context() -> dict[str, Any]:
     context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
     return context
@@ -175,5 +190,19 @@ def public(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 @pytest.fixture(scope="session")
-def all_synths(default: Synth, options: Synth, switches: Synth, imported: Synth, public: Synth) -> dict[str, Synth]:
-    return {"default": default, "options": options, "switches": switches, "imported": imported, "public": public}
+def http(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app behind an HTTP API (SigV4), with its custom domain, dashboard and edge."""
+    return synth(tmp_path_factory.mktemp("cdk-http"), HTTP)
+
+
+@pytest.fixture(scope="session")
+def http_cognito(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The app behind an HTTP API for a new user pool's users."""
+    return synth(tmp_path_factory.mktemp("cdk-http-cognito"), HTTP_COGNITO)
+
+
+@pytest.fixture(scope="session")
+def all_synths(default: Synth, options: Synth, switches: Synth, imported: Synth, public: Synth, http: Synth,
+               http_cognito: Synth) -> dict[str, Synth]:
+    return {"default": default, "options": options, "switches": switches, "imported": imported, "public": public,
+            "http": http, "http_cognito": http_cognito}

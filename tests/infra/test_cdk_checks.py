@@ -12,7 +12,7 @@ from aws_cdk.assertions import Annotations, Match
 
 from .conftest import ROOT, SWITCHES, Synth, image_kind
 
-VARIANTS = ("default", "options", "switches", "imported", "public")
+VARIANTS = ("default", "options", "switches", "imported", "public", "http", "http_cognito")
 # The CLI must never build the image at synth time: point it at a docker that always fails.
 CLI_ENV = {
     **os.environ,

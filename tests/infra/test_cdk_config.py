@@ -8,7 +8,7 @@ import pytest
 
 from lambda_docker.config import AppConfig, DeployConfigError
 
-from .conftest import IMPORTED, OPTIONS, cdk_json_context
+from .conftest import HTTP, IMPORTED, OPTIONS, cdk_json_context
 
 
 def config(**context: Any) -> AppConfig:
@@ -24,7 +24,7 @@ def test_cdk_json_lists_every_option_with_the_code_defaults() -> None:
 
 def test_the_option_fixtures_cover_every_context_key() -> None:
     # "every option changes the template" is only shown for options the suite changes.
-    assert set(OPTIONS) | set(IMPORTED) == set(AppConfig.context_keys())
+    assert set(OPTIONS) | set(IMPORTED) | set(HTTP) == set(AppConfig.context_keys())
 
 
 def test_defaults() -> None:

@@ -16,8 +16,9 @@ import pytest
 from .conftest import ROOT, Synth
 
 # Every configuration the suite synthesizes: the defaults, every option changed, every
-# switch on, existing resources by id, and the least protected deployment synth allows.
-CHECKED_VARIANTS = ("default", "options", "switches", "imported", "public")
+# switch on, existing resources by id, the least protected deployment synth allows, and
+# the HTTP API front door with SigV4 and with Cognito.
+CHECKED_VARIANTS = ("default", "options", "switches", "imported", "public", "http", "http_cognito")
 MIN_REASON = 40
 
 

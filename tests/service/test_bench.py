@@ -216,3 +216,34 @@ def test_the_bulk_bench_measures_both_ways_and_every_store_size(tmp_path: Path) 
     for row in report["records"].values():
         assert all(is_positive_number(row[k]) for k in ("first_page_ms", "middle_page_ms", "label_page_ms"))
     assert "batch ÷ HTTP" in (tmp_path / "results-bulk.md").read_text()
+
+
+def test_the_floor_runs_the_same_models_without_our_package(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    # THEN the floor contenders answered a cold start on fp32 and int8 without importing classifier, and
+    # the report states ours ÷ floor for both precisions
+    out, report = quick_run
+    for floor in ("floor", "floor-int8"):
+        assert is_positive_number(report["figures"][floor]["cold_ms"]["p50"])
+        assert {run["classifier_file"] for run in report["raw"][floor]} == {None}
+    against_floor = [t for t in report["targets"] if t["against"].startswith("the floor")]
+    assert {t["contender"] for t in against_floor} == {"onnx", "int8"}
+    assert all(t["limit"] == 1.15 and is_positive_number(t["ratio"]) for t in against_floor)
+    assert "| model | ours, p50 (ms) | floor, p50 (ms) | ours ÷ floor |" in (out / "results.md").read_text()
+
+
+def test_the_cost_table_has_a_row_per_model_and_memory_size(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    # THEN fp32 and int8 at 3,008 MB (2 threads) and 1,769 MB (1 thread), each from this run's warm p50
+    out, report = quick_run
+    rows = report["costs"]["rows"]
+    measured = {(r["measurement"]["model"], r["measurement"]["memory_mb"], r["measurement"]["threads"]) for r in rows}
+    assert measured == {("resnet50 fp32", 3008, 2), ("resnet50 int8", 3008, 2),
+                        ("resnet50 fp32", 1769, 1), ("resnet50 int8", 1769, 1)}
+    by_memory = {(r["measurement"]["model"], r["measurement"]["memory_mb"]): r for r in rows}
+    fig = report["figures"]
+    int8_1vcpu = by_memory[("resnet50 int8", 1769)]["measurement"]
+    assert int8_1vcpu["warm_p50_ms"] == fig["int8-1vcpu"]["warm_ms"]["1mp"]["p50"]
+    assert fig["int8-1vcpu"]["threads"]["threads"] == 1
+    for row in rows:
+        assert is_positive_number(row["measurement"]["log_bytes_per_request"])
+        assert all(is_positive_number(v) for v in row["totals_usd"].values())
+    assert "Cheapest path with IAM auth kept:" in (out / "results.md").read_text()

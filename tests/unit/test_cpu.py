@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.config import Settings
+from classifier.config import ConfigError, Settings
 from classifier.serving import cpu
 from classifier.serving.backends.onnx_backend import OnnxBackend
 from classifier.serving.manager import ModelManager
@@ -29,21 +29,31 @@ def two_visible_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_lambda_memory_sets_the_plan(two_visible_cpus: None, memory_mb: str, threads: int, spin: bool) -> None:
-    plan = cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory_mb})
+    # With spinning=auto, threads spin only when each owns a whole core.
+    plan = cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory_mb}, spinning="auto")
     assert (plan.threads, plan.spin) == (threads, spin)
 
 
-def test_outside_lambda_all_visible_cpus_are_used(two_visible_cpus: None) -> None:
-    assert cpu.plan_threads(env={}) == cpu.ThreadPlan(threads=2, spin=True, share=2.0)
+@pytest.mark.parametrize(("spinning", "spin"), [("off", False), ("on", True)])
+@pytest.mark.parametrize("memory_mb", ["128", "1769", "3008", "3538"])
+def test_spinning_on_or_off_holds_at_every_memory_size(two_visible_cpus: None, memory_mb: str, spinning: str,
+                                                       spin: bool) -> None:
+    plan = cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory_mb}, spinning=spinning)
+    assert plan.spin is spin
+
+
+def test_outside_lambda_all_visible_cpus_are_used_without_spinning(two_visible_cpus: None) -> None:
+    assert cpu.plan_threads(env={}) == cpu.ThreadPlan(threads=2, spin=False, share=2.0)
+    assert cpu.plan_threads(env={}, spinning="auto") == cpu.ThreadPlan(threads=2, spin=True, share=2.0)
 
 
 def test_cgroup_quota_limits_the_share(two_visible_cpus: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpu, "_cgroup_quota", lambda: 0.5)  # docker run --cpus 0.5
-    assert cpu.plan_threads(env={}) == cpu.ThreadPlan(threads=1, spin=False, share=0.5)
+    assert cpu.plan_threads(env={}, spinning="auto") == cpu.ThreadPlan(threads=1, spin=False, share=0.5)
 
 
 def test_configured_threads_win(two_visible_cpus: None) -> None:
-    plan = cpu.plan_threads(configured=4, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"})
+    plan = cpu.plan_threads(configured=4, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"}, spinning="auto")
     assert plan.threads == 4 and plan.spin is False
 
 
@@ -101,15 +111,56 @@ def session_threads(backend: object) -> tuple[int, str]:
     return options.intra_op_num_threads, options.get_session_config_entry("session.intra_op.allow_spinning")
 
 
+def loaded_session_spinning(store: Path, env: dict[str, str]) -> tuple[str, str]:
+    """The intra-op and inter-op spinning switches of the session the model manager builds under ``env``."""
+    manager = ModelManager(Settings.from_env({"MODEL_STORE": str(store), **env}))
+    manager.refresh()
+    backend = manager.current().backend
+    assert isinstance(backend, OnnxBackend)
+    options = backend.session.get_session_options()
+    return (options.get_session_config_entry("session.intra_op.allow_spinning"),
+            options.get_session_config_entry("session.inter_op.allow_spinning"))
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, ("0", "0")),                                # the default: off (docs/performance.md, "Spinning")
+    ({"INFERENCE_SPINNING": "off"}, ("0", "0")),
+    ({"INFERENCE_SPINNING": "on"}, ("1", "1")),
+    ({"INFERENCE_SPINNING": " ON "}, ("1", "1")),
+])
+def test_the_spinning_setting_reaches_the_session_options(published_store: Path, env: dict[str, str],
+                                                          expected: tuple[str, str]) -> None:
+    # GIVEN INFERENCE_SPINNING (or none) WHEN the manager loads the model
+    # THEN ONNX Runtime's session was built with that switch, for both of its pools
+    assert loaded_session_spinning(published_store, env) == expected
+
+
+def test_spinning_auto_follows_the_cpu_share(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a host showing 2 CPUs, INFERENCE_SPINNING=auto
+    monkeypatch.setattr(cpu, "visible_cpus", lambda: 2)
+    monkeypatch.setattr(cpu, "_cgroup_quota", lambda: None)
+    # THEN a 3,008 MB function's two threads do not spin (1.7 cores), a 3,538 MB one's do (2 cores)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+    assert loaded_session_spinning(published_store, {"INFERENCE_SPINNING": "auto"}) == ("0", "0")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3538")
+    assert loaded_session_spinning(published_store, {"INFERENCE_SPINNING": "auto"}) == ("1", "1")
+
+
+def test_a_wrong_spinning_value_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="INFERENCE_SPINNING must be one of off, on, auto"):
+        Settings.from_env({"INFERENCE_SPINNING": "sometimes"})
+
+
 # On a host showing 2 CPUs with no quota and outside Lambda, the process owns 2 cores: one thread has
-# a core to itself and may spin; three threads cannot each own one and must not.
+# a core to itself and may spin (with INFERENCE_SPINNING=auto); three threads cannot each own one and must not.
 @pytest.mark.parametrize(("configured", "spins"), [("1", "1"), ("2", "1"), ("3", "0")])
 def test_inference_threads_reach_the_onnx_session(two_visible_cpus: None, published_store: Path,
                                                   monkeypatch: pytest.MonkeyPatch, configured: str,
                                                   spins: str) -> None:
     # GIVEN INFERENCE_THREADS in the environment, as the function's configuration sets it
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
-    settings = Settings.from_env({"MODEL_STORE": str(published_store), "INFERENCE_THREADS": configured})
+    settings = Settings.from_env({"MODEL_STORE": str(published_store), "INFERENCE_THREADS": configured,
+                                  "INFERENCE_SPINNING": "auto"})
     # WHEN the model manager loads the published model
     manager = ModelManager(settings)
     manager.refresh()
@@ -125,15 +176,16 @@ def test_without_inference_threads_the_session_follows_the_plan(published_store:
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
     manager = ModelManager(Settings.from_env({"MODEL_STORE": str(published_store)}))
     manager.refresh()
-    # THEN the session has one thread, which spins (it owns its core)
-    assert session_threads(manager.current().backend) == (1, "1")
+    # THEN the session has one thread, which does not spin (the default: off)
+    assert session_threads(manager.current().backend) == (1, "0")
 
 
 def test_several_models_never_spin(two_visible_cpus: None) -> None:
     # Sessions of several models take turns on the same cores: one's spinning threads would slow the next.
-    plan = cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, models=2)
+    # (with INFERENCE_SPINNING=auto, which would let one model's threads spin on cores they own)
+    plan = cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, models=2, spinning="auto")
     assert (plan.threads, plan.spin) == (2, False)
-    assert cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, models=1).spin is True
+    assert cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, models=1, spinning="auto").spin is True
 
 
 @pytest.mark.parametrize(("models", "spinning"), [("", "1"), ("resnet50,products", "0"), ("*", "0")])
@@ -147,7 +199,8 @@ def test_a_process_serving_several_models_builds_sessions_that_do_not_spin(
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
     add_model(store, "products")
     # WHEN a process serving MODELS loads its default model
-    registry = ModelRegistry(Settings.from_env({"MODEL_STORE": str(store), "MODELS": models}))
-    # THEN its session spins only if that model is the only one the process may load
+    registry = ModelRegistry(Settings.from_env({"MODEL_STORE": str(store), "MODELS": models,
+                                                "INFERENCE_SPINNING": "auto"}))
+    # THEN (spinning=auto) its session spins only if that model is the only one the process may load
     assert session_threads(registry.default.current().backend) == (1, spinning)
     assert registry.default.describe()["spinning"] is (spinning == "1")

@@ -60,23 +60,30 @@ def cpu_share(env: Mapping[str, str] | None = None) -> float:
 
 @dataclass(frozen=True)
 class ThreadPlan:
+    """How the process's inference pools run: the one place the backends read it from."""
+
     threads: int
-    # Spinning keeps idle pool threads busy-waiting for the next operator:
-    # faster when each thread has a core to itself, much slower when not.
+    # Spinning keeps idle pool threads busy-waiting for the next operator. It
+    # saves a wake-up per operator when each thread has a core to itself and
+    # nothing else runs; it takes the CPU from whatever else needs it when two
+    # sessions take turns, requests overlap, or the share is below the threads
+    # (measured: docs/performance.md, "Spinning"). Settings.spinning decides.
     spin: bool
     share: float
 
 
 def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = None, *,
-                 models: int = 1) -> ThreadPlan:
-    """Intra-op threads = the CPU share rounded to whole cores (at least 1);
-    spin only when every thread owns a whole core and the process serves one model.
+                 models: int = 1, spinning: str = "off") -> ThreadPlan:
+    """Intra-op threads = the CPU share rounded to whole cores (at least 1).
 
-    Every ONNX Runtime session has its own pool: sessions of several models take turns on the
-    same cores, and the threads of the one that just ran would spin on the cores the next one
-    needs (measured in docs/architecture.md, "Several models"). ``models`` is how many this
+    ``spinning`` is ``Settings.spinning``: ``off`` (the default, measured in
+    docs/performance.md), ``on``, or ``auto``: spin only when every thread owns a whole
+    core and the process serves one model. Every ONNX Runtime session has its own pool:
+    sessions of several models take turns on the same cores, and the threads of the one
+    that just ran would spin on the cores the next one needs. ``models`` is how many this
     process may load (2 for "several").
     """
     share = cpu_share(env)
     threads = configured or max(1, min(visible_cpus(), round(share)))
-    return ThreadPlan(threads=threads, spin=share >= threads and models == 1, share=round(share, 2))
+    spin = {"off": False, "on": True}.get(spinning, share >= threads and models == 1)
+    return ThreadPlan(threads=threads, spin=spin, share=round(share, 2))

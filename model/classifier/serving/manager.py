@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable
-from classifier.serving.backends import Backend, load_backend
+from classifier.serving.backends import Backend, import_backend, load_backend
 from classifier.serving.cpu import ThreadPlan, plan_threads
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import BACKEND_ARTIFACT, IntegrityError, StoreError, check_artifact, precision
@@ -115,7 +115,7 @@ class ModelManager:
         self.settings = settings
         self.name = name or settings.model_name
         self.store = store or ModelStore(settings.model_store)
-        self.plan = plan or plan_threads(settings.threads)
+        self.plan = plan or plan_threads(settings.threads, spinning=settings.spinning)
         self.threads = self.plan.threads
         self._clock = clock
         self._memory = memory
@@ -130,7 +130,17 @@ class ModelManager:
 
     # -- public ----------------------------------------------------------------
     def load_in_background(self) -> threading.Thread:
-        """Start the first load now, on a thread; ``current()`` waits for it."""
+        """Start the first load now, on a thread; ``current()`` waits for it.
+
+        The backend's modules (numpy, onnxruntime) and the imaging module (Pillow)
+        are imported here, on the calling thread, before the thread starts. Imports
+        hold the GIL: done on the thread, they would take turns with the caller's
+        own imports (the web layer), and the session build, which releases the GIL
+        and is what the caller's imports can overlap, would start later
+        (docs/performance.md, "Cold start at its floor")."""
+        import_backend(self.settings.backend)
+        import classifier.serving.imaging  # noqa: F401  (Preprocessing, once the session is built)
+
         # Not a daemon: a process that exits during the load (a script that only
         # imports the handler) waits for it rather than aborting inside ORT.
         thread = threading.Thread(target=self.refresh, name="model-load")

@@ -37,7 +37,7 @@ class ModelRegistry:
         self.store = store or ModelStore(settings.model_store)
         self._clock = clock
         several = settings.every_model or len(settings.served_models) > 1
-        self.plan = plan_threads(settings.threads, models=2 if several else 1)
+        self.plan = plan_threads(settings.threads, models=2 if several else 1, spinning=settings.spinning)
         limit = settings.model_memory_mb
         self.memory = MemoryBudget(None if limit is None else limit * MiB)
         self._slots: dict[str, ModelManager] = {}

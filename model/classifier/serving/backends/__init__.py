@@ -20,7 +20,17 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(kind: str, artifact: Path, *, threads: int, spin: bool = True) -> Backend:
+def import_backend(kind: str) -> None:
+    """Import backend ``kind``'s modules (numpy and onnxruntime, or torch) now, on the calling thread."""
+    if kind == "onnx":
+        import classifier.serving.backends.onnx_backend
+    elif kind == "torch":
+        import classifier.serving.backends.torch_backend  # noqa: F401
+    else:
+        raise ValueError(f"unknown backend {kind!r}")
+
+
+def load_backend(kind: str, artifact: Path, *, threads: int, spin: bool = False) -> Backend:
     """Build the backend ``kind`` from its artifact (model.onnx or weights.safetensors)."""
     if kind == "onnx":
         from classifier.serving.backends.onnx_backend import OnnxBackend

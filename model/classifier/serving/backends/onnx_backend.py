@@ -11,7 +11,7 @@ import onnxruntime as ort
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, model: Path | bytes, *, threads: int, spin: bool = True) -> None:
+    def __init__(self, model: Path | bytes, *, threads: int, spin: bool = False) -> None:
         options = ort.SessionOptions()
         # One request runs at a time per Lambda instance: all usable cores go
         # to the operators of a single graph (intra-op), none to running
@@ -21,9 +21,11 @@ class OnnxBackend:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # Idle pool threads busy-wait for the next operator only when each owns a
-        # core (see classifier.serving.cpu); otherwise they steal the CPU they wait for.
+        # Idle pool threads busy-wait for the next operator only when the thread
+        # plan says so (classifier.serving.cpu, Settings.spinning: off by default);
+        # otherwise they steal the CPU that another session or request waits for.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         # Pack the convolution weights on the intra-op pool, not one thread
         # (docs/performance.md).
         options.add_session_config_entry("session.prepack.enable_parallel", "1")
