@@ -71,6 +71,8 @@ class Settings:
     # caps a synchronous invocation at 6 MB, so larger bodies never arrive there.
     max_request_bytes: int = 6 * MiB
     max_image_pixels: int = 40_000_000
+    # Pixels per request, summed over a batch: what one request may cost in decoding.
+    max_request_pixels: int = 160_000_000
     max_batch: int = 16
     max_s3_image_bytes: int = 20 * MiB
     fast_jpeg_decode: bool = True
@@ -91,7 +93,7 @@ class Settings:
         if backend not in BACKENDS:
             raise ConfigError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         threads = _int(env, "INFERENCE_THREADS", 0, 0, 256)
-        return cls(
+        settings = cls(
             model_store=Path(env.get("MODEL_STORE") or cls.model_store),
             model_name=env.get("MODEL_NAME") or cls.model_name,
             backend=backend,
@@ -99,6 +101,7 @@ class Settings:
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, 1, 1024 * MiB),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, 1, 1024 * MiB),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1, 1_000_000_000),
+            max_request_pixels=_int(env, "MAX_REQUEST_PIXELS", cls.max_request_pixels, 1, 10_000_000_000),
             max_batch=_int(env, "MAX_BATCH", cls.max_batch, 1, 256),
             max_s3_image_bytes=_int(env, "MAX_S3_IMAGE_BYTES", cls.max_s3_image_bytes, 1, 5 * 1024 * MiB),
             fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", cls.fast_jpeg_decode),
@@ -110,6 +113,10 @@ class Settings:
             records_ttl_days=_int(env, "RECORDS_TTL_DAYS", cls.records_ttl_days, 0, 36500),
             records_cursor_secret=env.get("RECORDS_CURSOR_SECRET") or None,
         )
+        if settings.max_request_pixels < settings.max_image_pixels:
+            raise ConfigError(f"MAX_REQUEST_PIXELS ({settings.max_request_pixels}) must be at least MAX_IMAGE_PIXELS "
+                              f"({settings.max_image_pixels}): a request holds at least one image")
+        return settings
 
 
 def default_store() -> Path:

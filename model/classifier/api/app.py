@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from classifier.api import routes
+from classifier.api.identity import READ_ALL_PREFIX
 from classifier.api.middleware import RequestContext
 from classifier.aws.uploads import Uploads
 from classifier.config import Settings
@@ -50,6 +51,8 @@ def create_app(
             Route("/uploads", routes.create_upload, methods=["POST"]),
             Route("/classifications", routes.list_classifications, methods=["GET"]),
             Route("/classifications/{record_id}", routes.get_classification, methods=["GET"]),
+            Route(f"{READ_ALL_PREFIX}/classifications", routes.list_all_classifications, methods=["GET"]),
+            Route(f"{READ_ALL_PREFIX}/classifications/{{record_id}}", routes.get_any_classification, methods=["GET"]),
             Route("/model", routes.model_state, methods=["GET"]),
             Route("/model/versions", routes.model_versions, methods=["GET"]),
             Route("/model/versions/{version}/evaluation", routes.version_evaluation, methods=["GET"]),

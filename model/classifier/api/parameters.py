@@ -70,4 +70,5 @@ UNTIL = TextParameter("until", max_length=40, example="2026-11-23T00:00:00Z")
 QUERY_PARAMETERS: dict[tuple[str, str], tuple[IntParameter | TextParameter, ...]] = {
     ("/classify", "post"): (TOP_K,),
     ("/classifications", "get"): (LIMIT, LABEL, MODEL_VERSION, SINCE, UNTIL),
+    ("/all/classifications", "get"): (LIMIT, LABEL, MODEL_VERSION, SINCE, UNTIL),
 }
