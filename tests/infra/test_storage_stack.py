@@ -134,16 +134,22 @@ def gateway_endpoint(template: Template, service: str) -> dict[str, Any]:
 
 
 def test_s3_gateway_endpoint_reaches_only_the_project_buckets(default: Synth) -> None:
-    # The functions reach S3 through the free gateway endpoint, and only the inbox and uploads buckets
-    # (the default bulk source too); bulk results are written by Step Functions, outside the VPC.
+    # The functions reach S3 through the free gateway endpoint, to read only: the inbox (the installer),
+    # uploads/ (the API, the upload classifier) and bulk/ (the bulk worker) of the uploads bucket. Nothing
+    # in the VPC writes to S3; bulk results are written by Step Functions, outside the VPC.
     endpoint = gateway_endpoint(default.storage, "s3")
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     uploads_id, _ = uploads_bucket(default)
-    (statement,) = endpoint["Properties"]["PolicyDocument"]["Statement"]
-    assert sorted(map(json.dumps, statement["Resource"])) == sorted(map(json.dumps, [
-        *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in (inbox_id, uploads_id)),
-        *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in (inbox_id, uploads_id)),
-    ]))
+    statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+    reads = {json.dumps(r) for s in statements if s["Action"] == "s3:GetObject" for r in s["Resource"]}
+    assert reads == {json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, objects]]})
+                     for bucket, objects in ((inbox_id, "/*"), (uploads_id, "/uploads/*"), (uploads_id, "/bulk/*"))}
+    listings = {json.dumps(s["Resource"]): s.get("Condition") for s in statements if s["Action"] == "s3:ListBucket"}
+    assert listings == {
+        json.dumps({"Fn::GetAtt": [inbox_id, "Arn"]}): None,
+        json.dumps({"Fn::GetAtt": [uploads_id, "Arn"]}): {"StringLike": {"s3:prefix": ["uploads/*", "bulk/*"]}},
+    }
+    assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket"}  # no PutObject, nothing else
 
 
 def test_vpc_flow_logs_are_kept_for_the_retention_period(default: Synth) -> None:
