@@ -71,8 +71,9 @@ class Settings:
     # caps a synchronous invocation at 6 MB, so larger bodies never arrive there.
     max_request_bytes: int = 6 * MiB
     max_image_pixels: int = 40_000_000
-    # Pixels per request, summed over a batch: what one request may cost in decoding.
-    max_request_pixels: int = 160_000_000
+    # Pixels per request, summed over a batch: what one request may cost in decoding (three images
+    # of MAX_IMAGE_PIXELS, ten 12 MP photos; the decoding time behind it: docs/security.md).
+    max_request_pixels: int = 120_000_000
     max_batch: int = 16
     max_s3_image_bytes: int = 20 * MiB
     fast_jpeg_decode: bool = True

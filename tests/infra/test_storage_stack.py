@@ -406,3 +406,24 @@ def test_storage_stack_outputs_the_inbox_and_the_installer(default: Synth) -> No
     default.storage.has_output("InstallerLogGroup", {"Value": installer["Properties"]["LoggingConfig"]["LogGroup"]})
     installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     default.storage.has_output("InstallerFunction", {"Value": {"Ref": installer_id}})
+
+
+def test_only_the_publisher_role_may_put_objects_in_the_inbox(default: Synth, options: Synth) -> None:
+    # The inbox's bucket policy denies PutObject to every principal but the publisher role (an output),
+    # whoever their own policies let write; the role is assumable by this account, or by
+    # inbox_publisher_principal (options).
+    for synth in (default, options):
+        template = synth.storage.to_json()
+        inbox_id, _ = only(synth.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+        role_id = template["Outputs"]["InboxPublisherRoleArn"]["Value"]["Fn::GetAtt"][0]
+        (policy,) = [p for p in resources(synth.storage, "AWS::S3::BucketPolicy").values()
+                     if p["Properties"]["Bucket"] == {"Ref": inbox_id}]
+        (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                   if s["Effect"] == "Deny" and s["Action"] == "s3:PutObject"]
+        assert deny["Principal"] == {"AWS": "*"}
+        assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": [role_id, "Arn"]}}}
+        assert deny["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [inbox_id, "Arn"]}, "/*"]]}
+        trust = template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Action"] for s in trust] == ["sts:AssumeRole"]
+    trusted = json.dumps(options.storage.to_json()["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"])
+    assert "arn:aws:iam::444455556666:role/model-release" in trusted

@@ -67,4 +67,4 @@ def test_a_batch_within_the_budget_is_decoded_and_classified(budget_client: tupl
 def test_the_budget_holds_at_least_one_image() -> None:
     with pytest.raises(ConfigError, match="MAX_REQUEST_PIXELS"):
         Settings.from_env({"MAX_IMAGE_PIXELS": "50000000", "MAX_REQUEST_PIXELS": "40000000"})
-    assert Settings.from_env({}).max_request_pixels == 160_000_000
+    assert Settings.from_env({}).max_request_pixels == 120_000_000
