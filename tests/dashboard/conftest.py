@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from helpers import ROOT
 from helpers.aws import aws_env, new_bucket
 from helpers.dashboard import APP
 from helpers.processes import LiveServer, child, free_port, live_server, wait_until
-from helpers.stores import copy_store
+from helpers.stores import add_model, copy_store
 
 
 @pytest.fixture
@@ -41,6 +42,16 @@ def uploads_server(published_store: Path, tmp_path_factory: pytest.TempPathFacto
         yield live
 
 
+@pytest.fixture(scope="module")
+def two_models_server(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The API serving two models: resnet50 (the default) and ``products`` (the same weights, labels
+    ``"products <i>"``)."""
+    store = copy_store(published_store, tmp_path_factory.mktemp("two-models") / "store")
+    add_model(store, "products")
+    with live_server(store, store.parent, env={"MODELS": "resnet50,products"}) as live:
+        yield live
+
+
 @pytest.fixture(scope="session")
 def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run`` on a free loopback port against the live API; yields its URL.
@@ -49,6 +60,20 @@ def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
     come from streamlit-docker/.streamlit/config.toml, as in the image. One per
     session: every browser page is a new Streamlit session anyway.
     """
+    with streamlit_against(server, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def two_models_dashboard(two_models_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard against ``two_models_server``."""
+    with streamlit_against(two_models_server, tmp_path_factory) as url:
+        yield url
+
+
+@contextmanager
+def streamlit_against(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run`` of the dashboard with API_URL set to ``server``, stopped on exit; yields its URL."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
     env = {**os.environ, "API_URL": server.url}

@@ -324,11 +324,13 @@ def test_the_torch_backend_refuses_int8_and_keeps_serving(published: Published, 
     # WHEN the int8 version becomes current
     ModelStore(store).set_current("resnet50", published.int8)
     deadline = time.monotonic() + 60
-    while "int8" not in str(httpx.get(torch_server.url + "/model").json()["last_error"]):
+    # (a generous read timeout: the server answers while it loads, but a shared machine can be slow)
+    while "int8" not in str(httpx.get(torch_server.url + "/model", timeout=30).json()["last_error"]):
         assert time.monotonic() < deadline, "the refusal never showed"
         time.sleep(0.2)
     # THEN it says why it refuses, and requests keep being answered by the previous version
-    answer = httpx.post(torch_server.url + "/classify", content=jpeg("coffee"), headers={"content-type": "image/jpeg"})
+    answer = httpx.post(torch_server.url + "/classify", content=jpeg("coffee"), headers={"content-type": "image/jpeg"},
+                        timeout=30)
     assert answer.status_code == 200 and answer.json()["model"]["version"] == published.fp32
 
 

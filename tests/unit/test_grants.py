@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 
 from starlette.routing import Route
@@ -24,10 +25,12 @@ def test_parameters_become_wildcards() -> None:
 
 def test_every_route_of_the_app_is_in_exactly_one_policy(tmp_path: Path) -> None:
     # GIVEN every (method, path) the app serves, with a value for each path parameter
-    app = create_app(Settings(model_store=tmp_path), load_model=False)
-    routes = {(method, route.path.replace("{record_id}", "20261122T100000123456Z-3f9a0c1b2d4e")
-               .replace("{version}", "20261122T095500Z-e9c879a52177"))
+    app = create_app(Settings(model_store=tmp_path, uploads_bucket="uploads-bucket"), load_model=False)
+    values = {"record_id": "20261122T100000123456Z-3f9a0c1b2d4e", "version": "20261122T095500Z-e9c879a52177",
+              "name": "resnet50"}
+    routes = {(method, re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], route.path))
               for route in app.routes if isinstance(route, Route) for method in (route.methods or ()) - {"HEAD"}}
+    assert ("POST", "/models/resnet50/classify") in routes
     invoke, read_all = invoke_grants(), read_all_grants()
     for method, path in routes:
         # THEN the read-all routes are the read-all policy's alone, and every other route the invoke policy's
