@@ -6,12 +6,17 @@ pool and binds the same invoke policy to its ``$default`` stage.
 
 - ``iam`` (the default): every method but CORS preflight needs a SigV4
   signature (``AWS_IAM``) from a principal whose policies allow
-  ``execute-api:Invoke``. The stack creates a managed policy that allows
-  exactly that on this API's stage (output ``ApiInvokePolicyArn``), for users
-  to attach to their roles; the dashboard's task role gets it too.
+  ``execute-api:Invoke``. The stack creates two managed policies, for users
+  to attach to their roles: ``ApiInvokePolicyArn`` allows every route but
+  ``/all/...`` (a caller's own records), ``ApiReadAllPolicyArn`` the
+  ``/all/...`` routes (every caller's records), a separate, deliberate grant.
+  Both list their paths from the OpenAPI document (``classifier.api.grants``).
+  The dashboard's task role gets the first, and the second with
+  ``dashboard_read_all``.
 - ``cognito``: a Cognito user pool authorizer; callers send a user's ID token
   in ``Authorization``. The pool is ``api_user_pool_id``'s or created here,
-  with an app client for users to sign in with.
+  with an app client for users to sign in with (SRP, no OAuth flows) and the
+  group whose members read every caller's records (``classifier-read-all``).
 - ``api_key``: callers send ``x-api-key``; the key identifies a usage plan and
   throttles it, it does not authenticate anyone (see ``api.py``).
 - ``none``: public. An explicit choice, which synth reports as a warning.
@@ -31,10 +36,9 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
+from classifier.api.grants import invoke_grants, read_all_grants
+from classifier.api.identity import READ_ALL_GROUP
 from lambda_docker.config import AppConfig
-
-# What API callers do: classify and upload (POST), read records and the model (GET).
-INVOKED_METHODS = ("GET", "POST")
 
 
 def user_pool(scope: Construct, construct_id: str, *, pool_id: str | None, purpose: str) -> cognito.IUserPool:
@@ -82,12 +86,20 @@ class ApiAccess(Construct):
         self.user_pool_client: cognito.UserPoolClient | None = None
         self.authorizer: apigw.CognitoUserPoolsAuthorizer | None = None
         self.invoke_policy: iam.ManagedPolicy | None = None
+        self.read_all_policy: iam.ManagedPolicy | None = None
         if self.mode == "cognito":
             self.user_pool = user_pool(self, "Users", pool_id=config.api_user_pool_id, purpose="the API")
             if config.api_user_pool_id is None:
-                # SRP sign-in from a script or an app; no secret, since such a client cannot keep one.
+                # SRP sign-in from a script or an app; no secret, since such a client cannot keep one;
+                # no OAuth flows or callback URLs: nothing signs in through a hosted UI.
                 self.user_pool_client = self.user_pool.add_client(
                     "ApiClient", auth_flows=cognito.AuthFlow(user_srp=True), generate_secret=False,
+                    disable_o_auth=True, prevent_user_existence_errors=True,
+                )
+                # Membership is the read-all grant (admin-add-user-to-group): empty until someone is added.
+                cognito.CfnUserPoolGroup(
+                    self, "ReadAllGroup", user_pool_id=self.user_pool.user_pool_id, group_name=READ_ALL_GROUP,
+                    description="Members may read every caller's classification records (GET /all/...)",
                 )
             if config.api_type == "rest":  # an HTTP API has its own JWT authorizer (http_api.py)
                 self.authorizer = apigw.CognitoUserPoolsAuthorizer(
@@ -97,8 +109,9 @@ class ApiAccess(Construct):
         if self.mode == "none":
             Annotations.of(scope).add_warning_v2(
                 "classifier:publicApi",
-                "api_auth=none: anyone on the internet may call the API (classify images, read every "
-                "stored record). Use api_auth=iam (the default), cognito or api_key unless this is intended.",
+                "api_auth=none: anyone on the internet may call the API (classify images at your cost, read "
+                "every record any anonymous caller stored). Use api_auth=iam (the default), cognito or api_key "
+                "unless this is intended.",
             )
 
     @property
@@ -111,25 +124,38 @@ class ApiAccess(Construct):
         return apigw.MethodOptions(api_key_required=self.mode == "api_key")
 
     def bind(self, api: apigw.RestApi | apigwv2.HttpApi, stage_name: str) -> None:
-        """With ``iam``: the managed policy that may invoke ``api``'s stage, GET and POST on any path, nothing else."""
+        """With ``iam``: the two managed policies that may invoke ``api``'s stage, each on its routes only."""
         if self.mode != "iam":
             return
-        self.invoke_policy = iam.ManagedPolicy(
-            self, "InvokePolicy",
-            description="May call the classification API (SigV4, execute-api:Invoke on its stage)",
+        self.invoke_policy = self._policy(
+            "InvokePolicy", api, stage_name, invoke_grants(),
+            description="May call the classification API (SigV4): every route but /all/..., so the caller's "
+                        "own records only",
+        )
+        self.read_all_policy = self._policy(
+            "ReadAllPolicy", api, stage_name, read_all_grants(),
+            description="May read every caller's classification records (GET /all/...): attach it beside "
+                        "the invoke policy, deliberately",
+        )
+
+    def _policy(self, construct_id: str, api: apigw.RestApi | apigwv2.HttpApi, stage_name: str,
+                grants: list[tuple[str, str]], *, description: str) -> iam.ManagedPolicy:
+        policy = iam.ManagedPolicy(
+            self, construct_id,
+            description=description,
             statements=[iam.PolicyStatement(
                 actions=["execute-api:Invoke"],
-                resources=[api.arn_for_execute_api(method, "/*", stage_name) for method in INVOKED_METHODS],
+                resources=[api.arn_for_execute_api(method, path, stage_name) for method, path in grants],
             )],
         )
-        NagSuppressions.add_resource_suppressions(self.invoke_policy, [NagPackSuppression(
-            id="AwsSolutions-IAM5",
-            reason="The API's paths carry record ids and are proxied to the application: the policy allows "
-                   "GET and POST on every path of this API's stage, and nothing on any other API.",
-            applies_to=[RegexAppliesTo(
-                regex=rf"/^Resource::arn:[^:]+:execute-api:.*\/{re.escape(stage_name)}\/(GET|POST)\/\*$/",
-            )],
-        )])
+        if any("*" in path for _, path in grants):
+            NagSuppressions.add_resource_suppressions(policy, [NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Paths that carry an id (a record, a version) are granted with '*' in place of the "
+                       "id, as API Gateway matches them; each route is listed, and no other API.",
+                applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:execute-api:.*\/{re.escape(stage_name)}\/.*\*.*$/")],
+            )])
+        return policy
 
 
 class DashboardLogin(Construct):

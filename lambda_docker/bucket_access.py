@@ -11,20 +11,23 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 
-def allow_objects(function: lambda_.IFunction, bucket: s3.IBucket, *actions: str, prefix: str = "") -> None:
-    """Let ``function`` do ``actions`` on the objects under ``prefix`` (all of them when empty), and list them.
+def allow_objects(function: lambda_.IFunction, bucket: s3.IBucket, *actions: str, prefix: str = "",
+                  prefixes: Sequence[str] = ()) -> None:
+    """Let ``function`` do ``actions`` on the objects under ``prefix`` (or each of ``prefixes``; all of the
+    bucket's objects when empty), and list them.
 
-    ListBucket (on the prefix only, when there is one) makes a missing key a
-    404 instead of a 403, so that the function can tell "not there" from
+    ListBucket (on those prefixes only, when there are some) makes a missing key
+    a 404 instead of a 403, so that the function can tell "not there" from
     "not allowed".
     """
+    scopes = [p for p in (prefixes or (prefix,))]
     function.add_to_role_policy(iam.PolicyStatement(
-        actions=list(actions), resources=[bucket.arn_for_objects(f"{prefix}*")],
+        actions=list(actions), resources=[bucket.arn_for_objects(f"{p}*") for p in scopes],
     ))
     function.add_to_role_policy(iam.PolicyStatement(
         actions=["s3:ListBucket"],
         resources=[bucket.bucket_arn],
-        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None,
+        conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in scopes]}} if all(scopes) else None,
     ))
 
 

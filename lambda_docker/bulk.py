@@ -6,16 +6,22 @@ state machine (the ``BulkStateMachineArn`` output) with the input
 optional). The execution:
 
 1. checks its input: the bucket must be the one this deployment may read
-   (context ``bulk_source_bucket``, by default the uploads bucket), ``top_k``
-   an integer in 1..20, ``prefix`` a string. A wrong input fails at once,
-   with an error that says so, before anything is listed;
+   (context ``bulk_source_bucket``, by default the uploads bucket), the
+   ``prefix`` under one of the prefixes jobs may read there
+   (``bulk_source_prefixes``: by default ``bulk/`` in the uploads bucket, never
+   the callers' ``uploads/``), ``top_k`` an integer in 1..20, ``owner`` (who
+   started the job, which ``batch s3://`` sends) printable text. A wrong
+   input fails at once, with an error that says so, before anything is listed;
 2. lists the objects under the prefix (``ItemReader``: S3 ListObjectsV2, run
    by Step Functions itself) and hands them, 16 at a time with
    ``{"bucket", "top_k"}`` as ``BatchInput``, to child executions, at most
    ``bulk_max_concurrency`` at once;
 3. each child invokes the worker: a function of the API's image with the
    handler ``classifier.aws.bulk_worker.handler``, the store mounted read-only, writing
-   records to the records table. It returns one result per object and raises
+   records (carrying the job's ``owner``) to the records table. It may read
+   those prefixes and nothing else, and runs at most ``bulk_max_concurrency``
+   at once (its reserved concurrency, ``bulk_reserved_concurrency``, at least
+   that many). It returns one result per object and raises
    only on trouble worth retrying (no model, S3 or DynamoDB unreachable),
    which the child retries with backoff; an object that cannot be classified
    is a result, not a failure;
@@ -48,6 +54,7 @@ from lambda_docker.checkov import LOG_GROUP_KMS, CheckovSkip, skip_checks
 from lambda_docker.config import AppConfig
 from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
+from lambda_docker.records import BATCH_WRITE_ITEM, PUT_ITEM
 
 HANDLER = "classifier.aws.bulk_worker.handler"
 # The runtime's MAX_BATCH: one invocation gets as many objects as one batched inference takes.
@@ -75,6 +82,8 @@ _INPUT = "$states.input"
 # The Map's fields read the execution's own input (the context object is there in
 # every field, BatchInput included), whatever states come before the Map.
 _EXECUTION_INPUT = "$states.context.Execution.Input"
+# The input's prefix, "" when it has none.
+_PREFIX = f"($exists({_INPUT}.prefix) ? {_INPUT}.prefix : '')"
 
 
 def _or_default(field: str, default: str) -> str:
@@ -82,14 +91,16 @@ def _or_default(field: str, default: str) -> str:
     return f"{{% $exists({_EXECUTION_INPUT}.{field}) ? {_EXECUTION_INPUT}.{field} : {default} %}}"
 
 
-def _objects_finding(bucket: s3.IBucket) -> RegexAppliesTo:
-    """How cdk-nag names a ``<bucket>/*`` resource: a bucket of this app (maybe another stack's), or one by name."""
+def _objects_finding(bucket: s3.IBucket, prefix: str = "") -> RegexAppliesTo:
+    """How cdk-nag names a ``<bucket>/<prefix>*`` resource: a bucket of this app (maybe another stack's), or one
+    by name."""
+    objects = re.escape(f"/{prefix}*").replace("/", "\\/")
     cfn_bucket = bucket.node.default_child
     if isinstance(cfn_bucket, s3.CfnBucket):
         logical_id = Stack.of(cfn_bucket).get_logical_id(cfn_bucket)
-        return RegexAppliesTo(regex=rf"/^Resource::.*{logical_id}.*\/\*$/")
+        return RegexAppliesTo(regex=rf"/^Resource::.*{logical_id}.*{objects}$/")
     # The partition is a literal or <AWS::Partition>, as the stack's environment has it.
-    return RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::{re.escape(bucket.bucket_name)}\/\*$/")
+    return RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::{re.escape(bucket.bucket_name)}{objects}$/")
 
 
 class BulkClassification(Construct):
@@ -106,6 +117,7 @@ class BulkClassification(Construct):
         self.source_bucket = source_bucket
         self.results_bucket = results_bucket
         config = runtime.config
+        self.prefixes = config.bulk_prefixes
 
         self.function = classifier_function(
             self,
@@ -114,8 +126,9 @@ class BulkClassification(Construct):
             timeout=WORKER_TIMEOUT,
             cmd=[HANDLER],
             environment={"MAX_S3_IMAGE_BYTES": str(MAX_S3_IMAGE_BYTES)},
-            # No reserved concurrency, like the upload classifier: the Map's
-            # MaxConcurrency bounds how many batches run at once.
+            # At least as many as the Map runs batches at once: a job is never throttled, takes no more,
+            # and never takes the API's own reservation.
+            reserved_concurrency=config.bulk_reserved_concurrency,
         )
         skip_checks(self.function, CheckovSkip(
             "CKV_AWS_116",
@@ -124,9 +137,11 @@ class BulkClassification(Construct):
             "failed asynchronous invocations.",
         ))
         self.log_group = self.function.log_group
-        runtime.records.grant_write(self.function)
-        # Read (GET and HEAD) whatever the prefix holds, in the source bucket only.
-        allow_objects(self.function, source_bucket, "s3:GetObject")
+        # BatchWriteItem for a batch's records; PutItem because the classify use case it runs can store
+        # one record itself (Classifier._store, which the worker's path skips but its code holds).
+        runtime.records.grant(self.function, BATCH_WRITE_ITEM, PUT_ITEM)
+        # Read (GET and HEAD) whatever the prefixes hold, in the source bucket only.
+        allow_objects(self.function, source_bucket, "s3:GetObject", prefixes=self.prefixes)
 
         self.state_machine_logs = logs.LogGroup(
             self, "StateMachineLogs",
@@ -170,12 +185,23 @@ class BulkClassification(Construct):
                 f"{{% ($exists({_INPUT}.prefix) and $type({_INPUT}.prefix) != 'string') or "
                 f"($exists({_INPUT}.top_k) and $not($type({_INPUT}.top_k) = 'number' and "
                 f"{_INPUT}.top_k = $floor({_INPUT}.top_k) and "
-                f"{_INPUT}.top_k >= {TOP_K_MIN} and {_INPUT}.top_k <= {TOP_K_MAX})) %}}"
+                f"{_INPUT}.top_k >= {TOP_K_MIN} and {_INPUT}.top_k <= {TOP_K_MAX})) or "
+                f"($exists({_INPUT}.owner) and $not($type({_INPUT}.owner) = 'string' and "
+                f"$contains({_INPUT}.owner, /^[!-~]{{1,2048}}$/))) %}}"
             ),
             sfn.Fail.jsonata(self, "InvalidInput", error="InvalidInput",
                              cause=f"The input is {{\"bucket\": ..., \"prefix\": \"<text>\", \"top_k\": "
-                                   f"<integer {TOP_K_MIN}..{TOP_K_MAX}>}}; prefix and top_k may be left out"),
+                                   f"<integer {TOP_K_MIN}..{TOP_K_MAX}>, \"owner\": \"<printable text>\"}}; "
+                                   "prefix, top_k and owner may be left out"),
         )
+        if "" not in self.prefixes:
+            under = " or ".join(f"$substring({_PREFIX}, 0, {len(p)}) = '{p}'" for p in self.prefixes)
+            check.when(
+                sfn.Condition.jsonata(f"{{% $not({under}) %}}"),
+                sfn.Fail.jsonata(self, "PrefixNotAllowed", error="PrefixNotAllowed",
+                                 cause="Jobs may read only under the stack's bulk_source_prefixes: "
+                                       f"{', '.join(self.prefixes)}"),
+            )
         return check.otherwise(self._map(config))
 
     def _map(self, config: AppConfig) -> sfn.DistributedMap:
@@ -189,7 +215,8 @@ class BulkClassification(Construct):
             item_batcher=sfn.ItemBatcher(
                 max_items_per_batch=MAX_ITEMS_PER_BATCH,
                 batch_input={"bucket": self.source_bucket.bucket_name,
-                             "top_k": _or_default("top_k", str(DEFAULT_TOP_K))},
+                             "top_k": _or_default("top_k", str(DEFAULT_TOP_K)),
+                             "owner": _or_default("owner", "null")},
             ),
             max_concurrency=config.bulk_max_concurrency,
             # aws-cdk-lib leaves 0 out of the definition, which is Step Functions' default: no tolerance.
@@ -218,9 +245,9 @@ class BulkClassification(Construct):
     def _suppress_findings(self) -> None:
         suppress_vpc_function_role(self.function, NagPackSuppression(
             id="AwsSolutions-IAM5",
-            reason="A bulk job reads whichever objects its prefix holds, unknown at deploy time: GetObject "
-                   "on the objects of the one source bucket (bulk_source_bucket) only.",
-            applies_to=[_objects_finding(self.source_bucket)],
+            reason="A bulk job reads whichever objects its prefix holds, unknown at deploy time: GetObject on "
+                   "the objects under bulk_source_prefixes of the one source bucket (bulk_source_bucket) only.",
+            applies_to=[_objects_finding(self.source_bucket, prefix) for prefix in self.prefixes],
         ))
         NagSuppressions.add_resource_suppressions(self.state_machine, [
             NagPackSuppression(

@@ -50,8 +50,10 @@ ENVIRONMENT_KMS = CheckovSkip(
 )
 NO_RESERVED_CONCURRENCY = CheckovSkip(
     "CKV_AWS_115",
-    "No reserved concurrency: a new account's quota of 10 concurrent executions leaves none to reserve "
-    "(Lambda keeps 10 unreserved). The context key reserved_concurrency caps the inference function.",
+    "No reserved concurrency: the installer runs once per published model, and the functions that can be "
+    "called at will reserve theirs (reserved_concurrency, upload_reserved_concurrency, bulk_reserved_concurrency), "
+    "so the rest of the account's quota stays free for it; or the deployer set one of those keys to 0 "
+    "because the account's quota leaves none to reserve (docs/deploy.md).",
 )
 CDK_PROVIDER_FUNCTION = (
     CheckovSkip("CKV_AWS_116", "aws-cdk-lib's custom resource handler, called synchronously by CloudFormation "

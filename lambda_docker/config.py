@@ -17,12 +17,13 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, TypeVar
 
 from aws_cdk import aws_logs as logs
 
+from classifier.aws.uploads import UPLOAD_PREFIX
 from classifier.config import EVERY_MODEL, MODEL_NAME_RE, Settings
 from classifier.records.keys import DEFAULT_FAMILIES, DEFAULT_SHARDS, MAX_SHARDS, KeyLayout, parse_families
 
@@ -78,6 +79,13 @@ _PRINCIPAL_RE = re.compile(
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # An S3 bucket name (general purpose buckets: 3-63 characters, no "..").
 _BUCKET_NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# The most of the address space a dashboard without a login may be open to: a /8 of IPv4 (16.7 million
+# addresses), or the same share of IPv6. Wider lists are the internet in all but name.
+MAX_OPEN_SHARE = 1 / 256
+# The prefix bulk jobs read in the uploads bucket by default, and the one they never may (the API's).
+DEFAULT_BULK_PREFIX = "bulk/"
+UPLOADS_PREFIX = UPLOAD_PREFIX
 
 # Options are snake_case (the account and region keys aside). A key is taken for a
 # misspelt option when it is one in another spelling (api-auth, apiAuth, API_AUTH),
@@ -211,6 +219,34 @@ def _cidrs(raw: Any) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
+def _prefixes(raw: Any) -> tuple[str, ...]:
+    """S3 key prefixes such as ``bulk/`` or ``photos/2026/``: no leading '/', a trailing '/', no empty or dot part."""
+    prefixes = tuple(_string_list(raw))
+    for prefix in prefixes:
+        parts = prefix.split("/")
+        if (len(prefix) > 512 or not prefix.endswith("/") or any(p in ("", ".", "..") for p in parts[:-1])
+                or not all(32 < ord(c) < 127 for c in prefix) or "*" in prefix):
+            raise ValueError(f"{prefix!r} is not a key prefix like bulk/ or photos/2026/ (ending in '/', no '*')")
+    if len(set(prefixes)) != len(prefixes):
+        raise ValueError("lists a prefix twice")
+    return prefixes
+
+
+def _principal(raw: Any) -> str:
+    return _pattern(_PRINCIPAL_RE, "a 12-digit account id or an IAM ARN of an account root, role or user "
+                                   "(arn:aws:iam::<account>:role/<name>)")(raw)
+
+
+def address_share(cidrs: Sequence[str]) -> float:
+    """The largest share of its address family (IPv4 or IPv6) that ``cidrs`` cover together, overlaps counted once."""
+    networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    covered_v4 = sum(n.num_addresses for n in ipaddress.collapse_addresses(v4))
+    covered_v6 = sum(n.num_addresses for n in ipaddress.collapse_addresses(v6))
+    return max(covered_v4 / 2**32, covered_v6 / 2**128)
+
+
 def _certificate_arn(raw: Any) -> str:
     return _pattern(_CERTIFICATE_ARN_RE, "an ACM certificate ARN "
                                          "(arn:aws:acm:<region>:<account>:certificate/<id>)")(raw)
@@ -280,7 +316,10 @@ class AppConfig:
     # increase; ResNet-50 inference speeds up with vCPUs up to 10240 MB.
     memory_mb: int = option(3008, _int(128, 10_240))
     timeout_seconds: int = option(28, _int(1, API_GATEWAY_TIMEOUT_SECONDS - 1))
-    reserved_concurrency: int | None = option(None, _optional(_int(1, 1000)))
+    # Concurrent executions reserved for (and capping) the inference function: what the API can
+    # cost at most, and what the other functions cannot take from it. 0: none reserved (an account
+    # whose quota leaves none to reserve). The arithmetic: docs/deploy.md.
+    reserved_concurrency: int = option(50, _int(0, 1000))
     provisioned_concurrency: int = option(0, _int(0, 1000))
     model_refresh_seconds: int = option(30, _int(0, 86_400))
     inference_threads: int = option(0, _int(0, 256))  # 0: one per CPU the function may use
@@ -291,6 +330,8 @@ class AppConfig:
     efs_file_system_id: str | None = option(None, _optional(_pattern(_FS_ID_RE, "an id like fs-0123abcd")))
     inbox_expiration_days: int = option(30, _int(1, 3650))
     uploads_expiration_days: int = option(1, _int(1, 365))
+    # The same for the upload classifier (classify_on_upload).
+    upload_reserved_concurrency: int = option(5, _int(0, 1000))
     # Classification records (DynamoDB) expire this many days after creation; 0 keeps them.
     records_ttl_days: int = option(365, _int(0, 36_500))
     # Records at volume (docs/bulk-and-records.md): each index partition key in this many shards,
@@ -302,10 +343,16 @@ class AppConfig:
     # Bulk classification (switch bulk): a Step Functions Distributed Map over an S3 prefix.
     # Its batches run this many at once, each one worker invocation: the Lambda concurrency a job takes.
     bulk_max_concurrency: int = option(10, _int(1, 1000))
+    # Concurrency reserved for the bulk worker: at least bulk_max_concurrency (a job's batches must not be
+    # throttled), or 0 for none.
+    bulk_reserved_concurrency: int = option(10, _int(0, 1000))
     # A job fails when more than this share of its batches still fails after the retries.
     bulk_tolerated_failure_percent: int = option(5, _int(0, 100))
     # The bucket jobs may read; None: the uploads bucket.
     bulk_source_bucket: str | None = option(None, _optional(_pattern(_BUCKET_NAME_RE, "an S3 bucket name")))
+    # The key prefixes jobs may read there (the worker may read nothing else); empty: bulk/ in the
+    # uploads bucket (never uploads/, which holds callers' own images), the whole of another bucket.
+    bulk_source_prefixes: tuple[str, ...] = option((), _prefixes)
 
     # The REST API: who may call it (docs/security.md), its throttling, which
     # browser origins may call it (empty: no CORS; '*' is allowed, with a warning).
@@ -352,12 +399,15 @@ class AppConfig:
     dashboard_user_pool_id: str | None = option(None, _optional(_pattern(_USER_POOL_ID_RE, "a user pool id such as "
                                                                                             "eu-west-1_AbC123xyz")))
 
+    # The dashboard's task role may read every caller's records (api_auth=iam): a deliberate grant.
+    dashboard_read_all: bool = option(False, _bool)
+
     # The Function URL (switch function_url): who may assume the invoker role;
     # None means this account (its root principal).
-    function_url_invoker_principal: str | None = option(None, _optional(_pattern(
-        _PRINCIPAL_RE,
-        "a 12-digit account id or an IAM ARN of an account root, role or user (arn:aws:iam::<account>:role/<name>)",
-    )))
+    function_url_invoker_principal: str | None = option(None, _optional(_principal))
+    # Who may assume the inbox's publisher role, the only principal that may put objects in the
+    # model inbox; None means this account (its root principal: principals it allows to assume roles).
+    inbox_publisher_principal: str | None = option(None, _optional(_principal))
 
     @property
     def records_layout(self) -> KeyLayout:
@@ -372,6 +422,13 @@ class AppConfig:
     @property
     def service_stack_name(self) -> str:
         return f"{self.name}-service-stack"
+
+    @property
+    def bulk_prefixes(self) -> tuple[str, ...]:
+        """The prefixes bulk jobs may read: ``bulk_source_prefixes``, else its default ("" is the whole bucket)."""
+        if self.bulk_source_prefixes:
+            return self.bulk_source_prefixes
+        return ("",) if self.bulk_source_bucket is not None else (DEFAULT_BULK_PREFIX,)
 
     @property
     def log_retention(self) -> logs.RetentionDays:
@@ -398,6 +455,7 @@ class AppConfig:
             values[config_field.name] = _read(context, _context_key(config_field), reading.parse, default)
         config = cls(**values)
         config._check_provisioned_within_reserved()
+        config._check_bulk_reservation()
         config._check_default_model_is_served()
         config._check_certificate_region("dashboard_certificate_arn", "a load balancer")
         config._check_certificate_region("api_certificate_arn", "a regional API domain")
@@ -405,6 +463,7 @@ class AppConfig:
         config._check_user_pools()
         config._check_dashboard_exposure()
         config._check_http_api()
+        config._check_bulk_prefixes()
         return config
 
     @classmethod
@@ -430,10 +489,18 @@ class AppConfig:
 
     def _check_provisioned_within_reserved(self) -> None:
         reserved, provisioned = self.reserved_concurrency, self.provisioned_concurrency
-        if reserved is not None and provisioned > reserved:
+        if reserved and provisioned > reserved:
             raise DeployConfigError(
                 f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
                 f"'reserved_concurrency' ({reserved})"
+            )
+
+    def _check_bulk_reservation(self) -> None:
+        reserved, batches = self.bulk_reserved_concurrency, self.bulk_max_concurrency
+        if reserved and reserved < batches:
+            raise DeployConfigError(
+                f"context key 'bulk_reserved_concurrency' ({reserved}) must be 0 or at least 'bulk_max_concurrency' "
+                f"({batches}): a job runs that many batches at once, and the rest would be throttled"
             )
 
     def _check_default_model_is_served(self) -> None:
@@ -465,6 +532,9 @@ class AppConfig:
         if self.dashboard_user_pool_id is not None and self.dashboard_certificate_arn is None:
             raise DeployConfigError("context key 'dashboard_user_pool_id' needs 'dashboard_certificate_arn': "
                               "the load balancer logs users in over HTTPS only")
+        if self.dashboard_read_all and not (self.dashboard and self.api_auth == "iam"):
+            raise DeployConfigError("context key 'dashboard_read_all' needs dashboard=true and api_auth=iam: the "
+                                    "read-all grant is an IAM policy the dashboard's task role signs with")
         if self.dashboard and self.api_auth == "cognito":
             raise DeployConfigError("context keys 'dashboard' and 'api_auth': the dashboard cannot call an API that "
                               "wants a Cognito user's token (it has none); use api_auth=iam (the dashboard "
@@ -473,12 +543,21 @@ class AppConfig:
     def _check_dashboard_exposure(self) -> None:
         if not self.dashboard or self.dashboard_certificate_arn is not None:
             return
-        if not self.dashboard_allowed_cidrs or any(cidr.endswith("/0") for cidr in self.dashboard_allowed_cidrs):
+        if not self.dashboard_allowed_cidrs or address_share(self.dashboard_allowed_cidrs) > MAX_OPEN_SHARE:
             raise DeployConfigError(
                 "context keys 'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs': without a "
                 "certificate the dashboard is plain HTTP with no login, so it must not be open to the internet "
-                "(0.0.0.0/0, or an empty list: any network). Set dashboard_certificate_arn (HTTPS and a Cognito "
-                "login), or list your networks in dashboard_allowed_cidrs"
+                "(an empty list, 0.0.0.0/0, or blocks that together span more than a /8, such as 0.0.0.0/1 and "
+                "128.0.0.0/1). Set dashboard_certificate_arn (HTTPS and a Cognito login), or list your networks "
+                "in dashboard_allowed_cidrs"
+            )
+
+    def _check_bulk_prefixes(self) -> None:
+        if self.bulk_source_bucket is None and any(p.startswith(UPLOADS_PREFIX) for p in self.bulk_source_prefixes):
+            raise DeployConfigError(
+                f"context key 'bulk_source_prefixes': {UPLOADS_PREFIX} holds the images callers upload for "
+                "themselves (each readable only by its owner); a bulk job must not read them. Put bulk inputs "
+                f"under another prefix (the default is {DEFAULT_BULK_PREFIX})"
             )
 
     def _check_http_api(self) -> None:

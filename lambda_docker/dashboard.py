@@ -3,7 +3,10 @@
 The UI holds no state and no model; it calls the REST API (``API_URL``) like
 any client: with ``api_auth=iam`` it signs each call with its task role's
 credentials (``API_SIGV4=1``; the role may invoke the API), with
-``api_auth=api_key`` it sends ``API_KEY``, read from Secrets Manager.
+``api_auth=api_key`` it sends ``API_KEY``, read from Secrets Manager. Its
+history shows the records its own role made, or, with ``dashboard_read_all``
+(a deliberate grant: every dashboard user then sees every caller's records),
+every caller's (``API_READ_ALL=1``; the task role gets the read-all policy).
 
 Exposure (docs/security.md). With ``dashboard_certificate_arn``: HTTPS only
 (a TLS 1.2+ policy; port 80 only redirects to 443) and every request passes a
@@ -97,6 +100,7 @@ class Dashboard(Construct):
         api_url: str,
         api_key_secret: secretsmanager.ISecret | None,
         api_invoke_policy: iam.IManagedPolicy | None,
+        api_read_all_policy: iam.IManagedPolicy | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         https = config.dashboard_certificate_arn is not None
@@ -111,9 +115,12 @@ class Dashboard(Construct):
         )
         self.service = self._service(
             config, api_url=api_url, api_key_secret=api_key_secret, sigv4=api_invoke_policy is not None,
+            read_all=api_read_all_policy is not None,
         )
         if api_invoke_policy is not None:
             self.service.task_definition.task_role.add_managed_policy(api_invoke_policy)
+        if api_read_all_policy is not None:
+            self.service.task_definition.task_role.add_managed_policy(api_read_all_policy)
         self._configure_target_group()
         self.load_balancer = self.service.load_balancer
         self._configure_load_balancer(https=https, allowed_cidrs=allowed_cidrs)
@@ -137,6 +144,7 @@ class Dashboard(Construct):
 
     def _service(
         self, config: AppConfig, *, api_url: str, api_key_secret: secretsmanager.ISecret | None, sigv4: bool,
+        read_all: bool,
     ) -> ecs_patterns.ApplicationLoadBalancedFargateService:
         certificate_arn = config.dashboard_certificate_arn
         https = certificate_arn is not None
@@ -164,7 +172,8 @@ class Dashboard(Construct):
                 ),
                 container_name="dashboard",
                 container_port=CONTAINER_PORT,
-                environment={"API_URL": api_url, **({"API_SIGV4": "1"} if sigv4 else {})},
+                environment={"API_URL": api_url, **({"API_SIGV4": "1"} if sigv4 else {}),
+                             **({"API_READ_ALL": "1"} if read_all else {})},
                 secrets=secrets,
                 log_driver=ecs.LogDrivers.aws_logs(stream_prefix="dashboard", log_group=self.log_group),
             ),
@@ -264,8 +273,9 @@ class Dashboard(Construct):
         NagSuppressions.add_resource_suppressions(task_definition, [
             NagPackSuppression(
                 id="AwsSolutions-ECS2",
-                reason="The plain environment variables are API_URL, the API's public URL, and API_SIGV4, a "
-                       "switch; the API key, when there is one, comes from Secrets Manager as an ECS secret.",
+                reason="The plain environment variables are API_URL, the API's public URL, and API_SIGV4 and "
+                       "API_READ_ALL, switches; the API key, when there is one, comes from Secrets Manager as an "
+                       "ECS secret.",
             ),
         ])
         execution_role = task_definition.execution_role

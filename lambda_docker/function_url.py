@@ -21,7 +21,8 @@ from constructs import Construct
 
 
 def invoker_principal(principal: str | None) -> iam.IPrincipal:
-    """Who may assume the invoker role: an account id, an IAM ARN, or (None) this account."""
+    """Who may assume a role (the Function URL's invoker, the inbox's publisher): an account id, an IAM ARN,
+    or (None) this account."""
     if principal is None:
         return iam.AccountRootPrincipal()
     if principal.isdigit():

@@ -11,6 +11,16 @@ that installed version current (``classifier.store.inbox``).
 EventBridge rather than a direct S3 -> Lambda notification: CloudFormation
 sets a bucket's EventBridge switch natively, whereas CDK's direct
 notifications need a custom resource (an extra Lambda and role).
+
+Who may publish. Whatever lands in the inbox is installed, and by default made
+current: the inbox is the model's front door. So its bucket policy denies
+``s3:PutObject`` to every principal but one, the publisher role (output
+``InboxPublisherRoleArn``), which may do exactly what ``publish --s3`` and
+``promote --s3`` call (``classifier.lifecycle.publish_s3``): ListBucket
+(``head_bucket``), PutObject and AbortMultipartUpload (``upload_file``,
+``put_object``), GetObject (``head_object``). ``inbox_publisher_principal``
+says who may assume it (by default, principals of this account allowed to).
+docs/security.md says why a publish still activates by default.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from aws_cdk import (
     Stack,
 )
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -122,6 +133,7 @@ class ModelInbox(Construct):
         access_logs: s3.IBucket,
         expiration_days: int,
         log_retention: logs.RetentionDays,
+        publisher_principal: iam.IPrincipal,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -141,6 +153,7 @@ class ModelInbox(Construct):
         self.log_group = logs.LogGroup(
             self, "InstallerLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
         )
+        self.publisher = self._publisher(publisher_principal)
         self.function = self._installer(mount)
         # Read only (GetObject covers HEAD too): an upload is never changed or deleted here.
         allow_objects(self.function, self.bucket, "s3:GetObject")
@@ -152,6 +165,39 @@ class ModelInbox(Construct):
             target=targets.LambdaFunction(self.function, retry_attempts=2),
         )
         self._suppress_findings()
+
+    def _publisher(self, principal: iam.IPrincipal) -> iam.Role:
+        """The one role that may put objects in the inbox, and what publishing takes of it."""
+        role = iam.Role(
+            self, "Publisher",
+            assumed_by=principal,
+            description="May publish and promote models through the inbox (python -m classifier publish --s3), "
+                        "nothing else",
+        )
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
+            resources=[self.bucket.arn_for_objects("*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
+        # Everyone else is denied, whatever their own policies allow (an account administrator included:
+        # they may assume the role, which CloudTrail then records).
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyThePublisherRolePutsObjects",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"],
+            resources=[self.bucket.arn_for_objects("*")],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": role.role_arn}},
+        ))
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="A publish uploads a new version under keys named by its id, unknown at deploy time: object "
+                   "writes and reads in this one bucket only.",
+            applies_to=[f"Resource::<{Stack.of(self).get_logical_id(cfn_bucket)}.Arn>/*"],
+        )], apply_to_children=True)
+        return role
 
     def _installer(self, mount: StoreMount) -> lambda_.Function:
         return lambda_.Function(

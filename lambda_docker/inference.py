@@ -8,7 +8,13 @@ builds and pushes the image.
 
 The API invokes the ``live`` alias. Provisioned concurrency, when asked for,
 is configured on that alias, so switching it on or off never changes what the
-API calls.
+API calls. Concurrency is reserved by default (``reserved_concurrency``): it
+caps what the API can cost and run at once, and keeps the account's other
+functions (the installer among them) from being starved by it.
+
+Its role may do exactly what its code calls (tests/infra/test_least_privilege.py):
+on records GetItem, Query and PutItem; on the uploads bucket GetObject, and
+PutObject, which S3 checks when a presigned POST it signed is used.
 """
 
 
@@ -27,16 +33,17 @@ from constructs import Construct
 from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
 from lambda_docker.config import AppConfig
 from lambda_docker.paths import MODEL_DIR
-from lambda_docker.records import RecordsTable
+from lambda_docker.records import GET_ITEM, PUT_ITEM, QUERY, RecordsTable
 from lambda_docker.storage import MOUNT_PATH, StoreMount
 
 ALIAS_NAME = "live"
-# The classifier image's functions also get the records' cursor key (lambda_docker/records.py).
-CLASSIFIER_ENVIRONMENT_KMS = CheckovSkip(
+# The inference function also gets the records' cursor key (lambda_docker/records.py).
+CURSOR_ENVIRONMENT_KMS = CheckovSkip(
     ENVIRONMENT_KMS.id,
     "The environment holds settings (paths, model, bucket and table names, numbers) and the key that signs "
-    "GET /classifications page cursors, which guards no data: a leaked key lets a caller forge a cursor "
-    "for a listing it may read anyway. Lambda encrypts it at rest with its service key, enough for that.",
+    "GET /classifications page cursors, which guards no data: a cursor is bound to its listing, and a forged "
+    "one leads to pages of a listing its holder may read anyway. Lambda encrypts it at rest with its service "
+    "key, enough for that.",
 )
 # Powertools' service name (every log line's "service", every metric's "service"
 # dimension) and the metrics namespace; observability.py reads the same names.
@@ -92,7 +99,7 @@ def classifier_function(
     timeout: Duration,
     cmd: list[str] | None = None,
     environment: Mapping[str, str] | None = None,
-    reserved_concurrency: int | None = None,
+    reserved_concurrency: int = 0,
     retry_attempts: int | None = None,
     max_event_age: Duration | None = None,
     dead_letter_queue: sqs.IQueue | None = None,
@@ -101,7 +108,7 @@ def classifier_function(
 
     The inference function, the upload classifier and the bulk worker: the
     same runtime and settings, each with its own handler (``cmd``), timeout,
-    settings of its own (``environment``), and concurrency or
+    settings of its own (``environment``), reserved concurrency (0: none) and
     asynchronous-invocation options. Each grants itself its records access.
     """
     config = runtime.config
@@ -115,14 +122,15 @@ def classifier_function(
         **runtime.mount.function_options(),
         environment={**runtime.environment(), **(environment or {})},
         log_group=logs.LogGroup(scope, "Logs", retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY),
-        reserved_concurrent_executions=reserved_concurrency,
+        reserved_concurrent_executions=reserved_concurrency or None,
         retry_attempts=retry_attempts,
         max_event_age=max_event_age,
         dead_letter_queue=dead_letter_queue,
         tracing=lambda_.Tracing.ACTIVE if config.tracing else None,
     )
-    unreserved = [NO_RESERVED_CONCURRENCY] if reserved_concurrency is None else []
-    skip_checks(function, CLASSIFIER_ENVIRONMENT_KMS, *unreserved)
+    unreserved = [NO_RESERVED_CONCURRENCY] if not reserved_concurrency else []
+    secret = CURSOR_ENVIRONMENT_KMS if "RECORDS_CURSOR_SECRET" in (environment or {}) else ENVIRONMENT_KMS
+    skip_checks(function, secret, *unreserved)
     skip_checks(function.log_group, LOG_GROUP_KMS)
     return function
 
@@ -137,9 +145,11 @@ class InferenceFunction(Construct):
             runtime=runtime,
             description=f"ResNet-50 classifier ({config.backend} backend), models from EFS",
             timeout=Duration.seconds(config.timeout_seconds),
+            # It signs the cursors of GET /classifications; no other function lists records.
+            environment=runtime.records.cursor_environment,
             reserved_concurrency=config.reserved_concurrency,
         )
-        runtime.records.grant_read_write(self.function)
+        runtime.records.grant(self.function, GET_ITEM, QUERY, PUT_ITEM)
         self.log_group = self.function.log_group
         skip_checks(self.function, CheckovSkip(
             "CKV_AWS_116",

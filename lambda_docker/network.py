@@ -78,18 +78,44 @@ class Network(Construct):
         )
         self.flow_log_group = log_rejected_flows(self, self.vpc, log_retention=log_retention)
 
-    def allow_s3_buckets(self, *buckets: s3.IBucket,
-                         actions: Sequence[str] = ("s3:GetObject", "s3:PutObject", "s3:ListBucket")) -> None:
-        """Let the endpoint reach only these buckets (a data-exfiltration guard), for ``actions`` only.
+    def allow_s3_reads(self, bucket: s3.IBucket, *prefixes: str) -> None:
+        """Let traffic from the VPC read the objects under ``prefixes`` of ``bucket`` ("" is all of them): GetObject,
+        and ListBucket on those prefixes, which makes a missing key a 404 rather than a 403.
 
-        The functions' IAM roles decide what each may do; the endpoint policy
-        only limits where traffic from the VPC may go.
+        The endpoint policy is a data-exfiltration guard: a presigned POST the
+        API signs goes from the client straight to S3, never through here, so
+        the only writes it admits are the deferred records (``allow_s3_records``),
+        and reads only where a function of the VPC reads. The functions' IAM
+        roles then decide what each may do.
         """
         self.s3_endpoint.add_to_policy(iam.PolicyStatement(
             principals=[iam.AnyPrincipal()],
-            actions=list(actions),
-            resources=[arn for b in buckets for arn in (b.bucket_arn, b.arn_for_objects("*"))],
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes],
         ))
+        self.s3_endpoint.add_to_policy(iam.PolicyStatement(
+            principals=[iam.AnyPrincipal()],
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}} if all(prefixes) else None,
+        ))
+
+    def allow_s3_records(self, bucket: s3.IBucket, prefix: str, actions: Sequence[str]) -> None:
+        """Let traffic from the VPC use ``actions`` on the objects under ``prefix`` of ``bucket`` (and list that
+        prefix): the one place a function of the VPC writes to S3 is the record writes DynamoDB refused."""
+        object_actions = [a for a in actions if a != "s3:ListBucket"]
+        self.s3_endpoint.add_to_policy(iam.PolicyStatement(
+            principals=[iam.AnyPrincipal()],
+            actions=object_actions,
+            resources=[bucket.arn_for_objects(f"{prefix}*")],
+        ))
+        if "s3:ListBucket" in actions:
+            self.s3_endpoint.add_to_policy(iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+            ))
 
     def allow_dynamodb_tables(self, *tables: dynamodb.ITable, actions: Sequence[str]) -> None:
         """Let the DynamoDB endpoint reach only these tables and their indexes, for ``actions`` only."""

@@ -12,11 +12,13 @@ The table's indexes and their shard count are the context keys ``records_indexes
 writers and readers agree on the keys.
 
 The functions that write records get, through ``environment``,
-``RECORDS_TABLE``, ``RECORDS_TTL_DAYS``, ``RECORDS_CURSOR_SECRET``, ``RECORDS_SHARDS``,
-``RECORDS_INDEXES`` and ``RECORDS_DEFERRED`` (model/classifier/config.py), and through
-``grant_read_write`` or ``grant_write`` the DynamoDB actions the runtime calls, on this table
-only, and PutObject under the deferral prefix (``classifier.records.deferral``), nothing else
-there. Only the replay (``grant_replay``) may read and delete what waits.
+``RECORDS_TABLE``, ``RECORDS_TTL_DAYS``, ``RECORDS_SHARDS``, ``RECORDS_INDEXES`` and
+``RECORDS_DEFERRED`` (model/classifier/config.py), and through ``grant`` exactly the
+DynamoDB actions their code calls, on this table only (tests/infra/test_least_privilege.py
+derives each function's list from the code); a writer also gets PutObject under the
+deferral prefix (``classifier.records.deferral``), nothing else there. Only the replay
+(``grant_replay``) may read and delete what waits. Only the function that signs page
+cursors (the API's) gets ``RECORDS_CURSOR_SECRET`` too (``cursor_environment``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from lambda_docker.bucket_access import allow_objects
 from lambda_docker.buckets import SecureBucket
 from lambda_docker.checkov import CheckovSkip, skip_checks
 
-# What classifier.records.dynamodb.DynamoRecordStore calls: get and list (GetItem, Query on the
-# indexes), put and put_many (PutItem, BatchWriteItem), and claim_upload (a PutItem
-# with a condition: DynamoDB has no separate action for conditional writes).
-READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
-WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
+# What classifier.records.dynamodb.DynamoRecordStore calls: get and upload_record (GetItem), list
+# (Query, on the indexes), put and claim_upload (PutItem: DynamoDB has no separate action for a
+# conditional write), put_many (BatchWriteItem). Each function is granted the ones its code calls.
+GET_ITEM, QUERY, PUT_ITEM, BATCH_WRITE_ITEM = (
+    "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem")
+RECORD_ACTIONS = (GET_ITEM, QUERY, PUT_ITEM, BATCH_WRITE_ITEM)
 # Letters and digits: the value is an HMAC key, copied into an environment variable.
 CURSOR_SECRET_LENGTH = 64
 # What functions do in the deferral bucket: writers put, the replay lists, reads and deletes.
@@ -145,53 +148,59 @@ class RecordsTable(Construct):
 
     @property
     def environment(self) -> dict[str, str]:
-        """The runtime's records settings (model/classifier/config.py).
-
-        ``RECORDS_CURSOR_SECRET`` is a CloudFormation dynamic reference: the
-        template holds only the secret's ARN, and CloudFormation puts the
-        value into the function's configuration when it deploys. Reading it
-        at run time instead would need a Secrets Manager interface endpoint
-        in the isolated subnets (about 7 USD a month per AZ) or a NAT
-        gateway; the price is that anyone who may read the function's
-        configuration may read the key, and a new value needs a deploy.
-        """
+        """The runtime's records settings (model/classifier/config.py), for every function that stores records."""
         return {
             "RECORDS_TABLE": self.table.table_name,
             "RECORDS_TTL_DAYS": str(self.ttl_days),
-            "RECORDS_CURSOR_SECRET": self.cursor_secret.secret_value.unsafe_unwrap(),
             "RECORDS_SHARDS": str(self.layout.shards),
             "RECORDS_INDEXES": ",".join(self.layout.families),
             "RECORDS_DEFERRED": f"s3://{self.deferred.bucket_name}/{DEFERRED_PREFIX}",
         }
 
-    def grant_read_write(self, function: lambda_.IFunction) -> None:
-        """Read, list (through the indexes) and write records: the API and the upload classifier."""
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=list(READ_ACTIONS), resources=[self.table.table_arn, f"{self.table.table_arn}/index/*"],
-        ))
-        self.grant_write(function)
-        role = function.role
-        assert role is not None
-        NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
-            id="AwsSolutions-IAM5",
-            reason="GET /classifications queries the records table's indexes (newest first, a caller's "
-                   "own, and the optional ones of records_indexes): GetItem and Query on this table's "
-                   "indexes only.",
-            applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsTable.*\/index\/\*$/")],
-        )], apply_to_children=True)
+    @property
+    def cursor_environment(self) -> dict[str, str]:
+        """``RECORDS_CURSOR_SECRET``, for the function that signs page cursors (``GET /classifications``) only.
 
-    def grant_write(self, function: lambda_.IFunction) -> None:
-        """Write records (one, or 25 at a time), on the table itself: indexes are never written directly;
-        and defer the ones DynamoDB refuses: PutObject under the deferral prefix, nothing more."""
-        function.add_to_role_policy(iam.PolicyStatement(actions=list(WRITE_ACTIONS), resources=[self.table.table_arn]))
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject"], resources=[self.deferred.arn_for_objects(f"{DEFERRED_PREFIX}*")],
-        ))
-        self._suppress_prefix_finding(function)
+        A CloudFormation dynamic reference: the template holds only the
+        secret's ARN, and CloudFormation puts the value into the function's
+        configuration when it deploys. Reading it at run time instead would
+        need a Secrets Manager interface endpoint in the isolated subnets
+        (about 7 USD a month per AZ) or a NAT gateway; the price is that
+        anyone who may read that function's configuration may read the key,
+        and a new value needs a deploy.
+        """
+        return {"RECORDS_CURSOR_SECRET": self.cursor_secret.secret_value.unsafe_unwrap()}
+
+    def grant(self, function: lambda_.IFunction, *actions: str) -> None:
+        """Let ``function`` do ``actions`` (of ``RECORD_ACTIONS``) on this table: Query on its indexes, the
+        others on the table itself (indexes are never written or read by key directly)."""
+        unknown = set(actions) - set(RECORD_ACTIONS)
+        assert not unknown, f"not a records action: {sorted(unknown)}"
+        on_table = [a for a in RECORD_ACTIONS if a in actions and a != QUERY]
+        if on_table:
+            function.add_to_role_policy(iam.PolicyStatement(actions=on_table, resources=[self.table.table_arn]))
+        if PUT_ITEM in actions or BATCH_WRITE_ITEM in actions:
+            # A writer defers what DynamoDB refuses: PutObject under the deferral prefix, nothing more.
+            function.add_to_role_policy(iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[self.deferred.arn_for_objects(f"{DEFERRED_PREFIX}*")],
+            ))
+            self._suppress_prefix_finding(function)
+        if QUERY in actions:
+            function.add_to_role_policy(iam.PolicyStatement(
+                actions=[QUERY], resources=[f"{self.table.table_arn}/index/*"],
+            ))
+            role = function.role
+            assert role is not None
+            NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="GET /classifications queries the records table's indexes (newest first, by label, by "
+                       "model version, by both): Query on this table's indexes only.",
+                applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsTable.*\/index\/\*$/")],
+            )], apply_to_children=True)
 
     def grant_replay(self, function: lambda_.IFunction) -> None:
         """The scheduled replay: list, read and delete deferred records, and write them to the table."""
-        function.add_to_role_policy(iam.PolicyStatement(actions=list(WRITE_ACTIONS), resources=[self.table.table_arn]))
+        function.add_to_role_policy(iam.PolicyStatement(actions=[BATCH_WRITE_ITEM], resources=[self.table.table_arn]))
         allow_objects(function, self.deferred, "s3:GetObject", "s3:DeleteObject", prefix=DEFERRED_PREFIX)
         self._suppress_prefix_finding(function)
 

@@ -102,7 +102,15 @@ class ServiceStack(TwoAzStack):
                       description="aws apigateway get-api-key --include-value --api-key <this id>")
         if self.api.access.invoke_policy is not None:
             CfnOutput(self, "ApiInvokePolicyArn", value=self.api.access.invoke_policy.managed_policy_arn,
-                      description="Attach to the roles that may call the API (SigV4-signed requests)")
+                      description="Attach to the roles that may call the API (SigV4): each sees its own records")
+        if self.api.access.read_all_policy is not None:
+            CfnOutput(self, "ApiReadAllPolicyArn", value=self.api.access.read_all_policy.managed_policy_arn,
+                      description="Attach (beside ApiInvokePolicyArn) to the roles that may read every caller's "
+                                  "records: GET /all/classifications")
+        if self.api.api_key is not None:
+            CfnOutput(self, "ApiUsagePlanId", value=self.api.usage_plan.usage_plan_id,
+                      description="Throttles each of its keys separately: give each caller a key of its own "
+                                  "(aws apigateway create-usage-plan-key --usage-plan-id <this>)")
         if self.api.access.user_pool is not None:
             CfnOutput(self, "ApiUserPoolId", value=self.api.access.user_pool.user_pool_id,
                       description="The API's users: send a user's ID token in Authorization")
@@ -152,6 +160,7 @@ class ServiceStack(TwoAzStack):
         dashboard = Dashboard(
             self, "Dashboard", config=config, api_url=self.api.url, api_key_secret=self.api.api_key_secret,
             api_invoke_policy=self.api.access.invoke_policy,
+            api_read_all_policy=self.api.access.read_all_policy if config.dashboard_read_all else None,
         )
         CfnOutput(self, "DashboardUrl", value=dashboard.url,
                   description="The Streamlit dashboard (point dashboard_domain_name's DNS record at the "

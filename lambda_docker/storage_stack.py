@@ -16,16 +16,17 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_docker.buckets import AccessLogsBucket, SecureBucket
-from lambda_docker.config import AppConfig
+from lambda_docker.config import UPLOADS_PREFIX, AppConfig
+from lambda_docker.function_url import invoker_principal
 from lambda_docker.inbox import ModelInbox
 from lambda_docker.network import Network
-from lambda_docker.records import READ_ACTIONS, RECORDS_DEFERRED_ACTIONS, WRITE_ACTIONS, RecordsTable
+from lambda_docker.records import DEFERRED_PREFIX, RECORD_ACTIONS, RECORDS_DEFERRED_ACTIONS, RecordsTable
 from lambda_docker.storage import ModelStorage
 from lambda_docker.two_az_stack import TwoAzStack
 
-# Browsers upload large images straight to S3 with the presigned POST that
-# POST /uploads returns.
-UPLOADS_PREFIX = "uploads/"
+# Browsers upload large images straight to S3 under UPLOADS_PREFIX (re-exported here for the service
+# stack), with the presigned POST that POST /uploads returns.
+__all__ = ["UPLOADS_PREFIX", "StorageStack"]
 # A bulk job's results are read once, by whoever started it.
 BULK_RESULTS_EXPIRATION_DAYS = 30
 
@@ -49,11 +50,12 @@ class StorageStack(TwoAzStack):
             access_logs=self.access_logs,
             expiration_days=config.inbox_expiration_days,
             log_retention=config.log_retention,
+            publisher_principal=invoker_principal(config.inbox_publisher_principal),
         )
         self.uploads = self._uploads_bucket(config)
         self.records = RecordsTable(self, "Records", ttl_days=config.records_ttl_days, layout=config.records_layout,
                                     access_logs=self.access_logs)
-        self.network.allow_dynamodb_tables(self.records.table, actions=[*READ_ACTIONS, *WRITE_ACTIONS])
+        self.network.allow_dynamodb_tables(self.records.table, actions=RECORD_ACTIONS)
         # Bulk jobs: the worker reads the source bucket from the VPC; Step Functions lists
         # it and writes the results bucket from outside, so only the source needs the endpoint.
         self.bulk_source: s3.IBucket | None = None
@@ -61,15 +63,23 @@ class StorageStack(TwoAzStack):
         if config.bulk:
             self.bulk_source = self._bulk_source_bucket(config)
             self.bulk_results = self._bulk_results_bucket()
-        endpoint_buckets: list[s3.IBucket] = [self.inbox.bucket, self.uploads]
-        if self.bulk_source is not None and self.bulk_source is not self.uploads:
-            endpoint_buckets.append(self.bulk_source)
-        self.network.allow_s3_buckets(*endpoint_buckets)
-        # Writers defer records there; the replay reads, then deletes them.
-        self.network.allow_s3_buckets(self.records.deferred, actions=RECORDS_DEFERRED_ACTIONS)
+        # What the VPC's functions read: the installer the inbox, the API and the upload classifier
+        # uploads/, the bulk worker its prefixes of the source bucket.
+        self.network.allow_s3_reads(self.inbox.bucket, "")
+        if self.bulk_source is self.uploads:
+            self.network.allow_s3_reads(self.uploads, UPLOADS_PREFIX, *config.bulk_prefixes)
+        else:
+            self.network.allow_s3_reads(self.uploads, UPLOADS_PREFIX)
+            if self.bulk_source is not None:
+                self.network.allow_s3_reads(self.bulk_source, *config.bulk_prefixes)
+        # The one write from the VPC: writers defer the records DynamoDB refused; the replay reads, then deletes them.
+        self.network.allow_s3_records(self.records.deferred, DEFERRED_PREFIX, RECORDS_DEFERRED_ACTIONS)
 
         CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
                   description="python -m classifier publish --s3 s3://<this bucket>")
+        CfnOutput(self, "InboxPublisherRoleArn", value=self.inbox.publisher.role_arn,
+                  description="The only principal that may put objects in the inbox: assume it to publish "
+                              "(docs/models.md)")
         CfnOutput(self, "InstallerLogGroup", value=self.inbox.log_group.log_group_name,
                   description="aws logs tail <this group>: what the installer did with each upload")
         CfnOutput(self, "InstallerFunction", value=self.inbox.function.function_name,

@@ -21,8 +21,13 @@ inside the function is retried by Lambda, both for a bounded time. What is
 still failing then lands in one dead-letter queue, with the original
 EventBridge event as the message body in both cases, so re-driving is the same
 for both (``aws lambda invoke --payload <body>``); the handler is idempotent
-on bucket, key and ETag, so a re-drive never stores a second record. An alarm
-fires as soon as the queue holds a message.
+on bucket and key, so a re-drive (or a replayed upload) never stores a second
+record. An alarm fires as soon as the queue holds a message.
+
+Its concurrency is reserved (``upload_reserved_concurrency``): uploads come at
+the callers' pace, and this caps what they can cost at once. Its role may do
+exactly what its code calls: GetItem and PutItem on records (a claim is a
+conditional PutItem), GetObject under ``uploads/``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.checkov import CheckovSkip, skip_checks
 from lambda_docker.inference import ClassifierRuntime, classifier_function
 from lambda_docker.nag import suppress_vpc_function_role
+from lambda_docker.records import GET_ITEM, PUT_ITEM
 
 HANDLER = "classifier.aws.upload_classifier.handler"
 # A cold start loads the model from EFS and an upload may be 20 MiB
@@ -86,15 +92,14 @@ class UploadClassifier(Construct):
             description="Classifies images created under uploads/ and stores their records (classify_on_upload)",
             timeout=TIMEOUT,
             cmd=[HANDLER],
-            # No reserved concurrency, like the installer: a new account's
-            # quota may be too small to reserve any (see the README).
+            reserved_concurrency=runtime.config.upload_reserved_concurrency,
             retry_attempts=RETRY_ATTEMPTS,
             max_event_age=MAX_EVENT_AGE,
             dead_letter_queue=self.dead_letter_queue,
         )
         self.log_group = self.function.log_group
         # Records, and the claims that make a re-delivered upload keep its first record.
-        runtime.records.grant_read_write(self.function)
+        runtime.records.grant(self.function, GET_ITEM, PUT_ITEM)
         # Read the uploaded objects (GET and HEAD), and write nothing to S3.
         allow_objects(self.function, uploads_bucket, "s3:GetObject", prefix=uploads_prefix)
         self.rule = object_created_rule(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,8 @@ def _first_page() -> None:
 
 @st.fragment
 def history_tab(api: ClassifierClient) -> None:
-    """``GET /classifications``, newest first, paged by ``next_cursor``.
+    """``GET /classifications`` (or, with ``API_READ_ALL=1``, every caller's: ``GET /all/classifications``),
+    newest first, paged by ``next_cursor``.
 
     A fragment: paging reruns only this view, not the classifications above.
     """
@@ -43,7 +45,8 @@ def history_tab(api: ClassifierClient) -> None:
     refresh_col.button("Refresh", icon=":material/refresh:", on_click=_first_page, key="history_refresh")
     filters = history_filters()
     try:
-        page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1], **filters)
+        page: ClassificationPage = api.classifications(limit=int(page_size or 20), cursor=cursors[-1],
+                                                       read_all=reads_all(), **filters)
     except RequestFailed as exc:
         show_error(problem(exc), context=" (history)")
         return
@@ -68,6 +71,11 @@ def history_tab(api: ClassifierClient) -> None:
     with older_col.container(horizontal=True, horizontal_alignment="right"):
         st.button("Older", icon=":material/arrow_forward:", icon_position="right", key="history_older",
                   on_click=_older, args=(page.next_cursor,), disabled=page.next_cursor is None)
+
+
+def reads_all() -> bool:
+    """Whether the history shows every caller's records (``API_READ_ALL``), not only this dashboard's own."""
+    return os.environ.get("API_READ_ALL", "").strip().lower() in ("1", "true", "yes")
 
 
 def history_filters() -> dict[str, Any]:

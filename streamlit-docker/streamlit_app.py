@@ -10,6 +10,8 @@ Run with ``streamlit run streamlit_app.py``. Configured by the environment:
 - ``API_KEY``: sent as ``x-api-key`` when the API requires a key.
 - ``API_SIGV4``: ``1`` to sign every call with SigV4 (``api_auth=iam``): with the task role's
   credentials on Fargate, the environment's or profile's locally; ``AWS_REGION`` as the SDKs read it.
+- ``API_READ_ALL``: ``1`` to show every caller's records in the history (``GET /all/classifications``,
+  which needs that grant); otherwise the history shows the records this dashboard's own identity made.
 
 Every API call goes through the package's client (:mod:`classifier.client.api`, copied into the image
 without the rest of the package); its errors become messages on the page (:mod:`api_errors`), never

@@ -127,6 +127,9 @@ class Settings:
     # caps a synchronous invocation at 6 MB, so larger bodies never arrive there.
     max_request_bytes: int = 6 * MiB
     max_image_pixels: int = 40_000_000
+    # Pixels per request, summed over a batch: what one request may cost in decoding (three images
+    # of MAX_IMAGE_PIXELS, ten 12 MP photos; the decoding time behind it: docs/security.md).
+    max_request_pixels: int = 120_000_000
     max_batch: int = 16
     max_s3_image_bytes: int = 20 * MiB
     fast_jpeg_decode: bool = True
@@ -161,7 +164,7 @@ class Settings:
         spinning = env.get("INFERENCE_SPINNING", cls.spinning).strip().lower() or cls.spinning
         if spinning not in SPINNING:
             raise ConfigError(f"INFERENCE_SPINNING must be one of {', '.join(SPINNING)}, got {spinning!r}")
-        return cls(
+        settings = cls(
             model_store=Path(env.get("MODEL_STORE") or cls.model_store),
             model_name=model_name,
             models=models,
@@ -171,6 +174,7 @@ class Settings:
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, 1, 1024 * MiB),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, 1, 1024 * MiB),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1, 1_000_000_000),
+            max_request_pixels=_int(env, "MAX_REQUEST_PIXELS", cls.max_request_pixels, 1, 10_000_000_000),
             max_batch=_int(env, "MAX_BATCH", cls.max_batch, 1, 256),
             max_s3_image_bytes=_int(env, "MAX_S3_IMAGE_BYTES", cls.max_s3_image_bytes, 1, 5 * 1024 * MiB),
             fast_jpeg_decode=_bool(env, "FAST_JPEG_DECODE", cls.fast_jpeg_decode),
@@ -188,6 +192,10 @@ class Settings:
             records_retry_seconds=_float(env, "RECORDS_RETRY_SECONDS", cls.records_retry_seconds, 0.0, 600.0),
             records_deferred=env.get("RECORDS_DEFERRED") or None,
         )
+        if settings.max_request_pixels < settings.max_image_pixels:
+            raise ConfigError(f"MAX_REQUEST_PIXELS ({settings.max_request_pixels}) must be at least MAX_IMAGE_PIXELS "
+                              f"({settings.max_image_pixels}): a request holds at least one image")
+        return settings
 
     @property
     def every_model(self) -> bool:

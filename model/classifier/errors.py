@@ -24,6 +24,12 @@ class InvalidRequest(ClassifierError):
     status, code = 400, "invalid_request"
 
 
+class Forbidden(ClassifierError):
+    """The caller is known but lacks a grant this request needs (reading every caller's records)."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(ClassifierError):
     status, code = 404, "not_found"
 

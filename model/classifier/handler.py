@@ -27,7 +27,7 @@ logging.getLogger("mangum").setLevel(logging.WARNING)  # our access log already 
 from mangum import Mangum  # noqa: E402  (deliberately after the load started)
 
 from classifier.api.app import create_app  # noqa: E402
-from classifier.api.middleware import WARM_UP_AGENT  # noqa: E402
+from classifier.api.middleware import WARM_UP_REQUEST_ID  # noqa: E402
 
 app = create_app(settings, models=models, load_model=False)
 
@@ -38,15 +38,17 @@ def warm_up(handler: Any) -> None:
     Routing, middleware, error mapping, Mangum's adapter and the thread pool
     set themselves up lazily; doing it here, while the model loads on its
     thread, takes that time off the first real request (docs/performance.md).
+    The middleware knows it by its request id with no invocation context
+    (``is_warm_up``), which no caller can send, and leaves it out of the metrics.
     """
     path = "/classifications/warm-up"
     event = {
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"user-agent": WARM_UP_AGENT, "x-request-id": "init-warm-up"}, "isBase64Encoded": False,
+        "headers": {"user-agent": "classifier-init"}, "isBase64Encoded": False,
         "requestContext": {
             "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": WARM_UP_AGENT},
-            "requestId": "init-warm-up", "routeKey": "$default", "stage": "$default", "accountId": "-",
+                     "userAgent": "classifier-init"},
+            "requestId": WARM_UP_REQUEST_ID, "routeKey": "$default", "stage": "$default", "accountId": "-",
             "apiId": "-", "domainName": "localhost", "domainPrefix": "localhost", "time": "", "timeEpoch": 0,
         },
     }

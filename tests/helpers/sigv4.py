@@ -1,30 +1,42 @@
-"""An AWS front door on loopback that checks SigV4 as AWS does: a Function URL (service ``lambda``)
+"""AWS front doors on loopback that check SigV4 as AWS does: a Function URL (service ``lambda``)
 or API Gateway with ``AWS_IAM`` auth (service ``execute-api``).
 
-It recomputes each request's signature with botocore from what it received (the
+``SigV4Gateway`` recomputes each request's signature with botocore from what it received (the
 signed headers, path and query, body and X-Amz-Date), refuses what does not verify
 with 403, as AWS does, and forwards the rest: ``SigV4Gateway`` to the real API over
 HTTP, ``HttpApiGateway`` to a Lambda handler as an API Gateway HTTP API does, as a
 payload format 2.0 event carrying the caller's IAM identity.
+
+``IamRestApi`` is API Gateway's REST API with ``AWS_IAM`` on every method, for several
+principals at once: it verifies each signature with the signer's own secret, then
+authorizes ``execute-api:Invoke`` on ``<METHOD>/<path>`` against that principal's
+grants (the resource paths of the policies attached to it, ``*`` matching anything, as
+in IAM), and invokes the Lambda handler with a REST (v1) proxy event whose
+``requestContext.identity`` names the principal, as API Gateway's does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import hashlib
 import hmac
+import json
 import re
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
 
+from helpers.lambda_events import FakeContext, make_event
 from helpers.processes import free_port
 from helpers.proxies import serving
 
@@ -44,19 +56,13 @@ class SigV4Gateway(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", free_port()), _Handler)
         self.upstream = upstream
         self.service, self.region = service, region
-        self.access_key, self.secret_key = access_key, secret_key
+        self.secrets = {access_key: secret_key}
         self.verified: list[str] = []
         self.refused: list[str] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
-        """Pass a verified request on; its answer's status, body and content type."""
-        upstream = httpx.request(method, self.upstream + path, content=body, timeout=60,
-                                 headers={"content-type": headers.get("content-type", "")})
-        return upstream.status_code, upstream.content, upstream.headers.get("content-type", "")
 
     def problem(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
         """Why AWS would refuse this request, or None if the signature is valid."""
@@ -67,7 +73,7 @@ class SigV4Gateway(ThreadingHTTPServer):
         match = _AUTH_RE.fullmatch(headers.get("authorization", ""))
         if match is None:
             return "missing or malformed Authorization"
-        if (match["key"], match["region"], match["service"]) != (self.access_key, self.region, self.service):
+        if match["key"] not in self.secrets or (match["region"], match["service"]) != (self.region, self.service):
             return f"wrong credential scope {match['key']}/{match['region']}/{match['service']}"
         amz_date = headers.get("x-amz-date", "")
         if not amz_date.startswith(match["date"]):
@@ -84,9 +90,19 @@ class SigV4Gateway(ThreadingHTTPServer):
         request = AWSRequest(method=method, url=f"http://{headers['host']}{path}", data=body,
                              headers={name: headers[name] for name in signed if name in headers})
         request.context["timestamp"] = amz_date
-        signer = SigV4Auth(ReadOnlyCredentials(self.access_key, self.secret_key, None), self.service, self.region)
+        signer = SigV4Auth(ReadOnlyCredentials(match["key"], self.secrets[match["key"]], None), self.service,
+                           self.region)
         expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
         return None if hmac.compare_digest(expected, match["signature"]) else "signature mismatch"
+
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                access_key: str) -> tuple[int, bytes, str]:
+        """What a verified request gets: the upstream API's answer."""
+        upstream = httpx.request(method, self.upstream + path, content=body, timeout=60,
+                                 headers={"content-type": headers.get("content-type", "")})
+        return upstream.status_code, upstream.content, upstream.headers.get("content-type", "")
+
 
 
 class HttpApiGateway(SigV4Gateway):
@@ -105,8 +121,9 @@ class HttpApiGateway(SigV4Gateway):
         self.handler = handler
         self.events: list[dict[str, Any]] = []
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
-        from helpers.lambda_events import FakeContext, read_response
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                access_key: str) -> tuple[int, bytes, str]:
+        from helpers.lambda_events import read_response
 
         raw_path, _, raw_query = path.partition("?")
         text = headers.get("content-type", "").startswith(("application/json", "text/"))
@@ -143,6 +160,56 @@ class HttpApiGateway(SigV4Gateway):
         return response.status, response.body, response.headers.get("content-type", "")
 
 
+@dataclass(frozen=True)
+class Principal:
+    """An IAM principal calling the API: its credentials, its ARN, and what its policies allow on the API:
+    (METHOD, resource path) pairs as in ``execute-api:Invoke`` resources, ``*`` matching anything."""
+
+    access_key: str
+    secret_key: str
+    arn: str
+    grants: Sequence[tuple[str, str]]
+
+    def allows(self, method: str, path: str) -> bool:
+        return any(method == granted and fnmatch.fnmatchcase(path, pattern) for granted, pattern in self.grants)
+
+
+class IamRestApi(SigV4Gateway):
+    """API Gateway (REST, ``AWS_IAM`` on every method) for ``principals``, invoking ``invoke(event)``."""
+
+    def __init__(self, invoke: Callable[[dict[str, Any]], Mapping[str, Any]], *, region: str,
+                 principals: Sequence[Principal]) -> None:
+        first = principals[0]
+        super().__init__("", service="execute-api", region=region, access_key=first.access_key,
+                         secret_key=first.secret_key)
+        self.invoke = invoke
+        self.principals = {p.access_key: p for p in principals}
+        self.secrets = {p.access_key: p.secret_key for p in principals}
+        self.denied: list[str] = []
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                access_key: str) -> tuple[int, bytes, str]:
+        principal = self.principals[access_key]
+        url = urlsplit(path)
+        if not principal.allows(method, url.path):
+            # API Gateway's answer when the caller's policies do not allow execute-api:Invoke on the resource.
+            self.denied.append(f"{principal.arn} {method} {url.path}")
+            message = (f"User: {principal.arn} is not authorized to perform: execute-api:Invoke on resource: "
+                       f"arn:aws:execute-api:{self.region}:123456789012:a1b2c3d4e5/prod/{method}{url.path}")
+            return 403, json.dumps({"Message": message}).encode(), "application/json"
+        forwarded = {k: v for k, v in headers.items() if k not in ("host", "content-type", "content-length")}
+        event = make_event("v1", method, url.path, body=body or None, content_type=headers.get("content-type"),
+                           query=dict(parse_qsl(url.query)) or None, headers=forwarded)
+        identity = event["requestContext"]["identity"]
+        identity.update(userArn=principal.arn, accessKey=principal.access_key, caller=principal.arn.split("/")[-1],
+                        user=principal.arn.split("/")[-1], accountId="123456789012")
+        answer = self.invoke(event)
+        data = answer.get("body") or ""
+        content = base64.b64decode(data) if answer.get("isBase64Encoded") else data.encode()
+        answer_headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+        return int(answer["statusCode"]), content, answer_headers.get("content-type", "")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: SigV4Gateway
 
@@ -161,8 +228,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, _REFUSALS[self.server.service], "application/json")
             return
         self.server.verified.append(f"{self.command} {self.path}")
-        status, content, content_type = self.server.forward(self.command, self.path, headers, body)
-        self._reply(status, content, content_type)
+        match = _AUTH_RE.fullmatch(headers["authorization"])
+        assert match is not None
+        self._reply(*self.server.forward(self.command, self.path, headers, body, match["key"]))
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -188,3 +256,24 @@ def http_api_gateway(handler: Callable[[dict[str, Any], Any], dict[str, Any]], *
                      secret_key: str) -> Iterator[HttpApiGateway]:
     with serving(HttpApiGateway(handler, region=region, access_key=access_key, secret_key=secret_key)) as gateway:
         yield gateway
+
+
+@contextmanager
+def iam_rest_api(handler: Callable[..., Mapping[str, Any]], *, region: str,
+                 principals: Sequence[Principal]) -> Iterator[IamRestApi]:
+    """An ``IamRestApi`` on loopback in front of the Lambda ``handler``: one instance, so one invocation at a
+    time, each with a fresh context, on a thread with an event loop as Lambda's runtime has (Mangum needs one)."""
+    one_at_a_time = threading.Lock()
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        with one_at_a_time:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                return handler(event, FakeContext())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    with serving(IamRestApi(invoke, region=region, principals=principals)) as api:
+        yield api

@@ -40,6 +40,7 @@ OPTIONS: dict[str, Any] = {
     "memory_mb": 4096,
     "timeout_seconds": 20,
     "reserved_concurrency": 5,
+    "upload_reserved_concurrency": 3,
     "provisioned_concurrency": 2,
     "model_refresh_seconds": 120,
     "inference_threads": 2,
@@ -52,8 +53,10 @@ OPTIONS: dict[str, Any] = {
     "records_shards": 8,
     "records_indexes": ["time", "owner", "label", "model_version"],
     "bulk_max_concurrency": 25,
+    "bulk_reserved_concurrency": 30,
     "bulk_tolerated_failure_percent": 12,
     "bulk_source_bucket": "acme-images",
+    "bulk_source_prefixes": ["scans/2026/", "photos/"],
     "throttle_rate_limit": 10,
     "throttle_burst_limit": 20,
     "cors_allow_origins": ["https://example.com"],
@@ -73,13 +76,15 @@ OPTIONS: dict[str, Any] = {
     "dashboard_allowed_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
     "dashboard_user_pool_id": "eu-west-1_DashUsers1",
     "function_url_invoker_principal": "arn:aws:iam::444455556666:role/image-pipeline",
+    "inbox_publisher_principal": "arn:aws:iam::444455556666:role/model-release",
 }
 # Every switch on, everything else as cdk.json has it (SigV4, the Function URL
 # for this account, us-east-1, so that the edge gets a web ACL too), and what
 # the dashboard then needs: a certificate (and its name) for HTTPS and a login,
-# open to any network.
+# open to any network; the dashboard reads every caller's records.
 SWITCHES: dict[str, Any] = {
     "dashboard": True, "function_url": True, "edge": True, "classify_on_upload": True, "waf": True, "tracing": True,
+    "dashboard_read_all": True,
     "dashboard_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
     "dashboard_domain_name": "dashboard.example.com",
 }

@@ -44,17 +44,51 @@ def test_every_method_needs_sigv4_by_default(default: Synth) -> None:
     assert not methods(default, preflight=True)
 
 
-def test_invoke_policy_allows_this_stage_only_and_is_an_output(default: Synth) -> None:
-    # execute-api:Invoke, GET and POST on the prod stage of this API, nothing else; ApiInvokePolicyArn names it.
-    api_id, _ = only(default.service, "AWS::ApiGateway::RestApi")
-    policy_id, policy = only(default.service, "AWS::IAM::ManagedPolicy")
+def policy_paths(synth: Synth, policy: dict[str, Any], api_id: str) -> set[str]:
+    """The ``/<stage>/<METHOD>/<path>`` each of a policy's execute-api:Invoke resources ends with."""
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
     arns = [json.dumps(arn) for arn in statement["Resource"]]
-    assert len(arns) == 2
-    assert all(json.dumps({"Ref": api_id}) in arn for arn in arns)
-    assert {arn.rsplit('"', 2)[-2] for arn in arns} == {"/prod/GET/*", "/prod/POST/*"}
-    default.service.has_output("ApiInvokePolicyArn", {"Value": {"Ref": policy_id}})
+    assert all(json.dumps({"Ref": api_id}) in arn for arn in arns)  # this API, no other
+    return {arn.rsplit('"', 2)[-2] for arn in arns}
+
+
+def test_two_policies_split_own_records_from_everyones_and_are_outputs(default: Synth) -> None:
+    # ApiInvokePolicyArn: each route of the OpenAPI document on the prod stage but /all/...;
+    # ApiReadAllPolicyArn: /all/... alone. Nothing on any other API, no GET/* that would cover /all/.
+    from classifier.api.grants import invoke_grants, read_all_grants
+
+    api_id, _ = only(default.service, "AWS::ApiGateway::RestApi")
+    outputs = default.service.to_json()["Outputs"]
+    policies = resources(default.service, "AWS::IAM::ManagedPolicy")
+    invoke = policies[outputs["ApiInvokePolicyArn"]["Value"]["Ref"]]
+    read_all = policies[outputs["ApiReadAllPolicyArn"]["Value"]["Ref"]]
+    assert policy_paths(default, invoke, api_id) == {f"/prod/{m}{p}" for m, p in invoke_grants()}
+    assert policy_paths(default, read_all, api_id) == {"/prod/GET/all/classifications",
+                                                       "/prod/GET/all/classifications/*"}
+    assert {f"/prod/{m}{p}" for m, p in read_all_grants()} == policy_paths(default, read_all, api_id)
+    assert not any("/all/" in path or path.endswith("/GET/*") for path in policy_paths(default, invoke, api_id))
+    assert "/prod/POST/classify" in policy_paths(default, invoke, api_id)
+
+
+def test_the_access_log_names_the_caller(default: Synth, options: Synth) -> None:
+    for synth in (default, options):
+        (stage,) = resources(synth.service, "AWS::ApiGateway::Stage").values()
+        fields = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
+        assert fields["userArn"] == "$context.identity.userArn"  # api_auth=iam
+        assert fields["cognitoSub"] == "$context.authorizer.claims.sub"  # api_auth=cognito
+        assert fields["apiKeyId"] == "$context.identity.apiKeyId"  # api_auth=api_key
+        assert fields["ip"] == "$context.identity.sourceIp" and fields["status"] == "$context.status"
+
+
+def test_the_default_endpoint_takes_tls_1_2_or_newer(all_synths: dict[str, Synth]) -> None:
+    # (an HTTP API, api_type=http, has no choice: its default endpoint takes TLS 1.2 and 1.3 only)
+    rest = [s for s in all_synths.values() if s.deployment.config.api_type == "rest"]
+    assert rest
+    for synth in rest:
+        _, api = only(synth.service, "AWS::ApiGateway::RestApi")
+        assert api["Properties"]["SecurityPolicy"] == "SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09"
+        assert api["Properties"]["EndpointAccessMode"] == "STRICT"
 
 
 def test_cognito_authorizes_every_method_with_the_given_pool(imported: Synth) -> None:
@@ -128,6 +162,14 @@ def test_cognito_creates_a_user_pool_and_a_client_when_none_is_given() -> None:
     _, client = only(template, "AWS::Cognito::UserPoolClient")
     assert client["Properties"]["GenerateSecret"] is False
     assert "ALLOW_USER_SRP_AUTH" in client["Properties"]["ExplicitAuthFlows"]
+    # No OAuth: no flows, no callback URL (CDK's defaults would be the implicit and code grants and
+    # https://example.com), no hosted-UI sign-in at all.
+    assert not {"AllowedOAuthFlows", "AllowedOAuthScopes", "CallbackURLs"} & set(client["Properties"])
+    assert client["Properties"].get("AllowedOAuthFlowsUserPoolClient") in (None, False)
+    # The read-all grant is membership of a group, empty until an administrator adds someone.
+    _, group = only(template, "AWS::Cognito::UserPoolGroup")
+    assert group["Properties"]["GroupName"] == "classifier-read-all"
+    assert group["Properties"]["UserPoolId"] == {"Ref": pool_id}
     _, authorizer = only(template, "AWS::ApiGateway::Authorizer")
     assert authorizer["Properties"]["ProviderARNs"] == [{"Fn::GetAtt": [pool_id, "Arn"]}]
     assert api.access.user_pool_client is not None

@@ -86,21 +86,24 @@ def imports(value: Any, logical_id: str) -> bool:
 
 
 def test_input_is_checked_before_anything_is_listed(default: Synth) -> None:
-    # A Choice first: a bucket other than the source, or a malformed prefix or top_k, ends in a named Fail.
+    # A Choice first: a bucket other than the source, a malformed prefix, top_k or owner, or a prefix
+    # outside bulk_source_prefixes (by default bulk/ of the uploads bucket) ends in a named Fail.
     machine, references = definition(default)
     assert machine["QueryLanguage"] == "JSONata"
     check = machine["States"][machine["StartAt"]]
     assert check["Type"] == "Choice"
     assert machine["States"][check["Default"]]["Type"] == "Map"
-    bucket_rule, input_rule = check["Choices"]
-    refused = [machine["States"][rule["Next"]] for rule in (bucket_rule, input_rule)]
-    assert [(state["Type"], state["Error"]) for state in refused] == [("Fail", "BucketNotAllowed"),
-                                                                      ("Fail", "InvalidInput")]
+    bucket_rule, input_rule, prefix_rule = check["Choices"]
+    refused = [machine["States"][rule["Next"]] for rule in (bucket_rule, input_rule, prefix_rule)]
+    assert [(state["Type"], state["Error"]) for state in refused] == [
+        ("Fail", "BucketNotAllowed"), ("Fail", "InvalidInput"), ("Fail", "PrefixNotAllowed")]
     assert all(len(state["Cause"]) > 40 for state in refused)
     placeholder = bucket_rule["Condition"].split("'")[1]
     assert imports(reference(references, placeholder), uploads_bucket_id(default))
-    for field in ("$states.input.prefix", "$states.input.top_k", "<= 20", ">= 1"):
+    for field in ("$states.input.prefix", "$states.input.top_k", "<= 20", ">= 1", "$states.input.owner"):
         assert field in input_rule["Condition"]
+    assert "$substring(($exists($states.input.prefix) ? $states.input.prefix : ''), 0, 5) = 'bulk/'" in (
+        prefix_rule["Condition"])
 
 
 def test_a_distributed_map_lists_the_prefix_with_listobjectsv2(default: Synth) -> None:
@@ -114,11 +117,14 @@ def test_a_distributed_map_lists_the_prefix_with_listobjectsv2(default: Synth) -
 
 
 def test_objects_go_to_the_worker_sixteen_at_a_time_with_bucket_and_top_k(default: Synth) -> None:
-    # ItemBatcher: 16 objects a batch (the runtime's MAX_BATCH), BatchInput {bucket, top_k} (default 5).
+    # ItemBatcher: 16 objects a batch (the runtime's MAX_BATCH), BatchInput {bucket, top_k (default 5), owner
+    # (who started the job, or null)}.
     state, references = classify_map(default)
     batcher = state["ItemBatcher"]
     assert batcher["MaxItemsPerBatch"] == 16
-    assert set(batcher["BatchInput"]) == {"bucket", "top_k"}
+    assert set(batcher["BatchInput"]) == {"bucket", "top_k", "owner"}
+    owner = batcher["BatchInput"]["owner"]
+    assert "Execution.Input.owner" in owner and owner.endswith(": null %}")
     assert imports(reference(references, batcher["BatchInput"]["bucket"]), uploads_bucket_id(default))
     top_k = batcher["BatchInput"]["top_k"]
     assert top_k.startswith("{%") and "Execution.Input.top_k" in top_k and top_k.endswith(": 5 %}")
@@ -188,21 +194,28 @@ def test_worker_mounts_the_store_and_runs_like_the_inference_function(default: S
     for key in ("FileSystemConfigs", "VpcConfig", "Architectures", "MemorySize"):
         assert worker["Properties"][key] == inference["Properties"][key], key
     env, inference_env = (f["Properties"]["Environment"]["Variables"] for f in (worker, inference))
-    assert {k: v for k, v in env.items() if k != "MAX_S3_IMAGE_BYTES"} == inference_env
+    # (the cursor key aside: the worker lists no records, so it signs no cursor)
+    assert {k: v for k, v in env.items() if k != "MAX_S3_IMAGE_BYTES"} == {
+        k: v for k, v in inference_env.items() if k != "RECORDS_CURSOR_SECRET"}
     assert env["MAX_S3_IMAGE_BYTES"] == str(20 * 1024 * 1024)
+    # Its concurrency is reserved at what the Map runs at once: a job takes no more, and never the API's.
+    assert worker["Properties"]["ReservedConcurrentExecutions"] == 10
     assert inference["Properties"]["Timeout"] < worker["Properties"]["Timeout"] <= 900
 
 
 def test_worker_may_only_read_the_source_bucket(default: Synth) -> None:
-    # GetObject on the source bucket's objects and ListBucket on it; no other bucket, no write (the
-    # deferral of refused records aside: tests/infra/test_records.py).
+    # GetObject on the source bucket's objects under bulk/ and ListBucket on that prefix; no other bucket
+    # or prefix (never uploads/, the callers' own), no write (the deferral of refused records aside:
+    # tests/infra/test_records.py).
     worker_id, _ = worker_function(default)
     s3 = [s for s in function_statements(default.service, worker_id)
           if "s3:" in json.dumps(s["Action"]) and "RecordsDeferred" not in json.dumps(s)]
     assert sorted(json.dumps(s["Action"]) for s in s3) == ['"s3:GetObject"', '"s3:ListBucket"']
     uploads = f"ExportsOutputFnGetAtt{uploads_bucket_id(default)}Arn"
     for statement in s3:
-        assert uploads in json.dumps(statement["Resource"])
+        assert uploads in json.dumps(statement["Resource"]) and "uploads/" not in json.dumps(statement)
+    (listing,) = [s for s in s3 if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["bulk/*"]}}
 
 
 # -- the state machine's role -----------------------------------------------------------------------
@@ -242,15 +255,24 @@ def test_a_named_source_bucket_is_the_only_one_jobs_read(options: Synth) -> None
     assert state["ItemReader"]["Arguments"]["Bucket"] == "acme-images"
     assert state["ItemBatcher"]["BatchInput"]["bucket"] == "acme-images"
     worker_id, _ = worker_function(options)
-    worker_s3 = [s for s in function_statements(options.service, worker_id)
-                 if "s3:" in json.dumps(s["Action"]) and "RecordsDeferred" not in json.dumps(s)]
-    assert sorted(json.dumps(s["Resource"]) for s in worker_s3) == [
-        '"arn:aws:s3:::acme-images"', '"arn:aws:s3:::acme-images/*"']
-    listing = [s for s in state_machine_statements(options) if actions(s) == ["s3:ListBucket"]]
-    assert [s["Resource"] for s in listing] == ["arn:aws:s3:::acme-images"]
+    worker_s3 = [s for s in function_statements(options.service, worker_id) if "s3:" in json.dumps(s["Action"])
+                 and "RecordsDeferred" not in json.dumps(s)]
+    # ...and only the prefixes bulk_source_prefixes names there (scans/2026/, photos/)
+    (read,) = [s for s in worker_s3 if s["Action"] == "s3:GetObject"]
+    (listing,) = [s for s in worker_s3 if s["Action"] == "s3:ListBucket"]
+    assert sorted(read["Resource"]) == ["arn:aws:s3:::acme-images/photos/*", "arn:aws:s3:::acme-images/scans/2026/*"]
+    assert (listing["Resource"], listing["Condition"]) == (
+        "arn:aws:s3:::acme-images", {"StringLike": {"s3:prefix": ["scans/2026/*", "photos/*"]}})
+    prefix_rule = machine["States"]["CheckInput"]["Choices"][2]["Condition"]
+    assert "0, 11) = 'scans/2026/'" in prefix_rule and "0, 7) = 'photos/'" in prefix_rule
+    assert machine["States"]["PrefixNotAllowed"]["Type"] == "Fail"
+    state_listing = [s for s in state_machine_statements(options) if actions(s) == ["s3:ListBucket"]]
+    assert [s["Resource"] for s in state_listing] == ["arn:aws:s3:::acme-images"]
     endpoint = gateway_endpoint(options.storage, "s3")
-    assert {"arn:aws:s3:::acme-images", "arn:aws:s3:::acme-images/*"} <= {
-        r for r in endpoint["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] if isinstance(r, str)}
+    statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+    assert {"arn:aws:s3:::acme-images/scans/2026/*", "arn:aws:s3:::acme-images/photos/*"} <= {
+        r for s in statements for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+        if isinstance(r, str)}
 
 
 # -- alarm, logs, outputs -------------------------------------------------------------------------

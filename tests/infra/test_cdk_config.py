@@ -8,7 +8,7 @@ import pytest
 
 from lambda_docker.config import AppConfig, DeployConfigError
 
-from .conftest import HTTP, IMPORTED, OPTIONS, cdk_json_context
+from .conftest import HTTP, IMPORTED, OPTIONS, SWITCHES, cdk_json_context
 
 
 def config(**context: Any) -> AppConfig:
@@ -24,7 +24,7 @@ def test_cdk_json_lists_every_option_with_the_code_defaults() -> None:
 
 def test_the_option_fixtures_cover_every_context_key() -> None:
     # "every option changes the template" is only shown for options the suite changes.
-    assert set(OPTIONS) | set(IMPORTED) | set(HTTP) == set(AppConfig.context_keys())
+    assert set(OPTIONS) | set(IMPORTED) | set(HTTP) | set(SWITCHES) == set(AppConfig.context_keys())
 
 
 def test_defaults() -> None:
@@ -32,7 +32,10 @@ def test_defaults() -> None:
     cfg = config()
     assert (cfg.storage_stack_name, cfg.service_stack_name) == ("demo-storage-stack", "demo-service-stack")
     assert (cfg.backend, cfg.architecture, cfg.memory_mb, cfg.timeout_seconds) == ("onnx", "x86_64", 3008, 28)
-    assert cfg.reserved_concurrency is None and cfg.provisioned_concurrency == 0
+    # Concurrency reserved for the functions callers drive (docs/deploy.md has the arithmetic).
+    assert (cfg.reserved_concurrency, cfg.upload_reserved_concurrency, cfg.provisioned_concurrency) == (50, 5, 0)
+    assert cfg.bulk_source_prefixes == () and cfg.bulk_prefixes == ("bulk/",)
+    assert cfg.inbox_publisher_principal is None and cfg.dashboard_read_all is False
     assert cfg.api_auth == "iam" and cfg.cors_allow_origins == () and not (cfg.waf or cfg.tracing)
     assert cfg.efs_removal_policy == "retain" and cfg.efs_file_system_id is None
     assert not (cfg.dashboard or cfg.function_url or cfg.edge or cfg.classify_on_upload)
@@ -77,7 +80,18 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("memory_mb", "lots"),
     ("memory_mb", True),
     ("timeout_seconds", 29),
-    ("reserved_concurrency", 0),
+    ("reserved_concurrency", -1),
+    ("reserved_concurrency", 1001),
+    ("upload_reserved_concurrency", "many"),
+    ("bulk_source_prefixes", ["bulk"]),
+    ("bulk_source_prefixes", ["/bulk/"]),
+    ("bulk_source_prefixes", ["bulk/../x/"]),
+    ("bulk_source_prefixes", ["bulk/*"]),
+    ("bulk_source_prefixes", ["uploads/"]),
+    ("bulk_source_prefixes", ["a/", "a/"]),
+    ("inbox_publisher_principal", "everyone"),
+    ("dashboard_read_all", "yes"),
+    ("dashboard_read_all", True),
     ("provisioned_concurrency", -1),
     ("model_refresh_seconds", 90_000),
     ("inference_threads", 1000),
@@ -238,7 +252,12 @@ def test_dashboard_cannot_call_a_cognito_api() -> None:
         config(dashboard=True, api_auth="cognito", dashboard_certificate_arn=CERTIFICATE)
 
 
-@pytest.mark.parametrize("cidrs", [[], ["0.0.0.0/0"], ["203.0.113.0/24", "0.0.0.0/0"]])
+@pytest.mark.parametrize("cidrs", [
+    [], ["0.0.0.0/0"], ["203.0.113.0/24", "0.0.0.0/0"],
+    # All of IPv4 without a /0, and other lists wider than a /8 in total
+    ["0.0.0.0/1", "128.0.0.0/1"], ["10.0.0.0/7"], ["10.0.0.0/8", "203.0.113.0/24"],
+    [f"{first}.0.0.0/9" for first in (10, 20, 30)],
+])
 def test_synth_refuses_a_plain_http_dashboard_open_to_the_internet(cidrs: list[str]) -> None:
     # No certificate means no TLS and no login: the keys to fix are named.
     named = r"'dashboard', 'dashboard_certificate_arn' and 'dashboard_allowed_cidrs'"
@@ -252,3 +271,38 @@ def test_a_dashboard_is_allowed_behind_https_or_for_named_networks() -> None:
     assert config(dashboard=True, dashboard_certificate_arn=CERTIFICATE,
                   dashboard_allowed_cidrs=["0.0.0.0/0"]).dashboard_allowed_cidrs == ("0.0.0.0/0",)
     assert config(dashboard=True, dashboard_allowed_cidrs=["10.0.0.0/8"]).dashboard_allowed_cidrs == ("10.0.0.0/8",)
+    # at most a /8 in total, overlaps counted once
+    assert config(dashboard=True, dashboard_allowed_cidrs=["10.0.0.0/9", "10.128.0.0/9"]).dashboard_allowed_cidrs
+    assert config(dashboard=True, dashboard_allowed_cidrs=["10.0.0.0/8", "10.1.0.0/16"]).dashboard_allowed_cidrs
+
+
+def test_the_two_halves_of_ipv4_are_refused_at_synth() -> None:
+    # What the app runs (app.py: build), with the list that once passed for not being a literal /0.
+    from aws_cdk import App
+
+    from lambda_docker import build
+
+    halves = ["0.0.0.0/1", "128.0.0.0/1"]
+    app = App(context={**cdk_json_context(), "dashboard": True, "dashboard_allowed_cidrs": halves})
+    with pytest.raises(DeployConfigError, match=r"together span more than a /8"):
+        build(app, environ={})
+
+
+@pytest.mark.parametrize(("cidrs", "share"), [
+    (["0.0.0.0/1", "128.0.0.0/1"], 1.0),
+    (["10.0.0.0/8"], 1 / 256),
+    (["10.0.0.0/8", "10.0.0.0/9"], 1 / 256),  # an overlap counts once
+    (["::/1", "8000::/1"], 1.0),  # IPv6 as well: all of it
+    (["2001:db8::/32"], 2**-32),
+    (["2000::/7", "203.0.113.0/24"], 1 / 128),  # the wider family decides
+])
+def test_the_share_of_the_address_space_counts_both_families(cidrs: list[str], share: float) -> None:
+    from lambda_docker.config import address_share
+
+    assert address_share(cidrs) == share
+
+
+def test_the_dashboard_reads_all_only_when_granted_and_signing() -> None:
+    assert config(dashboard=True, dashboard_certificate_arn=CERTIFICATE, dashboard_read_all=True).dashboard_read_all
+    with pytest.raises(DeployConfigError, match="'dashboard_read_all'"):
+        config(dashboard=True, dashboard_certificate_arn=CERTIFICATE, dashboard_read_all=True, api_auth="api_key")

@@ -96,11 +96,21 @@ def test_upload_function_is_the_api_image_with_the_s3_events_handler(switches: S
 
 
 def test_upload_function_mounts_the_store_like_the_inference_function(switches: Synth) -> None:
-    # Same access point (read models/, write records/), subnets, security group and runtime settings.
+    # Same access point (read models/, write records/), subnets, security group and runtime settings,
+    # but the cursor key: it lists no records, so it signs no cursor.
     _, upload = upload_function(switches)
     _, inference = inference_function(switches)
-    for key in ("FileSystemConfigs", "VpcConfig", "Environment", "Architectures", "MemorySize"):
+    for key in ("FileSystemConfigs", "VpcConfig", "Architectures", "MemorySize"):
         assert upload["Properties"][key] == inference["Properties"][key], key
+    env, inference_env = (f["Properties"]["Environment"]["Variables"] for f in (upload, inference))
+    assert env == {k: v for k, v in inference_env.items() if k != "RECORDS_CURSOR_SECRET"}
+    assert "RECORDS_CURSOR_SECRET" in inference_env
+
+
+def test_upload_function_reserves_its_concurrency(switches: Synth, options: Synth) -> None:
+    # upload_reserved_concurrency: what uploads can cost at once, and what they cannot take from the API.
+    assert upload_function(switches)[1]["Properties"]["ReservedConcurrentExecutions"] == 5
+    assert upload_function(options)[1]["Properties"]["ReservedConcurrentExecutions"] == 3
 
 
 def test_upload_function_may_only_read_uploads(switches: Synth) -> None:

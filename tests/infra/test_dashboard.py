@@ -185,13 +185,21 @@ def test_dashboard_calls_the_rest_api_stage(switches: Synth) -> None:
 
 
 def test_dashboard_signs_its_calls_with_a_task_role_that_may_invoke_the_api(switches: Synth) -> None:
-    # api_auth=iam: API_SIGV4=1, and the task role carries the API's invoke policy.
+    # api_auth=iam: API_SIGV4=1, and the task role carries the API's invoke policy; with dashboard_read_all
+    # (switches) the read-all policy too, and API_READ_ALL=1 has its history show every caller's records.
     assert environment(switches)["API_SIGV4"] == "1"
-    policy_id, _ = only(switches.service, "AWS::IAM::ManagedPolicy")
+    assert environment(switches)["API_READ_ALL"] == "1"
+    outputs = switches.service.to_json()["Outputs"]
+    invoke, read_all = (outputs[name]["Value"] for name in ("ApiInvokePolicyArn", "ApiReadAllPolicyArn"))
     _, task = only(switches.service, "AWS::ECS::TaskDefinition")
     task_role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     role = resources(switches.service, "AWS::IAM::Role")[task_role_id]
-    assert role["Properties"]["ManagedPolicyArns"] == [{"Ref": policy_id}]
+    assert role["Properties"]["ManagedPolicyArns"] == [invoke, read_all]
+
+
+def test_reading_all_is_not_the_dashboards_by_default(public: Synth) -> None:
+    # Without dashboard_read_all the history shows the dashboard's own records (public: no auth, no key).
+    assert "API_READ_ALL" not in environment(public)
 
 
 def test_no_signing_without_iam(options: Synth, public: Synth) -> None:

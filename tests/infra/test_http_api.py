@@ -48,17 +48,20 @@ def test_routes_reach_the_live_alias_with_payload_v2(http: Synth) -> None:
     assert props["IntegrationUri"] == {"Ref": alias_id}
 
 
-def test_invoke_policy_allows_get_and_post_on_the_default_stage(http: Synth) -> None:
-    # The managed policy the README tells users to attach: execute-api:Invoke on this API's $default stage.
+def test_the_two_policies_name_each_route_on_the_default_stage(http: Synth) -> None:
+    # The managed policies the README tells users to attach, as on the REST API: execute-api:Invoke on each
+    # route of this API's $default stage but /all/... (ApiInvokePolicyArn), and /all/... alone (ApiReadAllPolicyArn).
+    from classifier.api.grants import invoke_grants, read_all_grants
+
     api_id, _ = only(http.service, "AWS::ApiGatewayV2::Api")
-    policy_id, policy = only(http.service, "AWS::IAM::ManagedPolicy", {"Description": "May call the classification "
-                                                                       "API (SigV4, execute-api:Invoke on its stage)"})
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "execute-api:Invoke"
-    arns = [json.dumps(arn) for arn in statement["Resource"]]
-    assert all(json.dumps({"Ref": api_id}) in arn for arn in arns)
-    assert {arn.rsplit('"', 2)[-2] for arn in arns} == {"/$default/GET/*", "/$default/POST/*"}
-    http.service.has_output("ApiInvokePolicyArn", {"Value": {"Ref": policy_id}})
+    outputs = http.service.to_json()["Outputs"]
+    policies = resources(http.service, "AWS::IAM::ManagedPolicy")
+    for output, grants in (("ApiInvokePolicyArn", invoke_grants()), ("ApiReadAllPolicyArn", read_all_grants())):
+        (statement,) = policies[outputs[output]["Value"]["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Action"] == "execute-api:Invoke"
+        arns = [json.dumps(arn) for arn in statement["Resource"]]
+        assert all(json.dumps({"Ref": api_id}) in arn for arn in arns)
+        assert {arn.rsplit('"', 2)[-2] for arn in arns} == {f"/$default/{m}{p}" for m, p in grants}, output
 
 
 def test_cognito_is_a_jwt_authorizer_on_the_user_pool(http_cognito: Synth) -> None:
@@ -124,8 +127,7 @@ def test_alarms_and_the_dashboard_watch_the_http_api(http: Synth) -> None:
 
 def test_the_dashboard_signs_its_calls_to_the_http_api(http: Synth) -> None:
     # The dashboard's task role holds the invoke policy, and its container signs (API_SIGV4=1) calls to ApiUrl.
-    policy_id, _ = only(http.service, "AWS::IAM::ManagedPolicy", {"Description": "May call the classification "
-                                                                  "API (SigV4, execute-api:Invoke on its stage)"})
+    policy_id = http.service.to_json()["Outputs"]["ApiInvokePolicyArn"]["Value"]["Ref"]
     task_roles = [r for r in resources(http.service, "AWS::IAM::Role").values()
                   if {"Ref": policy_id} in r["Properties"].get("ManagedPolicyArns", [])]
     assert len(task_roles) == 1

@@ -194,9 +194,10 @@ def test_the_replay_runs_on_a_schedule_and_deferred_records_raise_an_alarm(defau
     })
 
 
-def test_every_record_writer_gets_the_table_ttl_and_cursor_key(default: Synth, switches: Synth) -> None:
-    # RECORDS_TABLE (imported from the storage stack), RECORDS_TTL_DAYS, and RECORDS_CURSOR_SECRET as a
-    # CloudFormation dynamic reference to the secret: resolved at deploy time, never written in the template.
+def test_every_record_writer_gets_the_table_ttl_and_the_api_the_cursor_key(default: Synth, switches: Synth) -> None:
+    # RECORDS_TABLE (imported from the storage stack), RECORDS_TTL_DAYS; and for the API's function alone (the
+    # one that signs page cursors), RECORDS_CURSOR_SECRET as a CloudFormation dynamic reference to the secret:
+    # resolved at deploy time, never written in the template.
     table_id, _ = records_table(default)
     secret_id, _ = only(default.storage, "AWS::SecretsManager::Secret")
     assert set(record_functions(switches)) == {"inference", "upload", "bulk", "replay"}
@@ -206,6 +207,9 @@ def test_every_record_writer_gets_the_table_ttl_and_cursor_key(default: Synth, s
             variables = env["Variables"]
             assert json.dumps(variables["RECORDS_TABLE"]).count(f"ExportsOutputRef{table_id}") == 1
             assert variables["RECORDS_TTL_DAYS"] == "365"
+            if function_id != record_functions(synth)["inference"]:
+                assert "RECORDS_CURSOR_SECRET" not in variables
+                continue
             reference = variables["RECORDS_CURSOR_SECRET"]["Fn::Join"][1]
             assert reference[0] == "{{resolve:secretsmanager:" and reference[2] == ":SecretString:::}}"
             assert f"ExportsOutputRef{secret_id}" in reference[1]["Fn::ImportValue"]
@@ -222,17 +226,19 @@ def test_records_ttl_days_zero_keeps_records(options: Synth) -> None:
 
 
 def test_api_and_upload_functions_read_and_write_records_in_this_table_only(switches: Synth) -> None:
-    # GetItem and Query on the table and its indexes (listing), PutItem and BatchWriteItem on the
-    # table (records, and the upload claims' conditional puts); no Scan, no delete, no other table.
+    # The API: GetItem and PutItem on the table, Query on its indexes (listing). The upload classifier:
+    # GetItem and PutItem (records, and the claims' conditional puts), no Query. Neither batch-writes;
+    # no Scan, no delete, no other table (tests/infra/test_least_privilege.py derives the lists from the code).
     table_id, _ = records_table(switches)
     table_arn = f"{switches.deployment.storage.stack_name}:ExportsOutputFnGetAtt{table_id}Arn"
-    for role in ("inference", "upload"):
-        grants = dynamodb_statements(switches, record_functions(switches)[role])
-        assert set(grants) == {"dynamodb:GetItem dynamodb:Query", "dynamodb:BatchWriteItem dynamodb:PutItem"}, role
-        reads, writes = grants["dynamodb:GetItem dynamodb:Query"], grants["dynamodb:BatchWriteItem dynamodb:PutItem"]
-        assert len(reads) == 2 and reads[1]["Fn::Join"][1][1] == "/index/*"
-        for resource in (reads[0], reads[1]["Fn::Join"][1][0], writes):
-            assert resource["Fn::ImportValue"].startswith(table_arn), role
+    api = dynamodb_statements(switches, record_functions(switches)["inference"])
+    assert set(api) == {"dynamodb:GetItem dynamodb:PutItem", "dynamodb:Query"}
+    assert api["dynamodb:Query"]["Fn::Join"][1][1] == "/index/*"
+    upload = dynamodb_statements(switches, record_functions(switches)["upload"])
+    assert set(upload) == {"dynamodb:GetItem dynamodb:PutItem"}
+    for resource in (api["dynamodb:GetItem dynamodb:PutItem"], api["dynamodb:Query"]["Fn::Join"][1][0],
+                     upload["dynamodb:GetItem dynamodb:PutItem"]):
+        assert resource["Fn::ImportValue"].startswith(table_arn)
 
 
 def test_bulk_worker_and_replay_only_write_records(default: Synth) -> None:

@@ -51,12 +51,13 @@ def test_function_environment(default: Synth) -> None:
 
 
 def test_function_size_and_timeout(default: Synth) -> None:
-    # x86_64, 3008 MB, and a timeout below API Gateway's 29 s; no reserved concurrency by default.
+    # x86_64, 3008 MB, and a timeout below API Gateway's 29 s; 50 concurrent executions reserved by default:
+    # the most the API runs (and costs) at once, and what the other functions cannot take from it.
     _, function = inference_function(default)
     props = function["Properties"]
     assert (props["Architectures"], props["MemorySize"]) == (["x86_64"], 3008)
     assert props["Timeout"] < 29
-    assert "ReservedConcurrentExecutions" not in props
+    assert props["ReservedConcurrentExecutions"] == 50
 
 
 def test_function_runs_in_the_isolated_subnets_with_its_security_group(default: Synth) -> None:

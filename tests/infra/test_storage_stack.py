@@ -135,25 +135,30 @@ def gateway_endpoint(template: Template, service: str) -> dict[str, Any]:
 
 
 def test_s3_gateway_endpoint_reaches_only_the_project_buckets(default: Synth) -> None:
-    # The functions reach S3 through the free gateway endpoint, and only the inbox and uploads buckets
-    # (the default bulk source too), and the deferred records' bucket (where the replay also deletes);
-    # bulk results are written by Step Functions, outside the VPC.
+    # The functions reach S3 through the free gateway endpoint, to read the inbox (the installer),
+    # uploads/ (the API, the upload classifier) and bulk/ (the bulk worker) of the uploads bucket; the one
+    # write is records-deferred/ of the deferral bucket (records DynamoDB refused, which the replay reads
+    # and deletes). Bulk results are written by Step Functions, outside the VPC.
     endpoint = gateway_endpoint(default.storage, "s3")
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     uploads_id, _ = uploads_bucket(default)
     (deferred_id,) = [i for i in resources(default.storage, "AWS::S3::Bucket") if "RecordsDeferred" in i]
-
-    def bucket_and_objects(*buckets: str) -> list[str]:
-        return sorted(map(json.dumps, [
-            *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in buckets),
-            *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in buckets),
-        ]))
-
-    data, deferred = endpoint["Properties"]["PolicyDocument"]["Statement"]
-    assert sorted(map(json.dumps, data["Resource"])) == bucket_and_objects(inbox_id, uploads_id)
-    assert sorted(data["Action"]) == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
-    assert sorted(map(json.dumps, deferred["Resource"])) == bucket_and_objects(deferred_id)
-    assert sorted(deferred["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]
+    statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+    deferred_objects = {"Fn::Join": ["", [{"Fn::GetAtt": [deferred_id, "Arn"]}, "/records-deferred/*"]]}
+    (deferral,) = [s for s in statements if isinstance(s["Action"], list)]
+    assert (sorted(deferral["Action"]), deferral["Resource"]) == (
+        ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], deferred_objects)
+    statements = [s for s in statements if s is not deferral]
+    reads = {json.dumps(r) for s in statements if s["Action"] == "s3:GetObject" for r in s["Resource"]}
+    assert reads == {json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, objects]]})
+                     for bucket, objects in ((inbox_id, "/*"), (uploads_id, "/uploads/*"), (uploads_id, "/bulk/*"))}
+    listings = {json.dumps(s["Resource"]): s.get("Condition") for s in statements if s["Action"] == "s3:ListBucket"}
+    assert listings == {
+        json.dumps({"Fn::GetAtt": [inbox_id, "Arn"]}): None,
+        json.dumps({"Fn::GetAtt": [uploads_id, "Arn"]}): {"StringLike": {"s3:prefix": ["uploads/*", "bulk/*"]}},
+        json.dumps({"Fn::GetAtt": [deferred_id, "Arn"]}): {"StringLike": {"s3:prefix": ["records-deferred/*"]}},
+    }
+    assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket"}  # no other write, nothing else
 
 
 def test_vpc_flow_logs_are_kept_for_the_retention_period(default: Synth) -> None:
@@ -457,3 +462,24 @@ def test_storage_stack_outputs_the_inbox_and_the_installer(default: Synth) -> No
     default.storage.has_output("InstallerLogGroup", {"Value": installer["Properties"]["LoggingConfig"]["LogGroup"]})
     installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     default.storage.has_output("InstallerFunction", {"Value": {"Ref": installer_id}})
+
+
+def test_only_the_publisher_role_may_put_objects_in_the_inbox(default: Synth, options: Synth) -> None:
+    # The inbox's bucket policy denies PutObject to every principal but the publisher role (an output),
+    # whoever their own policies let write; the role is assumable by this account, or by
+    # inbox_publisher_principal (options).
+    for synth in (default, options):
+        template = synth.storage.to_json()
+        inbox_id, _ = only(synth.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
+        role_id = template["Outputs"]["InboxPublisherRoleArn"]["Value"]["Fn::GetAtt"][0]
+        (policy,) = [p for p in resources(synth.storage, "AWS::S3::BucketPolicy").values()
+                     if p["Properties"]["Bucket"] == {"Ref": inbox_id}]
+        (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                   if s["Effect"] == "Deny" and s["Action"] == "s3:PutObject"]
+        assert deny["Principal"] == {"AWS": "*"}
+        assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": [role_id, "Arn"]}}}
+        assert deny["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [inbox_id, "Arn"]}, "/*"]]}
+        trust = template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Action"] for s in trust] == ["sts:AssumeRole"]
+    trusted = json.dumps(options.storage.to_json()["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"])
+    assert "arn:aws:iam::444455556666:role/model-release" in trusted

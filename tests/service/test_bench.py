@@ -100,6 +100,10 @@ MEASURED_TARGETS = {
     ("cold start", "int8", "fp32 (onnx) cold start"): (("int8", "cold_ms", "p50"), ("onnx", "cold_ms", "p50")),
     ("peak RSS", "int8", "fp32 (onnx) peak RSS"): (("int8", "peak_rss_mb", "after_warm"),
                                                    ("onnx", "peak_rss_mb", "after_warm")),
+    # the cold start floor (bench/floor.py): onnxruntime, numpy and Pillow alone, on the same model
+    ("cold start", "onnx", "the floor (floor) cold start"): (("onnx", "cold_ms", "p50"), ("floor", "cold_ms", "p50")),
+    ("cold start", "int8", "the floor (floor-int8) cold start"): (("int8", "cold_ms", "p50"),
+                                                                 ("floor-int8", "cold_ms", "p50")),
 }
 
 

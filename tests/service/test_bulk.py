@@ -134,6 +134,9 @@ def test_skip_done_classifies_again_what_another_version_classified(folder: Path
 
 # --- the Step Functions batch worker ---------------------------------------------------------------
 
+OWNER = "arn:aws:sts::123456789012:assumed-role/operator"
+
+
 
 @pytest.fixture
 def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, fitted: Path) -> dict[str, str]:
@@ -156,7 +159,7 @@ def test_the_worker_stores_a_record_per_image_and_reports_each_failure(aws: dict
     s3.put_object(Bucket=aws["bucket"], Key="in/readme.jpg", Body=b"plain text")
     event = {"Items": [{"Key": k, "Size": 1, "Etag": '"x"', "StorageClass": "STANDARD"}
                        for k in [*keys, "in/readme.jpg", "in/gone.jpg"]],
-             "BatchInput": {"bucket": aws["bucket"], "top_k": 3}}
+             "BatchInput": {"bucket": aws["bucket"], "top_k": 3, "owner": OWNER}}
 
     # WHEN the worker handles it (a new Lambda instance)
     out = BatchWorker(Settings.from_env()).process(event)
@@ -176,6 +179,7 @@ def test_the_worker_stores_a_record_per_image_and_reports_each_failure(aws: dict
         record = bodies[results[key]["record_id"]]
         assert record["s3_key"] == key and record["s3_bucket"] == aws["bucket"]
         assert results[key]["label"] == PHOTO_LABELS[name]  # each key's own photo was classified
+        assert record["owner"] == OWNER  # who started the job
         assert len(record["predictions"]) == 3 and record["predictions"][0]["label"] == results[key]["label"]
 
 
@@ -252,7 +256,10 @@ def test_batch_s3_starts_the_state_machine_and_reports_where_the_results_are(
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     (execution,) = client.list_executions(stateMachineArn=state_machine)["executions"]
     started = client.describe_execution(executionArn=execution["executionArn"])
-    assert json.loads(started["input"]) == {"bucket": "photos", "prefix": "2026/", "top_k": 3}
+    # The job carries who started it: the CLI's own identity, as STS names it
+    starter = boto3.client("sts", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing").get_caller_identity()["Arn"]
+    assert json.loads(started["input"]) == {"bucket": "photos", "prefix": "2026/", "top_k": 3, "owner": starter}
 
 
 def test_batch_s3_finds_the_state_machine_in_the_stack_outputs(s3_endpoint: str, state_machine: str) -> None:

@@ -2,8 +2,9 @@
 (tests/events/s3_put.json, the Lambda console's sample), reading from moto's S3
 server, writing records into a real store directory.
 
-Delivery is at least once; whatever is redelivered, one upload (bucket, key,
-ETag) is one record.
+Delivery is at least once, and a presigned POST can be replayed until it expires;
+whatever is redelivered or replayed, one upload (bucket, key) is one record, carrying
+the owner ``POST /uploads`` pinned in the object's metadata.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def fresh_handler() -> Handler:
     return handler
 
 
-def put(s3_endpoint: str, bucket: str, key: str, data: bytes) -> str:
-    """Upload an object; return its ETag as S3 events carry it (no quotes)."""
-    etag: str = s3_client(s3_endpoint).put_object(Bucket=bucket, Key=key, Body=data)["ETag"]
+def put(s3_endpoint: str, bucket: str, key: str, data: bytes, owner: str | None = None) -> str:
+    """Upload an object (with the owner metadata a presigned POST pins, if given); return its ETag as
+    S3 events carry it (no quotes)."""
+    extra = {"Metadata": {"owner": owner}} if owner is not None else {}
+    etag: str = s3_client(s3_endpoint).put_object(Bucket=bucket, Key=key, Body=data, **extra)["ETag"]
     return etag.strip('"')
 
 
@@ -154,30 +157,56 @@ def test_racing_deliveries_of_different_events_store_one_record(s3_endpoint: str
     assert len(record_files(store)) == 1
 
 
-def test_a_new_version_of_the_object_is_a_new_record(s3_endpoint: str, bucket: str, store: Path) -> None:
-    # Idempotent on the ETag, not only the key: new content under the same key is classified again.
+def test_a_replayed_upload_to_a_claimed_key_classifies_nothing_new(s3_endpoint: str, bucket: str,
+                                                                   store: Path) -> None:
+    # GIVEN an upload classified once
     handler = fresh_handler()
-    for name in ("chelsea", "coffee"):
-        image = jpeg(name)
-        event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image),
-                          f"2026-11-22T10:0{len(records(store))}:00.000Z")
-        assert handler(event, FakeContext())["results"][0]["status"] == "classified"
-    assert len(records(store)) == 2 and {r["s3_key"] for r in records(store)} == {KEY}
+    first = jpeg("chelsea")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, first), len(first), "2026-11-22T10:00:00.000Z")
+    assert handler(event, FakeContext())["results"][0]["status"] == "classified"
+    # WHEN the presigned POST is replayed with other bytes: a new object version, a new ETag, a new event
+    replayed = jpeg("coffee")
+    again = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, replayed), len(replayed),
+                      "2026-11-22T10:00:30.000Z")
+    out = fresh_handler()(again, FakeContext())
+    # THEN the key is already claimed: nothing is classified, and the one record is the first upload's
+    assert out["results"][0]["status"] == "duplicate"
+    (record,) = records(store)
+    assert record["image"]["sha256"] == hashlib.sha256(first).hexdigest()
+    assert len(record_files(store)) == 1
+
+
+def test_the_record_carries_the_owner_the_upload_was_presigned_for(s3_endpoint: str, bucket: str,
+                                                                   store: Path) -> None:
+    # GIVEN an object holding the owner metadata POST /uploads pins, and one put without it
+    owner = "arn:aws:sts::123456789012:assumed-role/image-pipeline"
+    image = jpeg("rocket")
+    owned_key, other_key = KEY, "uploads/2026/11/22/put-by-an-operator.jpg"
+    owned = put_event(bucket, owned_key, put(s3_endpoint, bucket, owned_key, image, owner=owner), len(image))
+    unowned = put_event(bucket, other_key, put(s3_endpoint, bucket, other_key, image), len(image))
+    # WHEN the trigger classifies both
+    handler = fresh_handler()
+    handler(owned, FakeContext())
+    handler(unowned, FakeContext())
+    # THEN the first record is that owner's; the other has no owner (only a read-all grant sees it)
+    by_key = {r["s3_key"]: r for r in records(store)}
+    assert by_key[owned_key]["owner"] == owner
+    assert "owner" not in by_key[other_key]
 
 
 def test_classifications_api_shows_the_upload(s3_endpoint: str, bucket: str, store: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN an upload classified by the trigger, twice delivered
+    # GIVEN an upload of an api_auth=none caller (owner "none"), classified by the trigger, twice delivered
     image = jpeg("chelsea")
-    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image, owner="none"), len(image))
     handler = fresh_handler()
     handler(event, FakeContext())
     handler(event, FakeContext())
     # WHEN the API lists classifications over the same store
     api = load_handler(monkeypatch, store)
     listing = read_response(api(make_event("v2", "GET", "/classifications"), FakeContext())).json()
-    # THEN it shows the upload once, with its key, and nothing of the index
-    assert [item["s3_key"] for item in listing["items"]] == [KEY]
+    # THEN it shows the upload once, with its key and owner, and nothing of the index
+    assert [(item["s3_key"], item["owner"]) for item in listing["items"]] == [(KEY, "none")]
     one = read_response(api(make_event("v1", "GET", f"/classifications/{listing['items'][0]['id']}"),
                             FakeContext()))
     assert one.status == 200 and one.json()["s3_key"] == KEY

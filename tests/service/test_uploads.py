@@ -148,11 +148,13 @@ def test_presigned_policy_pins_key_type_and_size(uploads_server: LiveServer, buc
     fields = presigned["fields"]
     policy = policy_of(presigned)
     conditions = policy["conditions"]
-    # The key, the content type and the bucket are exact matches; the size is a range up to MAX_S3_IMAGE_BYTES.
+    # The key, the content type and the bucket are exact matches; the size is exactly the one declared.
     assert {"key": presigned["key"]} in conditions and fields["key"] == presigned["key"]
     assert {"Content-Type": "image/png"} in conditions and fields["Content-Type"] == "image/png"
     assert {"bucket": bucket} in conditions
-    assert ["content-length-range", 1, MAX_S3] in conditions
+    assert ["content-length-range", 12345, 12345] in conditions
+    # A local server has no caller, so no owner is pinned (through API Gateway one is: test_ownership.py).
+    assert not any(isinstance(c, dict) and "x-amz-meta-owner" in c for c in conditions)
     # No starts-with condition: nothing but the exact key and type can pass.
     assert not any(isinstance(c, list) and c[0] == "starts-with" for c in conditions)
     # The policy expires after expires_in seconds (to within the second it was signed in).
@@ -202,11 +204,13 @@ def test_bad_upload_requests(uploads_server: LiveServer, name: str, body: bytes,
     assert_error(response, status, code)
 
 
-def classify_key_errors(s3_endpoint: str, bucket: str) -> list[tuple[str, Any, int, str]]:
+def classify_key_errors(s3_endpoint: str, bucket: str, owner: str | None = None) -> list[tuple[str, Any, int, str]]:
+    """Refused ``{"s3_key"}`` requests; the objects they name are uploaded as ``owner``'s (as POST /uploads pins it)."""
     s3 = s3_client(s3_endpoint)
-    s3.put_object(Bucket=bucket, Key="uploads/too-big.jpg", Body=b"\xff\xd8\xff" + b"\0" * MAX_S3)
-    s3.put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"hello, world")
-    s3.put_object(Bucket=bucket, Key="uploads/truncated.jpg", Body=jpeg("coffee")[:5000])
+    metadata = {"Metadata": {"owner": owner}} if owner else {}
+    s3.put_object(Bucket=bucket, Key="uploads/too-big.jpg", Body=b"\xff\xd8\xff" + b"\0" * MAX_S3, **metadata)
+    s3.put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"hello, world", **metadata)
+    s3.put_object(Bucket=bucket, Key="uploads/truncated.jpg", Body=jpeg("coffee")[:5000], **metadata)
     s3.put_object(Bucket=bucket, Key="models/resnet50/CURRENT", Body=b"x")
     return [
         ("missing key", "uploads/2026/11/22/" + "0" * 32 + ".jpg", 404, "not_found"),
@@ -293,8 +297,11 @@ def test_s3_path_through_the_lambda_handler(monkeypatch: pytest.MonkeyPatch, sto
     assert result.json()["s3_key"] == presigned.json()["key"]
     assert result.json()["image"]["sha256"] == hashlib.sha256(image).hexdigest()
     assert count_records(store) == 1
+    # (an event with no identity is an api_auth=none caller: the POST policy pins that owner, "none")
+    assert {"x-amz-meta-owner": "none"} in policy_of(presigned.json())["conditions"]
+    assert result.json()["owner"] == "none"
     # AND the error cases answer the same through API Gateway events
-    for name, key, status, code in classify_key_errors(s3_endpoint, bucket):
+    for name, key, status, code in classify_key_errors(s3_endpoint, bucket, owner="none"):
         response = invoke(handler, kind, "POST", "/classify", {"s3_key": key})
         assert response.status == status, (name, response.body)
         assert response.json()["error"]["code"] == code
@@ -336,9 +343,10 @@ def test_a_presign_failure_is_a_503_without_details(monkeypatch: pytest.MonkeyPa
 def test_a_short_read_from_s3_is_a_503_and_stores_nothing(monkeypatch: pytest.MonkeyPatch, store: Path,
                                                           s3_endpoint: str, bucket: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    # GIVEN an uploaded photo, and an S3 whose download stops after 1000 of its bytes
+    # GIVEN a photo uploaded by the caller (an api_auth=none one: owner "none"), and an S3 whose
+    # download stops after 1000 of its bytes
     image = jpeg("chelsea")
-    s3_client(s3_endpoint).put_object(Bucket=bucket, Key="uploads/short.jpg", Body=image)
+    s3_client(s3_endpoint).put_object(Bucket=bucket, Key="uploads/short.jpg", Body=image, Metadata={"owner": "none"})
     with short_read_s3(s3_endpoint, keep_bytes=1000) as s3:
         handler = load_handler(monkeypatch, store, **aws_env(s3.url, bucket))
         # WHEN the API classifies it by key

@@ -58,8 +58,8 @@ def test_a_worker_classifies_into_its_own_record_store(new_instance: Path) -> No
     # The classifier writes to the store the worker holds: one opened per instance, SQLite by default
     worker = BatchWorker.for_this_instance()
     # (behind the deferral of refused writes: a throttled batch defers its records, it is not retried)
-    assert isinstance(worker.records, DeferringRecordStore) and isinstance(worker.records.store, SqliteRecordStore)
-    assert worker.records.store.path == new_instance / "records.sqlite3"
+    assert isinstance(worker.records, DeferringRecordStore) and isinstance(worker.records.database, SqliteRecordStore)
+    assert worker.records.database.path == new_instance / "records.sqlite3"
     assert worker.classifier.records is worker.records
     assert isinstance(worker.classifier.manager, ModelManager) and worker.classifier.manager.loaded is None
 

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from classifier.api import routes
+from classifier.api.identity import READ_ALL_PREFIX
 from classifier.api.middleware import RequestContext
 from classifier.api.parameters import refuse_unknown
 from classifier.aws.uploads import Uploads
@@ -75,6 +76,8 @@ def create_app(
             *([api_route("/uploads", routes.create_upload, "POST")] if uploads.enabled else []),
             api_route("/classifications", routes.list_classifications, "GET"),
             api_route("/classifications/{record_id}", routes.get_classification, "GET"),
+            api_route(f"{READ_ALL_PREFIX}/classifications", routes.list_all_classifications, "GET"),
+            api_route(f"{READ_ALL_PREFIX}/classifications/{{record_id}}", routes.get_any_classification, "GET"),
             api_route("/model", routes.model_state, "GET"),
             api_route("/model/versions", routes.model_versions, "GET"),
             api_route("/model/versions/{version}/evaluation", routes.version_evaluation, "GET"),

@@ -24,8 +24,12 @@ from classifier.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaT
 from classifier.serving.service import ImageInput
 
 
-async def read_images(request: Request, settings: Settings, uploads: Uploads) -> list[ImageInput]:
-    """The image(s) of a ``POST /classify``; 400/413/415 for a body that holds none we can take."""
+async def read_images(request: Request, settings: Settings, uploads: Uploads, *,
+                      owner: str | None = None) -> list[ImageInput]:
+    """The image(s) of a ``POST /classify``; 400/413/415 for a body that holds none we can take.
+
+    An ``s3_key`` must be an upload presigned for ``owner`` (any upload when None: a local server).
+    """
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
@@ -38,8 +42,8 @@ async def read_images(request: Request, settings: Settings, uploads: Uploads) ->
         # is one without an image.
         if "s3_key" in payload and uploads.enabled:
             key = check_upload_key(payload["s3_key"])
-            data = await blocking(request, uploads.read, key)
-            return [ImageInput(data, None, settings.max_s3_image_bytes, {"s3_key": key})]
+            uploaded = await blocking(request, uploads.read, key, owner=owner)
+            return [ImageInput(uploaded.data, None, settings.max_s3_image_bytes, {"s3_key": key})]
         return [_inline(_decode_json_image(payload, s3_key=uploads.enabled), None, settings, uploads)]
     if media_type.startswith("image/") or media_type in ("application/octet-stream", ""):
         body = await request.body()

@@ -1,4 +1,4 @@
-"""The ASGI middleware every request goes through: request id, body-size limit, one access-log line,
+"""The ASGI middleware every request goes through: request id, caller, body-size limit, one access-log line,
 and a last-resort 500 that never shows a stack trace.
 
 Pure ASGI (no ``BaseHTTPMiddleware``) so it adds no per-request task.
@@ -7,19 +7,28 @@ Pure ASGI (no ``BaseHTTPMiddleware``) so it adds no per-request task.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from classifier.api.identity import caller_of
 from classifier.errors import PayloadTooLarge
 from classifier.observability import logs, metrics
 
 log = logging.getLogger("classifier.api.app")
 
-# The user agent of the Lambda handler's init warm-up request (classifier.handler.warm_up).
-WARM_UP_AGENT = "init-warm-up"
+# The request id of the Lambda handler's init warm-up event (classifier.handler.warm_up). Only
+# AWS writes an event's requestContext, and its request ids are UUIDs: no caller can send this one.
+WARM_UP_REQUEST_ID = "init-warm-up"
+# Ids a caller may set (x-request-id, x-correlation-id) go onto every log line and the response:
+# at most this many characters, of a set that cannot break a log line or a header.
+MAX_CLIENT_ID_LENGTH = 128
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -29,7 +38,8 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 class RequestContext:
     """Request id (Lambda's, a client's ``x-request-id``, or a new one), echoed in the response;
-    the ``MAX_REQUEST_BYTES`` cap (Content-Length first, then while the body streams in);
+    the caller (``classifier.api.identity``, in ``request.state.caller``); the ``MAX_REQUEST_BYTES``
+    cap (Content-Length first, then while the body streams in);
     the request's keys on every log line, one access-log line and its metrics; a JSON 500
     for anything unhandled."""
 
@@ -44,10 +54,12 @@ class RequestContext:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         context = scope.get("aws.context")
-        request_id = getattr(context, "aws_request_id", None) or headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = (getattr(context, "aws_request_id", None) or client_id(headers.get("x-request-id"))
+                      or uuid.uuid4().hex)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        warm_up = headers.get("user-agent") == WARM_UP_AGENT
+        caller = state["caller"] = caller_of(scope)
+        warm_up = is_warm_up(scope)
         cold, self.cold = self.cold and not warm_up, self.cold and warm_up
         logs.bind(request_id=request_id, correlation_id=correlation_id(scope, headers), cold_start=cold,
                   function_request_id=getattr(context, "aws_request_id", None))
@@ -103,6 +115,7 @@ class RequestContext:
                 "model_version": state.get("model_version"),
                 "images": state.get("images"),
                 "error_code": state.get("error_code"),
+                "owner": caller.owner,
             })
             if not warm_up:
                 metrics.record_request(timing=state.get("timing"), images=state.get("images"),
@@ -112,10 +125,27 @@ class RequestContext:
 
 
 def correlation_id(scope: Scope, headers: dict[str, str]) -> str | None:
-    """What ties this request to others: the caller's ``x-correlation-id``, else API Gateway's request id."""
-    if headers.get("x-correlation-id"):
-        return headers["x-correlation-id"]
-    event = scope.get("aws.event")
-    request_context = event.get("requestContext") if isinstance(event, dict) else None
-    found = request_context.get("requestId") if isinstance(request_context, dict) else None
+    """What ties this request to others: the caller's ``x-correlation-id`` (bounded), else API Gateway's request id."""
+    found = client_id(headers.get("x-correlation-id")) or _request_context(scope).get("requestId")
     return str(found) if found else None
+
+
+def client_id(value: str | None) -> str | None:
+    """An id a client sent, fit for a log line and a header: cut to ``MAX_CLIENT_ID_LENGTH`` characters,
+    or None when it holds anything but letters, digits and ``._:/+=@-``."""
+    if not value or not _CLIENT_ID_RE.fullmatch(value):
+        return None
+    return value[:MAX_CLIENT_ID_LENGTH]
+
+
+def is_warm_up(scope: Scope) -> bool:
+    """Whether this is the Lambda handler's own init warm-up: an event with no invocation context
+    (every real invocation has one) and the warm-up's request id, which only the handler writes."""
+    return ("aws.event" in scope and scope.get("aws.context") is None
+            and _request_context(scope).get("requestId") == WARM_UP_REQUEST_ID)
+
+
+def _request_context(scope: Scope) -> Mapping[str, Any]:
+    event = scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    return context if isinstance(context, Mapping) else {}

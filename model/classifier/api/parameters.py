@@ -86,6 +86,7 @@ QUERY_PARAMETERS: dict[tuple[str, str], tuple[Parameter, ...]] = {
     ("/classify", "post"): (TOP_K,),
     ("/models/{name}/classify", "post"): (TOP_K,),
     ("/classifications", "get"): (LIMIT, CURSOR, LABEL, MODEL_VERSION, MODEL, SINCE, UNTIL),
+    ("/all/classifications", "get"): (LIMIT, CURSOR, LABEL, MODEL_VERSION, MODEL, SINCE, UNTIL),
 }
 
 # Every path parameter checked by this table, by the path and method that take it.

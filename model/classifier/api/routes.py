@@ -3,7 +3,11 @@
 Each route is a module-level function that finds what it needs on
 ``request.app.state`` (set by ``classifier.api.app.create_app``): ``settings``,
 ``models`` (the served models), ``manager`` (the default model's slot), ``records``,
-``classifier``, ``uploads``, ``openapi`` (this deployment's document).
+``classifier``, ``uploads``, ``openapi`` (this deployment's document); and the caller
+on ``request.state.caller`` (set by the middleware). A caller's records are its own:
+``/classifications`` lists and reads only them (another caller's id is a 404, as
+if it did not exist), and ``/all/classifications`` reads everyone's, for callers
+granted that (``classifier.api.identity``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from classifier.api.document import deployment_document
+from classifier.api.identity import Caller
 from classifier.api.inputs import read_images
 from classifier.api.middleware import error_response
 from classifier.api.offload import blocking
@@ -29,6 +34,7 @@ from classifier.store.manifest import VERSION_RE, StoreError
 
 _HTTP_CODES = {
     400: "invalid_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -36,13 +42,36 @@ _HTTP_CODES = {
     422: "invalid_parameter",
 }
 
-SWAGGER_UI = """<!doctype html>
+# /docs: Swagger UI from jsDelivr, pinned to one version, each file with its Subresource Integrity
+# hash, so a browser runs nothing but these exact bytes (tests/repo/test_docs_page.py checks the
+# hashes against the same version installed from npm: package.json). The Content-Security-Policy
+# allows those two files, the page's one inline script (by its hash) and this API, nothing else.
+SWAGGER_UI_VERSION = "5.36.0"
+SWAGGER_UI_BASE = f"https://cdn.jsdelivr.net/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}"
+SWAGGER_UI_INTEGRITY = {
+    "swagger-ui.css": "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc",
+    "swagger-ui-bundle.js": "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+",
+}
+SWAGGER_UI_INIT = 'SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});'
+SWAGGER_UI = f"""<!doctype html>
 <html><head><title>ResNet-50 image classifier</title><meta charset="utf-8">
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<link rel="stylesheet" href="{SWAGGER_UI_BASE}/swagger-ui.css"
+ integrity="{SWAGGER_UI_INTEGRITY['swagger-ui.css']}" crossorigin="anonymous"></head>
 <body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script>
+<script src="{SWAGGER_UI_BASE}/swagger-ui-bundle.js"
+ integrity="{SWAGGER_UI_INTEGRITY['swagger-ui-bundle.js']}" crossorigin="anonymous"></script>
+<script>{SWAGGER_UI_INIT}</script>
 </body></html>"""
+DOCS_CSP = "; ".join([
+    "default-src 'none'",
+    f"script-src {SWAGGER_UI_BASE}/swagger-ui-bundle.js 'sha256-suw86eCsICu/XXW4WywzmrycRYtaZQ3Kh8kScHAVOhk='",
+    f"style-src {SWAGGER_UI_BASE}/swagger-ui.css 'unsafe-inline'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])
 
 
 async def classify(request: Request) -> JSONResponse:
@@ -57,10 +86,11 @@ async def classify_with_model(request: Request) -> JSONResponse:
 
 async def _classify(request: Request, model: ModelManager) -> JSONResponse:
     state = request.app.state
+    caller: Caller = request.state.caller
     top_k = TOP_K.read(request.query_params)
-    images = await read_images(request, state.settings, state.uploads)
+    images = await read_images(request, state.settings, state.uploads, owner=caller.owner)
     request.state.images = len(images)
-    results = await blocking(request, state.classifier.classify, images, k=top_k, source=model)
+    results = await blocking(request, state.classifier.classify, images, k=top_k, source=model, owner=caller.owner)
     request.state.model_name = results[0].model["name"]
     request.state.model_version = results[0].model["version"]
     request.state.timing = {"total": results[0].timing_ms["total"], "inference": results[0].timing_ms["inference"],
@@ -74,23 +104,46 @@ async def create_upload(request: Request) -> JSONResponse:
     state = request.app.state
     state.uploads.require_enabled()
     upload = parse_upload_request(await request.body(), max_bytes=state.settings.max_s3_image_bytes)
-    return JSONResponse(await blocking(request, state.uploads.presign, upload))
+    return JSONResponse(await blocking(request, state.uploads.presign, upload, owner=request.state.caller.owner))
 
 
 async def list_classifications(request: Request) -> JSONResponse:
+    """The caller's own records (every record under a local server, where there is no caller)."""
+    return await _list(request, owner=request.state.caller.owner)
+
+
+async def get_classification(request: Request) -> JSONResponse:
+    """One of the caller's own records; another caller's is a 404, as if it did not exist."""
+    return await _get(request, owner=request.state.caller.owner)
+
+
+async def list_all_classifications(request: Request) -> JSONResponse:
+    """Every caller's records, for a caller granted that (403 otherwise)."""
+    request.state.caller.require_read_all()
+    return await _list(request, owner=None)
+
+
+async def get_any_classification(request: Request) -> JSONResponse:
+    """Any caller's record by id, for a caller granted that (403 otherwise)."""
+    request.state.caller.require_read_all()
+    return await _get(request, owner=None)
+
+
+async def _list(request: Request, *, owner: str | None) -> JSONResponse:
     query = request.query_params
     since, until = (parse_timestamp(p.name, raw) if (raw := p.read(query)) else None for p in (SINCE, UNTIL))
     if since is not None and until is not None and since >= until:
         raise InvalidParameter("since must be before until")
     page = await blocking(request, request.app.state.records.list, LIMIT.read(query), CURSOR.read(query),
                           label=LABEL.read(query), model_version=MODEL_VERSION.read(query), since=since, until=until,
-                          model=MODEL.read(query))
+                          model=MODEL.read(query), owner=owner)
     return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
 
 
-async def get_classification(request: Request) -> JSONResponse:
+async def _get(request: Request, *, owner: str | None) -> JSONResponse:
     record_id = request.path_params["record_id"]
-    record = await blocking(request, request.app.state.records.get, record_id) if is_record_id(record_id) else None
+    record = await blocking(request, request.app.state.records.get, record_id, owner=owner) \
+        if is_record_id(record_id) else None
     if record is None:
         raise NotFound(f"no classification with id {record_id!r}")
     return JSONResponse(record)
@@ -163,7 +216,7 @@ async def openapi(request: Request) -> JSONResponse:
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(SWAGGER_UI)
+    return HTMLResponse(SWAGGER_UI, headers={"content-security-policy": DOCS_CSP})
 
 
 async def on_classifier_error(request: Request, exc: Exception) -> Response:

@@ -1,4 +1,11 @@
-"""Starting and following the deployed bulk state machine (``batch s3://bucket/prefix``)."""
+"""Starting and following the deployed bulk state machine (``batch s3://bucket/prefix``).
+
+A job's records carry the identity that started it (``owner``, as the API's records carry their
+caller's): the starter's own IAM principal, from STS, its session name dropped
+(``classifier.aws.principals``). The state machine cannot check it (Step Functions does not tell an
+execution who started it), so it is the starter's word; starting a job at all takes a deliberate
+grant (``states:StartExecution``), and CloudTrail records who really called it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from classifier.aws.principals import principal_owner
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 ARN_OUTPUT = "BulkStateMachineArn"
@@ -22,10 +31,19 @@ def state_machine_from_stack(stack: str) -> str:
     raise LookupError(f"{stack} has no {ARN_OUTPUT} output: is the bulk switch on?")
 
 
-def start_job(state_machine: str, bucket: str, prefix: str, top_k: int) -> str:
+def caller_owner() -> str:
+    """The owner this process's AWS identity stands for (``sts:GetCallerIdentity`` needs no permission)."""
     import boto3
 
-    payload = {"bucket": bucket, "prefix": prefix, "top_k": top_k}
+    return principal_owner(str(boto3.client("sts").get_caller_identity()["Arn"]))
+
+
+def start_job(state_machine: str, bucket: str, prefix: str, top_k: int, owner: str | None = None) -> str:
+    import boto3
+
+    payload: dict[str, Any] = {"bucket": bucket, "prefix": prefix, "top_k": top_k}
+    if owner is not None:
+        payload["owner"] = owner
     started = boto3.client("stepfunctions").start_execution(stateMachineArn=state_machine, input=json.dumps(payload))
     return str(started["executionArn"])
 

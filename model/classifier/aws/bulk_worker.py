@@ -2,7 +2,8 @@
 
 ``python -m classifier batch s3://bucket/prefix`` starts the deployed state machine
 (``classifier.aws.bulk_jobs``); each of its Map's batches of keys (``ItemBatcher``) is
-classified by ``handler`` below, a function from the same image as the API.
+classified by ``handler`` below, a function from the same image as the API. The records
+carry the ``owner`` the job was started with (``BatchInput.owner``), if any.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from classifier.aws.principals import is_owner
 from classifier.aws.s3_worker import S3Worker
 from classifier.errors import ClassifierError, InvalidParameter
 from classifier.serving.service import Classification, ImageInput
@@ -23,21 +25,22 @@ class BatchWorker(S3Worker):
     """Classifies one batch of a Distributed Map: ``{"Items": [{"Key": ...}], "BatchInput": {"bucket": ...}}``."""
 
     def process(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        bucket, top_k, keys = self.read_event(event)
+        bucket, top_k, keys, owner = self.read_event(event)
         results: list[dict[str, Any]] = []
         images: list[tuple[dict[str, Any], ImageInput]] = []
         for key in keys:
             result: dict[str, Any] = {"key": key}
             results.append(result)
             try:
-                data = self.uploads.read(key, bucket=bucket)
+                data = self.uploads.read(key, bucket=bucket).data
                 images.append((result, ImageInput(data, key, self.settings.max_s3_image_bytes,
                                                   {"s3_key": key, "s3_bucket": bucket})))
             except ClassifierError as exc:
                 if exc.status >= 500:  # S3 unreachable: the Map's retry runs the batch again
                     raise
                 result["error"] = exc.as_dict()
-        answers = self.classifier.classify_each([image for _, image in images], k=top_k) if images else []
+        answers = (self.classifier.classify_each([image for _, image in images], k=top_k, owner=owner)
+                   if images else [])
         classified = [a for a in answers if isinstance(a, Classification)]
         # Throttled records are deferred, not raised: the batch's images are never classified twice.
         # It raises only when the deferral place refuses too; then the Map retries the batch.
@@ -54,8 +57,8 @@ class BatchWorker(S3Worker):
         return {"items": len(keys), "classified": len(classified), "failed": failed, "results": results}
 
     @staticmethod
-    def read_event(event: Mapping[str, Any]) -> tuple[str, int, list[str]]:
-        """The bucket, top_k and keys of an ItemBatcher input; a malformed one is refused."""
+    def read_event(event: Mapping[str, Any]) -> tuple[str, int, list[str], str | None]:
+        """The bucket, top_k, keys and owner of an ItemBatcher input; a malformed one is refused."""
         raw = event.get("BatchInput")
         batch_input: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
         bucket = batch_input.get("bucket")
@@ -68,7 +71,10 @@ class BatchWorker(S3Worker):
         keys = [item.get("Key") for item in items if isinstance(item, dict)]
         if len(keys) != len(items) or not all(isinstance(k, str) and k for k in keys):
             raise InvalidParameter("every item needs a Key (as ItemReader's listObjectsV2 gives)")
-        return bucket, top_k, [str(k) for k in keys]
+        owner = batch_input.get("owner")
+        if owner is not None and not is_owner(owner):
+            raise InvalidParameter("BatchInput.owner must be printable ASCII without spaces, at most 2048 characters")
+        return bucket, top_k, [str(k) for k in keys], owner
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:

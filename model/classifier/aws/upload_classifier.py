@@ -8,16 +8,21 @@ are ignored. Each
 image is classified and stored as a record carrying its ``s3_key``, so
 ``GET /classifications`` lists it like any other.
 
-Delivery is at least once, so the work is idempotent on (bucket, key, ETag):
+Delivery is at least once, and a presigned POST may be sent again and again
+until it expires (each overwrite of its key is a new object with a new ETag),
+so the work is claimed on (bucket, key), the ETag left out: an upload's key is
+classified once, however often it is delivered or overwritten.
 
-- ``digest = sha256([bucket, key, etag])``. The record id is the event time
-  plus the first 12 hex of the digest (``records.record_id``), so a redelivered
-  event rewrites the same record instead of adding one.
+- ``digest = sha256([bucket, key])``. The record id is the event time
+  plus the first 12 hex of the digest (``records.record_id``).
 - The record store keeps which record holds the upload's classification
   (``claim_upload``: a DynamoDB conditional put, or SQLite's primary key), so of
-  several events for the same object (a retry with a new event time, or two
-  deliveries racing) exactly one id wins; every other event skips the work, or,
-  if the winner has not stored its record yet, writes under the winner's id.
+  several events for the same key (a retry with a new event time, two
+  deliveries racing, a replayed upload) exactly one id wins; every other event
+  skips the work, or, if the winner has not stored its record yet, writes under
+  the winner's id.
+- The record's ``owner`` is the one ``POST /uploads`` pinned in the object's
+  metadata (none for an object put in the bucket some other way).
 
 Failures: an upload that can never be classified (not an image, too large,
 deleted or replaced since the event) is logged at ERROR and returns
@@ -48,8 +53,8 @@ INDEX_DIR = "by-upload"
 
 
 def upload_digest(obj: CreatedObject) -> str:
-    """Identifies this exact object version: same bucket, key and content tag."""
-    return hashlib.sha256(json.dumps([obj.bucket, obj.key, obj.etag]).encode()).hexdigest()
+    """Identifies the upload: its bucket and key, whatever version of the object the event names."""
+    return hashlib.sha256(json.dumps([obj.bucket, obj.key]).encode()).hexdigest()
 
 
 def upload_record_id(obj: CreatedObject) -> str:
@@ -58,7 +63,7 @@ def upload_record_id(obj: CreatedObject) -> str:
 
 
 class UploadWorker(S3Worker):
-    """Classifies uploaded objects and stores one record per (bucket, key, ETag)."""
+    """Classifies uploaded objects and stores one record per (bucket, key)."""
 
     def process(self, obj: CreatedObject) -> dict[str, Any]:
         where = obj.where
@@ -78,10 +83,10 @@ class UploadWorker(S3Worker):
             log.info("duplicate: already classified", extra={"object": where, "record_id": claimed})
             return {"status": "duplicate", "object": where, "id": claimed}
         try:
-            data = self.uploads.read(obj.key, bucket=obj.bucket, etag=obj.etag or None)
-            image = ImageInput(data, obj.key, self.settings.max_s3_image_bytes, {"s3_key": obj.key})
+            uploaded = self.uploads.read(obj.key, bucket=obj.bucket, etag=obj.etag or None)
+            image = ImageInput(uploaded.data, obj.key, self.settings.max_s3_image_bytes, {"s3_key": obj.key})
             (result,) = self.classifier.classify([image], record_ids=[claimed or upload_record_id(obj)],
-                                                 store=False)
+                                                 store=False, owner=uploaded.owner)
         except ClassifierError as exc:
             if exc.status >= 500:  # model unavailable, S3 unreachable: Lambda retries
                 raise

@@ -9,6 +9,14 @@ Key layout: ``uploads/<yyyy>/<mm>/<dd>/<32 hex>.<ext>``. The date keeps a
 listing browsable and lets a lifecycle rule or an operator find old uploads;
 the random part makes every key unguessable and never reused.
 
+Ownership: the presigned POST pins the caller's identity as the object's
+metadata ``owner`` (``x-amz-meta-owner``; the policy's signature covers it, so
+the uploader cannot change it), and pins the size to exactly the ``bytes`` the
+caller declared. ``POST /classify {"s3_key"}`` then accepts the key only from
+that owner (anyone else gets the 404 of a missing key), and the
+classify-on-upload records carry it. Locally there is no identity, and no
+metadata is pinned.
+
 boto3 is imported on first use, never at import time: it costs tens of
 milliseconds of cold start that requests without S3 should not pay.
 """
@@ -38,9 +46,12 @@ from classifier.store.s3_notifications import NOT_FOUND_CODES
 log = logging.getLogger(__name__)
 
 UPLOAD_PREFIX = "uploads/"
-# A presigned POST is short-lived: long enough for a slow 20 MiB upload to
-# start, short enough that a leaked one is soon useless.
-UPLOAD_EXPIRES_SECONDS = 300
+# A presigned POST is short-lived: a client uploads right after asking for it, and S3 checks
+# the expiry when the upload starts, not when it ends, so a slow 20 MiB upload still
+# completes; a leaked or replayed one is soon useless.
+UPLOAD_EXPIRES_SECONDS = 60
+# The object metadata (x-amz-meta-owner) that names who asked for the upload.
+OWNER_METADATA = "owner"
 MAX_KEY_BYTES = 1024  # S3's own limit on a key
 
 # The image types the classifier decodes (imaging.SUPPORTED_FORMATS), by the
@@ -61,6 +72,14 @@ _CHANGED_CODES = ("412", "PreconditionFailed")
 class UploadRequest:
     content_type: str
     size: int
+
+
+@dataclass(frozen=True)
+class S3Image:
+    """An image read from S3, and the owner its upload was presigned for (None: no owner pinned)."""
+
+    data: bytes
+    owner: str | None
 
 
 def check_upload_key(key: object) -> str:
@@ -110,20 +129,23 @@ class Uploads:
             raise UploadsDisabled("uploads through S3 are not configured on this server (UPLOADS_BUCKET is unset)")
         return self.bucket
 
-    def presign(self, request: UploadRequest) -> dict[str, Any]:
-        """A presigned POST for a new key; its policy pins the key, the type and the size range."""
+    def presign(self, request: UploadRequest, *, owner: str | None = None) -> dict[str, Any]:
+        """A presigned POST for a new key; its policy pins the key, the type, the exact size and the owner."""
         bucket = self.require_enabled()
         key = new_upload_key(request.content_type)
         from botocore.exceptions import BotoCoreError, ClientError
 
+        fields = {"Content-Type": request.content_type}
+        if owner is not None:
+            fields[f"x-amz-meta-{OWNER_METADATA}"] = owner
         try:
             post = self.client().generate_presigned_post(
                 Bucket=bucket,
                 Key=key,
-                Fields={"Content-Type": request.content_type},
+                Fields=fields,
                 Conditions=[
-                    {"Content-Type": request.content_type},
-                    ["content-length-range", 1, self.max_bytes],
+                    *({name: value} for name, value in fields.items()),
+                    ["content-length-range", request.size, request.size],
                 ],
                 ExpiresIn=UPLOAD_EXPIRES_SECONDS,
             )
@@ -132,14 +154,19 @@ class Uploads:
         except (BotoCoreError, ClientError, AttributeError) as exc:
             log.error("cannot presign an upload: %s", exc, extra={"bucket": bucket})
             raise StorageUnavailable("the uploads bucket cannot be used right now; try again later") from None
-        log.info("upload presigned", extra={"key": key, "bytes": request.size, "content_type": request.content_type})
+        log.info("upload presigned", extra={"key": key, "bytes": request.size, "content_type": request.content_type,
+                                            "owner": owner})
         return {"key": key, "url": post["url"], "fields": post["fields"], "expires_in": UPLOAD_EXPIRES_SECONDS}
 
-    def read(self, key: str, *, bucket: str | None = None, etag: str | None = None) -> bytes:
-        """The bytes of ``key``; the size is checked from the response headers before the body is read.
+    def read(self, key: str, *, bucket: str | None = None, etag: str | None = None,
+             owner: str | None = None) -> S3Image:
+        """The image at ``key``; its size (and owner) are checked from the response headers before the body is read.
 
         With ``etag``, only that exact version is read: a different one
-        raises ``UploadChanged`` (S3 answers 412 to the If-Match).
+        raises ``UploadChanged`` (S3 answers 412 to the If-Match). With
+        ``owner``, only an upload presigned for that owner is read: another's
+        is the ``NotFound`` of a missing key, so a caller learns nothing of
+        keys it was not given.
         """
         bucket = bucket or self.require_enabled()
         from botocore.exceptions import BotoCoreError, ClientError
@@ -164,7 +191,11 @@ class Uploads:
             log.error("cannot read an upload: %s", exc, extra={"object": where})
             raise StorageUnavailable("the uploads bucket could not be reached; try again later") from None
         body = obj["Body"]
+        pinned = (obj.get("Metadata") or {}).get(OWNER_METADATA)
         try:
+            if owner is not None and pinned != owner:
+                log.warning("upload of another owner refused", extra={"object": where, "owner": owner})
+                raise NotFound(f"no uploaded object {key!r}")
             size = int(obj["ContentLength"])
             if size > self.max_bytes:
                 raise PayloadTooLarge(f"the uploaded image is {size} bytes; the limit is {self.max_bytes}")
@@ -177,7 +208,7 @@ class Uploads:
         if len(data) != size:
             log.error("short read", extra={"object": where, "expected": size, "got": len(data)})
             raise StorageUnavailable("the uploaded object could not be read completely; try again later")
-        return data
+        return S3Image(data, pinned)
 
     def client(self) -> Any:
         """One S3 client per process, created on first use (clients are thread-safe; creating one is not)."""

@@ -38,13 +38,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def batch_s3(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from classifier.aws.bulk_jobs import follow, results_location, start_job, state_machine_from_stack
+    from classifier.aws.bulk_jobs import caller_owner, follow, results_location, start_job, state_machine_from_stack
     from classifier.store.inbox import parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(args.source)
         arn = args.state_machine or state_machine_from_stack(args.stack)
-        execution = start_job(arn, bucket, prefix, args.top_k)
+        execution = start_job(arn, bucket, prefix, args.top_k, owner=caller_owner())
         print(f"started {execution}", file=sys.stderr)
         if args.no_wait:
             print(execution)

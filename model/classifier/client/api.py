@@ -90,6 +90,7 @@ class ClientClassification(TypedDict):
     timing_ms: Timing
     warning: NotRequired[str]
     s3_key: NotRequired[str]
+    owner: NotRequired[str]
 
 
 class ModelSummary(TypedDict):
@@ -253,15 +254,20 @@ class ClassifierClient:
 
     def classifications(self, *, limit: int = 20, cursor: str | None = None, label: str | None = None,
                         model_version: str | None = None, since: datetime | str | None = None,
-                        until: datetime | str | None = None, model: str | None = None) -> ClassificationPage:
-        """``GET /classifications``: one page of stored records, newest first; each filter only when given
-        (``model``: the model's name)."""
+                        until: datetime | str | None = None, model: str | None = None,
+                        read_all: bool = False) -> ClassificationPage:
+        """``GET /classifications``: one page of the caller's records, newest first; each filter only when given
+        (``model``: the model's name).
+
+        ``read_all``: every caller's records (``GET /all/classifications``), which needs that grant.
+        """
         query = {"limit": str(limit)}
         optional = {"cursor": cursor, "label": label, "model_version": model_version, "model": model,
                     "since": None if since is None else _query_time(since),
                     "until": None if until is None else _query_time(until)}
         query.update({name: value for name, value in optional.items() if value is not None})
-        body = json_or_raise(self.request("GET", "/classifications", query=query))
+        path = "/all/classifications" if read_all else "/classifications"
+        body = json_or_raise(self.request("GET", path, query=query))
         return ClassificationPage(items=list(body.get("items") or []), next_cursor=body.get("next_cursor"))
 
     def model_versions(self) -> dict[str, Any]:

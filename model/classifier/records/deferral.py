@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -148,20 +148,20 @@ class DeferringRecordStore:
     (then the bulk worker's batch is retried, and the API logs the loss).
     """
 
-    def __init__(self, store: RecordStore, deferred: DeferredRecords) -> None:
-        self.store, self.deferred = store, deferred
+    def __init__(self, database: RecordStore, deferred: DeferredRecords) -> None:
+        self.database, self.deferred = database, deferred
 
     def put(self, record: Mapping[str, Any]) -> None:
-        self.put_many([record])
+        self._write(self.database.put, record, [record])
 
     def put_many(self, records: Sequence[Mapping[str, Any]]) -> None:
-        if not records:
-            return
+        if records:
+            self._write(self.database.put_many, records, records)
+
+    def _write(self, write: Callable[[Any], None], argument: Any, records: Sequence[Mapping[str, Any]]) -> None:
+        """``write(argument)``, deferring ``records`` (those the error names, if it does) when it fails."""
         try:
-            if len(records) == 1:
-                self.store.put(records[0])
-            else:
-                self.store.put_many(records)
+            write(argument)
             return
         except Exception as exc:
             unwritten: Sequence[Mapping[str, Any]] = getattr(exc, "records", None) or records
@@ -172,21 +172,21 @@ class DeferringRecordStore:
                                                "record_ids": [r["id"] for r in unwritten], "cause": repr(cause)})
 
     def get(self, record_id: str, *, owner: str | None = None) -> dict[str, Any] | None:
-        return self.store.get(record_id, owner=owner)
+        return self.database.get(record_id, owner=owner)
 
     def list(self, limit: int = 20, cursor: str | None = None, label: str | None = None,
              model_version: str | None = None, since: datetime | None = None,
              until: datetime | None = None, *, model: str | None = None, owner: str | None = None) -> Page:
-        return self.store.list(limit, cursor, label, model_version, since, until, model=model, owner=owner)
+        return self.database.list(limit, cursor, label, model_version, since, until, model=model, owner=owner)
 
     def claim_upload(self, digest: str, record_id: str) -> str:
-        return self.store.claim_upload(digest, record_id)
+        return self.database.claim_upload(digest, record_id)
 
     def upload_record(self, digest: str) -> str | None:
-        return self.store.upload_record(digest)
+        return self.database.upload_record(digest)
 
     def done_record(self, sha256: str, model_version: str) -> str | None:
-        return self.store.done_record(sha256, model_version)
+        return self.database.done_record(sha256, model_version)
 
 
 @dataclass
@@ -196,7 +196,7 @@ class ReplayCounts:
     unreadable: int = 0
 
 
-def replay(store: RecordStore, deferred: DeferredRecords, *, limit: int | None = None) -> ReplayCounts:
+def replay(database: RecordStore, deferred: DeferredRecords, *, limit: int | None = None) -> ReplayCounts:
     """Write deferred records back (``REPLAY_BATCH`` at a time), deleting each once it is written.
 
     Idempotent: a record written but not yet deleted when a replay stops is written again next time,
@@ -209,7 +209,7 @@ def replay(store: RecordStore, deferred: DeferredRecords, *, limit: int | None =
         if not batch:
             return
         try:
-            store.put_many(batch)
+            database.put_many(batch)
         except Exception as exc:
             counts.failed += len(batch)
             log.warning("replay: records still refused", extra={"records": len(batch), "cause": repr(exc)})

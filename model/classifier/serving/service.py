@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from classifier.config import Settings
-from classifier.errors import ClassifierError, PayloadTooLarge
+from classifier.errors import ClassifierError, ImageTooLarge, PayloadTooLarge
 from classifier.records import RecordStore
 from classifier.records.ids import new_record_id
-from classifier.serving.imaging import ImageInfo, preprocess, stack
+from classifier.serving.imaging import ImageInfo, open_image, preprocess, stack
 from classifier.serving.manager import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ class Classification:
     timing_ms: Mapping[str, float]
     warning: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Who asked for it (classifier.aws.principals); None: no identity (a local server, a folder batch).
+    owner: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -83,6 +85,8 @@ class Classification:
         if self.warning is not None:
             out["warning"] = self.warning
         out.update(self.extra)
+        if self.owner is not None:
+            out["owner"] = self.owner
         return out
 
 
@@ -129,6 +133,7 @@ class Classifier:
         record_ids: Sequence[str] | None = None,
         store: bool = True,
         source: ModelSource | None = None,
+        owner: str | None = None,
     ) -> list[Classification]:
         """Classify ``images`` as one batch; store (unless ``store=False``) and return one result each.
 
@@ -136,11 +141,14 @@ class Classifier:
         trigger passes its idempotent ones. With ``store=False`` the caller stores
         the records itself (the S3 trigger must know that a write failed).
         ``source`` is the model to use (another served model's slot); default: the
-        classifier's own.
+        classifier's own. ``owner`` is the caller the records belong to. A batch
+        whose images hold more than ``MAX_REQUEST_PIXELS`` between them is refused
+        (413) before any is decoded.
         """
         if record_ids is not None and len(record_ids) != len(images):
             raise ValueError(f"{len(record_ids)} record ids for {len(images)} images")
         start = time.perf_counter()
+        self.check_pixel_budget(images)
         model = (source or self.manager).current()
         tensors, infos, decode_ms = [], [], []
         for i, image in enumerate(images):
@@ -180,6 +188,7 @@ class Classifier:
                            "total": round(total_ms, 2)},
                 warning=None if model.trained else UNTRAINED_WARNING,
                 extra=image.extra,
+                owner=owner,
             )
             if store:
                 self._store(result)
@@ -192,12 +201,13 @@ class Classifier:
         })
         return results
 
-    def classify_each(self, images: Sequence[ImageInput], *, k: int = 5,
-                      record_ids: Sequence[str] | None = None) -> list[Classification | ClassifierError]:
+    def classify_each(self, images: Sequence[ImageInput], *, k: int = 5, record_ids: Sequence[str] | None = None,
+                      owner: str | None = None) -> list[Classification | ClassifierError]:
         """One answer per image, never raising for a bad image: the batch runs as one inference, and
-        when one of its images is refused, the others are classified one by one. Nothing is stored."""
+        when one of its images is refused (or together they are over the pixel budget), the others
+        are classified one by one. Nothing is stored."""
         try:
-            return list(self.classify(images, k=k, record_ids=record_ids, store=False))
+            return list(self.classify(images, k=k, record_ids=record_ids, store=False, owner=owner))
         except ClassifierError as exc:
             if len(images) == 1 or exc.status >= 500:  # one image, or the model: nothing to single out
                 if exc.status >= 500:
@@ -207,12 +217,28 @@ class Classifier:
         for i, image in enumerate(images):
             ids = [record_ids[i]] if record_ids is not None else None
             try:
-                answers.extend(self.classify([image], k=k, record_ids=ids, store=False))
+                answers.extend(self.classify([image], k=k, record_ids=ids, store=False, owner=owner))
             except ClassifierError as exc:
                 if exc.status >= 500:
                     raise
                 answers.append(exc)
         return answers
+
+    def check_pixel_budget(self, images: Sequence[ImageInput]) -> None:
+        """Refuse (413 ``image_too_large``) a batch over ``MAX_REQUEST_PIXELS`` in total, from the image
+        headers alone: decoding is what costs, so nothing is decoded first. An image whose header
+        cannot be read counts for nothing here; preprocessing then refuses it with its own error."""
+        budget = self.settings.max_request_pixels
+        total = 0
+        for image in images:
+            try:
+                width, height = open_image(image.data, max_pixels=self.settings.max_image_pixels).size
+            except ClassifierError:
+                continue
+            total += width * height
+        if total > budget:
+            raise ImageTooLarge(f"the {len(images)} images hold {total} pixels between them; the limit per "
+                                f"request is {budget} (MAX_REQUEST_PIXELS): send them in smaller batches")
 
     def _store(self, result: Classification) -> None:
         assert self.records is not None
