@@ -333,9 +333,9 @@ class RolloutStore:
             if not isinstance(candidate, str):
                 raise RolloutError("a start request names its candidate version")
             guards = Guards.from_dict(request.get("guards", {}))
-            started = self.start(name, candidate, mode=str(request.get("mode")), percent=request["percent"] if "percent" in request else 0,
-                                 guards=guards, auto_promote=request.get("auto_promote", False),
-                                 rollout_id=rollout_id)
+            percent: int = request.get("percent", 0)
+            started = self.start(name, candidate, mode=str(request.get("mode")), percent=percent, guards=guards,
+                                 auto_promote=request.get("auto_promote", False), rollout_id=rollout_id)
             return {"status": "started", "name": name, "rollout": started.as_dict()}
         if rollout_id is not None and any(e.get("id") == rollout_id for e in self.outcomes(name)):
             return {"status": "already-ended", "name": name, "id": rollout_id}
