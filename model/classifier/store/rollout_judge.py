@@ -50,11 +50,13 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         logs.configure()
     import boto3
 
+    # The deployment's model names spare a LIST a minute; "*" (or none) lists the mirrored states.
+    models = [n for n in os.environ.get("ROLLOUT_MODELS", "").split(",") if n.strip()]
     decisions = judge_inbox(
         boto3.client("s3"), boto3.client("cloudwatch"), os.environ["INBOX_BUCKET"],
         namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
         service=os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE,
-        act=True,
+        act=True, names=None if not models or "*" in models else [n.strip() for n in models],
     )
     return {"decisions": decisions}
 
