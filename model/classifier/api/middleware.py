@@ -100,13 +100,15 @@ class RequestContext:
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "model_version": state.get("model_version"),
+                "role": state.get("role"),
                 "images": state.get("images"),
                 "error_code": state.get("error_code"),
             })
             if not warm_up:
                 metrics.record_request(timing=state.get("timing"), images=state.get("images"),
                                        model_version=state.get("model_version"),
-                                       error_code=state.get("error_code"), cold_start=cold)
+                                       error_code=state.get("error_code"), cold_start=cold,
+                                       role=state.get("role", "current"), status=status)
             logs.unbind()
 
 

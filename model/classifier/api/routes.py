@@ -11,9 +11,11 @@ import json
 from importlib import resources
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from classifier import __version__
 from classifier.api.inputs import read_images
@@ -48,18 +50,45 @@ SWAGGER_UI = """<!doctype html>
 </body></html>"""
 
 
+class AnswerThenShadow(JSONResponse):
+    """The answer, then a rollout's shadow run (which stores the records): the run happens even if
+    sending the answer failed (a client gone), so no record is lost with it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shadow, self.background = self.background, None
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if shadow is not None:
+                await shadow()
+
+
+def routing_key(request: Request) -> str:
+    """What a rollout routes a request by: the client's ``X-Request-Id`` (so its retry goes the same way),
+    else the request's own id."""
+    return request.headers.get("x-request-id") or str(request.state.request_id)
+
+
 async def classify(request: Request) -> JSONResponse:
     state = request.app.state
     top_k = TOP_K.read(request.query_params)
     images = await read_images(request, state.settings, state.uploads)
     request.state.images = len(images)
-    results = await blocking(request, state.classifier.classify, images, k=top_k)
-    request.state.model_version = results[0].model["version"]
+    route = await blocking(request, state.classifier.route, routing_key(request))
+    # Known before the model runs: a failure counts against the version and role it was meant for.
+    request.state.model_version, request.state.role = route.model.version, route.role
+    results, shadow = await blocking(request, state.classifier.classify_routed, images, route, k=top_k)
     request.state.timing = {"total": results[0].timing_ms["total"], "inference": results[0].timing_ms["inference"],
                             "decode": sum(r.timing_ms["decode"] for r in results)}
-    if len(results) == 1:
-        return JSONResponse(results[0].as_dict())
-    return JSONResponse({"results": [result.as_dict() for result in results]})
+    body = results[0].as_dict() if len(results) == 1 else {"results": [result.as_dict() for result in results]}
+    if shadow is None:
+        return JSONResponse(body)
+    if "aws.event" in request.scope:
+        # Lambda returns the answer only when the invocation ends: the shadow runs inside it either way,
+        # and inline it costs no thread hop (docs/rollouts.md).
+        await blocking(request, shadow)
+        return JSONResponse(body)
+    return AnswerThenShadow(body, background=BackgroundTask(shadow))
 
 
 async def create_upload(request: Request) -> JSONResponse:

@@ -33,6 +33,7 @@ from classifier.config import Settings
 from classifier.errors import ModelUnavailable
 from classifier.serving.backends import Backend, load_backend
 from classifier.serving.cpu import plan_threads
+from classifier.serving.rollout_slot import RolloutSlot, Route
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import BACKEND_ARTIFACT, IntegrityError, StoreError, check_artifact, precision
 
@@ -91,6 +92,8 @@ class ModelManager:
         self._next_check = 0.0
         self._failed: tuple[str, float] | None = None  # (version, retry after)
         self.last_error: str | None = None
+        # A running rollout's candidate, loaded beside the current version (classifier.serving.rollout_slot).
+        self.rollout = RolloutSlot(settings.model_name, self.store, settings, self.load)
 
     # -- public ----------------------------------------------------------------
     def load_in_background(self) -> threading.Thread:
@@ -108,6 +111,11 @@ class ModelManager:
         if loaded is None:
             raise ModelUnavailable(self.last_error or "no model is loaded")
         return loaded
+
+    def route(self, routing_key: str | None) -> Route:
+        """Where a request goes: the current version, or during a rollout the candidate (canary) or the
+        current version with the candidate in its shadow; raises ``ModelUnavailable`` as ``current()``."""
+        return self.rollout.route(self.current(), routing_key)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -150,10 +158,19 @@ class ModelManager:
                 load_ms=round(loaded.load_ms, 1),
                 manifest=loaded.manifest,
             )
+        rollout = self.rollout.describe()
+        if rollout is not None:
+            state["rollout"] = rollout
         return state
 
     # -- internals -------------------------------------------------------------
     def _refresh_locked(self, now: float) -> None:
+        # The judge first: a promotion it makes is served from this refresh on.
+        self.rollout.judge_if_due(now)
+        self._refresh_current(now)
+        self.rollout.refresh(self._loaded)
+
+    def _refresh_current(self, now: float) -> None:
         name = self.settings.model_name
         try:
             version = self.store.current(name)
@@ -173,7 +190,8 @@ class ModelManager:
         if self._failed and self._failed[0] == version and now < self._failed[1]:
             return
         try:
-            new = self.load(version)
+            # A rollout's promoted candidate is loaded already: it serves without a second load.
+            new = self.rollout.adopt(version) or self.load(version)
         except Exception as exc:  # a broken version must never take the service down
             self._fail(version, f"version {version} could not be loaded: {exc}", now)
             return
