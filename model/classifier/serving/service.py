@@ -273,7 +273,7 @@ class Classifier:
         assert candidate is not None
         shadowed: list[Classification] = list(results)
         try:
-            if candidate.preprocessing != current.preprocessing:  # another input size or normalisation
+            if candidate.manifest["preprocessing"] != current.manifest["preprocessing"]:  # another input size, say
                 tensors = [preprocess(image.data, candidate.preprocessing, max_pixels=self.settings.max_image_pixels,
                                       fast_jpeg=self.settings.fast_jpeg_decode)[0] for image in images]
             t0 = time.perf_counter()

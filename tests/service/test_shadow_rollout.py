@@ -1,0 +1,212 @@
+"""A shadow rollout on a running server, with two versions that disagree on some photos: every answer the
+current version's, every record the candidate's answer and agreement, and the judge acting on it.
+
+The two versions are ResNet-50 checkpoints this module writes and publishes with ``--weights PATH
+--labels FILE``, as a user would a fine-tuned model: the first is torchvision's architecture with seeded
+random weights whose batch-norm statistics are estimated on the test photos (one forward pass in train
+mode), so its answers differ from photo to photo; the second is the same with two rows of its final layer
+swapped: chelsea's top-1 class and one no photo gets. So the candidate disagrees on chelsea and agrees on
+the photos whose top-1 is another class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from classifier.cli import main
+from classifier.store.layout import ModelStore
+from classifier.store.rollout import RolloutStore
+
+from helpers.photos import encode, photo
+from helpers.processes import LiveServer, live_server
+from helpers.stores import copy_store, stored_records
+
+NAME = "resnet50"
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+SENT = {name: encode(photo(name), "JPEG", quality=90) for name in PHOTOS}
+FAST = {"MODEL_REFRESH_SECONDS": "1", "ROLLOUT_JUDGE_SECONDS": "1"}
+
+
+# Each photo's class in the current version (torchvision's indices: tabby, espresso, space shuttle, missile),
+# and the class the candidate moves chelsea's answer to (tench: no photo's).
+CLASSES = {"chelsea": 281, "coffee": 967, "astronaut": 812, "rocket": 657}
+MOVED_TO = 0
+MARGIN, RIDGE = 12.0, 0.1
+
+
+def checkpoints(folder: Path) -> tuple[Path, Path, Path]:
+    """Write the two checkpoints and the labels file; return their paths (current, candidate, labels).
+
+    Seeded random weights; batch-norm statistics estimated on views of the photos (a forward pass in
+    train mode); the four photos' rows of ``fc`` fitted by ridge regression on their features, so each
+    photo's top-1 is its own class by a wide margin. The candidate swaps chelsea's row with ``MOVED_TO``'s.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    transforms = ResNet50_Weights.IMAGENET1K_V2.transforms()
+    torch.manual_seed(0)
+    model = resnet50()
+    sizes = ((320, 240), (400, 300), (512, 512))
+    views = torch.stack([transforms(photo(name).resize(size)) for name in PHOTOS for size in sizes])
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average over the batch
+    model.train()
+    with torch.no_grad():
+        model(views)
+    model.eval()
+    trunk = torch.nn.Sequential(*list(model.children())[:-1])
+    with torch.no_grad():
+        features = trunk(views).flatten(1).double()
+    mean = features.mean(0)
+    centred = features - mean
+    targets = torch.eye(len(PHOTOS), dtype=torch.float64)[[i for i in range(len(PHOTOS)) for _ in sizes]]
+    targets -= 1 / len(PHOTOS)
+    coef = centred.T @ torch.linalg.solve(centred @ centred.T + RIDGE * torch.eye(len(centred), dtype=torch.float64),
+                                          targets)
+    current = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    rows = [CLASSES[name] for name in PHOTOS]
+    current["fc.weight"][rows] = (MARGIN * coef.T).float()
+    current["fc.bias"][rows] = (MARGIN * (1 / len(PHOTOS) - mean @ coef)).float()
+    candidate = {k: v.clone() for k, v in current.items()}
+    swap = [CLASSES["chelsea"], MOVED_TO]
+    for key in ("fc.weight", "fc.bias"):
+        candidate[key][swap] = current[key][list(reversed(swap))]
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(current, str(folder / "current.safetensors"))
+    save_file({k: v.contiguous() for k, v in candidate.items()}, str(folder / "candidate.safetensors"))
+    labels = folder / "labels.txt"
+    labels.write_text("\n".join(ResNet50_Weights.IMAGENET1K_V2.meta["categories"]) + "\n")
+    return folder / "current.safetensors", folder / "candidate.safetensors", labels
+
+
+def publish(store: Path, weights: Path, labels: Path, *, activate: bool) -> str:
+    out = subprocess.run([sys.executable, "-m", "classifier", "publish", "--store", str(store), "--weights",
+                          str(weights), "--labels", str(labels), *([] if activate else ["--no-activate"])],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.split()[2]
+
+
+@pytest.fixture(scope="module")
+def disagreeing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A read-only store: the current version, and a candidate that disagrees with it on chelsea."""
+    folder = tmp_path_factory.mktemp("disagreeing")
+    current, candidate, labels = checkpoints(folder / "weights")
+    store = folder / "store"
+    return store, publish(store, current, labels, activate=True), publish(store, candidate, labels, activate=False)
+
+
+@pytest.fixture
+def pair(disagreeing: tuple[Path, str, str], tmp_path: Path) -> tuple[Path, str, str]:
+    store, current, candidate = disagreeing
+    return copy_store(store, tmp_path / "store"), current, candidate
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def candidate_loaded(server: LiveServer) -> bool:
+    rollout = httpx.get(server.url + "/model", timeout=60).json().get("rollout") or {}
+    return bool(rollout.get("candidate_state") == "loaded")
+
+
+def status(store: Path) -> dict[str, Any]:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["rollout", "status", "--store", str(store), "--json"]) == 0
+    report: dict[str, Any] = json.loads(buffer.getvalue())
+    return report
+
+
+@contextlib.contextmanager
+def serving(store: Path, tmp_path: Path, *start: str) -> Iterator[LiveServer]:
+    with live_server(store, tmp_path, env=FAST) as server:
+        assert main(["rollout", "start", *start, "--store", str(store)]) == 0
+        wait_for(lambda: candidate_loaded(server), "the candidate loaded")
+        yield server
+
+
+def test_shadow_at_100_percent(pair: tuple[Path, str, str], tmp_path: Path) -> None:
+    store, current, candidate = pair
+    # GIVEN a full shadow that never concludes
+    with serving(store, tmp_path, candidate, "--shadow", "100", "--min-requests", "1000000") as server:
+        # WHEN each photo is classified three times, and once all four in one batch
+        answers: dict[str, dict[str, Any]] = {}
+        with server.client() as client:
+            for name in PHOTOS * 3:
+                response = client.post("/classify", content=SENT[name], headers={"content-type": "image/jpeg"})
+                assert response.status_code == 200, response.text
+                answers[response.json()["id"]] = {**response.json(), "photo": name}
+            files = [("file", (f"{name}.jpg", SENT[name], "image/jpeg")) for name in PHOTOS]
+            batch = client.post("/classify", files=files)
+            assert batch.status_code == 200
+            for name, result in zip(PHOTOS, batch.json()["results"], strict=True):
+                answers[result["id"]] = {**result, "photo": name}
+        # THEN every answer came from the current version, and none carries the shadow
+        assert {(a["model"]["version"], a["model"]["role"]) for a in answers.values()} == {(current, "current")}
+        assert not any("shadow" in a for a in answers.values())
+        # AND every record, once its shadow run is done, carries the candidate's answer and agreement
+        wait_for(lambda: all("shadow" in r for r in stored_records(store).values())
+                 and len(stored_records(store)) == len(answers), "every record with its shadow")
+    records = stored_records(store)
+    assert set(records) == set(answers)
+    for record_id, record in records.items():
+        shadow = record["shadow"]
+        assert "error" not in shadow, shadow
+        assert shadow["version"] == candidate and shadow["inference_ms"] > 0 and len(shadow["predictions"]) == 5
+        assert shadow["agrees_top1"] == (shadow["predictions"][0]["index"] == record["predictions"][0]["index"])
+        # each photo gets its own class from the current version; the candidate moved chelsea's elsewhere
+        name = answers[record_id]["photo"]
+        assert record["predictions"][0]["index"] == CLASSES[name]
+        assert shadow["predictions"][0]["index"] == (MOVED_TO if name == "chelsea" else CLASSES[name])
+        assert shadow["agrees_top1"] == (name != "chelsea")
+    # AND `rollout status` reports the agreement the records hold
+    report = status(store)
+    agreed = sum(r["shadow"]["agrees_top1"] for r in records.values())
+    assert (report["evidence"]["compared"], report["evidence"]["agreed"]) == (len(records), agreed)
+    assert report["evidence"]["agreement"] == round(agreed / len(records), 6)
+    assert report["evidence"]["candidate"]["requests"] == 13 and report["evidence"]["current"]["requests"] == 13
+
+
+def test_a_disagreeing_candidate_is_aborted_by_the_judge(pair: tuple[Path, str, str], tmp_path: Path) -> None:
+    store, current, candidate = pair
+    # GIVEN a shadow asking for 90% agreement after 8 requests, with auto-promotion on
+    with serving(store, tmp_path, candidate, "--shadow", "100", "--min-requests", "8", "--min-agreement", "0.9",
+                 "--auto-promote") as server, server.client() as client:
+        # WHEN the photos keep coming, chelsea among them (a quarter of the requests: 75% agreement)
+        sent = 0
+
+        def ended() -> bool:
+            nonlocal sent
+            name = PHOTOS[sent % len(PHOTOS)]
+            sent += 1
+            assert client.post("/classify", content=SENT[name], headers={"content-type": "image/jpeg"}).status_code \
+                == 200
+            return RolloutStore(ModelStore(store)).get(NAME) is None
+
+        wait_for(ended, "the rollout ended")
+    # THEN the server's judge aborted it for its agreement, and CURRENT never moved
+    (outcome,) = RolloutStore(ModelStore(store)).outcomes(NAME)
+    assert outcome["outcome"] == "aborted" and outcome["reason"].startswith("judge: breached: min_agreement")
+    assert outcome["evidence"]["agreement"] < 0.9 and outcome["evidence"]["candidate"]["requests"] >= 8
+    assert ModelStore(store).current(NAME) == current
