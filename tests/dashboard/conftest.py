@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,36 @@ def uploads_server(published_store: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
+def rollout_server(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The API with a full shadow rollout running (a candidate with the current version's weights, so every
+    guard holds: verdict ``ready``) and four photos classified; it never acts on the verdict itself."""
+    from classifier.cli import main
+    from classifier.store.layout import ModelStore
+
+    from helpers.photos import jpeg
+    from helpers.stores import derive_version
+
+    folder = tmp_path_factory.mktemp("rollout")
+    store = copy_store(published_store, folder / "store")
+    models = ModelStore(store)
+    current = models.current("resnet50")
+    assert current is not None
+    candidate = models.install_dir(derive_version(models.version_dir("resnet50", current), folder / "candidate",
+                                                  created="2031-06-01T00:00:00Z"), make_current=False)
+    assert main(["rollout", "start", candidate, "--store", str(store), "--shadow", "100", "--min-requests", "3",
+                 "--max-latency-ratio", "100"]) == 0
+    with live_server(store, folder, env={"ROLLOUT_JUDGE_SECONDS": "0"}) as live, live.client() as client:
+        wait_until(lambda: (client.get("/model").json().get("rollout") or {}).get("candidate_state") == "loaded",
+                   live.process, live.log_path, "the candidate")
+        for name in ("chelsea", "coffee", "astronaut", "rocket"):
+            assert client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}).is_success
+        # the shadow runs follow the answers: wait until the evidence holds all four
+        wait_until(lambda: client.get("/model").json()["rollout"]["evidence"]["compared"] == 4,
+                   live.process, live.log_path, "the shadow runs")
+        yield live
+
+
+@pytest.fixture(scope="session")
 def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run`` on a free loopback port against the live API; yields its URL.
 
@@ -49,9 +80,16 @@ def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
     come from streamlit-docker/.streamlit/config.toml, as in the image. One per
     session: every browser page is a new Streamlit session anyway.
     """
+    with served_dashboard(server.url, tmp_path_factory.mktemp("dashboard")) as url:
+        yield url
+
+
+@contextmanager
+def served_dashboard(api_url: str, log_dir: Path) -> Iterator[str]:
+    """``streamlit run`` of the dashboard against ``api_url``, on a free loopback port; yields its URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
-    env = {**os.environ, "API_URL": server.url}
+    log_path = log_dir / "streamlit.log"
+    env = {**os.environ, "API_URL": api_url}
     env.pop("API_KEY", None)
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -78,3 +79,29 @@ def test_uploaded_photo_shows_its_top_label(server: LiveServer, dashboard: str, 
     expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
     page.screenshot(path=str(output_dir / "dashboard.png"))
     assert (output_dir / "dashboard.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def rollout_dashboard(rollout_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from .conftest import served_dashboard
+
+    with served_dashboard(rollout_server.url, tmp_path_factory.mktemp("rollout-dashboard")) as url:
+        yield url
+
+
+def test_rollout_view_in_the_browser(rollout_server: LiveServer, rollout_dashboard: str, page: Page,
+                                     output_dir: Path) -> None:
+    # GIVEN a running shadow rollout, as the API describes it
+    rollout = httpx.get(f"{rollout_server.url}/model", timeout=30).json()["rollout"]
+    page.goto(rollout_dashboard, timeout=UI_TIMEOUT_MS)
+    # WHEN the Rollout tab is opened
+    page.get_by_role("tab", name="Rollout").click(timeout=UI_TIMEOUT_MS)
+    # THEN it shows the candidate, both versions' figures, the agreement and the verdict
+    expect(page.locator(".st-key-rollout-header")).to_contain_text(rollout["candidate"], timeout=UI_TIMEOUT_MS)
+    expect(page.locator(".st-key-rollout-verdict")).to_contain_text("Verdict: ready", timeout=UI_TIMEOUT_MS)
+    expect(page.locator(".st-key-rollout-agreement")).to_contain_text("100.0%", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("tabpanel", name="Rollout").get_by_test_id("stDataFrame")).to_be_visible(
+        timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "dashboard-rollout.png"))
