@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from aws_cdk import aws_logs as logs
 
-from classifier.config import Settings
+from classifier.config import EVERY_MODEL, MODEL_NAME_RE, Settings
 
 T = TypeVar("T")
 
@@ -53,8 +53,6 @@ _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 # Stack names are "<name>-storage-stack": keep <name> short and DNS-friendly.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
-# The model store's rule for model names (classifier.store.layout.NAME_RE).
-_MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
 # A Cognito user pool id: <region>_<id>.
 _USER_POOL_ID_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]{1,50}$")
@@ -167,6 +165,19 @@ def _string_list(raw: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def _models(raw: Any) -> tuple[str, ...]:
+    """The names of the models the functions serve (MODELS), or ``["*"]`` for every model of the store."""
+    names = tuple(dict.fromkeys(_string_list(raw)))
+    if EVERY_MODEL in names:
+        if len(names) > 1:
+            raise ValueError(f"is either [\"{EVERY_MODEL}\"] (every model of the store) or a list of names")
+        return names
+    for name in names:
+        if not MODEL_NAME_RE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a model name (1-64 lowercase letters, digits, '-' or '_')")
+    return names
+
+
 def _cidrs(raw: Any) -> tuple[str, ...]:
     cidrs = []
     for item in _string_list(raw):
@@ -241,7 +252,9 @@ class AppConfig:
                                     key="aws-region", default_from="CDK_DEFAULT_REGION")
     name: str = option("demo", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting with a letter"))
     model_name: str = option(Settings.model_name,
-                             _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
+                             _pattern(MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
+    # The models the inference function serves (MODELS), model_name among them; empty: model_name alone.
+    models: tuple[str, ...] = option((), _models)
 
     # The inference function.
     backend: str = option("onnx", _choice(BACKENDS))
@@ -355,6 +368,7 @@ class AppConfig:
             values[config_field.name] = _read(context, _context_key(config_field), reading.parse, default)
         config = cls(**values)
         config._check_provisioned_within_reserved()
+        config._check_default_model_is_served()
         config._check_certificate_region("dashboard_certificate_arn", "a load balancer")
         config._check_certificate_region("api_certificate_arn", "a regional API domain")
         config._check_api_domain()
@@ -380,6 +394,13 @@ class AppConfig:
             raise DeployConfigError(
                 f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
                 f"'reserved_concurrency' ({reserved})"
+            )
+
+    def _check_default_model_is_served(self) -> None:
+        if self.models and EVERY_MODEL not in self.models and self.model_name not in self.models:
+            raise DeployConfigError(
+                f"context keys 'model_name' ({self.model_name}) and 'models' ({', '.join(self.models)}): "
+                "model_name is the model POST /classify serves, so it must be one of models"
             )
 
     def _check_certificate_region(self, key: str, user: str) -> None:

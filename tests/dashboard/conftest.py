@@ -17,7 +17,7 @@ from helpers import ROOT
 from helpers.aws import aws_env, new_bucket
 from helpers.dashboard import APP
 from helpers.processes import LiveServer, child, free_port, live_server, wait_until
-from helpers.stores import copy_store
+from helpers.stores import add_model, copy_store
 
 
 @pytest.fixture
@@ -39,6 +39,16 @@ def uploads_server(published_store: Path, tmp_path_factory: pytest.TempPathFacto
     """The API with an uploads bucket (in moto's S3 server): images over 4 MiB can go through S3."""
     store = copy_store(published_store, tmp_path_factory.mktemp("uploads") / "store")
     with live_server(store, store.parent, env=aws_env(s3_endpoint, new_bucket(s3_endpoint))) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def two_models_server(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The API serving two models: resnet50 (the default) and ``products`` (the same weights, labels
+    ``"products <i>"``)."""
+    store = copy_store(published_store, tmp_path_factory.mktemp("two-models") / "store")
+    add_model(store, "products")
+    with live_server(store, store.parent, env={"MODELS": "resnet50,products"}) as live:
         yield live
 
 
@@ -80,16 +90,30 @@ def dashboard(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
     come from streamlit-docker/.streamlit/config.toml, as in the image. One per
     session: every browser page is a new Streamlit session anyway.
     """
-    with served_dashboard(server.url, tmp_path_factory.mktemp("dashboard")) as url:
+    with streamlit_against(server, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def rollout_dashboard(rollout_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard against ``rollout_server``."""
+    with streamlit_against(rollout_server, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def two_models_dashboard(two_models_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard against ``two_models_server``."""
+    with streamlit_against(two_models_server, tmp_path_factory) as url:
         yield url
 
 
 @contextmanager
-def served_dashboard(api_url: str, log_dir: Path) -> Iterator[str]:
-    """``streamlit run`` of the dashboard against ``api_url``, on a free loopback port; yields its URL."""
+def streamlit_against(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run`` of the dashboard with API_URL set to ``server``, stopped on exit; yields its URL."""
     port = free_port()
-    log_path = log_dir / "streamlit.log"
-    env = {**os.environ, "API_URL": api_url}
+    log_path = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
+    env = {**os.environ, "API_URL": server.url}
     env.pop("API_KEY", None)
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",

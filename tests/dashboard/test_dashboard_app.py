@@ -260,7 +260,7 @@ def test_without_an_uploads_bucket_an_image_over_4_mib_says_what_it_needs(server
     # THEN its card says the inline limit, and that a larger image needs the uploads bucket
     card = unescape(texts(block(at, "result-0")))
     assert "Too large" in card and "the API takes up to 4 MiB in a request" in card
-    assert "uploads bucket" in card and "HTTP 501 · not_configured" in card
+    assert "uploads bucket" in card and "HTTP 404 · not_found" in card
 
 
 def test_with_an_uploads_bucket_an_image_over_4_mib_goes_through_s3(uploads_server: LiveServer,
@@ -303,6 +303,36 @@ def test_no_model_shows_503(tmp_path: Path, app_test: MakeApp) -> None:
     assert "No model is loaded" in at.error[0].value
     card = texts(block(at, "result-0"))
     assert "No model available" in card and "503" in card
+
+
+def test_the_model_picker_sends_images_to_the_picked_model(two_models_server: LiveServer,
+                                                           app_test: MakeApp) -> None:
+    # GIVEN an API serving two models, resnet50 the default
+    at = app_test(two_models_server.url).run()
+    assert_no_exception(at)
+    picker = at.sidebar.selectbox(key="model")
+    assert picker.options == ["resnet50 (1000 labels, default)", "products (1000 labels)"]
+    assert picker.value == "resnet50"
+
+    # WHEN products is picked and a photo uploaded
+    picker.set_value("products").run()
+    upload(at, ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+
+    # THEN products classified it (its own labels), and the Model tab describes products
+    top = unescape(block(at, "top-label-0").subheader[0].value)
+    assert top.startswith("products "), top
+    assert all(str(r["label"]).startswith("products ") for r in chart_data(at, 0))
+    assert "products" in block(at, "model-version").subheader[0].value
+    # AND picking the default again classifies the same photo with resnet50's labels
+    at.sidebar.selectbox(key="model").set_value("resnet50").run()
+    assert_no_exception(at)
+    assert not unescape(block(at, "top-label-0").subheader[0].value).startswith("products ")
+
+
+def test_without_several_models_there_is_no_picker(server: LiveServer, app_test: MakeApp) -> None:
+    at = app_test(server.url).run()
+    assert_no_exception(at)
+    assert not [s for s in at.sidebar.selectbox if s.key == "model"]
 
 
 def test_rollout_tab_shows_current_against_candidate_and_the_verdict(rollout_server: LiveServer,

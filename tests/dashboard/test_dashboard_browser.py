@@ -81,12 +81,26 @@ def test_uploaded_photo_shows_its_top_label(server: LiveServer, dashboard: str, 
     assert (output_dir / "dashboard.png").stat().st_size > 10_000
 
 
-@pytest.fixture(scope="module")
-def rollout_dashboard(rollout_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from .conftest import served_dashboard
+def test_the_model_picker_chooses_the_model_that_classifies(two_models_server: LiveServer,
+                                                            two_models_dashboard: str, page: Page) -> None:
+    # GIVEN the dashboard of an API serving resnet50 (the default) and products
+    page.goto(two_models_dashboard, timeout=UI_TIMEOUT_MS)
+    picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
+    expect(picker).to_have_value("resnet50 (1000 labels, default)", timeout=UI_TIMEOUT_MS)
 
-    with served_dashboard(rollout_server.url, tmp_path_factory.mktemp("rollout-dashboard")) as url:
-        yield url
+    # WHEN products is picked, then a photo uploaded
+    picker.click()
+    page.get_by_role("option", name="products (1000 labels)").click()
+    expect(picker).to_have_value("products (1000 labels)", timeout=UI_TIMEOUT_MS)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(CHELSEA)
+
+    # THEN the card shows products' own label for the photo, the one the API gives
+    expected = httpx.post(f"{two_models_server.url}/models/products/classify", content=CHELSEA.read_bytes(),
+                          headers={"content-type": "image/jpeg"}, timeout=120).json()["predictions"][0]["label"]
+    assert expected.startswith("products ")
+    card = page.locator(".st-key-result-0")
+    expect(card.locator(".st-key-top-label-0")).to_have_text(expected, timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
 def test_rollout_view_in_the_browser(rollout_server: LiveServer, rollout_dashboard: str, page: Page,

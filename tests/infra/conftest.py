@@ -33,6 +33,7 @@ OPTIONS: dict[str, Any] = {
     "aws-region": "eu-west-1",
     "name": "acme",
     "model_name": "resnet50-ft",
+    "models": ["defects", "resnet50-ft"],
     "backend": "torch",
     "architecture": "arm64",
     "memory_mb": 4096,

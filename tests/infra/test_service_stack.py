@@ -41,9 +41,9 @@ def test_function_environment(default: Synth) -> None:
     # The runtime's settings (model/classifier/config.py), from cdk.json's defaults.
     _, function = inference_function(default)
     env = function["Properties"]["Environment"]["Variables"]
-    assert {k: env[k] for k in ("MODEL_STORE", "MODEL_NAME", "BACKEND", "MODEL_REFRESH_SECONDS",
+    assert {k: env[k] for k in ("MODEL_STORE", "MODEL_NAME", "MODELS", "BACKEND", "MODEL_REFRESH_SECONDS",
                                 "ROLLOUT_JUDGE_SECONDS", "INFERENCE_THREADS")} == {
-        "MODEL_STORE": "/mnt/store", "MODEL_NAME": "resnet50", "BACKEND": "onnx",
+        "MODEL_STORE": "/mnt/store", "MODEL_NAME": "resnet50", "MODELS": "resnet50", "BACKEND": "onnx",
         # read-only EFS: the function never judges a rollout (the rollout judge does, through the installer)
         "MODEL_REFRESH_SECONDS": "30", "ROLLOUT_JUDGE_SECONDS": "0", "INFERENCE_THREADS": "0",
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from helpers.lambda_events import FakeContext, make_event, multipart, read_response
 from helpers.photos import encode, jpeg, photo
+from helpers.stores import add_model, copy_store
 from helpers.torchvision_reference import assert_same_top5, reference_labels, reference_model, reference_probs
 
 PHOTOS = ["chelsea", "coffee", "rocket"]
@@ -192,3 +193,71 @@ def test_json_forms_refused_with_their_reason(app_client: TestClient, content_ty
     response = app_client.post("/classify", content=payload, headers={"content-type": content_type})
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+
+
+# --- several models: /models, /models/{name}, /models/{name}/classify ----------------------------
+
+
+@pytest.fixture(scope="module")
+def two_models(published_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API serving resnet50 (the default) and products: the same weights, labels of its own."""
+    from classifier.api.app import create_app
+    from classifier.config import Settings
+
+    store = copy_store(published_store, tmp_path_factory.mktemp("two-models") / "store")
+    add_model(store, "products")
+    settings = Settings.from_env({"MODEL_STORE": str(store), "MODELS": "resnet50,products"})
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_each_served_model_answers_with_its_own_labels(two_models: TestClient) -> None:
+    # GIVEN two served models; only the default is loaded at start-up
+    listing = two_models.get("/models").json()
+    assert listing["default"] == "resnet50"
+    assert [(m["name"], m["loaded"], m["labels"]) for m in listing["models"]] == [
+        ("resnet50", True, 1000), ("products", False, 1000)]
+    # WHEN the same photo goes to POST /classify and to POST /models/products/classify
+    default = two_models.post("/classify", content=CHELSEA, headers={"content-type": "image/jpeg"}).json()
+    products = two_models.post("/models/products/classify?top_k=3", content=CHELSEA,
+                               headers={"content-type": "image/jpeg"}).json()
+    # THEN each answered with its own model and labels (the same classes: the weights are the same)
+    assert (default["model"]["name"], products["model"]["name"]) == ("resnet50", "products")
+    assert [p["label"] for p in products["predictions"]] == [f"products {p['index']}" for p in products["predictions"]]
+    assert [p["index"] for p in products["predictions"]] == [p["index"] for p in default["predictions"][:3]]
+    assert not any(p["label"].startswith("products") for p in default["predictions"])
+    # AND products is now loaded, and its record carries its name
+    assert [m["loaded"] for m in two_models.get("/models").json()["models"]] == [True, True]
+    assert two_models.get(f"/classifications/{products['id']}").json()["model"]["name"] == "products"
+
+
+def test_a_served_models_state_is_what_get_model_says_of_the_default(two_models: TestClient) -> None:
+    default, named = two_models.get("/model").json(), two_models.get("/models/resnet50").json()
+    assert default == named and default["name"] == "resnet50"
+    products = two_models.get("/models/products").json()
+    assert (products["state"], products["name"]) == ("loaded", "products")
+    assert products["manifest"]["name"] == "products" and products["spinning"] is False
+
+
+def test_a_model_that_is_not_served_is_a_404_and_stores_nothing(two_models: TestClient) -> None:
+    before = two_models.get("/classifications", params={"limit": 100}).json()["items"]
+    for response in (two_models.post("/models/defects/classify", content=CHELSEA,
+                                     headers={"content-type": "image/jpeg"}),
+                     two_models.get("/models/defects")):
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+        assert "defects" in response.json()["error"]["message"]
+    assert two_models.get("/classifications", params={"limit": 100}).json()["items"] == before
+
+
+def test_without_an_uploads_bucket_neither_the_route_nor_the_document_offers_uploads(app_client: TestClient) -> None:
+    # GIVEN the API without UPLOADS_BUCKET
+    spec = app_client.get("/openapi.json").json()
+    # THEN its document offers no way to upload, and asking anyway is what any unknown route is
+    assert "/uploads" not in spec["paths"]
+    upload = app_client.post("/uploads", json={"content_type": "image/jpeg", "bytes": 10})
+    unknown = app_client.post("/nope", json={"content_type": "image/jpeg", "bytes": 10})
+    assert (upload.status_code, upload.json()["error"]["code"]) == (unknown.status_code, "not_found") == (404,
+                                                                                                            "not_found")
+    # AND an s3_key is not a body this API takes: it says what it does take
+    refused = app_client.post("/classify", json={"s3_key": "uploads/x.jpg"})
+    assert refused.status_code == 400 and "s3_key" not in refused.json()["error"]["message"]

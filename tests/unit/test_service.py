@@ -13,7 +13,6 @@ from classifier.config import Settings
 from classifier.records.evidence import RolloutLedger
 from classifier.records.sqlite import SqliteRecordStore
 from classifier.serving.manager import ModelManager
-from classifier.serving.rollout_slot import Route
 from classifier.serving.service import Classifier, ImageInput
 from classifier.store.layout import ModelStore
 from classifier.store.rollout import RolloutStore
@@ -55,7 +54,7 @@ def test_a_failing_canary_counts_its_error_and_the_request_fails(store: Path, tm
     rolling = Rolling(store, tmp_path, "canary")
     route = rolling.manager.route("key")
     assert route.role == "canary"
-    broken = Route(replace(route.model, backend=BrokenBackend()), route.role, route.rollout)
+    broken = replace(route, model=replace(route.model, backend=BrokenBackend()))
     with pytest.raises(RuntimeError, match="cannot run"):
         rolling.classifier.classify_routed([ImageInput(jpeg("chelsea"))], broken)
     evidence = rolling.ledger.evidence(rolling.rollout)

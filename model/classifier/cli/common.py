@@ -22,10 +22,10 @@ def refused(reason: object, *, status: int = 2) -> int:
     return status
 
 
-def add_store_args(parser: argparse.ArgumentParser) -> None:
+def add_store_args(parser: argparse.ArgumentParser, *, name_help: str = "model name (default: %(default)s)") -> None:
     parser.add_argument("--store", type=Path, default=default_store(),
                         help=f"model store directory (default: $MODEL_STORE or {Settings.model_store})")
-    parser.add_argument("--name", default=default_model_name(), help="model name (default: %(default)s)")
+    parser.add_argument("--name", default=default_model_name(), help=name_help)
 
 
 def runtime_settings(args: argparse.Namespace) -> Settings:

@@ -54,6 +54,8 @@ class Route:
     role: str = CURRENT_ROLE
     rollout: Rollout | None = None
     shadow: LoadedModel | None = None
+    # The rollout's slot, which keeps the request's evidence.
+    slot: RolloutSlot | None = None
 
     def summary(self) -> dict[str, Any]:
         """The response's ``model``: the version that answered, and its role while a rollout runs."""
@@ -91,8 +93,10 @@ class RolloutSlot:
             return Route(current)
         chosen = routes_to_candidate(rollout, routing_key)
         if rollout.mode == "canary":
-            return Route(candidate, rollout.candidate_role, rollout) if chosen else Route(current, rollout=rollout)
-        return Route(current, rollout=rollout, shadow=candidate if chosen else None)
+            if chosen:
+                return Route(candidate, rollout.candidate_role, rollout, slot=self)
+            return Route(current, rollout=rollout, slot=self)
+        return Route(current, rollout=rollout, shadow=candidate if chosen else None, slot=self)
 
     def record(self, route: Route, *, role: str, version: str, ok: bool, latency_ms: float | None,
                compared: int = 0, agreed: int = 0) -> None:
@@ -164,6 +168,13 @@ class RolloutSlot:
             self._serving = None
             return serving[1]
         return None
+
+    def unload(self) -> None:
+        """Let go of the candidate (the memory bound unloads the slot): the next refresh loads it again."""
+        if self._serving is not None:
+            log.info("rollout candidate unloaded", extra={"model_name": self.name, "reason": "memory bound",
+                                                          "model_version": self._serving[1].version})
+        self._serving = None
 
     @property
     def candidate(self) -> LoadedModel | None:

@@ -97,8 +97,8 @@ class Classification:
 
 
 class ModelSource(Protocol):
-    """Where the classifier gets the model for a batch: ``ModelManager`` (the current version,
-    hot-swapped, and a rollout's candidate) or ``FixedModel`` (one version, for evaluation)."""
+    """Where the classifier gets the model for a batch: ``ModelManager`` (a model name's current
+    version, hot-swapped, and a rollout's candidate) or ``FixedModel`` (one version, for evaluation)."""
 
     def current(self) -> LoadedModel: ...
 
@@ -136,14 +136,14 @@ class Classifier:
         self.settings = settings
         self.manager = manager
         self.records = records
-        # One inference at a time per process: each already uses every usable
-        # core, and two at once would only oversubscribe them.
+        # One inference at a time per process, whatever the model: each already uses
+        # every usable core, and two at once would only oversubscribe them.
         self._inference = threading.Lock()
 
-    def route(self, routing_key: str | None) -> Route:
-        """Where a request goes (``ModelSource.route``): decide before classifying, so a failure is
-        counted against the version it was meant for."""
-        return self.manager.route(routing_key)
+    def route(self, routing_key: str | None, source: ModelSource | None = None) -> Route:
+        """Where a request goes (``ModelSource.route`` of ``source``, default the classifier's own model):
+        decided before classifying, so a failure is counted against the version it was meant for."""
+        return (source or self.manager).route(routing_key)
 
     def classify(
         self,
@@ -152,18 +152,20 @@ class Classifier:
         k: int = 5,
         record_ids: Sequence[str] | None = None,
         store: bool = True,
+        source: ModelSource | None = None,
         route: Route | None = None,
     ) -> list[Classification]:
         """Classify ``images`` as one batch; store (unless ``store=False``) and return one result each.
 
         ``record_ids`` names the records (default: new time-ordered ids); the S3
         trigger passes its idempotent ones. With ``store=False`` the caller stores
-        the records itself (the S3 trigger must know that a write failed). ``route``
-        (default: the current version, outside any rollout) is ``route()``'s answer; a
-        shadow run it calls for runs before this returns.
+        the records itself (the S3 trigger must know that a write failed).
+        ``source`` is the model to use (another served model's slot); default: the
+        classifier's own. ``route`` (default: ``source``'s current version, outside any
+        rollout) is ``route()``'s answer; a shadow run it calls for runs before this returns.
         """
-        results, shadow = self.classify_routed(images, route or Route(self.manager.current()), k=k,
-                                               record_ids=record_ids, store=store)
+        route = route or Route((source or self.manager).current())
+        results, shadow = self.classify_routed(images, route, k=k, record_ids=record_ids, store=store)
         if shadow is not None:
             shadow()
         return results
@@ -231,7 +233,8 @@ class Classifier:
             )
             results.append(result)
         log.info("classified", extra={
-            "model_version": model.version, "backend": model.backend.name, "images": len(images),
+            "model_name": model.name, "model_version": model.version, "backend": model.backend.name,
+            "images": len(images),
             "decode_ms": round(sum(decode_ms), 2), "inference_ms": round(inference_ms, 2),
             "total_ms": round(total_ms, 2), "record_ids": [r.id for r in results],
             **({"role": route.role, "rollout_id": route.rollout.id} if route.rollout else {}),
@@ -303,10 +306,10 @@ class Classifier:
                 for result in shadowed:
                     self._store(result)
 
-    def _evidence(self, route: Route, **kwargs: Any) -> None:
-        record = getattr(self.manager, "rollout", None)
-        if route.rollout is not None and record is not None:
-            record.record(route, **kwargs)
+    @staticmethod
+    def _evidence(route: Route, **kwargs: Any) -> None:
+        if route.slot is not None:
+            route.slot.record(route, **kwargs)
 
     def _store(self, result: Classification) -> None:
         assert self.records is not None
