@@ -55,7 +55,8 @@ class StorageStack(TwoAzStack):
         self.rollout_judge = RolloutJudge(
             self, "RolloutJudge",
             inbox=self.inbox.bucket,
-            model_names=[config.model_name],
+            # The models the functions serve; ["*"] (every model of the store) makes the judge list them.
+            model_names=list(config.models) or [config.model_name],
             metrics_namespace=METRICS_NAMESPACE,
             service_name=POWERTOOLS_SERVICE_NAME,
             log_retention=config.log_retention,

@@ -22,6 +22,7 @@ from classifier.store.layout import ModelStore
 from classifier.store.rollout import RolloutStore
 
 from helpers.inbox import tiny_version
+from helpers.openapi import matches_the_document
 from helpers.photos import encode, photo
 from helpers.processes import LiveServer, live_server
 from helpers.stores import copy_store, derive_version
@@ -103,6 +104,8 @@ def test_a_20_percent_canary_over_400_requests(store: Store, tmp_path: Path) -> 
     with live_server(store.root, tmp_path, env=FAST) as server:
         store.start("--canary", "20", "--min-requests", "1000000")
         wait_for(lambda: (rollout_state(server) or {}).get("candidate_state") == "loaded", "the candidate loaded")
+        # (GET /model's rollout is as the API document describes it)
+        matches_the_document(httpx.get(server.url + "/model", timeout=60).json(), "/model", "get")
         # WHEN 400 requests come, each with its own X-Request-Id
         ids = [uuid.uuid4().hex for _ in range(400)]
         answered: dict[str, str] = {}
@@ -115,6 +118,8 @@ def test_a_20_percent_canary_over_400_requests(store: Store, tmp_path: Path) -> 
                 expected_role = "canary" if model["version"] == store.candidate else "current"
                 assert model["version"] in (store.current, store.candidate) and model["role"] == expected_role
                 answered[request_id] = model["version"]
+                if len(answered) <= 20:
+                    matches_the_document(response.json(), "/classify", "post")
             # AND a retry with the same X-Request-Id goes to the same version, every time
             for request_id in ids[:60]:
                 assert classify(client, request_id).json()["model"]["version"] == answered[request_id]

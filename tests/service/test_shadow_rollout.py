@@ -28,6 +28,7 @@ from classifier.cli import main
 from classifier.store.layout import ModelStore
 from classifier.store.rollout import RolloutStore
 
+from helpers.openapi import matches_the_document
 from helpers.photos import encode, photo
 from helpers.processes import LiveServer, live_server
 from helpers.stores import copy_store, stored_records
@@ -168,6 +169,10 @@ def test_shadow_at_100_percent(pair: tuple[Path, str, str], tmp_path: Path) -> N
         # AND every record, once its shadow run is done, carries the candidate's answer and agreement
         wait_for(lambda: all("shadow" in r for r in stored_records(store).values())
                  and len(stored_records(store)) == len(answers), "every record with its shadow")
+        # (a record, shadow and all, as the API document describes it)
+        first = next(iter(answers))
+        matches_the_document(httpx.get(f"{server.url}/classifications/{first}", timeout=60).json(),
+                             "/classifications/{record_id}", "get")
     records = stored_records(store)
     assert set(records) == set(answers)
     for record_id, record in records.items():
