@@ -127,8 +127,9 @@ def judge_inbox(s3: Any, cloudwatch: Any, bucket: str, *, namespace: str, servic
                 "evidence": evidence.as_dict()})
         elif act and now - written > STATE_REFRESH:
             decision["request"] = send_request(s3, bucket, "", name, {"action": "sync"})
-        log.info("rollout of %s %s judged %s: %s; %s", name, rollout.candidate, verdict, verdict.reason,
-                 f"asked the installer to {action}" if act and action else "nothing to do",
+        what = "nothing to do" if action is None else (
+            f"asked the installer to {action}" if act else f"would ask the installer to {action}")
+        log.info("rollout of %s %s judged %s: %s; %s", name, rollout.candidate, verdict, verdict.reason, what,
                  extra={"decision": decision})
         decisions.append(decision)
     return decisions
