@@ -11,9 +11,9 @@ the dimensions ``service``, ``model_version`` and ``role`` (``current``,
 
 One query per statistic, over one period spanning the whole rollout (from its
 ``started_at`` to now), so each comes back as one value: p50 and p95 of every
-latency since the start, not an average of per-minute percentiles. Eleven
-metrics a call: at $0.01 per 1,000 metrics, a judge calling every minute costs
-about $0.16 per day a rollout runs (docs/rollouts.md).
+latency since the start, not an average of per-minute percentiles. Nine
+metrics a call (eleven for a shadow): at $0.01 per 1,000 metrics, a judge calling
+every minute costs $0.13 to $0.16 per day a rollout runs (docs/rollouts.md).
 
 Standard library only (boto3's client is passed in): the installer's zip holds it.
 """
