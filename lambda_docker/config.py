@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aws_cdk import aws_logs as logs
 
 from classifier.config import EVERY_MODEL, MODEL_NAME_RE, Settings
+from classifier.records.keys import DEFAULT_FAMILIES, DEFAULT_SHARDS, MAX_SHARDS, KeyLayout, parse_families
 
 T = TypeVar("T")
 
@@ -153,6 +154,11 @@ def _origins(raw: Any) -> tuple[str, ...]:
     return origins
 
 
+def _records_indexes(raw: Any) -> tuple[str, ...]:
+    """A list of the records table's index families (classifier.records.keys.FAMILIES), ``time`` among them."""
+    return parse_families(_string_list(raw))
+
+
 def _string_list(raw: Any) -> list[str]:
     """A JSON list (cdk.json), or a comma-separated string (``-c key=a,b``)."""
     if isinstance(raw, str):
@@ -276,6 +282,11 @@ class AppConfig:
     uploads_expiration_days: int = option(1, _int(1, 365))
     # Classification records (DynamoDB) expire this many days after creation; 0 keeps them.
     records_ttl_days: int = option(365, _int(0, 36_500))
+    # Records at volume (docs/bulk-and-records.md): each index partition key in this many shards,
+    # and the indexes the table has, each one more write unit a record (None: time and owner, or
+    # time and label with api_auth=none, where every record's owner is "none").
+    records_shards: int = option(DEFAULT_SHARDS, _int(1, MAX_SHARDS))
+    records_indexes: tuple[str, ...] | None = option(None, _optional(_records_indexes))
 
     # Bulk classification (switch bulk): a Step Functions Distributed Map over an S3 prefix.
     # Its batches run this many at once, each one worker invocation: the Lambda concurrency a job takes.
@@ -334,6 +345,12 @@ class AppConfig:
         _PRINCIPAL_RE,
         "a 12-digit account id or an IAM ARN of an account root, role or user (arn:aws:iam::<account>:role/<name>)",
     )))
+
+    @property
+    def records_layout(self) -> KeyLayout:
+        """The records table's indexes and shards: the context keys, or the defaults for ``api_auth``."""
+        default = ("time", "label") if self.api_auth == "none" else DEFAULT_FAMILIES
+        return KeyLayout(self.records_indexes or default, self.records_shards)
 
     @property
     def storage_stack_name(self) -> str:

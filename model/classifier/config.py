@@ -136,6 +136,15 @@ class Settings:
     records_table: str | None = None
     records_ttl_days: int = 365
     records_cursor_secret: str | None = None
+    # DynamoDB's key design (classifier.records.keys): index partition keys split in this many
+    # shards, and the indexes ("families") the table has. Both are the table's, set by the CDK app.
+    records_shards: int = 16
+    records_indexes: tuple[str, ...] = ("time", "owner")
+    # How long a record write retries while DynamoDB throttles, before the record is deferred.
+    records_retry_seconds: float = 1.0
+    # Where records that could not be written wait for ``records replay``: s3://bucket/prefix, or a
+    # directory (default: records-deferred/ beside the SQLite file, or in the model store).
+    records_deferred: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +176,11 @@ class Settings:
             records_table=env.get("RECORDS_TABLE") or None,
             records_ttl_days=_int(env, "RECORDS_TTL_DAYS", cls.records_ttl_days, 0, 36500),
             records_cursor_secret=env.get("RECORDS_CURSOR_SECRET") or None,
+            records_shards=_int(env, "RECORDS_SHARDS", cls.records_shards, 1, 64),
+            records_indexes=tuple(n.strip() for n in env["RECORDS_INDEXES"].split(",") if n.strip())
+            if env.get("RECORDS_INDEXES") else cls.records_indexes,
+            records_retry_seconds=_float(env, "RECORDS_RETRY_SECONDS", cls.records_retry_seconds, 0.0, 600.0),
+            records_deferred=env.get("RECORDS_DEFERRED") or None,
         )
 
     @property

@@ -34,6 +34,14 @@ def app_test(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], AppTest]:
 
 
 @pytest.fixture(scope="module")
+def fitted_server(fitted_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The API serving the fitted model, which gives each test photo its own top-1 label."""
+    store = copy_store(fitted_store, tmp_path_factory.mktemp("fitted-server") / "store")
+    with live_server(store, store.parent) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
 def uploads_server(published_store: Path, tmp_path_factory: pytest.TempPathFactory,
                    s3_endpoint: str) -> Iterator[LiveServer]:
     """The API with an uploads bucket (in moto's S3 server): images over 4 MiB can go through S3."""

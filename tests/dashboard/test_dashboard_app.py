@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, large_photo, texts, unescape
+from helpers.fitted_model import PHOTO_LABELS
 from helpers.photos import jpeg
 from helpers.processes import LiveServer, free_port, live_server
 from helpers.sigv4 import sigv4_gateway
@@ -121,14 +122,16 @@ def test_history_pages_follow_next_cursor(server: LiveServer, app_test: MakeApp)
     assert list(at.tabs[1].dataframe[0].value["ID"]) == [r["id"] for r in first["items"]]
 
 
-def test_history_filters_by_top_label(server: LiveServer, app_test: MakeApp) -> None:
-    # GIVEN records with different top-1 labels, and the API's own filtered page
-    with server.client() as client:
-        labels = {client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}
-                              ).json()["predictions"][0]["label"] for name in ("chelsea", "coffee", "rocket")}
-        label = sorted(labels)[0]
+def test_history_filters_by_top_label(fitted_server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN records of three photos, each with its own top-1 label (the fitted model tells them apart)
+    with fitted_server.client() as client:
+        labels = [client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}
+                              ).json()["predictions"][0]["label"] for name in ("chelsea", "coffee", "rocket")]
+        assert labels == [PHOTO_LABELS[name] for name in ("chelsea", "coffee", "rocket")]
+        label = labels[1]
         want = client.get("/classifications", params={"limit": 20, "label": label}).json()["items"]
-    at = app_test(server.url).run()
+    assert len(want) == 1  # one of the three records: a page that ignored the filter would show three
+    at = app_test(fitted_server.url).run()
 
     # WHEN the History tab is filtered by one of those labels
     at.text_input(key="filter_label").set_value(label).run()

@@ -48,6 +48,8 @@ OPTIONS: dict[str, Any] = {
     "uploads_expiration_days": 3,
     "api_auth": "api_key",
     "records_ttl_days": 0,
+    "records_shards": 8,
+    "records_indexes": ["time", "owner", "label", "model_version"],
     "bulk_max_concurrency": 25,
     "bulk_tolerated_failure_percent": 12,
     "bulk_source_bucket": "acme-images",

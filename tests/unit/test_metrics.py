@@ -1,75 +1,146 @@
-"""EMF metrics: latencies by version and role, model errors, shadow agreement, candidate load failures."""
+"""Per-request metrics (classifier.observability.metrics) as CloudWatch's embedded metric format:
+one JSON document per line on stdout, read here as CloudWatch Logs reads it (the ``_aws`` directive
+names the namespace, the dimension sets and each metric's unit; the values are top-level keys).
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from classifier.observability import metrics
 
-VERSION = "20261123T100000Z-ba9876543210"
+TIMING = {"total": 12.5, "inference": 8.0, "decode": 3.25}
+VERSION = "20261122T100000Z-0123456789ab"
 
 
-@pytest.fixture(autouse=True)
-def emf_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Classifier")
+@dataclass(frozen=True)
+class Emf:
+    namespace: str
+    dimensions: dict[str, str]
+    values: dict[str, tuple[str, list[float]]]  # metric name: (unit, values)
+    timestamp_ms: int
 
 
-def emitted(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+def emitted(capsys: pytest.CaptureFixture[str]) -> list[Emf]:
+    """Each stdout line as CloudWatch reads an EMF document; a line that is not one fails the test."""
+    found = []
+    for line in capsys.readouterr().out.splitlines():
+        doc: dict[str, Any] = json.loads(line)
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        (dimension_set,) = directive["Dimensions"]
+        found.append(Emf(
+            namespace=directive["Namespace"],
+            dimensions={name: doc[name] for name in dimension_set},
+            values={m["Name"]: (m["Unit"], list(doc[m["Name"]])) for m in directive["Metrics"]},
+            timestamp_ms=doc["_aws"]["Timestamp"],
+        ))
+    return found
 
 
-def dimensions(record: dict[str, Any]) -> list[str]:
-    (directive,) = record["_aws"]["CloudWatchMetrics"]
-    (dims,) = directive["Dimensions"]
-    return sorted(dims)
+@pytest.fixture
+def in_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "demo-classifier")
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
 
 
-def test_a_canary_answer_carries_its_version_and_role(capsys: pytest.CaptureFixture[str]) -> None:
-    metrics.record_request(timing={"total": 30.0, "inference": 20.0, "decode": 5.0}, images=1,
-                           model_version=VERSION, error_code=None, cold_start=False, role="canary")
-    (record,) = emitted(capsys)
-    assert dimensions(record) == ["model_version", "role", "service"]
-    assert (record["model_version"], record["role"], record["InferenceLatency"]) == (VERSION, "canary", [20.0])
+def test_a_classification_writes_its_latencies_by_model_version(in_lambda: None,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    before = time.time() * 1000
+    metrics.record_request(timing=TIMING, images=3, model_version=VERSION, error_code=None, cold_start=False)
+    (doc,) = emitted(capsys)
+    assert doc.namespace == "Classifier"
+    assert doc.dimensions == {"model_version": VERSION, "role": "current", "service": "classifier"}
+    assert doc.values == {"TotalLatency": ("Milliseconds", [12.5]), "InferenceLatency": ("Milliseconds", [8.0]),
+                          "DecodeLatency": ("Milliseconds", [3.25]), "Images": ("Count", [3.0])}
+    assert before - 1000 <= doc.timestamp_ms <= time.time() * 1000 + 1000
 
 
-def test_a_5xx_on_a_chosen_version_is_a_model_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_error_is_counted_by_its_code_and_a_cold_start_by_function(in_lambda: None,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a request refused before any classification, on a new instance
+    metrics.record_request(timing=None, images=None, model_version=None, error_code="invalid_image", cold_start=True)
+    errors, cold = emitted(capsys)
+    # THEN no latency is written, one error with its code, and one cold start with the function's name
+    assert (errors.dimensions, errors.values) == ({"code": "invalid_image", "service": "classifier"},
+                                                  {"Errors": ("Count", [1.0])})
+    assert (cold.dimensions, cold.values) == ({"function_name": "demo-classifier", "service": "classifier"},
+                                              {"ColdStart": ("Count", [1.0])})
+
+
+def test_a_namespace_turns_metrics_on_outside_lambda(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Acme/Images")
+    metrics.record_request(timing=TIMING, images=None, model_version=VERSION, error_code=None, cold_start=True)
+    latencies, cold = emitted(capsys)
+    assert latencies.namespace == cold.namespace == "Acme/Images"
+    assert latencies.values["Images"] == ("Count", [1.0])  # a single image when the count is not known
+    assert cold.dimensions["function_name"] == "local"
+
+
+def test_a_laptop_server_writes_no_metrics(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+    metrics.record_request(timing=TIMING, images=1, model_version=VERSION, error_code="internal_error",
+                           cold_start=True)
+    assert capsys.readouterr().out == ""
+
+
+# -- rollouts: the evidence the AWS judge reads ----------------------------------------------------
+
+
+def test_a_canary_answer_carries_its_version_and_role(in_lambda: None, capsys: pytest.CaptureFixture[str]) -> None:
+    metrics.record_request(timing=TIMING, images=1, model_version=VERSION, error_code=None, cold_start=False,
+                           role="canary")
+    (doc,) = emitted(capsys)
+    assert doc.dimensions == {"model_version": VERSION, "role": "canary", "service": "classifier"}
+    assert doc.values["InferenceLatency"] == ("Milliseconds", [8.0])
+
+
+def test_a_5xx_on_a_chosen_version_is_a_model_error(in_lambda: None, capsys: pytest.CaptureFixture[str]) -> None:
     metrics.record_request(timing=None, images=1, model_version=VERSION, error_code="internal_error",
                            cold_start=False, role="canary", status=500)
     model_error, error = emitted(capsys)
-    assert (model_error["ModelErrors"], model_error["model_version"], model_error["role"]) == ([1], VERSION, "canary")
-    assert (error["Errors"], error["code"]) == ([1], "internal_error")
+    assert (model_error.dimensions, model_error.values) == (
+        {"model_version": VERSION, "role": "canary", "service": "classifier"}, {"ModelErrors": ("Count", [1.0])})
+    assert error.dimensions == {"code": "internal_error", "service": "classifier"}
 
 
-def test_a_4xx_is_not_the_model_s_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_4xx_is_not_the_model_s_error(in_lambda: None, capsys: pytest.CaptureFixture[str]) -> None:
     metrics.record_request(timing=None, images=None, model_version=VERSION, error_code="invalid_image",
                            cold_start=False, status=422)
     (error,) = emitted(capsys)
-    assert "ModelErrors" not in error and error["code"] == "invalid_image"
+    assert error.values == {"Errors": ("Count", [1.0])}
 
 
-def test_a_shadow_run_writes_its_latency_and_one_agreement_per_image(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_shadow_run_writes_its_latency_and_one_agreement_per_image(in_lambda: None,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     metrics.record_shadow(model_version=VERSION, inference_ms=42.0, agreements=[True, False, True])
-    (record,) = emitted(capsys)
-    assert dimensions(record) == ["model_version", "role", "service"] and record["role"] == "shadow"
-    assert record["InferenceLatency"] == [42.0] and record["ShadowAgreement"] == [1, 0, 1]
+    (doc,) = emitted(capsys)
+    assert doc.dimensions == {"model_version": VERSION, "role": "shadow", "service": "classifier"}
+    assert doc.values == {"InferenceLatency": ("Milliseconds", [42.0]), "ShadowAgreement": ("Count", [1.0, 0.0, 1.0])}
     metrics.record_shadow(model_version=VERSION, inference_ms=None, agreements=[])
     (failed,) = emitted(capsys)
-    assert (failed["ModelErrors"], failed["role"]) == ([1], "shadow")
+    assert (failed.dimensions["role"], failed.values) == ("shadow", {"ModelErrors": ("Count", [1.0])})
 
 
-def test_a_candidate_that_cannot_load_is_counted(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_candidate_that_cannot_load_is_counted(in_lambda: None, capsys: pytest.CaptureFixture[str]) -> None:
     metrics.record_candidate_load_failure(VERSION)
-    (record,) = emitted(capsys)
-    assert (record["CandidateLoadFailures"], record["model_version"]) == ([1], VERSION)
+    (doc,) = emitted(capsys)
+    assert (doc.dimensions, doc.values) == ({"model_version": VERSION, "service": "classifier"},
+                                            {"CandidateLoadFailures": ("Count", [1.0])})
 
 
-def test_nothing_is_written_outside_lambda_without_a_namespace(capsys: pytest.CaptureFixture[str],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE")
+def test_a_laptop_server_writes_no_rollout_metrics(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
     metrics.record_shadow(model_version=VERSION, inference_ms=1.0, agreements=[True])
     metrics.record_candidate_load_failure(VERSION)
-    assert emitted(capsys) == []
+    assert capsys.readouterr().out == ""

@@ -72,6 +72,8 @@ SINCE = TextParameter("since", max_length=40, pattern=_UTC_TIME, example="2026-1
 UNTIL = TextParameter("until", max_length=40, pattern=_UTC_TIME, example="2026-11-23T00:00:00Z")
 # A served model's name (the store's rule for names); a name not served is a 404.
 MODEL_NAME = TextParameter("name", max_length=64, pattern=r"[a-z0-9][a-z0-9_-]{0,63}", example="resnet50")
+# GET /classifications?model=: records of the model of that name, served now or not.
+MODEL = TextParameter("model", max_length=64, pattern=r"[a-z0-9][a-z0-9_-]{0,63}", example="resnet50")
 
 Parameter = IntParameter | TextParameter
 
@@ -79,7 +81,7 @@ Parameter = IntParameter | TextParameter
 QUERY_PARAMETERS: dict[tuple[str, str], tuple[Parameter, ...]] = {
     ("/classify", "post"): (TOP_K,),
     ("/models/{name}/classify", "post"): (TOP_K,),
-    ("/classifications", "get"): (LIMIT, CURSOR, LABEL, MODEL_VERSION, SINCE, UNTIL),
+    ("/classifications", "get"): (LIMIT, CURSOR, LABEL, MODEL_VERSION, MODEL, SINCE, UNTIL),
 }
 
 # Every path parameter checked by this table, by the path and method that take it.

@@ -20,7 +20,7 @@ from classifier.api.document import deployment_document
 from classifier.api.inputs import read_images
 from classifier.api.middleware import error_response
 from classifier.api.offload import blocking
-from classifier.api.parameters import CURSOR, LABEL, LIMIT, MODEL_VERSION, SINCE, TOP_K, UNTIL
+from classifier.api.parameters import CURSOR, LABEL, LIMIT, MODEL, MODEL_VERSION, SINCE, TOP_K, UNTIL
 from classifier.api.payloads import parse_upload_request
 from classifier.errors import ClassifierError, InvalidParameter, ModelUnavailable, NotFound
 from classifier.records.ids import is_record_id, parse_timestamp
@@ -115,7 +115,8 @@ async def list_classifications(request: Request) -> JSONResponse:
     if since is not None and until is not None and since >= until:
         raise InvalidParameter("since must be before until")
     page = await blocking(request, request.app.state.records.list, LIMIT.read(query), CURSOR.read(query),
-                          label=LABEL.read(query), model_version=MODEL_VERSION.read(query), since=since, until=until)
+                          label=LABEL.read(query), model_version=MODEL_VERSION.read(query), since=since, until=until,
+                          model=MODEL.read(query))
     return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
 
 

@@ -44,6 +44,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from classifier.lifecycle.evaluate import DataSet, EvaluationError, evaluate
+    from classifier.serving.imaging import ignored_text
     from classifier.store.layout import ModelStore
     from classifier.store.manifest import StoreError
 
@@ -55,6 +56,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise EvaluationError(f"model {args.name} has no current version: pass --version")
         labels = labels_of(store, args.name, version)
         data = DataSet.scan(args.data, labels)
+        if data.ignored:
+            print(f"{args.data}: {len(data.samples)} images; {ignored_text(data.ignored)}", file=sys.stderr)
         with Progress(len(data.samples), "evaluating", enabled=not args.json) as progress:
             report = evaluate(store, settings, version, data, compare=args.compare, progress=progress.advance_to)
     except (EvaluationError, StoreError) as exc:
@@ -114,6 +117,7 @@ def promote_s3(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from classifier.lifecycle.quantize import QuantizeError, quantize
+    from classifier.serving.imaging import ignored_text
     from classifier.store.layout import ModelStore
     from classifier.store.manifest import StoreError
 
@@ -122,6 +126,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                             activate=not args.no_activate)
     except (QuantizeError, StoreError) as exc:
         return refused(exc)
+    calibration = manifest["quantization"]["calibration"]
+    if calibration.get("ignored"):
+        print(f"calibration: {calibration['images']} images; {ignored_text(calibration['ignored'])}", file=sys.stderr)
     size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
     state = "it is now current" if not args.no_activate else "installed, not current"
     print(f"quantized {manifest['derived_from']} into {manifest['version']} (int8, {size:.0f} MB); {state}. "

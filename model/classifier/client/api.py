@@ -255,10 +255,11 @@ class ClassifierClient:
 
     def classifications(self, *, limit: int = 20, cursor: str | None = None, label: str | None = None,
                         model_version: str | None = None, since: datetime | str | None = None,
-                        until: datetime | str | None = None) -> ClassificationPage:
-        """``GET /classifications``: one page of stored records, newest first; each filter only when given."""
+                        until: datetime | str | None = None, model: str | None = None) -> ClassificationPage:
+        """``GET /classifications``: one page of stored records, newest first; each filter only when given
+        (``model``: the model's name)."""
         query = {"limit": str(limit)}
-        optional = {"cursor": cursor, "label": label, "model_version": model_version,
+        optional = {"cursor": cursor, "label": label, "model_version": model_version, "model": model,
                     "since": None if since is None else _query_time(since),
                     "until": None if until is None else _query_time(until)}
         query.update({name: value for name, value in optional.items() if value is not None})

@@ -19,6 +19,7 @@ whatever the traffic. In AWS the metrics are the evidence
 
 from __future__ import annotations
 
+import fcntl
 import math
 import sqlite3
 import threading
@@ -96,13 +97,18 @@ class RolloutLedger:
             raise RuntimeError(f"{self.path} is on a network file system ({kind}): SQLite's locking is not safe "
                                "there. In AWS the rollout evidence is the CloudWatch metrics")
         self._local = threading.local()
-        self._connection().executescript(_SCHEMA)
+        # Under the records store's own lock file: switching a new file to WAL takes a lock SQLite's busy
+        # timeout does not wait for (classifier.records.sqlite).
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            db = self._connection()
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db

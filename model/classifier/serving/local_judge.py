@@ -26,7 +26,7 @@ def ledger_path(settings: Settings) -> Path | None:
     records (in AWS the CloudWatch metrics are the evidence)."""
     if settings.records_table:
         return None
-    from classifier.records.sqlite import RECORDS_DB_NAME
+    from classifier.records import RECORDS_DB_NAME
 
     return settings.records_db or settings.model_store / RECORDS_DB_NAME
 
