@@ -1,12 +1,12 @@
 """A shadow rollout on a running server, with two versions that disagree on some photos: every answer the
 current version's, every record the candidate's answer and agreement, and the judge acting on it.
 
-The two versions are ResNet-50 checkpoints this module writes and publishes with ``--weights PATH
---labels FILE``, as a user would a fine-tuned model: the first is torchvision's architecture with seeded
-random weights whose batch-norm statistics are estimated on the test photos (one forward pass in train
-mode), so its answers differ from photo to photo; the second is the same with two rows of its final layer
-swapped: chelsea's top-1 class and one no photo gets. So the candidate disagrees on chelsea and agrees on
-the photos whose top-1 is another class.
+The current version is the fitted test model (``helpers.fitted_model``: batch-norm statistics estimated on
+the test photos, its final layer fitted to give each photo its own class), published with ``--weights
+PATH``. The candidate is a checkpoint this module writes from it and publishes with ``--weights PATH
+--labels FILE --no-activate``, as a user would a fine-tuned model: the same weights with two rows of the
+final layer swapped, chelsea's class (tabby) and one no photo gets (tench). So the candidate disagrees on
+chelsea and agrees on the other photos.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from classifier.cli import main
 from classifier.store.layout import ModelStore
 from classifier.store.rollout import RolloutStore
 
+from helpers.fitted_model import class_index, fitted_weights
 from helpers.openapi import matches_the_document
 from helpers.photos import encode, photo
 from helpers.processes import LiveServer, live_server
@@ -37,78 +38,45 @@ NAME = "resnet50"
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 SENT = {name: encode(photo(name), "JPEG", quality=90) for name in PHOTOS}
 FAST = {"MODEL_REFRESH_SECONDS": "1", "ROLLOUT_JUDGE_SECONDS": "1"}
-
-
-# Each photo's class in the current version (torchvision's indices: tabby, espresso, space shuttle, missile),
-# and the class the candidate moves chelsea's answer to (tench: no photo's).
-CLASSES = {"chelsea": 281, "coffee": 967, "astronaut": 812, "rocket": 657}
+# The class the candidate moves chelsea's answer to (tench: no photo's).
 MOVED_TO = 0
-MARGIN, RIDGE = 12.0, 0.1
 
 
-def checkpoints(folder: Path) -> tuple[Path, Path, Path]:
-    """Write the two checkpoints and the labels file; return their paths (current, candidate, labels).
+def candidate_checkpoint(current: Path, folder: Path) -> tuple[Path, Path]:
+    """The candidate's checkpoint (``current`` with chelsea's and ``MOVED_TO``'s rows of ``fc`` swapped) and a
+    labels file of the ImageNet classes; returns their paths."""
+    from safetensors.torch import load_file, save_file
+    from torchvision.models import ResNet50_Weights
 
-    Seeded random weights; batch-norm statistics estimated on views of the photos (a forward pass in
-    train mode); the four photos' rows of ``fc`` fitted by ridge regression on their features, so each
-    photo's top-1 is its own class by a wide margin. The candidate swaps chelsea's row with ``MOVED_TO``'s.
-    """
-    import torch
-    from safetensors.torch import save_file
-    from torchvision.models import ResNet50_Weights, resnet50
-
-    transforms = ResNet50_Weights.IMAGENET1K_V2.transforms()
-    torch.manual_seed(0)
-    model = resnet50()
-    sizes = ((320, 240), (400, 300), (512, 512))
-    views = torch.stack([transforms(photo(name).resize(size)) for name in PHOTOS for size in sizes])
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # a cumulative average over the batch
-    model.train()
-    with torch.no_grad():
-        model(views)
-    model.eval()
-    trunk = torch.nn.Sequential(*list(model.children())[:-1])
-    with torch.no_grad():
-        features = trunk(views).flatten(1).double()
-    mean = features.mean(0)
-    centred = features - mean
-    targets = torch.eye(len(PHOTOS), dtype=torch.float64)[[i for i in range(len(PHOTOS)) for _ in sizes]]
-    targets -= 1 / len(PHOTOS)
-    coef = centred.T @ torch.linalg.solve(centred @ centred.T + RIDGE * torch.eye(len(centred), dtype=torch.float64),
-                                          targets)
-    current = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
-    rows = [CLASSES[name] for name in PHOTOS]
-    current["fc.weight"][rows] = (MARGIN * coef.T).float()
-    current["fc.bias"][rows] = (MARGIN * (1 / len(PHOTOS) - mean @ coef)).float()
-    candidate = {k: v.clone() for k, v in current.items()}
-    swap = [CLASSES["chelsea"], MOVED_TO]
+    weights = load_file(str(current))
+    swap = [class_index("chelsea"), MOVED_TO]
     for key in ("fc.weight", "fc.bias"):
-        candidate[key][swap] = current[key][list(reversed(swap))]
+        weights[key][swap] = weights[key][list(reversed(swap))].clone()
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(current, str(folder / "current.safetensors"))
-    save_file({k: v.contiguous() for k, v in candidate.items()}, str(folder / "candidate.safetensors"))
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "candidate.safetensors"))
     labels = folder / "labels.txt"
     labels.write_text("\n".join(ResNet50_Weights.IMAGENET1K_V2.meta["categories"]) + "\n")
-    return folder / "current.safetensors", folder / "candidate.safetensors", labels
+    return folder / "candidate.safetensors", labels
 
 
-def publish(store: Path, weights: Path, labels: Path, *, activate: bool) -> str:
+def publish_candidate(store: Path, weights: Path, labels: Path) -> str:
+    """``publish --weights PATH --labels FILE --no-activate``, as a user installs a version to roll out."""
     out = subprocess.run([sys.executable, "-m", "classifier", "publish", "--store", str(store), "--weights",
-                          str(weights), "--labels", str(labels), *([] if activate else ["--no-activate"])],
+                          str(weights), "--labels", str(labels), "--no-activate"],
                          check=True, capture_output=True, text=True)
     return out.stdout.split()[2]
 
 
 @pytest.fixture(scope="module")
-def disagreeing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    """A read-only store: the current version, and a candidate that disagrees with it on chelsea."""
+def disagreeing(fitted_store: Path, output_dir: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A read-only store: the fitted model current, and a candidate that disagrees with it on chelsea."""
     folder = tmp_path_factory.mktemp("disagreeing")
-    current, candidate, labels = checkpoints(folder / "weights")
-    store = folder / "store"
-    return store, publish(store, current, labels, activate=True), publish(store, candidate, labels, activate=False)
+    store = copy_store(fitted_store, folder / "store")
+    current = ModelStore(store).current(NAME)
+    assert current is not None
+    weights, labels = candidate_checkpoint(fitted_weights(output_dir / "cache"), folder / "weights")
+    return store, current, publish_candidate(store, weights, labels)
 
 
 @pytest.fixture
@@ -182,8 +150,8 @@ def test_shadow_at_100_percent(pair: tuple[Path, str, str], tmp_path: Path) -> N
         assert shadow["agrees_top1"] == (shadow["predictions"][0]["index"] == record["predictions"][0]["index"])
         # each photo gets its own class from the current version; the candidate moved chelsea's elsewhere
         name = answers[record_id]["photo"]
-        assert record["predictions"][0]["index"] == CLASSES[name]
-        assert shadow["predictions"][0]["index"] == (MOVED_TO if name == "chelsea" else CLASSES[name])
+        assert record["predictions"][0]["index"] == class_index(name)
+        assert shadow["predictions"][0]["index"] == (MOVED_TO if name == "chelsea" else class_index(name))
         assert shadow["agrees_top1"] == (name != "chelsea")
     # AND `rollout status` reports the agreement the records hold
     report = status(store)
@@ -195,9 +163,9 @@ def test_shadow_at_100_percent(pair: tuple[Path, str, str], tmp_path: Path) -> N
 
 def test_a_disagreeing_candidate_is_aborted_by_the_judge(pair: tuple[Path, str, str], tmp_path: Path) -> None:
     store, current, candidate = pair
-    # GIVEN a shadow asking for 90% agreement after 8 requests, with auto-promotion on
+    # GIVEN a shadow asking for 90% agreement after 8 requests (latency not at stake), auto-promotion on
     with serving(store, tmp_path, candidate, "--shadow", "100", "--min-requests", "8", "--min-agreement", "0.9",
-                 "--auto-promote") as server, server.client() as client:
+                 "--max-latency-ratio", "100", "--auto-promote") as server, server.client() as client:
         # WHEN the photos keep coming, chelsea among them (a quarter of the requests: 75% agreement)
         sent = 0
 
