@@ -103,7 +103,7 @@ def shadow_child(store: Path, requests: int, photos: dict[str, Path], result: Pa
                 samples[size][kind].append(elapsed)
     manager = handler_module.app.state.manager
     assert manager.rollout.candidate is not None, "the candidate never loaded"
-    result.write_text(json.dumps({"samples": samples, "threads": manager.threads}))
+    result.write_text(json.dumps({"samples": samples, "threads": manager.threads, "spinning": manager.plan.spin}))
 
 
 def memory_child(store: Path, candidate_version: str, result: Path) -> None:
@@ -146,7 +146,8 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Shadow mode in Lambda: the handler with a 50% shadow rollout of an untrained ResNet-50 (the candidate: "
         f"the same weights), {report['requests']} invocations of each kind per photo, interleaved in one process "
-        f"({report['threads']} inference threads). Wall time per invocation, ms:",
+        f"({report['threads']} inference threads, spinning {'on' if report['spinning'] else 'off'}: Lambda's plan at "
+        f"{MEMORY_MB} MB). Wall time per invocation, ms:",
         "",
         "| photo | plain p50 | shadowed p50 | extra per shadowed request | plain p95 | shadowed p95 | "
         f"extra $ per million shadowed ({MEMORY_MB} MB) |",
@@ -212,8 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     photos = assets.make_photos(work / "photos")
     store, current, candidate = prepare(work)
+    # The function's settings as the CDK app gives them, and its memory: the thread plan is Lambda's at
+    # MEMORY_MB (a CPU share of 1.7, so two threads that do not spin), not this host's.
     env = {**os.environ, "MODEL_STORE": str(store), "MODEL_NAME": NAME, "MODEL_REFRESH_SECONDS": "1",
-           "ROLLOUT_JUDGE_SECONDS": "0", "POWERTOOLS_METRICS_NAMESPACE": "Classifier"}
+           "ROLLOUT_JUDGE_SECONDS": "0", "POWERTOOLS_METRICS_NAMESPACE": "Classifier",
+           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB)}
     log("memory of two loaded versions (and the rollout started)")
     memory_result = work / "memory.json"
     run_child(["--child", "memory", "--store", str(store), "--candidate", candidate, "--result", str(memory_result)],
@@ -242,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join(["python", "bench/rollouts.py", *(argv if argv is not None else sys.argv[1:])]),
         "started_at": started_at, "load_average": load,
         "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "requests": requests, "threads": shadow["threads"], "current": current, "candidate": candidate,
+        "requests": requests, "threads": shadow["threads"], "spinning": shadow["spinning"],
+        "current": current, "candidate": candidate,
         "shadow": rows, "memory": memory, "samples": shadow["samples"],
     }
     (work / "results-rollouts.json").write_text(json.dumps(report, indent=1) + "\n")
