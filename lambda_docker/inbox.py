@@ -6,7 +6,10 @@ installer (``classifier.store.installer``), which copies the version into EFS
 through its access point and makes it current (unless the upload says not
 to). The same rule fires for ``[<prefix>/]models/<name>/CURRENT``, the
 promotion object ``promote VERSION --s3`` writes: the installer then makes
-that installed version current (``classifier.store.inbox``).
+that installed version current (``classifier.store.inbox``), and for
+``[<prefix>/]models/<name>/ROLLOUT``, a rollout request (``rollout ... --s3``,
+the rollout judge): the installer starts, promotes or aborts the rollout and
+mirrors its state to ``rollouts/<name>.json``, the one prefix it may write.
 
 EventBridge rather than a direct S3 -> Lambda notification: CloudFormation
 sets a bucket's EventBridge switch natively, whereas CDK's direct
@@ -50,7 +53,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from classifier.store.inbox import MANIFEST_NAME, PROMOTION_NAME
+from classifier.store.inbox import MANIFEST_NAME, PROMOTION_NAME, ROLLOUT_REQUEST_NAME, ROLLOUT_STATE_PREFIX
 from lambda_docker.bucket_access import allow_objects, object_created_rule
 from lambda_docker.buckets import SecureBucket
 from lambda_docker.checkov import ENVIRONMENT_KMS, LOG_GROUP_KMS, NO_RESERVED_CONCURRENCY, CheckovSkip, skip_checks
@@ -68,8 +71,8 @@ INSTALLER_HANDLER = "classifier.store.installer.handler"
 # The installer's runtime: the Python the lock resolves for and the Lambda image runs.
 INSTALLER_RUNTIME = lambda_.Runtime.PYTHON_3_12
 INSTALLER_ARCHITECTURE = lambda_.Architecture.ARM_64
-# The keys the installer acts on: a version's manifest, and a model's promotion object.
-INSTALLER_KEY_SUFFIXES = (f"/{MANIFEST_NAME}", f"/{PROMOTION_NAME}")
+# The keys the installer acts on: a version's manifest, a model's promotion object and its rollout requests.
+INSTALLER_KEY_SUFFIXES = (f"/{MANIFEST_NAME}", f"/{PROMOTION_NAME}", f"/{ROLLOUT_REQUEST_NAME}")
 
 
 def pip_install_command(target: str) -> list[str]:
@@ -155,11 +158,15 @@ class ModelInbox(Construct):
         )
         self.publisher = self._publisher(publisher_principal)
         self.function = self._installer(mount)
-        # Read only (GetObject covers HEAD too): an upload is never changed or deleted here.
+        # Read only (GetObject covers HEAD too): an upload is never changed or deleted here. The one
+        # write: the rollout state it mirrors for the rollout judge, which cannot reach EFS.
         allow_objects(self.function, self.bucket, "s3:GetObject")
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{ROLLOUT_STATE_PREFIX}*")],
+        ))
         self.rule = object_created_rule(
             self, "ManifestCreated",  # the id it had before promotions: an id change would replace the rule
-            description="A model manifest or promotion landed in the inbox: install or promote that version",
+            description="A model manifest, promotion or rollout request landed in the inbox: act on it",
             bucket=self.bucket,
             key_filters=[{"suffix": suffix} for suffix in INSTALLER_KEY_SUFFIXES],
             target=targets.LambdaFunction(self.function, retry_attempts=2),
@@ -232,8 +239,9 @@ class ModelInbox(Construct):
         suppress_vpc_function_role(self.function, NagPackSuppression(
             id="AwsSolutions-IAM5",
             reason="The installer reads whichever version is uploaded: object keys are not known "
-                   "at deploy time. Scoped to this one bucket's objects, read only.",
-            applies_to=[f"Resource::<{bucket_id}.Arn>/*"],
+                   "at deploy time. Scoped to this one bucket's objects, read only, but for the rollout "
+                   "states it mirrors under rollouts/ (one object a model).",
+            applies_to=[f"Resource::<{bucket_id}.Arn>/*", f"Resource::<{bucket_id}.Arn>/{ROLLOUT_STATE_PREFIX}*"],
         ))
         NagSuppressions.add_resource_suppressions(self.function, [NagPackSuppression(
             id="AwsSolutions-L1",

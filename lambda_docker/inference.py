@@ -83,6 +83,9 @@ class ClassifierRuntime:
             "MODELS": ",".join(self.config.models) or self.config.model_name,
             "BACKEND": self.config.backend,
             "MODEL_REFRESH_SECONDS": str(self.config.model_refresh_seconds),
+            # EFS is read-only to these functions: a rollout is judged, and acted on, by the rollout
+            # judge through the installer (lambda_docker/rollout_judge.py), never by them.
+            "ROLLOUT_JUDGE_SECONDS": "0",
             "INFERENCE_THREADS": str(self.config.inference_threads),
             "UPLOADS_BUCKET": self.uploads_bucket_name,
             "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,

@@ -6,13 +6,19 @@ calls: CloudWatch extracts the metrics from the log lines) in namespace
 function by ``inference.runtime_environment``):
 
 - ``TotalLatency``, ``InferenceLatency``, ``DecodeLatency`` (Milliseconds) and
-  ``Images`` (Count), dimensions ``service`` and ``model_version``;
+  ``Images`` (Count), dimensions ``service``, ``model_version`` and ``role``
+  (``current``, and during a rollout ``canary`` or ``shadow``);
+- ``ModelErrors`` (Count), dimensions ``service``, ``model_version`` and ``role``;
+  ``ShadowAgreement`` (1 or 0 per image), the same; ``CandidateLoadFailures``,
+  ``service`` and ``model_version``;
 - ``Errors`` (Count), dimensions ``service`` and ``code`` (the API's error code);
 - Powertools' ``ColdStart``, dimensions ``function_name`` and ``service``.
 
 The dashboard reads them with SEARCH expressions, so each model version (and
-each error code) gets its own line without the stack knowing the versions,
-beside API Gateway's and Lambda's own metrics. The alarms watch API Gateway's
+each role, each error code) gets its own line without the stack knowing the
+versions, beside API Gateway's and Lambda's own metrics. Its rollout row puts
+a running rollout's current version and candidate side by side: the evidence
+the rollout judge weighs (docs/rollouts.md). The alarms watch API Gateway's
 metrics, which exist whatever the runtime emits, and notify ``Alarms``' topic.
 """
 
@@ -38,8 +44,13 @@ GRAPH_PERIOD = Duration.minutes(5)
 WIDGET_WIDTH = 8  # three widgets a row (CloudWatch's grid is 24 wide)
 
 
+# The dimensions of the per-request metrics (classifier.observability.metrics).
+BY_VERSION_AND_ROLE = "model_version,role"
+
+
 def runtime_search(metric_name: str, dimension: str, statistic: str, label: str) -> cloudwatch.MathExpression:
-    """Every time series of the runtime's ``metric_name``, one per value of ``dimension``."""
+    """Every time series of the runtime's ``metric_name``, one per value of ``dimension`` (comma-separated
+    dimension names: one per combination of their values)."""
     schema = f"{{{METRICS_NAMESPACE},{dimension},service}}"
     query = f'{schema} MetricName="{metric_name}" service="{POWERTOOLS_SERVICE_NAME}"'
     return cloudwatch.MathExpression(
@@ -94,6 +105,7 @@ class Observability(Construct):
         self.dashboard.add_widgets(*self._latency_widgets(api))
         self.dashboard.add_widgets(*self._traffic_widgets(api))
         self.dashboard.add_widgets(*self._capacity_widgets(function))
+        self.dashboard.add_widgets(*self._rollout_widgets())
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(
             title="Alarms", alarms=[alarms.api_server_errors, self.latency_alarm, self.error_rate_alarm],
             width=WIDGET_WIDTH * 3,
@@ -103,17 +115,17 @@ class Observability(Construct):
 
     def _latency_widgets(self, api: apigw.RestApi | apigwv2.HttpApi) -> list[cloudwatch.IWidget]:
         return [
-            graph("Latency p50 / p99 (ms): the runtime, per model version", [
-                runtime_search("TotalLatency", "model_version", "p50", "p50"),
-                runtime_search("TotalLatency", "model_version", "p99", "p99"),
+            graph("Latency p50 / p99 (ms): the runtime, per model version and role", [
+                runtime_search("TotalLatency", BY_VERSION_AND_ROLE, "p50", "p50"),
+                runtime_search("TotalLatency", BY_VERSION_AND_ROLE, "p99", "p99"),
             ]),
             graph("Latency p50 / p99 (ms): API Gateway", [
                 api.metric_latency(period=GRAPH_PERIOD, statistic="p50", label="p50"),
                 api.metric_latency(period=GRAPH_PERIOD, statistic="p99", label="p99"),
             ]),
-            graph("Inference and decode p99 (ms), per model version", [
-                runtime_search("InferenceLatency", "model_version", "p99", "inference p99"),
-                runtime_search("DecodeLatency", "model_version", "p99", "decode p99"),
+            graph("Inference and decode p99 (ms), per model version and role", [
+                runtime_search("InferenceLatency", BY_VERSION_AND_ROLE, "p99", "inference p99"),
+                runtime_search("DecodeLatency", BY_VERSION_AND_ROLE, "p99", "decode p99"),
             ]),
         ]
 
@@ -128,8 +140,25 @@ class Observability(Construct):
                 runtime_search("Errors", "code", "Sum", "errors by code"),
             ]),
             graph("Model version in use (images classified)", [
-                runtime_search("Images", "model_version", "Sum", "images"),
+                runtime_search("Images", BY_VERSION_AND_ROLE, "Sum", "images"),
             ], stacked=True),
+        ]
+
+    def _rollout_widgets(self) -> list[cloudwatch.IWidget]:
+        """A rollout's evidence, as the judge weighs it: each version in its role (current, canary,
+        shadow) side by side, from the same metrics."""
+        return [
+            graph("Rollout: inference p95 (ms), per version and role", [
+                runtime_search("InferenceLatency", BY_VERSION_AND_ROLE, "p95", "p95"),
+            ]),
+            graph("Rollout: requests and model errors, per version and role", [
+                runtime_search("InferenceLatency", BY_VERSION_AND_ROLE, "SampleCount", "requests"),
+                runtime_search("ModelErrors", BY_VERSION_AND_ROLE, "Sum", "model errors"),
+            ]),
+            graph("Rollout: shadow top-1 agreement (0..1), candidate load failures", [
+                runtime_search("ShadowAgreement", BY_VERSION_AND_ROLE, "Average", "agreement"),
+                runtime_search("CandidateLoadFailures", "model_version", "Sum", "load failures"),
+            ]),
         ]
 
     def _capacity_widgets(self, function: lambda_.IFunction) -> list[cloudwatch.IWidget]:

@@ -1,7 +1,7 @@
 """``<name>-storage-stack``: everything that holds data, deployed once and rarely changed.
 
 The VPC, the EFS model store with its access points, the records table, the
-model inbox with its installer, the uploads bucket for large images, the
+model inbox with its installer and the rollout judge, the uploads bucket for large images, the
 bulk jobs' results bucket (switch ``bulk``), and the bucket of access logs.
 The service stack mounts and uses these, so compute can be redeployed or
 destroyed without touching data.
@@ -19,8 +19,10 @@ from lambda_docker.buckets import AccessLogsBucket, SecureBucket
 from lambda_docker.config import UPLOADS_PREFIX, AppConfig
 from lambda_docker.function_url import invoker_principal
 from lambda_docker.inbox import ModelInbox
+from lambda_docker.inference import METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
 from lambda_docker.network import Network
 from lambda_docker.records import DEFERRED_PREFIX, RECORD_ACTIONS, RECORDS_DEFERRED_ACTIONS, RecordsTable
+from lambda_docker.rollout_judge import RolloutJudge
 from lambda_docker.storage import ModelStorage
 from lambda_docker.two_az_stack import TwoAzStack
 
@@ -51,6 +53,15 @@ class StorageStack(TwoAzStack):
             expiration_days=config.inbox_expiration_days,
             log_retention=config.log_retention,
             publisher_principal=invoker_principal(config.inbox_publisher_principal),
+        )
+        self.rollout_judge = RolloutJudge(
+            self, "RolloutJudge",
+            inbox=self.inbox.bucket,
+            # The models the functions serve; ["*"] (every model of the store) makes the judge list them.
+            model_names=list(config.models) or [config.model_name],
+            metrics_namespace=METRICS_NAMESPACE,
+            service_name=POWERTOOLS_SERVICE_NAME,
+            log_retention=config.log_retention,
         )
         self.uploads = self._uploads_bucket(config)
         self.records = RecordsTable(self, "Records", ttl_days=config.records_ttl_days, layout=config.records_layout,
@@ -84,6 +95,8 @@ class StorageStack(TwoAzStack):
                   description="aws logs tail <this group>: what the installer did with each upload")
         CfnOutput(self, "InstallerFunction", value=self.inbox.function.function_name,
                   description="The installer Lambda; invoke it with {bucket, key} to re-run an install")
+        CfnOutput(self, "RolloutJudgeLogGroup", value=self.rollout_judge.log_group.log_group_name,
+                  description="aws logs tail <this group>: what the rollout judge decided each minute, and why")
         CfnOutput(self, "RecordsTable", value=self.records.table.table_name,
                   description="Classification records (GET /classifications reads them)")
         CfnOutput(self, "RecordsDeferredBucket", value=self.records.deferred.bucket_name,

@@ -35,6 +35,7 @@ import altair as alt
 import pandas  # noqa: F401
 import streamlit as st
 from PIL import Image, ImageOps
+from rollout_view import rollout_tab
 
 from classifier.client.api import (
     DEFAULT_S3_MAX_BYTES,
@@ -389,9 +390,9 @@ def main() -> None:
     st.title(md(title), anchor=False)
     st.caption(f"Photos go to the classification API; {md(served)} answers with its best guesses.")
     banner = st.container()  # filled last: classifications can reveal an untrained model too
-    classify, history, model_state, versions = st.tabs(
+    classify, history, model_state, versions, rollout = st.tabs(
         [":material/image_search: Classify", ":material/history: History", ":material/memory: Model",
-         ":material/inventory_2: Models"])
+         ":material/inventory_2: Models", ":material/alt_route: Rollout"])
     with classify:
         results = classify_tab(api, top_k, picked)
     with history:
@@ -400,6 +401,8 @@ def main() -> None:
         model_tab(model, model_error)
     with versions:
         models_tab(api)
+    with rollout:
+        rollout_tab(model, model_error)
     with banner:
         banners(model, model_error, [r["warning"] for r in results if r.get("warning")])
 

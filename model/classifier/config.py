@@ -122,6 +122,9 @@ class Settings:
     model_memory_mb: int | None = None
     backend: str = "onnx"
     refresh_seconds: float = 30.0
+    # How often a serving process judges a running rollout from its evidence and acts on the
+    # verdict; 0: never, and it never writes the store (Lambda, where EFS is read-only to it).
+    rollout_judge_seconds: float = 30.0
     max_image_bytes: int = 4 * MiB
     # The whole request body (a multipart batch holds several images). Lambda
     # caps a synchronous invocation at 6 MB, so larger bodies never arrive there.
@@ -171,6 +174,7 @@ class Settings:
             model_memory_mb=_model_memory_mb(env),
             backend=backend,
             refresh_seconds=_float(env, "MODEL_REFRESH_SECONDS", cls.refresh_seconds, 0.0, 86400.0),
+            rollout_judge_seconds=_float(env, "ROLLOUT_JUDGE_SECONDS", cls.rollout_judge_seconds, 0.0, 86400.0),
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, 1, 1024 * MiB),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, 1, 1024 * MiB),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1, 1_000_000_000),

@@ -336,3 +336,30 @@ def test_without_several_models_there_is_no_picker(server: LiveServer, app_test:
     at = app_test(server.url).run()
     assert_no_exception(at)
     assert not [s for s in at.sidebar.selectbox if s.key == "model"]
+
+
+def test_rollout_tab_shows_current_against_candidate_and_the_verdict(rollout_server: LiveServer,
+                                                                     app_test: MakeApp) -> None:
+    # GIVEN what the API says of its running rollout
+    rollout = httpx.get(f"{rollout_server.url}/model", timeout=30).json()["rollout"]
+    # WHEN the dashboard opens
+    at = app_test(rollout_server.url).run()
+    assert_no_exception(at)
+    # THEN its Rollout tab names the candidate, puts both versions side by side with their evidence, and
+    # shows the verdict and the agreement
+    assert rollout["candidate"] in block(at, "rollout-header").subheader[0].value
+    table = at.tabs[4].dataframe[0].value
+    assert list(table["Version"]) == [rollout["current"], rollout["candidate"]]
+    assert list(table["Role"]) == ["current", "shadow"]
+    assert list(table["Requests"]) == [rollout["evidence"]["current"]["requests"],
+                                       rollout["evidence"]["candidate"]["requests"]] == [4, 4]
+    assert list(table["Errors"]) == [0, 0]
+    verdict = block(at, "rollout-verdict")
+    assert rollout["verdict"] == "ready" and "Verdict: ready" in verdict.success[0].value
+    assert {m.label: m.value for m in block(at, "rollout-agreement").metric} == {"Top-1 agreement": "100.0%"}
+
+
+def test_rollout_tab_without_a_rollout_says_how_to_start_one(server: LiveServer, app_test: MakeApp) -> None:
+    at = app_test(server.url).run()
+    assert_no_exception(at)
+    assert any("No rollout is running" in i.value for i in at.tabs[4].info)

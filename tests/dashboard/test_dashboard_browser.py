@@ -198,3 +198,21 @@ def test_the_models_tab_draws_a_few_classes_readably(few_classes_dashboard: str,
     legend = [text for text, _ in boxes(confusion, "g.role-legend-label text")]
     assert legend and all(re.fullmatch(r"\d+", text) for text in legend), legend
     expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_rollout_view_in_the_browser(rollout_server: LiveServer, rollout_dashboard: str, page: Page,
+                                     output_dir: Path) -> None:
+    # GIVEN a running shadow rollout, as the API describes it
+    rollout = httpx.get(f"{rollout_server.url}/model", timeout=30).json()["rollout"]
+    page.goto(rollout_dashboard, timeout=UI_TIMEOUT_MS)
+    # WHEN the Rollout tab is opened
+    page.get_by_role("tab", name="Rollout").click(timeout=UI_TIMEOUT_MS)
+    # THEN it shows the candidate, both versions' figures, the agreement and the verdict
+    expect(page.locator(".st-key-rollout-header")).to_contain_text(rollout["candidate"], timeout=UI_TIMEOUT_MS)
+    expect(page.locator(".st-key-rollout-verdict")).to_contain_text("Verdict: ready", timeout=UI_TIMEOUT_MS)
+    expect(page.locator(".st-key-rollout-agreement")).to_contain_text("100.0%", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("tabpanel", name="Rollout").get_by_test_id("stDataFrame")).to_be_visible(
+        timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "dashboard-rollout.png"))

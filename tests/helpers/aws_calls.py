@@ -8,10 +8,10 @@ A static reading of ``model/classifier``, no import of it:
    handed to Starlette is a reference, not a call), transitively, within that closure. A call
    ``self.m()`` reaches ``m`` of the same class (or its relatives); ``module.f()`` and imported
    names reach what they name; ``<receiver>.m()`` reaches the methods named ``m`` of the classes
-   ``RECEIVERS`` says that receiver holds (``records``: the record stores, ``deferred``: where refused writes wait, ...); any other
-   ``x.m()`` reaches every method named ``m`` in the closure, unless ``m`` is also a method of
-   Python's built-in types (``get``, ``read``, ...), whose calls on unknown receivers are taken
-   for those (a dict's ``get`` is not a record store's).
+   ``RECEIVERS`` says that receiver holds (``records``: the record stores, ``deferred``: where
+   refused writes wait, ...); any other ``x.m()`` reaches every method named ``m`` in the closure,
+   unless ``m`` is also a method of Python's built-in types (``get``, ``read``, ...), whose calls on
+   unknown receivers are taken for those (a dict's ``get`` is not a record store's).
 3. The AWS calls among what it reaches: ``<client>.<operation>(...)`` where the module creates
    a boto3 client whose service model (botocore's) has that operation, and the helpers boto3
    adds to clients (``upload_file``, ``generate_presigned_post``).

@@ -1,7 +1,7 @@
 """Each role may do exactly what its code calls: the actions of every function's role (and of the inbox's
 publisher role) are compared with the AWS calls its entry point can reach in model/classifier
-(``helpers.aws_calls``), so the two cannot drift; the VPC's S3 endpoint admits no write but deferred records; the cursor key
-reaches only the function whose code signs cursors; the bulk worker reads only its prefixes."""
+(``helpers.aws_calls``), so the two cannot drift; the VPC's S3 endpoint admits no write but deferred
+records; the cursor key reaches only the function whose code signs cursors; the bulk worker reads only its prefixes."""
 
 from __future__ import annotations
 

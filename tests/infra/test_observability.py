@@ -42,10 +42,10 @@ def test_functions_name_the_powertools_service_and_namespace(switches: Synth) ->
 
 
 def test_dashboard_shows_latency_per_model_version_and_from_api_gateway(default: Synth) -> None:
-    # p50 and p99 of the runtime's TotalLatency through SEARCH over model_version, and API Gateway's Latency.
+    # p50 and p99 of the runtime's TotalLatency (SEARCH over model_version and role), and API Gateway's Latency.
     body = dashboard_body(default)
     for statistic in ("p50", "p99"):
-        search = (f"SEARCH('{{Classifier,model_version,service}} MetricName=\\\"TotalLatency\\\" "
+        search = (f"SEARCH('{{Classifier,model_version,role,service}} MetricName=\\\"TotalLatency\\\" "
                   f"service=\\\"classifier\\\"', '{statistic}', 300)")
         assert search in body
     widgets = json.loads(body.replace("<ref>", "REF"))["widgets"]
@@ -61,7 +61,7 @@ def test_dashboard_shows_traffic_errors_capacity_cold_starts_and_model_version(d
     for metric in ('"Count"', '"4XXError"', '"5XXError"', '"Throttles"', '"ConcurrentExecutions"'):
         assert metric in body, metric
     assert "{Classifier,function_name,service} MetricName=\\\"ColdStart\\\"" in body
-    assert "{Classifier,model_version,service} MetricName=\\\"Images\\\"" in body
+    assert "{Classifier,model_version,role,service} MetricName=\\\"Images\\\"" in body
     assert "{Classifier,code,service} MetricName=\\\"Errors\\\"" in body
     default.service.has_output("MetricsDashboardUrl", {"Value": {"Fn::Join": ["", [
         "https://", {"Ref": "AWS::Region"}, ".console.aws.amazon.com/cloudwatch/home?region=",
@@ -113,3 +113,22 @@ def test_tracing_switch_traces_the_stage_and_every_function(switches: Synth) -> 
     assert [props["TracingConfig"] for props in image_functions(switches)] == [{"Mode": "Active"}] * 4
     _, state_machine = only(switches.service, "AWS::StepFunctions::StateMachine")
     assert state_machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_dashboard_has_a_rollout_row_with_what_the_judge_weighs(default: Synth) -> None:
+    # Per version and role (current, canary, shadow): p95 inference, requests and model errors, shadow
+    # agreement; and candidate load failures: the same metrics the rollout judge reads.
+    body = dashboard_body(default)
+    for metric, statistic in (("InferenceLatency", "p95"), ("InferenceLatency", "SampleCount"),
+                              ("ModelErrors", "Sum"), ("ShadowAgreement", "Average")):
+        assert (f"SEARCH('{{Classifier,model_version,role,service}} MetricName=\\\"{metric}\\\" "
+                f"service=\\\"classifier\\\"', '{statistic}', 300)") in body, (metric, statistic)
+    assert "{Classifier,model_version,service} MetricName=\\\"CandidateLoadFailures\\\"" in body
+    widgets = json.loads(body.replace("<ref>", "REF"))["widgets"]
+    titles = [w["properties"].get("title", "") for w in widgets]
+    rollout = [t for t in titles if t.startswith("Rollout:")]
+    assert len(rollout) == 3
+    # AND the three sit on one row of their own
+    rows = {w["y"] for w in widgets if w["properties"].get("title", "").startswith("Rollout:")}
+    assert len(rows) == 1 and all(w["x"] in (0, 8, 16) for w in widgets
+                                  if w["properties"].get("title", "").startswith("Rollout:"))

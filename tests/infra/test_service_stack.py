@@ -42,9 +42,10 @@ def test_function_environment(default: Synth) -> None:
     _, function = inference_function(default)
     env = function["Properties"]["Environment"]["Variables"]
     assert {k: env[k] for k in ("MODEL_STORE", "MODEL_NAME", "MODELS", "BACKEND", "MODEL_REFRESH_SECONDS",
-                                "INFERENCE_THREADS")} == {
+                                "ROLLOUT_JUDGE_SECONDS", "INFERENCE_THREADS")} == {
         "MODEL_STORE": "/mnt/store", "MODEL_NAME": "resnet50", "MODELS": "resnet50", "BACKEND": "onnx",
-        "MODEL_REFRESH_SECONDS": "30", "INFERENCE_THREADS": "0",
+        # read-only EFS: the function never judges a rollout (the rollout judge does, through the installer)
+        "MODEL_REFRESH_SECONDS": "30", "ROLLOUT_JUDGE_SECONDS": "0", "INFERENCE_THREADS": "0",
     }
     uploads_id, _ = uploads_bucket(default)
     assert f"ExportsOutputRef{uploads_id}" in json.dumps(env["UPLOADS_BUCKET"])

@@ -392,9 +392,9 @@ def test_installer_mounts_the_store_through_its_own_access_point(default: Synth)
     assert len(props["VpcConfig"]["SubnetIds"]) == 2
 
 
-def test_manifests_and_promotions_trigger_the_installer(default: Synth) -> None:
+def test_manifests_promotions_and_rollout_requests_trigger_the_installer(default: Synth) -> None:
     # EventBridge: "Object Created" in the inbox for keys ending in /manifest.json (install a
-    # version) or /CURRENT (promote one: `promote VERSION --s3`).
+    # version), /CURRENT (promote one: `promote VERSION --s3`) or /ROLLOUT (a rollout request).
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
     default.storage.has_resource_properties("AWS::Events::Rule", {
@@ -402,7 +402,8 @@ def test_manifests_and_promotions_trigger_the_installer(default: Synth) -> None:
             "source": ["aws.s3"],
             "detail-type": ["Object Created"],
             "detail": {"bucket": {"name": [{"Ref": inbox_id}]},
-                       "object": {"key": [{"suffix": "/manifest.json"}, {"suffix": "/CURRENT"}]}},
+                       "object": {"key": [{"suffix": "/manifest.json"}, {"suffix": "/CURRENT"},
+                                          {"suffix": "/ROLLOUT"}]}},
         },
         "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [installer_id, "Arn"]}})],
     })
@@ -411,14 +412,18 @@ def test_manifests_and_promotions_trigger_the_installer(default: Synth) -> None:
     })
 
 
-def test_installer_may_only_read_the_inbox(default: Synth) -> None:
-    # GetObject on the inbox's objects and ListBucket on it; no writes, no other bucket.
+def test_installer_may_only_read_the_inbox_but_for_the_rollout_states(default: Synth) -> None:
+    # GetObject on the inbox's objects and ListBucket on it; its one write, PutObject, only under
+    # rollouts/ (the states it mirrors for the rollout judge); no other bucket.
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     _, policy = only(default.storage, "AWS::IAM::Policy", {"PolicyName": Match.string_like_regexp("Installer")})
     s3_statements = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
                      if "s3:" in json.dumps(s["Action"])]
-    assert sorted(json.dumps(s["Action"]) for s in s3_statements) == ['"s3:GetObject"', '"s3:ListBucket"']
+    assert sorted(json.dumps(s["Action"]) for s in s3_statements) == ['"s3:GetObject"', '"s3:ListBucket"',
+                                                                      '"s3:PutObject"']
     assert all(inbox_id in json.dumps(s["Resource"]) for s in s3_statements)
+    (put,) = [s for s in s3_statements if s["Action"] == "s3:PutObject"]
+    assert put["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [inbox_id, "Arn"]}, "/rollouts/*"]]}
 
 
 def test_installer_zip_holds_its_modules_and_its_locked_requirements(default: Synth) -> None:

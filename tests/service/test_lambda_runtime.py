@@ -331,7 +331,7 @@ def test_logs_are_powertools_json_and_metrics_are_emf(lambda_run: LambdaRun) -> 
     assert access["correlation_id"]  # API Gateway's request id, from the event
     # and the model's log lines (written on the loading thread) are Powertools JSON too
     assert any(e.get("message") == "model loaded" and e.get("service") == "classifier" for e in entries)
-    # THEN each classification wrote an EMF record with its latencies, by model version
+    # THEN each classification wrote an EMF record with its latencies, by model version and role (no rollout runs)
     emf = [e for e in entries if "_aws" in e]
     latency = [e for e in emf if "TotalLatency" in e]
     assert len(latency) == 2  # the v1 and v2 classifications; not the init warm-up
@@ -340,8 +340,9 @@ def test_logs_are_powertools_json_and_metrics_are_emf(lambda_run: LambdaRun) -> 
         assert directive["Namespace"] == "Classifier"
         assert {m["Name"] for m in directive["Metrics"]} == {"TotalLatency", "InferenceLatency", "DecodeLatency",
                                                             "Images"}
-        assert ["model_version", "service"] in [sorted(d) for d in directive["Dimensions"]]
-        assert record["model_version"] == version and record["TotalLatency"][0] >= record["InferenceLatency"][0] > 0
+        assert ["model_version", "role", "service"] in [sorted(d) for d in directive["Dimensions"]]
+        assert record["model_version"] == version and record["role"] == "current"
+        assert record["TotalLatency"][0] >= record["InferenceLatency"][0] > 0
     # AND the 415 counted as an error by code, and the first invocation as the cold start
     errors = [e for e in emf if "Errors" in e]
     assert [e["code"] for e in errors] == ["unsupported_media_type"]

@@ -135,3 +135,34 @@ def test_without_a_bound_nothing_is_unloaded(store: Path) -> None:
     for name in ("resnet50", "products"):
         use(registry, clock, name)
     assert loaded(registry) == ["resnet50", "products"]
+
+
+def test_a_rollout_candidate_counts_against_the_bound_with_its_model(store: Path, tmp_path: Path) -> None:
+    # GIVEN two models loaded under a bound that fits two, and a rollout of a new resnet50 version
+    from classifier.store.layout import ModelStore
+    from classifier.store.rollout import RolloutStore
+
+    from helpers.stores import derive_version
+
+    add_model(store, "products")
+    clock = Clock()
+    registry = registry_for(store, clock, "resnet50,products", TWO_MODELS_MB)
+    use(registry, clock, "resnet50")
+    use(registry, clock, "products")
+    models = ModelStore(store)
+    current = models.current("resnet50")
+    assert current is not None
+    candidate = models.install_dir(derive_version(models.version_dir("resnet50", current), tmp_path / "candidate",
+                                                  created="2031-06-01T00:00:00Z"), make_current=False)
+    RolloutStore(models).start("resnet50", candidate, mode="shadow", percent=100)
+    # WHEN resnet50's slot next refreshes and loads the candidate beside its current version
+    clock.now += 60
+    slot = registry.slot("resnet50")
+    slot.refresh(force=True)
+    # THEN the candidate serves in resnet50's shadow, both count, and products (least recently used) made room
+    assert slot.route("key").shadow is not None
+    assert slot.memory_bytes == 2 * slot.current().memory_bytes
+    assert loaded(registry) == ["resnet50"] and registry.memory.in_use() == slot.memory_bytes
+    # AND unloading resnet50 (products needs the room again) drops its candidate with it
+    use(registry, clock, "products")
+    assert loaded(registry) == ["products"] and registry.slot("resnet50").rollout.candidate is None

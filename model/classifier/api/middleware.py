@@ -113,6 +113,7 @@ class RequestContext:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "model_name": state.get("model_name"),
                 "model_version": state.get("model_version"),
+                "role": state.get("role"),
                 "images": state.get("images"),
                 "error_code": state.get("error_code"),
                 "owner": caller.owner,
@@ -120,7 +121,8 @@ class RequestContext:
             if not warm_up:
                 metrics.record_request(timing=state.get("timing"), images=state.get("images"),
                                        model_version=state.get("model_version"),
-                                       error_code=state.get("error_code"), cold_start=cold)
+                                       error_code=state.get("error_code"), cold_start=cold,
+                                       role=state.get("role", "current"), status=status)
             logs.unbind()
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from classifier.api.document import deployment_document
 from classifier.api.identity import Caller
@@ -74,6 +76,25 @@ DOCS_CSP = "; ".join([
 ])
 
 
+class AnswerThenShadow(JSONResponse):
+    """The answer, then a rollout's shadow run (which stores the records): the run happens even if
+    sending the answer failed (a client gone), so no record is lost with it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shadow, self.background = self.background, None
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if shadow is not None:
+                await shadow()
+
+
+def routing_key(request: Request) -> str:
+    """What a rollout routes a request by: the client's ``X-Request-Id`` (so its retry goes the same way),
+    else the request's own id."""
+    return request.headers.get("x-request-id") or str(request.state.request_id)
+
+
 async def classify(request: Request) -> JSONResponse:
     """``POST /classify``: the default model (``MODEL_NAME``)."""
     return await _classify(request, request.app.state.models.default)
@@ -90,14 +111,23 @@ async def _classify(request: Request, model: ModelManager) -> JSONResponse:
     top_k = TOP_K.read(request.query_params)
     images = await read_images(request, state.settings, state.uploads, owner=caller.owner)
     request.state.images = len(images)
-    results = await blocking(request, state.classifier.classify, images, k=top_k, source=model, owner=caller.owner)
-    request.state.model_name = results[0].model["name"]
-    request.state.model_version = results[0].model["version"]
+    route = await blocking(request, state.classifier.route, routing_key(request), model)
+    # Known before the model runs: a failure counts against the version and role it was meant for.
+    request.state.model_name = route.model.name
+    request.state.model_version, request.state.role = route.model.version, route.role
+    results, shadow = await blocking(request, state.classifier.classify_routed, images, route, k=top_k,
+                                     owner=caller.owner)
     request.state.timing = {"total": results[0].timing_ms["total"], "inference": results[0].timing_ms["inference"],
                             "decode": sum(r.timing_ms["decode"] for r in results)}
-    if len(results) == 1:
-        return JSONResponse(results[0].as_dict())
-    return JSONResponse({"results": [result.as_dict() for result in results]})
+    body = results[0].as_dict() if len(results) == 1 else {"results": [result.as_dict() for result in results]}
+    if shadow is None:
+        return JSONResponse(body)
+    if "aws.event" in request.scope:
+        # Lambda returns the answer only when the invocation ends: the shadow runs inside it either way,
+        # and inline it costs no thread hop (docs/rollouts.md).
+        await blocking(request, shadow)
+        return JSONResponse(body)
+    return AnswerThenShadow(body, background=BackgroundTask(shadow))
 
 
 async def create_upload(request: Request) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 - ``store_commands``: ``models``, ``rollback`` (standard library only);
 - ``lifecycle``: ``publish``, ``evaluate``, ``promote``, ``quantize``;
+- ``rollout_commands``: ``rollout start|status|promote|abort|judge``, on a store or through the S3 inbox;
 - ``batch``: a folder in process, or an S3 prefix on Step Functions;
 - ``records``: ``records replay``, the records the database refused, written back;
 - ``serve``: the API under uvicorn;
@@ -19,7 +20,7 @@ import argparse
 from collections.abc import Sequence
 
 from classifier import __version__
-from classifier.cli import batch, classify, lifecycle, records, serve, store_commands
+from classifier.cli import batch, classify, lifecycle, records, rollout_commands, serve, store_commands
 
 DESCRIPTION = """Image classification from a versioned model store: publish a model, measure it on your
 own photos, make it current (or roll it back), and serve it over HTTP, here or on AWS Lambda.
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"classifier {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
-    for group in (lifecycle, store_commands, batch, records, serve, classify):
+    for group in (lifecycle, store_commands, rollout_commands, batch, records, serve, classify):
         group.register(sub)
     return parser
 

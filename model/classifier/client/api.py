@@ -132,6 +132,8 @@ class ModelState(TypedDict, total=False):
     refresh_seconds: float
     manifest: dict[str, Any]
     last_error: str | None
+    # A running rollout: its settings, its candidate's state, and (a local server) its evidence and verdict.
+    rollout: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,20 @@ API call and no agent. Namespace ``POWERTOOLS_METRICS_NAMESPACE`` (the CDK app s
 ``Classifier``), service ``POWERTOOLS_SERVICE_NAME`` (``classifier``):
 
 - ``TotalLatency``, ``InferenceLatency``, ``DecodeLatency`` (ms) and ``Images``, per
-  classification request, with the dimension ``model_version`` (a handful of values:
-  the versions that served);
+  classification request, with the dimensions ``model_version`` (a handful of values:
+  the versions that served) and ``role`` (``current``; during a rollout ``canary`` for
+  the candidate's answers, ``shadow`` for its runs beside the current model, which
+  write ``InferenceLatency`` alone);
+- ``ModelErrors`` (count), ``model_version`` and ``role``: a request that failed on that version;
+- ``ShadowAgreement`` (``model_version``: the candidate, ``role``: ``shadow``): per image, 1 when
+  its top-1 agreed with the current version's, else 0 (its average is the agreement);
+- ``CandidateLoadFailures`` (``model_version``): an instance could not load a rollout's candidate;
 - ``Errors`` (count), with the dimension ``code`` (the API's error codes);
 - ``ColdStart`` (count), with ``function_name``, once per Lambda instance;
 - ``RecordsDeferred`` (count), with ``service`` alone: records the database would not take,
   kept for ``records replay`` (an alarm watches it), and ``RecordsReplayed`` when they go back.
+
+The rollout judge in AWS reads the first four (``classifier.store.cloudwatch_evidence``).
 
 Written only inside Lambda or when a namespace is configured: a laptop's server
 stays quiet.
@@ -19,7 +27,7 @@ stays quiet.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from classifier.observability.logs import SERVICE
@@ -34,8 +42,11 @@ def namespace() -> str:
 
 
 def record_request(*, timing: Mapping[str, float] | None, images: int | None, model_version: str | None,
-                   error_code: str | None, cold_start: bool) -> None:
-    """The metrics of one request: its latencies (a classification), its error, its cold start."""
+                   error_code: str | None, cold_start: bool, role: str = "current", status: int = 200) -> None:
+    """The metrics of one request: its latencies (a classification), its error, its cold start.
+
+    A 5xx on a request a model version was chosen for also counts as that version's ``ModelErrors``.
+    """
     if not enabled():
         return
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -43,14 +54,41 @@ def record_request(*, timing: Mapping[str, float] | None, images: int | None, mo
     if timing is not None and model_version is not None:
         latency = EphemeralMetrics(namespace=namespace(), service=SERVICE)
         latency.add_dimension("model_version", model_version)
+        latency.add_dimension("role", role)
         for name, key in (("TotalLatency", "total"), ("InferenceLatency", "inference"), ("DecodeLatency", "decode")):
             latency.add_metric(name=name, unit=MetricUnit.Milliseconds, value=timing[key])
         latency.add_metric(name="Images", unit=MetricUnit.Count, value=images or 1)
         latency.flush_metrics()
+    elif status >= 500 and model_version is not None:
+        _single("ModelErrors", {"model_version": model_version, "role": role})
     if error_code is not None:
         _single("Errors", {"code": error_code})
     if cold_start:
         _single("ColdStart", {"function_name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")})
+
+
+def record_shadow(*, model_version: str, inference_ms: float | None, agreements: Sequence[bool]) -> None:
+    """A shadow run of the candidate: its latency and per-image agreement, or (``inference_ms`` None) its failure."""
+    if not enabled():
+        return
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    if inference_ms is None:
+        _single("ModelErrors", {"model_version": model_version, "role": "shadow"})
+        return
+    metric = EphemeralMetrics(namespace=namespace(), service=SERVICE)
+    metric.add_dimension("model_version", model_version)
+    metric.add_dimension("role", "shadow")
+    metric.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=inference_ms)
+    for agrees in agreements:  # one value per image: the average is the agreement, the count the images
+        metric.add_metric(name="ShadowAgreement", unit=MetricUnit.Count, value=1 if agrees else 0)
+    metric.flush_metrics()
+
+
+def record_candidate_load_failure(model_version: str) -> None:
+    """This instance could not load a rollout's candidate (the log line says why)."""
+    if enabled():
+        _single("CandidateLoadFailures", {"model_version": model_version})
 
 
 def _single(name: str, dimensions: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from classifier.config import Settings
 from classifier.errors import ModelUnavailable
 from classifier.serving.backends import Backend, import_backend, load_backend
 from classifier.serving.cpu import ThreadPlan, plan_threads
+from classifier.serving.rollout_slot import RolloutSlot, Route
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import BACKEND_ARTIFACT, IntegrityError, StoreError, check_artifact, precision
 
@@ -127,6 +128,9 @@ class ModelManager:
         self.last_error: str | None = None
         # When a request last asked for this model: the memory bound unloads the least recent first.
         self.last_used = clock()
+        # A running rollout's candidate, loaded beside the current version (classifier.serving.rollout_slot),
+        # within the same memory bound.
+        self.rollout = RolloutSlot(self.name, self.store, settings, self._admitted_load)
 
     # -- public ----------------------------------------------------------------
     def load_in_background(self) -> threading.Thread:
@@ -159,9 +163,21 @@ class ModelManager:
             raise ModelUnavailable(self.last_error or "no model is loaded")
         return loaded
 
+    def route(self, routing_key: str | None) -> Route:
+        """Where a request goes: the current version, or during a rollout the candidate (canary) or the
+        current version with the candidate in its shadow; raises ``ModelUnavailable`` as ``current()``."""
+        return self.rollout.route(self.current(), routing_key)
+
     @property
     def loaded(self) -> LoadedModel | None:
         return self._loaded
+
+    @property
+    def memory_bytes(self) -> int:
+        """What this slot's models hold, as the memory bound counts it: the current version and a
+        rollout's candidate beside it."""
+        loaded, candidate = self._loaded, self.rollout.candidate
+        return (loaded.memory_bytes if loaded else 0) + (candidate.memory_bytes if candidate else 0)
 
     def refresh(self, force: bool = False) -> LoadedModel | None:
         """Load the version named by CURRENT if it changed (rate-limited); the model serving now, if any."""
@@ -193,6 +209,7 @@ class ModelManager:
             return None
         try:
             dropped, self._loaded = self._loaded, None
+            self.rollout.unload()  # a candidate never serves without its current version
         finally:
             self._lock.release()
         if dropped is not None:
@@ -221,10 +238,21 @@ class ModelManager:
                 load_ms=round(loaded.load_ms, 1),
                 manifest=loaded.manifest,
             )
+        rollout = self.rollout.describe()
+        if rollout is not None:
+            state["rollout"] = rollout
         return state
 
     # -- internals -------------------------------------------------------------
     def _refresh_locked(self, now: float) -> None:
+        # The judge first: a promotion it makes is served from this refresh on.
+        self.rollout.judge_if_due(now)
+        self._refresh_current(now)
+        self.rollout.refresh(self._loaded)
+        if self._memory is not None and self.rollout.candidate is not None:
+            self._memory.settle(self)  # the candidate counts too: others' models may have to go
+
+    def _refresh_current(self, now: float) -> None:
         name = self.name
         try:
             version = self.store.current(name)
@@ -244,7 +272,8 @@ class ModelManager:
         if self._failed and self._failed[0] == version and now < self._failed[1]:
             return
         try:
-            new = self._admitted_load(version)
+            # A rollout's promoted candidate is loaded already: it serves without a second load.
+            new = self.rollout.adopt(version) or self._admitted_load(version)
         except Exception as exc:  # a broken version must never take the service down
             self._fail(version, f"version {version} could not be loaded: {exc}", now)
             return

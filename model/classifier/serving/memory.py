@@ -14,7 +14,9 @@ A model counts as its backend artifact's size (``model.onnx`` or
 ``weights.safetensors``), which the manifest states before the load starts; what a
 session really holds is measured in docs/architecture.md. A single model larger
 than the bound still loads (everything else is unloaded first): refusing it would
-make it unservable.
+make it unservable. A rollout's candidate, loaded beside its slot's current version,
+counts as a model of that slot: loading it may unload other slots' models, and an
+unloaded slot drops its candidate too (``classifier.serving.rollout_slot``).
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ class MemoryBudget:
                     "model_name": slot.name, "bytes_in_use": self._in_use(), "bytes_limit": self.limit_bytes})
 
     def _in_use(self) -> int:
-        loaded = sum(model.memory_bytes for slot in self._slots if (model := slot.loaded) is not None)
-        return loaded + sum(self._reserved.values())
+        # A slot's models: its current version, and a rollout's candidate loaded beside it.
+        return sum(slot.memory_bytes for slot in self._slots) + sum(self._reserved.values())
 
     def _make_room(self, slot: ModelManager, nbytes: int) -> int:
         """Unload other slots' models, least recently used first, until ``nbytes`` more fit; the bytes
@@ -88,7 +90,7 @@ class MemoryBudget:
                              key=lambda s: s.last_used):
             if in_use + nbytes <= self.limit_bytes:
                 break
-            dropped = victim.unload_if_idle()
-            if dropped is not None:
-                in_use -= dropped.memory_bytes
+            held = victim.memory_bytes
+            if victim.unload_if_idle() is not None:
+                in_use -= held
         return in_use + nbytes

@@ -20,6 +20,15 @@ Promotion (``promote VERSION --s3``) is a small object of its own::
 Its arrival makes the installer switch the store's ``CURRENT`` to that
 (installed) version: the installer stays the only writer of models on EFS.
 
+Rollouts (``rollout start|promote|abort --s3``, and the AWS judge) go the same way::
+
+    [<prefix>/]models/<name>/ROLLOUT     its body: JSON, {"action": "start"|"promote"|"abort"|"sync", ...}
+
+and the installer, having acted on the store, mirrors the model's rollout state
+where the judge and ``rollout status --s3`` read it (they cannot reach EFS)::
+
+    rollouts/<name>.json                 {"name", "current", "rollout", "last_outcome", "last_request", "updated_at"}
+
 Standard library only: the installer's zip includes this module.
 """
 
@@ -35,6 +44,10 @@ PROMOTION_NAME = "CURRENT"
 # S3 user metadata on manifest.json (x-amz-meta-activate): "false" installs without activating.
 ACTIVATE_METADATA = "activate"
 MAX_PROMOTION_BYTES = 1024
+ROLLOUT_REQUEST_NAME = "ROLLOUT"
+# A request carries at most a rollout's settings and the judge's evidence: a few KB.
+MAX_ROLLOUT_REQUEST_BYTES = 64 * 1024
+ROLLOUT_STATE_PREFIX = "rollouts/"
 
 _MANIFEST_KEY_RE = re.compile(
     rf"^(?P<prefix>(?:.+/)?){MODELS_SEGMENT}/(?P<name>[^/]+)/(?P<version>[^/]+)/{re.escape(MANIFEST_NAME)}$"
@@ -88,6 +101,32 @@ def parse_promotion_key(key: str) -> PromotionKey | None:
     """The parts of ``[<prefix>/]models/<name>/CURRENT``, or None for any other key."""
     match = _PROMOTION_KEY_RE.fullmatch(key)
     return PromotionKey(match["prefix"], match["name"]) if match else None
+
+
+@dataclass(frozen=True)
+class RolloutRequestKey:
+    """Where a model's rollout requests land in the inbox."""
+
+    prefix: str  # "" or ends with "/"
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.prefix}{MODELS_SEGMENT}/{self.name}/{ROLLOUT_REQUEST_NAME}"
+
+
+_ROLLOUT_KEY_RE = re.compile(rf"^(?P<prefix>(?:.+/)?){MODELS_SEGMENT}/(?P<name>[^/]+)/{ROLLOUT_REQUEST_NAME}$")
+
+
+def parse_rollout_request_key(key: str) -> RolloutRequestKey | None:
+    """The parts of ``[<prefix>/]models/<name>/ROLLOUT``, or None for any other key."""
+    match = _ROLLOUT_KEY_RE.fullmatch(key)
+    return RolloutRequestKey(match["prefix"], match["name"]) if match else None
+
+
+def rollout_state_key(name: str) -> str:
+    """Where the installer mirrors a model's rollout state: ``rollouts/<name>.json``."""
+    return f"{ROLLOUT_STATE_PREFIX}{name}.json"
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

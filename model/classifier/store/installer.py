@@ -10,6 +10,13 @@ For a promotion object (``[<prefix>/]models/<name>/CURRENT``, written by
 ``promote VERSION --s3``) it makes that installed version current; a version
 that is not installed is refused.
 
+For a rollout request (``[<prefix>/]models/<name>/ROLLOUT``, written by
+``rollout start|promote|abort --s3`` and by the AWS judge) it starts, promotes
+or aborts the model's rollout (``classifier.store.rollout``), then mirrors the
+rollout state to ``rollouts/<name>.json`` in the same bucket, where the judge
+and ``rollout status --s3`` read it. A switch of CURRENT by a promotion or an
+install also ends a rollout it overtakes, and updates the mirror.
+
 For a manifest, it:
 
 1. reads and validates the manifest, and checks that it names the same model
@@ -43,13 +50,18 @@ from classifier.observability import logs
 from classifier.store.inbox import (
     ACTIVATE_METADATA,
     MAX_PROMOTION_BYTES,
+    MAX_ROLLOUT_REQUEST_BYTES,
     ManifestKey,
     PromotionKey,
+    RolloutRequestKey,
     parse_manifest_key,
     parse_promotion_key,
+    parse_rollout_request_key,
+    rollout_state_key,
 )
 from classifier.store.layout import ModelStore, iter_staging_dirs
-from classifier.store.manifest import StoreError, check_version, validate_manifest
+from classifier.store.manifest import StoreError, check_name, check_version, validate_manifest
+from classifier.store.rollout import RolloutStore, utc_now
 from classifier.store.s3_notifications import created_objects, is_not_found
 
 log = logging.getLogger("classifier.store.installer")
@@ -84,6 +96,9 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
     where = f"s3://{bucket}/{key}"
     target = parse_manifest_key(key)
     promotion = parse_promotion_key(key) if target is None else None
+    rollout = parse_rollout_request_key(key) if target is None and promotion is None else None
+    if rollout is not None:
+        return _rollout_request(s3, store, bucket, rollout, where)
     if target is None and promotion is None:
         log.info("ignored: not a model manifest or promotion", extra={"object": where})
         return {"status": "ignored", "object": where}
@@ -91,6 +106,8 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
         actor = f"installer ({where})"
         result = (_install(s3, store, bucket, target, actor) if target
                   else _promote(s3, store, bucket, promotion, actor))
+        if result.get("current"):
+            _overtaken_rollout(s3, store, bucket, result["name"])
     except (InstallRefused, StoreError) as exc:
         log.error("install refused: %s", exc, extra={"object": where, "reason": str(exc)})
         return {"status": "refused", "object": where, "reason": str(exc)}
@@ -102,6 +119,53 @@ def install(s3: Any, store: ModelStore, bucket: str, key: str) -> dict[str, Any]
     current = "is current" if result.get("current") else "is installed, not current"
     log.info("%s %s %s", result["name"], result["version"], current, extra={"object": where, "install": result})
     return {"object": where, **result}
+
+
+def _rollout_request(s3: Any, store: ModelStore, bucket: str, request_key: RolloutRequestKey,
+                     where: str) -> dict[str, Any]:
+    """Start, promote or abort a rollout as the request object says; mirror the state whatever happened."""
+    name = request_key.name
+    request: dict[str, Any] = {}
+    try:
+        check_name(name)
+        obj = _small_object(s3, bucket, request_key.key, MAX_ROLLOUT_REQUEST_BYTES, "a rollout request is a few KB")
+        try:
+            request = json.loads(obj["Body"].read())
+        except ValueError as exc:
+            raise InstallRefused(f"the rollout request is not valid JSON ({exc})") from None
+        if not isinstance(request, dict):
+            raise InstallRefused("the rollout request is not a JSON object")
+        result = RolloutStore(store).apply(name, request, actor=f"installer ({where})")
+    except (InstallRefused, StoreError) as exc:
+        log.error("rollout request refused: %s", exc, extra={"object": where, "reason": str(exc)})
+        result = {"status": "refused", "name": name, "reason": str(exc)}
+    else:
+        log.info("rollout %s: %s", result["status"], name, extra={"object": where, "rollout": result})
+    last_request = {"action": request.get("action"), "id": request.get("id"), "status": result["status"],
+                    "reason": result.get("reason"), "at": utc_now()}
+    try:
+        known = store.model_dir(name).is_dir()
+    except StoreError:  # not a model name: there is nothing to mirror
+        known = False
+    if known:
+        _mirror_rollout_state(s3, store, bucket, name, last_request)
+    return {"object": where, **result}
+
+
+def _overtaken_rollout(s3: Any, store: ModelStore, bucket: str, name: str) -> None:
+    """After CURRENT switched: end a rollout it overtook, and say so in the mirror."""
+    ended = RolloutStore(store).reconcile(name)
+    if ended is not None:
+        log.warning("rollout %s of %s %s: %s", ended["outcome"], name, ended["candidate"], ended["reason"])
+        _mirror_rollout_state(s3, store, bucket, name, None)
+
+
+def _mirror_rollout_state(s3: Any, store: ModelStore, bucket: str, name: str,
+                          last_request: dict[str, Any] | None) -> None:
+    state = RolloutStore(store).state(name)
+    state["last_request"] = last_request
+    s3.put_object(Bucket=bucket, Key=rollout_state_key(name), Body=json.dumps(state, indent=1).encode(),
+                  ContentType="application/json")
 
 
 def _promote(s3: Any, store: ModelStore, bucket: str, promotion: PromotionKey | None, actor: str) -> dict[str, Any]:
