@@ -107,6 +107,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def scores(outputs: np.ndarray, kind: str) -> np.ndarray:
+    """Probabilities from a model's outputs: a softmax of logits; a model that answers
+    probabilities (its manifest's ``output``) is taken at its word."""
+    return softmax(outputs) if kind == "logits" else outputs.astype(np.float64)
+
+
 def top_k(probs: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores per row, highest first (stable on ties)."""
     return np.argsort(-probs, axis=1, kind="stable")[:, :k]
@@ -160,7 +166,7 @@ class Classifier:
         with self._inference:
             logits = model.backend.run(stack(tensors))
         inference_ms = (time.perf_counter() - t0) * 1000
-        probs = softmax(logits)
+        probs = scores(logits, model.preprocessing.output)
         best = top_k(probs, min(k, probs.shape[1]))
         total_ms = (time.perf_counter() - start) * 1000
 
