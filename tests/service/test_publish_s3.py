@@ -14,6 +14,7 @@ import pytest
 
 from classifier.__main__ import main
 from classifier.lifecycle import publish_s3 as publish
+from classifier.lifecycle.publish import PublishRequest
 from classifier.store.inbox import ManifestKey, parse_manifest_key
 
 from helpers.aws import new_bucket, point_boto3_at, s3_client
@@ -31,10 +32,9 @@ def small_build(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     """Replace the torch build with a tiny valid version; record the weights asked for."""
     calls: list[str] = []
 
-    def build_version(weights: str, workdir: Path, name: str = "resnet50",
-                      labels_file: Path | None = None) -> dict[str, Any]:
-        calls.append(weights)
-        assert name == "resnet50"
+    def build_version(request: PublishRequest, workdir: Path) -> dict[str, Any]:
+        calls.append(str(request.weights))
+        assert request.model_name() == "resnet50"
         return tiny_version(published_store, workdir)
 
     monkeypatch.setattr("classifier.lifecycle.publish_s3.build_version", build_version)
@@ -62,7 +62,7 @@ def test_uploads_artifacts_first_and_the_manifest_last(
 ) -> None:
     # The installer starts on the manifest: by then every artifact is in the bucket.
     s3, name = bucket
-    manifest = publish.publish_to_s3(f"s3://{name}/team/releases/", "random", "resnet50")
+    manifest = publish.publish_to_s3(f"s3://{name}/team/releases/", PublishRequest(weights="random"))
     target = ManifestKey("team/releases/", "resnet50", manifest["version"])
     assert upload_order[-1] == target.key
     assert sorted(upload_order[:-1]) == sorted(target.artifact_key(a) for a in manifest["artifacts"])
