@@ -59,11 +59,13 @@ mutation: venv
 	cd $(MUTATION_DIR) && $(CURDIR)/$(PY) $(CURDIR)/tests/mutation_scores.py | tee $(MUTATION_DIR)/scores.md
 
 ## Measure cold start, latency, memory and install size against the naive torch pipeline
-## (AGAINST=REV: also against the runtime as it was at git revision REV). The summary is
-## bench/results.md (committed); the full report bench/.work/results.json (not).
+## (AGAINST=REV: also against the runtime as it was at git revision REV), bulk and records, and
+## the model table (five architectures, fp32 and int8). The summaries are bench/results*.md
+## (committed); the full reports bench/.work/*.json (not).
 bench: venv
 	$(PY) bench/run.py --summary bench/results.md $(if $(AGAINST),--against $(AGAINST))
 	$(PY) bench/bulk.py --summary bench/results-bulk.md
+	$(PY) bench/models.py --summary bench/results-models.md
 
 lint: venv
 	$(VENV)/bin/ruff check .

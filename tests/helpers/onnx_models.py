@@ -1,8 +1,10 @@
 """Small ONNX image classifiers written with ``onnx.helper``, as a team bringing its own model would
-hand one over: a convolution, a ReLU, a global average pool and a dense layer, with seeded weights,
-so that different photos get different answers. Options make the shapes ``publish --onnx`` must
-refuse (an input that is not 4-D, one channel, an output width that is not the label count) and
-the variants it must serve (NHWC, a fixed batch of 1, probabilities instead of logits).
+hand one over: a convolution, a ReLU, a global average pool and a dense layer, with seeded weights.
+The pooled features are centred on their mean over four real photos before the dense layer, so that
+different photos get different answers (what every photo shares would otherwise decide the top-1).
+Options make the shapes ``publish --onnx`` must refuse (an input that is not 4-D, one channel, an
+output width that is not the label count) and the variants it must serve (NHWC, a fixed batch of 1,
+probabilities instead of logits).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ OPSET = 17
 
 def tiny_classifier(path: Path, *, labels: int = 5, size: tuple[int, int] = (299, 299), layout: str = "NCHW",
                     channels: int = 3, batch: str | int = "batch", probabilities: bool = False,
-                    flat_input: bool = False, seed: int = 0) -> Path:
-    """Write the model to ``path`` and return it."""
+                    flat_input: bool = False, seed: int = 0,
+                    normalise: tuple[float, float, bool] = (0.5, 0.5, True)) -> Path:
+    """Write the model to ``path`` and return it. ``normalise`` is the (mean, std, BGR?) its input is made
+    with: the features are centred on real photos fed that way."""
     rng = np.random.default_rng(seed)
     height, width = size
     if flat_input:
@@ -50,8 +54,15 @@ def tiny_classifier(path: Path, *, labels: int = 5, size: tuple[int, int] = (299
         helper.make_node("Relu", ["conv"], ["relu"]),
         helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["features"]),
-        helper.make_node("Gemm", ["features", "dense_w", "dense_b"], ["logits" if probabilities else "scores"]),
     ]
+    if channels == 3 and not flat_input and batch in ("batch", 1):
+        weights.append(numpy_helper.from_array(mean_features(nodes, weights, image, (height, width), layout,
+                                                             normalise),
+                                               "feature_mean"))
+        nodes.append(helper.make_node("Sub", ["features", "feature_mean"], ["centred"]))
+    else:  # the shapes publish refuses: never run on a photo
+        nodes.append(helper.make_node("Identity", ["features"], ["centred"]))
+    nodes.append(helper.make_node("Gemm", ["centred", "dense_w", "dense_b"], ["logits" if probabilities else "scores"]))
     if probabilities:
         nodes.append(helper.make_node("Softmax", ["logits"], ["scores"], axis=1))
     graph = helper.make_graph(nodes, "tiny-classifier", [image], [scores], initializer=weights)
@@ -61,6 +72,31 @@ def tiny_classifier(path: Path, *, labels: int = 5, size: tuple[int, int] = (299
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def mean_features(nodes: list[onnx.NodeProto], weights: list[onnx.TensorProto], image: onnx.ValueInfoProto,
+                  size: tuple[int, int], layout: str, normalise: tuple[float, float, bool]) -> np.ndarray:
+    """The pooled features' mean over four real photos (resized to the input and normalised)."""
+    import onnxruntime
+    from PIL import Image
+
+    from helpers.photos import photo
+
+    features = helper.make_tensor_value_info("features", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "features", [image], [features], initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    height, width = size
+    batch = np.stack([np.asarray(photo(name).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+                      for name in ("chelsea", "coffee", "astronaut", "rocket")]) / 255
+    mean, std, bgr = normalise
+    batch = (batch[..., ::-1] if bgr else batch) - mean
+    batch /= std
+    if layout != "NHWC":
+        batch = batch.transpose(0, 3, 1, 2)
+    rows = [session.run(None, {"image": np.ascontiguousarray(one[None])})[0][0] for one in batch]  # any batch axis
+    return np.mean(rows, axis=0).astype(np.float32)
 
 
 def broken_model(path: Path) -> Path:

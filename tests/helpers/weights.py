@@ -4,8 +4,9 @@ A freshly initialised network gives every photo the same top-5: its batch-norm l
 default statistics (mean 0, variance 1), so activations vanish or blow up layer after layer, and
 torchvision zero-initialises some heads (ViT's). ``calibrated`` makes a network whose answers
 differ from photo to photo: batch-norm statistics estimated on real photos (forward passes in
-train mode, cumulative averages), then the final layer drawn afresh and scaled so that the
-logits spread over a few units. Still untrained: its labels mean nothing, but its scores are
+train mode, cumulative averages), then the final layer drawn afresh, scaled so that the logits
+spread over a few units, and biased so that what all photos share does not decide the top-1.
+Still untrained: its labels mean nothing, but its scores are
 those of a network whose activations have realistic ranges, which is what the reference tests
 and int8 calibration need.
 """
@@ -56,9 +57,11 @@ def calibrated(arch: str, *, classes: int = 1000, seed: int = 0, logit_std: floa
     with torch.no_grad():
         nn.init.normal_(head.weight)
         if head.bias is not None:
-            nn.init.normal_(head.bias, std=0.1)
-        spread = model(batch).std()
-        head.weight.mul_(logit_std / spread)
+            nn.init.zeros_(head.bias)
+        logits = model(batch)
+        # What every photo shares (a random head's response to the features all photos have) would
+        # give them all the same top-1: the bias takes it away, and the weights set the spread.
+        head.weight.mul_(logit_std / (logits - logits.mean(0)).std())
         if head.bias is not None:
-            head.bias.mul_(logit_std / spread)
+            head.bias.sub_(model(batch).mean(0).flatten())
     return model

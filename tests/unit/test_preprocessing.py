@@ -54,7 +54,8 @@ REFUSED = [
     ("crop of three sides", {"crop": [224, 224, 3]}, "preprocessing crop must be an integer or [height, width]"),
     ("crop side too large", {"crop": [224, 5000]}, "preprocessing crop must be an integer from 8 to 1024"),
     ("mean of two", {"mean": [0.5, 0.5]}, "preprocessing mean must be a list of 3 numbers"),
-    ("mean huge", {"mean": [0.5, 1e9, 0.5]}, "preprocessing mean must be a number from -1000 to 1000, got 1000000000.0"),
+    ("mean huge", {"mean": [0.5, 1e9, 0.5]},
+     "preprocessing mean must be a number from -1000 to 1000, got 1000000000.0"),
     ("mean NaN", {"mean": [0.5, float("nan"), 0.5]}, "preprocessing mean must be a number"),
     ("std zero", {"std": [0.2, 0.0, 0.2]}, "preprocessing std must be a number from 0.0001 to 1000, got 0.0"),
     ("std negative", {"std": [0.2, -0.2, 0.2]}, "preprocessing std must be a number from 0.0001"),
@@ -110,7 +111,7 @@ def test_install_refuses_a_manifest_out_of_bounds(tmp_path: Path) -> None:
     store.install_dir(tmp_path / "good")
     small_version(tmp_path / "bad", seed="b", created="2026-11-23T10:00:00Z",
                   preprocessing={**IMAGENET, "resize": 100_000})
-    with pytest.raises(IntegrityError, match="^manifest preprocessing resize must be an integer from 8 to 1024"):
+    with pytest.raises(IntegrityError, match=r"^manifest preprocessing resize must be an integer from 8 to 1024"):
         validate_manifest(json.loads((tmp_path / "bad" / "manifest.json").read_text()))
     # WHEN it is installed (what the installer Lambda does with an upload), THEN it is refused...
     with pytest.raises(IntegrityError, match="resize must be an integer from 8 to 1024"):

@@ -24,7 +24,7 @@ from classifier.api.payloads import parse_upload_request
 from classifier.errors import ClassifierError, InvalidParameter, ModelUnavailable, NotFound
 from classifier.records.ids import is_record_id, parse_timestamp
 from classifier.store.layout import ModelStore
-from classifier.store.manifest import VERSION_RE, StoreError, precision
+from classifier.store.manifest import VERSION_RE, StoreError, architecture, precision
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -125,8 +125,9 @@ def version_summaries(store: ModelStore, name: str) -> dict[str, Any]:
             manifest = info.manifest
             report = store.latest_evaluation(name, info.version)
             entry.update(
-                created_at=manifest["created_at"], source=manifest["source"], trained=bool(manifest["trained"]),
-                precision=precision(manifest), derived_from=manifest.get("derived_from"),
+                created_at=manifest["created_at"], source=manifest["source"], architecture=architecture(manifest),
+                trained=bool(manifest["trained"]), precision=precision(manifest),
+                derived_from=manifest.get("derived_from"),
                 labels=manifest["labels"]["count"],
                 bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),
                 evaluation=None if report is None else {
