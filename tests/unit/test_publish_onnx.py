@@ -13,12 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from classifier.config import Settings
 from classifier.lifecycle.publish import PublishError, PublishRequest, publish_to_store
 from classifier.serving.backends.onnx_backend import OnnxBackend
+from classifier.serving.imaging import preprocess
+from classifier.serving.manager import ModelManager
+from classifier.serving.service import Classifier, ImageInput
 from classifier.store.layout import ModelStore
 
 from helpers.inbox import tree
 from helpers.onnx_models import broken_model, tiny_classifier, write_labels, write_preprocessing
+from helpers.photos import jpeg
 from helpers.stores import small_version
 
 # Not ImageNet's: a 299 crop of a 320 resize, bicubic, mean and std 0.5, BGR, NHWC.
@@ -150,3 +155,21 @@ def test_an_onnx_file_needs_its_labels_and_preprocessing(serving: ModelStore, tm
                                                  preprocessing_file=tmp_path / "prep.json"))
     assert tree(serving.root) == before
     assert json.loads((tmp_path / "labels.json").read_text())[0] == "class 0"
+
+
+def test_a_model_that_answers_probabilities_is_taken_at_its_word(serving: ModelStore, tmp_path: Path) -> None:
+    # GIVEN a model ending in a softmax, published with output: probabilities
+    wanted = request(tmp_path, probabilities=True, spec={**INCEPTION_STYLE, "output": "probabilities"})
+    manifest = publish_to_store(serving, wanted)
+    settings = Settings(model_store=serving.root, model_name="byo", fast_jpeg_decode=False)
+    manager = ModelManager(settings)
+    # WHEN a photo is classified
+    result = Classifier(settings, manager, None).classify([ImageInput(jpeg("coffee"))], store=False)[0]
+    # THEN the scores are the model's own outputs (not a softmax of them), in order
+    model = manager.current()
+    tensor, _ = preprocess(jpeg("coffee"), model.preprocessing, max_pixels=10**8, fast_jpeg=False)
+    outputs = model.backend.run(tensor[None])[0]
+    assert manifest["version"] == result.model["version"]
+    assert [p.index for p in result.predictions] == np.argsort(-outputs)[:5].tolist()
+    for p in result.predictions:
+        assert abs(p.score - outputs[p.index]) <= 1e-6
