@@ -9,8 +9,8 @@ Pretrained weights cannot be downloaded here, and latency and memory do not depe
 values; but whether int8 keeps a model's answers does. So each architecture is published from
 weights written like the tests' (``tests/helpers/weights.py``: seeded, batch-norm statistics from
 real photos, a rescaled head), and ``quantize --force`` derives its int8 version: the table gives
-quantize's verdict (what it measured against fp32, and whether it would have installed the int8
-version without ``--force``) beside the int8 figures.
+quantize's verdict (what it measured against fp32, and what it does with the int8 version
+without ``--force``) beside the int8 figures.
 
 Every measurement runs in a fresh process (``bench/trial.py``, the main bench's, with the 1 MP
 photo only), one at a time, contenders rotated every round after an unrecorded round that warms
@@ -128,11 +128,8 @@ def ensure_versions(store: Path, work: Path, arch: str) -> dict[str, Any]:
     manifest = json.loads((store / "models" / arch / "versions" / int8 / "manifest.json").read_text())
     verification = manifest["verification"]
     known = {"recipe": WEIGHTS_RECIPE, "fp32": fp32, "int8": int8, "quantize": {
-        "relative_error_vs_fp32": verification.get("relative_error_vs_fp32"),
-        "top1_agreement_with_fp32": verification.get("top1_agreement_with_fp32"),
-        "forward_time_ratio": verification.get("forward_time_ratio"),
-        "refused_without_force": verification.get("installed_despite", []),
-    }}
+        key: verification.get(key) for key in ("relative_error_vs_fp32", "top1_agreement_with_fp32",
+                                               "forward_time_ratio")}}
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(known, indent=1))
     return known
@@ -204,6 +201,19 @@ def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def verdict(arch: str, figures: dict[str, Any]) -> str:
+    """What ``quantize`` without ``--force`` does with this int8 version, by its own rules and figures."""
+    from classifier.lifecycle.quantize import drift_problems, transformer_problem
+
+    measured = (f"relative error {figures['relative_error_vs_fp32']}, top-1 agreement "
+                f"{figures['top1_agreement_with_fp32']:.0%}")
+    if transformer_problem(arch) is not None:
+        return f"{measured}; refused without `--force` (a vision transformer)"
+    if drift_problems(figures):
+        return f"{measured}; installed, not made current (drifts beyond the bounds)"
+    return f"{measured}; installed"
+
+
 def render(report: dict[str, Any]) -> str:
     rows = report["models"]
     lines = [
@@ -222,19 +232,13 @@ def render(report: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        verdict = ""
-        if row["precision"] == "int8":
-            q = row["quantize"]
-            refused = q["refused_without_force"]
-            verdict = (f"relative error {q['relative_error_vs_fp32']}, top-1 agreement "
-                       f"{q['top1_agreement_with_fp32']:.0%}; " + ("refused without `--force`" if refused
-                                                                  else "installed"))
+        said = verdict(row["arch"], row["quantize"]) if row["precision"] == "int8" else ""
         top1 = row["published"]["top1"]
         lines.append(
             f"| {row['arch']} | {row['precision']} | {row['published']['params'] / 1e6:.1f} M | "
             f"{row['onnx_bytes'] / 1e6:.1f} | {row['figures']['cold_ms']['p50']:,.0f} | "
             f"{row['figures']['warm_1mp_ms']['p50']:,.1f} | {row['figures']['peak_rss_mb']:,.0f} | "
-            f"{'-' if top1 is None else f'{top1:.1f}%'} | {verdict} |")
+            f"{'-' if top1 is None else f'{top1:.1f}%'} | {said} |")
     lines += [
         "",
         "Published top-1: torchvision's `weights.meta['_metrics']['ImageNet-1K']['acc@1']` of each architecture's "
@@ -255,7 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), metavar="ARCH")
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--summary", type=Path, default=None, help="markdown summary (default: <work>/models.md)")
+    parser.add_argument("--render", type=Path, metavar="MODELS_JSON",
+                        help="measure nothing: write the summary of an earlier run's models.json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        markdown = render(json.loads(args.render.read_text()))
+        (args.summary or args.work / "models.md").write_text(markdown)
+        print(markdown)
+        return 0
     plan = QUICK if args.quick else FULL
     work = args.work.resolve()
     started = time.monotonic()

@@ -83,7 +83,9 @@ def mean_features(nodes: list[onnx.NodeProto], weights: list[onnx.TensorProto], 
     from helpers.photos import photo
 
     features = helper.make_tensor_value_info("features", TensorProto.FLOAT, None)
-    graph = helper.make_graph(nodes, "features", [image], [features], initializer=weights)
+    used = {name for node in nodes for name in node.input}
+    graph = helper.make_graph(nodes, "features", [image], [features],
+                              initializer=[w for w in weights if w.name in used])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 9
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

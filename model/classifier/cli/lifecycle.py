@@ -125,13 +125,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     except (QuantizeError, StoreError) as exc:
         return refused(exc)
     size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
-    state = "it is now current" if not args.no_activate else "installed, not current"
     verification = manifest["verification"]
+    held_back = not args.no_activate and not args.force and verification["drift"]
+    state = ("it is now current" if not args.no_activate and not held_back else
+             "installed, NOT made current (it drifts from fp32; see below)" if held_back else "installed, not current")
     print(f"quantized {manifest['derived_from']} into {manifest['version']} (int8, {size:.0f} MB); {state}. "
           f"{measured(verification)}. Measure it on your data with "
-          f"`evaluate --data DIR --version {manifest['version']} --compare {manifest['derived_from']}`")
-    for problem in verification.get("installed_despite", []):
-        print(f"WARNING (installed with --force): {problem}", file=sys.stderr)
+          f"`evaluate --data DIR --version {manifest['version']} --compare {manifest['derived_from']}`"
+          + (", then `promote` it" if held_back else ""))
+    for problem in verification["drift"]:
+        print(f"WARNING: {problem}", file=sys.stderr)
+    if "forced" in verification:
+        print(f"WARNING (installed with --force): {verification['forced']}", file=sys.stderr)
     return 0
 
 
@@ -182,5 +187,6 @@ def register(sub: Any) -> None:
     p.add_argument("--calibration", type=Path, metavar="DIR", help="calibration images (default: bundled photos)")
     p.add_argument("--no-activate", action="store_true", help="install the int8 version without making it current")
     p.add_argument("--force", action="store_true",
-                   help="install it even when it drifts from fp32 beyond the bounds, or is a vision transformer")
+                   help="install a vision transformer's int8 version, and make a version that drifts from fp32 "
+                        "current (without it, such a version is installed but not made current)")
     p.set_defaults(func=cmd_quantize)

@@ -20,12 +20,17 @@ has the measurements): ORT on AVX2 does not fuse it into integer convolutions.
 
 Any fp32 version can be quantized, whatever its architecture or origin (an ONNX file published
 with ``--onnx`` included): the calibration photos go through that version's own preprocessing.
-Some architectures do not survive static quantization of every operator well (a ViT's attention
-and LayerNorm activations have outliers that one scale per tensor cannot hold). So before
-installing, ``quantize`` compares the int8 model with fp32 on the calibration photos (how far
-the outputs drift, how often the top-1 agrees, one forward pass's time each) and refuses, saying
-what it measured, when they drift beyond the bounds below or the architecture is a vision
-transformer (``--force`` installs it anyway). The figures are recorded in the manifest.
+Not every model survives static quantization of every operator. So before installing,
+``quantize`` compares the int8 model with fp32 on the calibration photos (how far the outputs
+drift, how often the top-1 agrees, one forward pass's time each), records the figures in the
+manifest, and says what it measured:
+
+- a vision transformer (ViT, Swin, MaxViT) is refused, figures given, unless ``--force``: static
+  int8 of its attention, Softmax and LayerNorm activations is known to lose accuracy on trained
+  weights, whose outlier channels do not fit one scale per tensor;
+- a version that drifts beyond the bounds below is installed but not made current, whatever
+  ``--no-activate`` says (``--force`` makes it current as asked): ``evaluate --compare`` on real
+  data, then ``promote``, decides.
 
 Heavy (imports onnx and ``onnxruntime.quantization``): a command of the
 developer environment, never of the serving path.
@@ -53,10 +58,10 @@ from classifier.store.manifest import MANIFEST, StoreError, make_version, precis
 
 SETTINGS = {"format": "QDQ", "activations": "uint8", "weights": "int8", "per_channel": True,
             "reduce_range": True, "calibration_method": "MinMax"}
-# How far the int8 outputs may drift from fp32's on the calibration photos before quantize refuses
-# to install them: ||int8 - fp32|| / ||fp32|| over every output (each row centred: a softmax ignores
-# a shift), and the share of photos whose top-1 stays the same. What the test networks measured is
-# in docs/models.md.
+# How far the int8 outputs may drift from fp32's on the calibration photos before quantize stops
+# short of making the version current: ||int8 - fp32|| / ||fp32|| over every output (each row
+# centred: a softmax ignores a shift), and the share of photos whose top-1 stays the same. What the
+# bench's networks measured is in docs/models.md.
 MAX_RELATIVE_ERROR = 0.4
 MIN_TOP1_AGREEMENT = 0.6
 # Architectures whose attention layers static int8 is known to hurt (torchvision's builder names).
@@ -97,7 +102,9 @@ def quantize(store: ModelStore, name: str, version: str | None = None, *, calibr
              activate: bool = True, force: bool = False) -> dict[str, Any]:
     """Install the int8 version derived from ``version`` (default: the current one); return its manifest.
 
-    Raises ``QuantizeError`` (nothing installed) when ``quality_problems`` finds any, unless ``force``.
+    Raises ``QuantizeError`` (nothing installed) for a vision transformer, unless ``force``. A version
+    that drifts beyond the bounds is installed but made current only with ``force``; the manifest's
+    ``verification.drift`` says why.
     """
     import onnxruntime
     from onnxruntime.quantization import (
@@ -157,14 +164,16 @@ def quantize(store: ModelStore, name: str, version: str | None = None, *, calibr
         shutil.copyfile(source_dir / "labels.json", work / "labels.json")
         verification = check_int8(work / "model.onnx", source_dir / "model.onnx", tensors, manifest, spec)
         verification.update(forward_times(work / "model.onnx", source_dir / "model.onnx", tensors[0], spec))
-        problems = quality_problems(architecture, verification)
-        if problems and not force:
+        refusal = transformer_problem(architecture)
+        if refusal is not None and not force:
             raise QuantizeError(
-                f"the int8 version of {name} {version} ({architecture}) was not installed: {'; '.join(problems)}. "
-                f"{measured(verification)}. --force installs it anyway; then measure it on your data with "
+                f"the int8 version of {name} {version} was not installed: {refusal}. {measured(verification)}. "
+                f"--force installs it anyway; then measure it on your data with "
                 f"`evaluate --version INT8 --compare {version}`")
-        if problems:
-            verification["installed_despite"] = problems
+        verification["drift"] = drift_problems(verification)
+        if refusal is not None:
+            verification["forced"] = refusal
+        make_current = activate and (force or not verification["drift"])
         artifacts = {}
         for artifact in ("model.onnx", "labels.json"):
             size, digest = sha256_file(work / artifact)
@@ -184,7 +193,7 @@ def quantize(store: ModelStore, name: str, version: str | None = None, *, calibr
         })
         validate_manifest(derived)
         (work / MANIFEST).write_text(json.dumps(derived, indent=2) + "\n")
-        store.install_dir(work, make_current=activate)
+        store.install_dir(work, make_current=make_current)
     return derived
 
 
@@ -234,14 +243,19 @@ def forward_times(int8: Path, fp32: Path, tensor: np.ndarray, spec: Preprocessin
             "forward_time_ratio": round(int8_ms / fp32_ms, 3)}
 
 
-def quality_problems(architecture: str, verification: dict[str, Any]) -> list[str]:
-    """Why the int8 version should not be installed without ``--force`` (none: install it)."""
+def transformer_problem(architecture: str) -> str | None:
+    """Why an architecture is not quantized without ``--force`` (None: it is)."""
+    if not architecture.startswith(TRANSFORMER_PREFIXES):
+        return None
+    return (f"{architecture} is a vision transformer, and static int8 of its attention, Softmax and LayerNorm "
+            "activations loses accuracy on trained weights (their outlier channels do not fit one scale per "
+            "tensor), which a few calibration photos cannot rule out")
+
+
+def drift_problems(verification: dict[str, Any]) -> list[str]:
+    """How the int8 outputs drift from fp32's beyond the bounds (none: within them)."""
     relative, agreement = verification["relative_error_vs_fp32"], verification["top1_agreement_with_fp32"]
     problems = []
-    if architecture.startswith(TRANSFORMER_PREFIXES):
-        problems.append(f"{architecture} is a vision transformer, and static int8 of its attention, Softmax and "
-                        "LayerNorm activations loses accuracy on trained weights (their outlier channels do not "
-                        "fit one scale per tensor), which a few calibration photos cannot rule out")
     if relative is None:
         problems.append("the fp32 outputs are the same for every class, so the drift cannot be measured")
     elif relative > MAX_RELATIVE_ERROR:
