@@ -247,8 +247,8 @@ def build(request: PublishRequest) -> BuiltModel:
     kwargs = {"num_classes": classes, **size, **_aux_args(arch, state)}
     try:
         module = tvm.load(arch, kwargs, state)
-    except tvm.ArchitectureError as exc:
-        raise PublishError(f"{path} does not fit torchvision's {arch}: {exc}") from None
+    except tvm.ArchitectureError as exc:  # "the state dict does not fit torchvision's <arch>: <torch's reason>"
+        raise PublishError(f"{path}: {exc}") from None
     return BuiltModel(module, f"file:{digest}", True, labels or imagenet, spec, _recorded(arch, module, classes, size))
 
 

@@ -133,7 +133,7 @@ def load(arch: str, kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor]
         # On the meta device the state's tensors are assigned in place (no copy).
         module.load_state_dict(state, strict=True, assign=on_meta)
     except RuntimeError as exc:
-        raise ArchitectureError(f"the weights do not fit torchvision's {arch}: {exc}") from None
+        raise ArchitectureError(f"the state dict does not fit torchvision's {arch}: {exc}") from None
     if any(t.is_meta for t in _tensors(module)):
         raise ArchitectureError(f"torchvision's {arch} keeps a tensor the state dict does not hold")
     return module.eval()
