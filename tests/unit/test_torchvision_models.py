@@ -67,7 +67,8 @@ def test_builder_arguments_from_a_manifest_are_checked(kwargs: Any, message: str
         "num_classes": 10, "image_size": 384, "transform_input": True}
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "regnet_y_400mf"])  # on the meta device; RegNet on the CPU
+# RegNet is built on the CPU; the meta device is exercised by the torch backend's test below.
+@pytest.mark.parametrize("arch", ["regnet_y_400mf"])
 def test_a_network_rebuilt_from_its_state_answers_as_torchvisions(arch: str) -> None:
     # GIVEN torchvision's network with seeded weights, and its state dict
     torch.manual_seed(0)
