@@ -65,6 +65,7 @@ mutation: venv
 bench: venv
 	$(PY) bench/run.py --summary bench/results.md $(if $(AGAINST),--against $(AGAINST))
 	$(PY) bench/bulk.py --summary bench/results-bulk.md
+	$(PY) bench/records_dynamodb.py --summary bench/results-records.md
 	$(PY) bench/models.py --summary bench/results-models.md
 
 lint: venv

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from aws_cdk import aws_logs as logs
 
-from classifier.config import Settings
+from classifier.config import EVERY_MODEL, MODEL_NAME_RE, Settings
+from classifier.records.keys import DEFAULT_FAMILIES, DEFAULT_SHARDS, MAX_SHARDS, KeyLayout, parse_families
 
 T = TypeVar("T")
 
@@ -53,8 +54,6 @@ _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 # Stack names are "<name>-storage-stack": keep <name> short and DNS-friendly.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
-# The model store's rule for model names (classifier.store.layout.NAME_RE).
-_MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FS_ID_RE = re.compile(r"^fs-[0-9a-f]{8,40}$")
 # A Cognito user pool id: <region>_<id>.
 _USER_POOL_ID_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]{1,50}$")
@@ -155,6 +154,11 @@ def _origins(raw: Any) -> tuple[str, ...]:
     return origins
 
 
+def _records_indexes(raw: Any) -> tuple[str, ...]:
+    """A list of the records table's index families (classifier.records.keys.FAMILIES), ``time`` among them."""
+    return parse_families(_string_list(raw))
+
+
 def _string_list(raw: Any) -> list[str]:
     """A JSON list (cdk.json), or a comma-separated string (``-c key=a,b``)."""
     if isinstance(raw, str):
@@ -165,6 +169,19 @@ def _string_list(raw: Any) -> list[str]:
     if not isinstance(items, list):
         raise ValueError("must be a list")
     return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _models(raw: Any) -> tuple[str, ...]:
+    """The names of the models the functions serve (MODELS), or ``["*"]`` for every model of the store."""
+    names = tuple(dict.fromkeys(_string_list(raw)))
+    if EVERY_MODEL in names:
+        if len(names) > 1:
+            raise ValueError(f"is either [\"{EVERY_MODEL}\"] (every model of the store) or a list of names")
+        return names
+    for name in names:
+        if not MODEL_NAME_RE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a model name (1-64 lowercase letters, digits, '-' or '_')")
+    return names
 
 
 def _cidrs(raw: Any) -> tuple[str, ...]:
@@ -241,7 +258,9 @@ class AppConfig:
                                     key="aws-region", default_from="CDK_DEFAULT_REGION")
     name: str = option("demo", _pattern(_NAME_RE, "1-24 lowercase letters, digits or '-', starting with a letter"))
     model_name: str = option(Settings.model_name,
-                             _pattern(_MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
+                             _pattern(MODEL_NAME_RE, "1-64 lowercase letters, digits, '-' or '_'"))
+    # The models the inference function serves (MODELS), model_name among them; empty: model_name alone.
+    models: tuple[str, ...] = option((), _models)
 
     # The inference function.
     backend: str = option("onnx", _choice(BACKENDS))
@@ -263,6 +282,11 @@ class AppConfig:
     uploads_expiration_days: int = option(1, _int(1, 365))
     # Classification records (DynamoDB) expire this many days after creation; 0 keeps them.
     records_ttl_days: int = option(365, _int(0, 36_500))
+    # Records at volume (docs/bulk-and-records.md): each index partition key in this many shards,
+    # and the indexes the table has, each one more write unit a record (None: time and owner, or
+    # time and label with api_auth=none, where every record's owner is "none").
+    records_shards: int = option(DEFAULT_SHARDS, _int(1, MAX_SHARDS))
+    records_indexes: tuple[str, ...] | None = option(None, _optional(_records_indexes))
 
     # Bulk classification (switch bulk): a Step Functions Distributed Map over an S3 prefix.
     # Its batches run this many at once, each one worker invocation: the Lambda concurrency a job takes.
@@ -323,6 +347,12 @@ class AppConfig:
     )))
 
     @property
+    def records_layout(self) -> KeyLayout:
+        """The records table's indexes and shards: the context keys, or the defaults for ``api_auth``."""
+        default = ("time", "label") if self.api_auth == "none" else DEFAULT_FAMILIES
+        return KeyLayout(self.records_indexes or default, self.records_shards)
+
+    @property
     def storage_stack_name(self) -> str:
         return f"{self.name}-storage-stack"
 
@@ -355,6 +385,7 @@ class AppConfig:
             values[config_field.name] = _read(context, _context_key(config_field), reading.parse, default)
         config = cls(**values)
         config._check_provisioned_within_reserved()
+        config._check_default_model_is_served()
         config._check_certificate_region("dashboard_certificate_arn", "a load balancer")
         config._check_certificate_region("api_certificate_arn", "a regional API domain")
         config._check_api_domain()
@@ -380,6 +411,13 @@ class AppConfig:
             raise DeployConfigError(
                 f"context key 'provisioned_concurrency' ({provisioned}) must not exceed "
                 f"'reserved_concurrency' ({reserved})"
+            )
+
+    def _check_default_model_is_served(self) -> None:
+        if self.models and EVERY_MODEL not in self.models and self.model_name not in self.models:
+            raise DeployConfigError(
+                f"context keys 'model_name' ({self.model_name}) and 'models' ({', '.join(self.models)}): "
+                "model_name is the model POST /classify serves, so it must be one of models"
             )
 
     def _check_certificate_region(self, key: str, user: str) -> None:

@@ -73,6 +73,7 @@ class ClassifierRuntime:
         return {
             "MODEL_STORE": MOUNT_PATH,
             "MODEL_NAME": self.config.model_name,
+            "MODELS": ",".join(self.config.models) or self.config.model_name,
             "BACKEND": self.config.backend,
             "MODEL_REFRESH_SECONDS": str(self.config.model_refresh_seconds),
             "INFERENCE_THREADS": str(self.config.inference_threads),

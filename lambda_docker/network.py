@@ -78,15 +78,16 @@ class Network(Construct):
         )
         self.flow_log_group = log_rejected_flows(self, self.vpc, log_retention=log_retention)
 
-    def allow_s3_buckets(self, *buckets: s3.IBucket) -> None:
-        """Let the endpoint reach only these buckets (a data-exfiltration guard).
+    def allow_s3_buckets(self, *buckets: s3.IBucket,
+                         actions: Sequence[str] = ("s3:GetObject", "s3:PutObject", "s3:ListBucket")) -> None:
+        """Let the endpoint reach only these buckets (a data-exfiltration guard), for ``actions`` only.
 
         The functions' IAM roles decide what each may do; the endpoint policy
         only limits where traffic from the VPC may go.
         """
         self.s3_endpoint.add_to_policy(iam.PolicyStatement(
             principals=[iam.AnyPrincipal()],
-            actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+            actions=list(actions),
             resources=[arn for b in buckets for arn in (b.bucket_arn, b.arn_for_objects("*"))],
         ))
 

@@ -1,4 +1,5 @@
-"""The classification records table (DynamoDB) and the key that signs its page cursors.
+"""The classification records table (DynamoDB), the key that signs its page cursors, and the
+bucket where records DynamoDB refused wait for the replay.
 
 Both live in the storage stack, so records survive a redeploy or a
 ``cdk destroy`` of the service stack. The table's keys and indexes are the
@@ -6,25 +7,34 @@ runtime's own (``classifier.records.dynamodb.table_definition``, which the tests
 create on moto), read from that function here rather than retyped, so the
 two cannot drift apart. Access patterns: docs/bulk-and-records.md.
 
+The table's indexes and their shard count are the context keys ``records_indexes`` and
+``records_shards`` (``classifier.records.keys``); the functions get the same values, so
+writers and readers agree on the keys.
+
 The functions that write records get, through ``environment``,
-``RECORDS_TABLE``, ``RECORDS_TTL_DAYS`` and ``RECORDS_CURSOR_SECRET``
-(model/classifier/config.py), and through ``grant_read_write`` or
-``grant_write`` the DynamoDB actions the runtime calls, on this table only.
+``RECORDS_TABLE``, ``RECORDS_TTL_DAYS``, ``RECORDS_CURSOR_SECRET``, ``RECORDS_SHARDS``,
+``RECORDS_INDEXES`` and ``RECORDS_DEFERRED`` (model/classifier/config.py), and through
+``grant_read_write`` or ``grant_write`` the DynamoDB actions the runtime calls, on this table
+only, and PutObject under the deferral prefix (``classifier.records.deferral``), nothing else
+there. Only the replay (``grant_replay``) may read and delete what waits.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from classifier.records.dynamodb import TTL_ATTRIBUTE, table_definition
+from classifier.records.keys import TTL_ATTRIBUTE, KeyLayout
+from lambda_docker.bucket_access import allow_objects
+from lambda_docker.buckets import SecureBucket
 from lambda_docker.checkov import CheckovSkip, skip_checks
 
 # What classifier.records.dynamodb.DynamoRecordStore calls: get and list (GetItem, Query on the
@@ -34,6 +44,10 @@ READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
 WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
 # Letters and digits: the value is an HMAC key, copied into an environment variable.
 CURSOR_SECRET_LENGTH = 64
+# What functions do in the deferral bucket: writers put, the replay lists, reads and deletes.
+RECORDS_DEFERRED_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket")
+# Where deferred records wait, one object per record, until the replay writes them back.
+DEFERRED_PREFIX = "records-deferred/"
 
 _ATTRIBUTE_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER,
                     "B": dynamodb.AttributeType.BINARY}
@@ -53,11 +67,13 @@ def _keys(
 
 
 class RecordsTable(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, ttl_days: int) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, ttl_days: int, layout: KeyLayout,
+                 access_logs: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         self.ttl_days = ttl_days
+        self.layout = layout
 
-        definition: dict[str, Any] = table_definition("unused")
+        definition: dict[str, Any] = layout.table_definition("unused")
         types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
         assert definition["BillingMode"] == "PAY_PER_REQUEST"
         partition_key, sort_key = _keys(definition["KeySchema"], types)
@@ -92,6 +108,20 @@ class RecordsTable(Construct):
                 sort_key=sort_key,
                 projection_type=dynamodb.ProjectionType.ALL,
             )
+
+        # Records DynamoDB refused after their retries (throttling), whole, until the replay
+        # writes them back: S3, reached through the VPC's free gateway endpoint (SQS would need an
+        # interface endpoint). Unversioned: each record is written once under its own id and deleted
+        # only once DynamoDB holds it; nothing expires here (a lost record is what this prevents).
+        self.deferred = SecureBucket(
+            self, "Deferred", access_logs=access_logs, versioned=False,
+            unversioned_because="Each deferred record is written once under its own id and deleted only after "
+                                "DynamoDB holds it (the replay): no object is ever overwritten, so no earlier "
+                                "version exists to keep.",
+            lifecycle_rules=[s3.LifecycleRule(
+                id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1),
+            )],
+        ).bucket
 
         self.cursor_secret = secretsmanager.Secret(
             self, "CursorSecret",
@@ -129,6 +159,9 @@ class RecordsTable(Construct):
             "RECORDS_TABLE": self.table.table_name,
             "RECORDS_TTL_DAYS": str(self.ttl_days),
             "RECORDS_CURSOR_SECRET": self.cursor_secret.secret_value.unsafe_unwrap(),
+            "RECORDS_SHARDS": str(self.layout.shards),
+            "RECORDS_INDEXES": ",".join(self.layout.families),
+            "RECORDS_DEFERRED": f"s3://{self.deferred.bucket_name}/{DEFERRED_PREFIX}",
         }
 
     def grant_read_write(self, function: lambda_.IFunction) -> None:
@@ -141,11 +174,34 @@ class RecordsTable(Construct):
         assert role is not None
         NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
             id="AwsSolutions-IAM5",
-            reason="GET /classifications queries the records table's four indexes (newest first, by "
-                   "label, by model version, by both): GetItem and Query on this table's indexes only.",
+            reason="GET /classifications queries the records table's indexes (newest first, a caller's "
+                   "own, and the optional ones of records_indexes): GetItem and Query on this table's "
+                   "indexes only.",
             applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsTable.*\/index\/\*$/")],
         )], apply_to_children=True)
 
     def grant_write(self, function: lambda_.IFunction) -> None:
-        """Write records (one, or 25 at a time), on the table itself: indexes are never written directly."""
+        """Write records (one, or 25 at a time), on the table itself: indexes are never written directly;
+        and defer the ones DynamoDB refuses: PutObject under the deferral prefix, nothing more."""
         function.add_to_role_policy(iam.PolicyStatement(actions=list(WRITE_ACTIONS), resources=[self.table.table_arn]))
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[self.deferred.arn_for_objects(f"{DEFERRED_PREFIX}*")],
+        ))
+        self._suppress_prefix_finding(function)
+
+    def grant_replay(self, function: lambda_.IFunction) -> None:
+        """The scheduled replay: list, read and delete deferred records, and write them to the table."""
+        function.add_to_role_policy(iam.PolicyStatement(actions=list(WRITE_ACTIONS), resources=[self.table.table_arn]))
+        allow_objects(function, self.deferred, "s3:GetObject", "s3:DeleteObject", prefix=DEFERRED_PREFIX)
+        self._suppress_prefix_finding(function)
+
+    @staticmethod
+    def _suppress_prefix_finding(function: lambda_.IFunction) -> None:
+        role = function.role
+        assert role is not None
+        NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="Deferred records are one object per record id under records-deferred/: writers may put "
+                   "objects there and the replay read and delete them, in that prefix of that bucket only.",
+            applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsDeferred.*\/records-deferred\/\*$/")],
+        )], apply_to_children=True)

@@ -27,6 +27,7 @@ from lambda_docker.function_url import ClassifierFunctionUrl, invoker_principal
 from lambda_docker.inference import ClassifierRuntime, InferenceFunction
 from lambda_docker.nag import suppress_vpc_function_role
 from lambda_docker.observability import Observability
+from lambda_docker.records_replay import RecordsReplay
 from lambda_docker.storage_stack import UPLOADS_PREFIX, StorageStack
 from lambda_docker.two_az_stack import TwoAzStack
 from lambda_docker.upload_classifier import UploadClassifier
@@ -61,6 +62,9 @@ class ServiceStack(TwoAzStack):
             api=self.api.api, function=self.inference.function, alarms=self.alarms,
             latency_p99_ms=config.alarm_latency_p99_ms,
         )
+        self.records_replay = RecordsReplay(self, "RecordsReplay", runtime=self.runtime)
+        self.alarms.watch(self.records_replay.deferred_alarm)
+        self.alarms.watch(self.records_replay.failing_alarm)
         self.web_acl = self._api_web_acl(config) if config.waf else None
         self.custom_domain = self._custom_domain(config)
         self._optional_features(config)

@@ -19,7 +19,7 @@ from lambda_docker.buckets import AccessLogsBucket, SecureBucket
 from lambda_docker.config import AppConfig
 from lambda_docker.inbox import ModelInbox
 from lambda_docker.network import Network
-from lambda_docker.records import READ_ACTIONS, WRITE_ACTIONS, RecordsTable
+from lambda_docker.records import READ_ACTIONS, RECORDS_DEFERRED_ACTIONS, WRITE_ACTIONS, RecordsTable
 from lambda_docker.storage import ModelStorage
 from lambda_docker.two_az_stack import TwoAzStack
 
@@ -51,7 +51,8 @@ class StorageStack(TwoAzStack):
             log_retention=config.log_retention,
         )
         self.uploads = self._uploads_bucket(config)
-        self.records = RecordsTable(self, "Records", ttl_days=config.records_ttl_days)
+        self.records = RecordsTable(self, "Records", ttl_days=config.records_ttl_days, layout=config.records_layout,
+                                    access_logs=self.access_logs)
         self.network.allow_dynamodb_tables(self.records.table, actions=[*READ_ACTIONS, *WRITE_ACTIONS])
         # Bulk jobs: the worker reads the source bucket from the VPC; Step Functions lists
         # it and writes the results bucket from outside, so only the source needs the endpoint.
@@ -64,6 +65,8 @@ class StorageStack(TwoAzStack):
         if self.bulk_source is not None and self.bulk_source is not self.uploads:
             endpoint_buckets.append(self.bulk_source)
         self.network.allow_s3_buckets(*endpoint_buckets)
+        # Writers defer records there; the replay reads, then deletes them.
+        self.network.allow_s3_buckets(self.records.deferred, actions=RECORDS_DEFERRED_ACTIONS)
 
         CfnOutput(self, "InboxBucket", value=self.inbox.bucket.bucket_name,
                   description="python -m classifier publish --s3 s3://<this bucket>")
@@ -73,6 +76,8 @@ class StorageStack(TwoAzStack):
                   description="The installer Lambda; invoke it with {bucket, key} to re-run an install")
         CfnOutput(self, "RecordsTable", value=self.records.table.table_name,
                   description="Classification records (GET /classifications reads them)")
+        CfnOutput(self, "RecordsDeferredBucket", value=self.records.deferred.bucket_name,
+                  description="Records DynamoDB refused, until the scheduled replay (or records replay) writes them")
 
     def _uploads_bucket(self, config: AppConfig) -> s3.Bucket:
         return SecureBucket(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from classifier.client.api import UploadsNotServed
 from classifier.client.transport import RequestFailed, retryable
 from classifier.config import MiB
 
@@ -65,8 +66,8 @@ def problem(error: RequestFailed) -> Problem:
 
 def image_problem(error: RequestFailed, *, via: str, size: int, inline_max_bytes: int) -> Problem:
     """``problem``, but for an image too large to send inline when the API has no uploads bucket:
-    the limit, and what a larger image needs, rather than a bare 501."""
-    if via == "s3" and error.code == "not_configured":
+    the limit, and what a larger image needs, rather than a bare 404."""
+    if via == "s3" and isinstance(error, UploadsNotServed):
         # Under our limit, the API itself refused the image as too large: its limit is lower.
         limit = (f"the API takes up to {mib(inline_max_bytes)} in a request" if size > inline_max_bytes
                  else "that is over the API's limit for a request")

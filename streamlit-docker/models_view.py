@@ -31,6 +31,7 @@ def models_tab(api: ClassifierClient) -> None:
         show_error(problem(exc), context=" (models)")
         return
     versions = listing.get("versions") or []
+    st.caption(f"Versions of `{listing.get('name', '?')}`, the API's default model.")
     if not versions:
         st.info("No version is installed: `python -m classifier publish`.", icon=":material/inventory_2:")
         return

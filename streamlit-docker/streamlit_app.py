@@ -1,5 +1,8 @@
 """The dashboard: classify images through the API, browse stored classifications, inspect the model.
 
+When the API serves several models (``GET /models``), the sidebar's model picker chooses the one
+images go to (``POST /models/{name}/classify``) and the one the Model tab describes.
+
 Run with ``streamlit run streamlit_app.py``. Configured by the environment:
 
 - ``API_URL``: the API's base URL (default ``http://127.0.0.1:8000``, what ``make serve`` starts);
@@ -37,6 +40,7 @@ from classifier.client.api import (
     ClientClassification,
     ClientPrediction,
     ImageFile,
+    ModelList,
     ModelState,
     Outcome,
 )
@@ -97,11 +101,20 @@ def client() -> ClassifierClient:
     return api
 
 
-def fetch_model(api: ClassifierClient) -> tuple[ModelState | None, RequestFailed | None]:
+def fetch_model(api: ClassifierClient, name: str | None = None) -> tuple[ModelState | None, RequestFailed | None]:
+    """``GET /model`` (the API's default model), or ``GET /models/{name}``; or why it failed."""
     try:
-        return api.model(), None
+        return api.model(name), None
     except RequestFailed as exc:
         return None, exc
+
+
+def fetch_models(api: ClassifierClient) -> ModelList | None:
+    """``GET /models``: the models the API serves (None: it did not say; the banner says why)."""
+    try:
+        return api.models()
+    except RequestFailed:
+        return None
 
 
 def uploads_enabled(api: ClassifierClient) -> bool | None:
@@ -115,21 +128,23 @@ def uploads_enabled(api: ClassifierClient) -> bool | None:
     return enabled
 
 
-def classify_once(api: ClassifierClient, items: Sequence[ImageItem], top_k: int) -> list[Outcome]:
+def classify_once(api: ClassifierClient, items: Sequence[ImageItem], top_k: int,
+                  model: str | None = None) -> list[Outcome]:
     """Each image's outcome, asking the API only about images it has not answered yet.
 
     Streamlit reruns the whole script on every interaction; without this, paging
     through the history would classify (and store) every upload again. Transient
     failures (API down, throttled) are not remembered, so the next rerun retries.
+    ``model``: the picked model (None: the API's default).
     """
     done: dict[str, Outcome] = st.session_state.setdefault("outcomes", {})
-    keys = [f"{item.key}?top_k={top_k}" for item in items]
+    keys = [f"{item.key}?top_k={top_k}&model={model or ''}" for item in items]
     answers = {key: done[key] for key in keys if key in done}
     todo = [(key, item) for key, item in zip(keys, items, strict=True) if key not in done]
     if todo:
         label = "Classifying the image…" if len(todo) == 1 else f"Classifying {len(todo)} images…"
         with st.spinner(label):
-            outcomes = api.classify_each([item.image for _, item in todo], top_k=top_k)
+            outcomes = api.classify_each([item.image for _, item in todo], top_k=top_k, model=model)
         for (key, _), outcome in zip(todo, outcomes, strict=True):
             answers[key] = outcome
             if outcome.error is None or not transient(outcome.error):
@@ -196,13 +211,41 @@ def score_chart(predictions: Sequence[ClientPrediction]) -> alt.LayerChart:
 # -- views ----------------------------------------------------------------------
 
 
-def sidebar(api: ClassifierClient, model: ModelState | None, model_error: RequestFailed | None) -> int:
+def model_picker(listing: ModelList | None) -> str | None:
+    """The sidebar's choice among the served models, when there is more than one; None: the API's default."""
+    if listing is None or len(listing["models"]) < 2:
+        return None
+    default = listing["default"]
+    entries = {m["name"]: m for m in listing["models"]}
+
+    def label(name: str) -> str:
+        entry = entries[name]
+        facts = [f"{entry['labels']} labels" if entry.get("labels") is not None else "no version",
+                 *(["default"] if name == default else [])]
+        return f"{name} ({', '.join(facts)})"
+
+    names = list(entries)
+    picked = st.selectbox("Model", names, index=names.index(default) if default in names else 0, key="model",
+                          format_func=label, help="The API serves these models (GET /models); images go to the "
+                                                  "one picked, and the Model tab describes it.")
+    return None if picked == default else str(picked)
+
+
+def sidebar(api: ClassifierClient, listing: ModelList | None) -> tuple[int, str | None]:
+    """The settings: top-k, and the model picked (None: the API's default)."""
     with st.sidebar:
         st.header("Settings", anchor=False)
         top_k = st.slider("Predictions per image (top-k)", min_value=1, max_value=20, value=5, key="top_k")
+        picked = model_picker(listing)
         st.divider()
         st.subheader("API", anchor=False)
         st.code(api.base_url, language=None, wrap_lines=True)
+    return int(top_k), picked
+
+
+def api_status(api: ClassifierClient, model: ModelState | None, model_error: RequestFailed | None) -> None:
+    """The sidebar's word on the API and the picked model."""
+    with st.sidebar:
         if model_error is not None:
             st.badge(headline(model_error), icon=":material/cloud_off:", color="red")
         elif model is not None and model.get("state") == "loaded":
@@ -211,7 +254,6 @@ def sidebar(api: ClassifierClient, model: ModelState | None, model_error: Reques
             st.badge("No model loaded", icon=":material/error:", color="red")
         key_note = "sent as `x-api-key`" if api.api_key else "none (set `API_KEY`)"
         st.caption(f"API key: {key_note}")
-    return int(top_k)
 
 
 def banners(model: ModelState | None, model_error: RequestFailed | None, warnings: Sequence[str]) -> None:
@@ -233,7 +275,7 @@ def banners(model: ModelState | None, model_error: RequestFailed | None, warning
         )
 
 
-def classify_tab(api: ClassifierClient, top_k: int) -> list[ClientClassification]:
+def classify_tab(api: ClassifierClient, top_k: int, model: str | None = None) -> list[ClientClassification]:
     # Streamlit states the limit in the uploader itself ("4MB per file"); it must be what the API takes.
     limit_mb, limit_text = upload_limit(api.inline_max_bytes, uploads_enabled(api))
     uploads = st.file_uploader(
@@ -253,7 +295,7 @@ def classify_tab(api: ClassifierClient, top_k: int) -> list[ClientClassification
                 icon=":material/photo_library:")
         return []
 
-    outcomes = classify_once(api, items, top_k)
+    outcomes = classify_once(api, items, top_k, model)
     results = [outcome.result for outcome in outcomes if outcome.result is not None]
     if len(outcomes) > 1:
         failed = len(outcomes) - len(results)
@@ -337,8 +379,9 @@ def main() -> None:
     except ValueError as exc:  # API_URL is not an http(s) URL: nothing on this page can work
         st.error(f"**API_URL is not usable**: {md(exc)}", icon=":material/link_off:")
         return
-    model, model_error = fetch_model(api)
-    top_k = sidebar(api, model, model_error)
+    top_k, picked = sidebar(api, fetch_models(api))
+    model, model_error = fetch_model(api, picked)
+    api_status(api, model, model_error)
     st.title("ResNet-50 image classifier", anchor=False)
     st.caption("Photos go to the classification API; ResNet-50 answers with its best guesses.")
     banner = st.container()  # filled last: classifications can reveal an untrained model too
@@ -346,7 +389,7 @@ def main() -> None:
         [":material/image_search: Classify", ":material/history: History", ":material/memory: Model",
          ":material/inventory_2: Models"])
     with classify:
-        results = classify_tab(api, top_k)
+        results = classify_tab(api, top_k, picked)
     with history:
         history_tab(api)
     with model_state:

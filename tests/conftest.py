@@ -8,7 +8,9 @@ it belongs to.
 Publishing a model takes a few seconds, so one untrained ResNet-50 (the full
 architecture with random weights: pretrained weights cannot be downloaded in
 CI) is published once per session; tests that change the store get a private
-copy whose artifacts are hard links.
+copy whose artifacts are hard links. That model gives every photo the same
+answer; a test that needs two photos told apart uses ``fitted_store``, a
+ResNet-50 fitted to give each test photo its own class (``helpers.fitted_model``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ def published_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("published") / "store"
     publish(store, "random")
     return store
+
+
+@pytest.fixture(scope="session")
+def fitted_store(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Path:
+    """A read-only store whose current model gives each photo of ``helpers.fitted_model.PHOTO_LABELS``
+    its own top-1 class (chelsea: tabby, coffee: espresso, ...). Do not modify.
+
+    Its weights are fitted, and published, once and cached in ``test-output/cache/`` (keyed by the
+    code that makes them); a session copies that store (hard links)."""
+    from helpers.fitted_model import published_fitted_store
+
+    return copy_store(published_fitted_store(output_dir / "cache"), tmp_path_factory.mktemp("fitted") / "store")
 
 
 @pytest.fixture

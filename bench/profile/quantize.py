@@ -44,7 +44,7 @@ def quantize_variants(fp32: Path, spec: Any, out: Path) -> dict[str, Path]:
 
     from classifier.lifecycle.quantize import calibration_images, calibration_tensors
 
-    tensors = calibration_tensors(calibration_images(None), spec)
+    tensors = calibration_tensors(calibration_images(None)[0], spec)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

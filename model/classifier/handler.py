@@ -4,10 +4,11 @@ Mangum adapts API Gateway REST (v1), HTTP API and Function URL (v2) events,
 including base64 bodies, to the ASGI app. Everything below runs once per
 Lambda instance, in the init phase.
 
-Order matters for the cold start: the model starts loading on a thread
+Order matters for the cold start: the default model starts loading on a thread
 *before* the web framework is imported, so reading, hashing and building the
 ONNX Runtime session (which release the GIL) overlap the web layer's import. The
-first request waits for the load if it is not finished yet.
+first request waits for the load if it is not finished yet. Other served models
+(``MODELS``) load on their first request.
 """
 
 import logging
@@ -15,11 +16,11 @@ from typing import Any
 
 from classifier.config import Settings
 from classifier.observability import logs
-from classifier.serving.manager import ModelManager
+from classifier.serving.registry import ModelRegistry
 
 settings = Settings.from_env()
-manager = ModelManager(settings)
-manager.load_in_background()
+models = ModelRegistry(settings)
+models.default.load_in_background()
 logs.configure()  # imports Powertools while the model loads
 logging.getLogger("mangum").setLevel(logging.WARNING)  # our access log already has one line per request
 
@@ -28,7 +29,7 @@ from mangum import Mangum  # noqa: E402  (deliberately after the load started)
 from classifier.api.app import create_app  # noqa: E402
 from classifier.api.middleware import WARM_UP_AGENT  # noqa: E402
 
-app = create_app(settings, manager=manager, load_model=False)
+app = create_app(settings, models=models, load_model=False)
 
 
 def warm_up(handler: Any) -> None:

@@ -18,6 +18,7 @@ from classifier.lifecycle.publish import PublishRequest, publish_to_store
 from classifier.store.layout import ModelStore
 
 from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, large_photo, texts, unescape
+from helpers.fitted_model import PHOTO_LABELS
 from helpers.onnx_models import tiny_classifier, write_labels, write_preprocessing
 from helpers.photos import jpeg
 from helpers.processes import LiveServer, free_port, live_server
@@ -125,14 +126,16 @@ def test_history_pages_follow_next_cursor(server: LiveServer, app_test: MakeApp)
     assert list(at.tabs[1].dataframe[0].value["ID"]) == [r["id"] for r in first["items"]]
 
 
-def test_history_filters_by_top_label(server: LiveServer, app_test: MakeApp) -> None:
-    # GIVEN records with different top-1 labels, and the API's own filtered page
-    with server.client() as client:
-        labels = {client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}
-                              ).json()["predictions"][0]["label"] for name in ("chelsea", "coffee", "rocket")}
-        label = sorted(labels)[0]
+def test_history_filters_by_top_label(fitted_server: LiveServer, app_test: MakeApp) -> None:
+    # GIVEN records of three photos, each with its own top-1 label (the fitted model tells them apart)
+    with fitted_server.client() as client:
+        labels = [client.post("/classify", content=jpeg(name), headers={"content-type": "image/jpeg"}
+                              ).json()["predictions"][0]["label"] for name in ("chelsea", "coffee", "rocket")]
+        assert labels == [PHOTO_LABELS[name] for name in ("chelsea", "coffee", "rocket")]
+        label = labels[1]
         want = client.get("/classifications", params={"limit": 20, "label": label}).json()["items"]
-    at = app_test(server.url).run()
+    assert len(want) == 1  # one of the three records: a page that ignored the filter would show three
+    at = app_test(fitted_server.url).run()
 
     # WHEN the History tab is filtered by one of those labels
     at.text_input(key="filter_label").set_value(label).run()
@@ -294,7 +297,7 @@ def test_without_an_uploads_bucket_an_image_over_4_mib_says_what_it_needs(server
     # THEN its card says the inline limit, and that a larger image needs the uploads bucket
     card = unescape(texts(block(at, "result-0")))
     assert "Too large" in card and "the API takes up to 4 MiB in a request" in card
-    assert "uploads bucket" in card and "HTTP 501 · not_configured" in card
+    assert "uploads bucket" in card and "HTTP 404 · not_found" in card
 
 
 def test_with_an_uploads_bucket_an_image_over_4_mib_goes_through_s3(uploads_server: LiveServer,
@@ -337,3 +340,33 @@ def test_no_model_shows_503(tmp_path: Path, app_test: MakeApp) -> None:
     assert "No model is loaded" in at.error[0].value
     card = texts(block(at, "result-0"))
     assert "No model available" in card and "503" in card
+
+
+def test_the_model_picker_sends_images_to_the_picked_model(two_models_server: LiveServer,
+                                                           app_test: MakeApp) -> None:
+    # GIVEN an API serving two models, resnet50 the default
+    at = app_test(two_models_server.url).run()
+    assert_no_exception(at)
+    picker = at.sidebar.selectbox(key="model")
+    assert picker.options == ["resnet50 (1000 labels, default)", "products (1000 labels)"]
+    assert picker.value == "resnet50"
+
+    # WHEN products is picked and a photo uploaded
+    picker.set_value("products").run()
+    upload(at, ("chelsea.jpg", CHELSEA.read_bytes(), "image/jpeg"))
+
+    # THEN products classified it (its own labels), and the Model tab describes products
+    top = unescape(block(at, "top-label-0").subheader[0].value)
+    assert top.startswith("products "), top
+    assert all(str(r["label"]).startswith("products ") for r in chart_data(at, 0))
+    assert "products" in block(at, "model-version").subheader[0].value
+    # AND picking the default again classifies the same photo with resnet50's labels
+    at.sidebar.selectbox(key="model").set_value("resnet50").run()
+    assert_no_exception(at)
+    assert not unescape(block(at, "top-label-0").subheader[0].value).startswith("products ")
+
+
+def test_without_several_models_there_is_no_picker(server: LiveServer, app_test: MakeApp) -> None:
+    at = app_test(server.url).run()
+    assert_no_exception(at)
+    assert not [s for s in at.sidebar.selectbox if s.key == "model"]

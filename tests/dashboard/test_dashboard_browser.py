@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -78,3 +79,25 @@ def test_uploaded_photo_shows_its_top_label(server: LiveServer, dashboard: str, 
     expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
     page.screenshot(path=str(output_dir / "dashboard.png"))
     assert (output_dir / "dashboard.png").stat().st_size > 10_000
+
+
+def test_the_model_picker_chooses_the_model_that_classifies(two_models_server: LiveServer,
+                                                            two_models_dashboard: str, page: Page) -> None:
+    # GIVEN the dashboard of an API serving resnet50 (the default) and products
+    page.goto(two_models_dashboard, timeout=UI_TIMEOUT_MS)
+    picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
+    expect(picker).to_have_value("resnet50 (1000 labels, default)", timeout=UI_TIMEOUT_MS)
+
+    # WHEN products is picked, then a photo uploaded
+    picker.click()
+    page.get_by_role("option", name="products (1000 labels)").click()
+    expect(picker).to_have_value("products (1000 labels)", timeout=UI_TIMEOUT_MS)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(CHELSEA)
+
+    # THEN the card shows products' own label for the photo, the one the API gives
+    expected = httpx.post(f"{two_models_server.url}/models/products/classify", content=CHELSEA.read_bytes(),
+                          headers={"content-type": "image/jpeg"}, timeout=120).json()["predictions"][0]["label"]
+    assert expected.startswith("products ")
+    card = page.locator(".st-key-result-0")
+    expect(card.locator(".st-key-top-label-0")).to_have_text(expected, timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from classifier.client.api import ClassifierClient, ImageFile, plan_batches
+from classifier.client.api import ClassifierClient, ImageFile, UploadsNotServed, plan_batches
 from classifier.client.transport import RequestFailed, RetryPolicy
 
 import helpers.dashboard  # noqa: F401  (puts streamlit-docker/ on sys.path)
@@ -201,16 +201,18 @@ def test_a_slow_api_times_out_with_a_message(stub: Stub) -> None:
     assert transient(caught.value)
 
 
-def test_no_uploads_bucket_is_permanent(stub: Stub) -> None:
-    # GIVEN an API without an uploads bucket: 501, which neither the client nor a rerun should repeat
-    stub.answer("/uploads", 501, {"error": {"code": "not_configured", "message": "UPLOADS_BUCKET is not set"}})
+def test_no_uploads_bucket_is_learnt_from_the_document_and_is_permanent(stub: Stub) -> None:
+    # GIVEN an API without an uploads bucket: its document lists no POST /uploads, which is an unknown route
+    stub.answer("/openapi.json", 200, {"paths": {"/classify": {"post": {}}, "/models": {"get": {}}}})
+    stub.answer("/uploads", 404, {"error": {"code": "not_found", "message": "no route POST /uploads"}})
     api = ClassifierClient(stub.url)
 
     assert api.uploads_enabled() is False
-    with pytest.raises(RequestFailed) as caught:
+    assert api.uploads_enabled() is False  # the document is read once per client
+    with pytest.raises(UploadsNotServed) as caught:
         api.create_upload("image/jpeg", 5 * 1024 * 1024)
     assert len(stub.seen) == 2  # one request each: not retried
-    assert not transient(caught.value)
+    assert not transient(caught.value) and "uploads bucket" in caught.value.message
 
 
 def test_a_batch_answer_of_the_wrong_length_is_an_error(stub: Stub) -> None:

@@ -4,15 +4,24 @@
   the plan's ``x-api-key`` is refused (403 ``{"message": "Forbidden"}``), and the first requests
   are throttled (429 with ``Retry-After``), as a plan's rate limit answers;
 - ``short_read_s3``: S3 (moto's server) whose object downloads stop early: the headers promise
-  the whole object (its ``Content-Length``), the connection closes after part of it.
+  the whole object (its ``Content-Length``), the connection closes after part of it;
+- ``s3_outage``: S3 whose object reads fail with 503 ``ServiceUnavailable`` (as S3 answers during
+  an outage, or when it asks a caller to slow down) until ``outage_over`` is set; other requests
+  (and DynamoDB's, on the same endpoint) go through;
+- ``throttling_dynamodb``: DynamoDB (moto's server) that throttles the writes of a share of the
+  record ids, every time, as a hot partition does: ``PutItem`` answers
+  ``ProvisionedThroughputExceededException``, ``BatchWriteItem`` writes the others and returns
+  those as ``UnprocessedItems``.
 
 Each records what it received, so a test can say which requests reached it.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +60,15 @@ class ForwardingProxy(ThreadingHTTPServer):
         """How many bytes of the upstream's body to send before closing, or None for all of it."""
         return None
 
+    def answer(self, method: str, path: str, headers: dict[str, str],
+               body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        """The answer to a request whose body matters, or None to forward it as it is."""
+        return None
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        forwarded = {k: v for k, v in headers.items() if k not in _NOT_FORWARDED}
+        return httpx.request(method, self.upstream + path, content=body, headers=forwarded, timeout=120)
+
 
 class UsagePlanGateway(ForwardingProxy):
     def __init__(self, upstream: str, *, api_key: str, throttled: int, retry_after: str) -> None:
@@ -78,6 +96,75 @@ class ShortReadS3(ForwardingProxy):
         return self.keep_bytes if method == "GET" else None
 
 
+class S3Outage(ForwardingProxy):
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.outage_over = threading.Event()
+        self.refused = 0
+
+    def refusal(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+        # An object read is a GET of /<bucket>/<key> (path style, as boto3 addresses an IP endpoint).
+        if method != "GET" or self.outage_over.is_set() or path.strip("/").count("/") < 1:
+            return None
+        with self.lock:
+            self.refused += 1
+        return 503, {"content-type": "application/xml"}, (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code>'
+            b"<Message>Service is unable to handle request.</Message></Error>")
+
+
+_THROTTLED = json.dumps({
+    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    "message": "The level of configured provisioned throughput for the table was exceeded.",
+}).encode()
+
+
+class ThrottlingDynamoDB(ForwardingProxy):
+    def __init__(self, upstream: str, *, percent: int) -> None:
+        super().__init__(upstream)
+        self.percent = percent
+        self.throttled: set[str] = set()  # the record ids whose writes were refused at least once
+        self.writes = 0
+
+    def unlucky(self, item: dict[str, Any]) -> bool:
+        record_id = str(item.get("id", {}).get("S", ""))
+        hit = not record_id.startswith("upload#") and zlib.crc32(record_id.encode()) % 100 < self.percent
+        if hit:
+            with self.lock:
+                self.throttled.add(record_id)
+        return hit
+
+    def answer(self, method: str, path: str, headers: dict[str, str],
+               body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        target = headers.get("x-amz-target", "")
+        json_type = {"content-type": "application/x-amz-json-1.0"}
+        if target.endswith(".PutItem"):
+            with self.lock:
+                self.writes += 1
+            return (400, json_type, _THROTTLED) if self.unlucky(json.loads(body)["Item"]) else None
+        if not target.endswith(".BatchWriteItem"):
+            return None
+        with self.lock:
+            self.writes += 1
+        request = json.loads(body)
+        kept: dict[str, list[Any]] = {}
+        refused: dict[str, list[Any]] = {}
+        for table, writes in request["RequestItems"].items():
+            for write in writes:
+                unlucky = "PutRequest" in write and self.unlucky(write["PutRequest"]["Item"])
+                (refused if unlucky else kept).setdefault(table, []).append(write)
+        if not refused:
+            return None
+        if not kept:  # every item throttled: DynamoDB answers with the exception itself
+            return 400, json_type, _THROTTLED
+        upstream = self.forward(method, path, headers, json.dumps({**request, "RequestItems": kept}).encode())
+        result = upstream.json()
+        unprocessed = result.setdefault("UnprocessedItems", {})
+        for table, writes in refused.items():
+            unprocessed.setdefault(table, []).extend(writes)
+        return upstream.status_code, json_type, json.dumps(result).encode()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: ForwardingProxy
     protocol_version = "HTTP/1.1"
@@ -99,12 +186,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.headers_received.append(headers)
             self.server.arrivals.append(time.monotonic())
         refused = self.server.refusal(self.command, self.path, headers)
+        if refused is None:
+            refused = self.server.answer(self.command, self.path, headers, body)
         if refused is not None:
             self._reply(*refused)
             return
-        forwarded = {k: v for k, v in headers.items() if k not in _NOT_FORWARDED}
-        answer = httpx.request(self.command, self.server.upstream + self.path, content=body, headers=forwarded,
-                               timeout=120)
+        answer = self.server.forward(self.command, self.path, headers, body)
         self._reply(answer.status_code, {k: v for k, v in answer.headers.items() if k not in _NOT_FORWARDED},
                     answer.content, keep=self.server.cut_short(self.command, self.path))
 
@@ -150,4 +237,16 @@ def usage_plan_gateway(upstream: str, *, api_key: str, throttled: int = 0,
 @contextmanager
 def short_read_s3(upstream: str, *, keep_bytes: int) -> Iterator[ShortReadS3]:
     with serving(ShortReadS3(upstream, keep_bytes=keep_bytes)) as proxy:
+        yield proxy
+
+
+@contextmanager
+def s3_outage(upstream: str) -> Iterator[S3Outage]:
+    with serving(S3Outage(upstream)) as proxy:
+        yield proxy
+
+
+@contextmanager
+def throttling_dynamodb(upstream: str, *, percent: int) -> Iterator[ThrottlingDynamoDB]:
+    with serving(ThrottlingDynamoDB(upstream, percent=percent)) as proxy:
         yield proxy

@@ -76,6 +76,26 @@ def derive_version(src: Path, dest: Path, *, labels: list[str] | None = None, la
     return dest
 
 
+def add_model(store: Path, name: str, labels: list[str] | None = None) -> str:
+    """Another model in ``store``, named ``name``: the published ResNet-50's artifacts (hard links) with labels
+    of its own (by default ``"<name> <i>"``), its version current. Called again with other labels, a new
+    version of it. Return the version id."""
+    models = ModelStore(store)
+    source = models.current("resnet50")
+    assert source is not None
+    count = json.loads((models.version_dir("resnet50", source) / "manifest.json").read_text())["labels"]["count"]
+    staging = store / f".adding-{name}"
+    derive_version(models.version_dir("resnet50", source), staging,
+                   labels=labels or [f"{name} {i}" for i in range(count)])
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest["name"] = name
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    models.versions_dir(name).mkdir(parents=True, exist_ok=True)
+    staging.rename(models.version_dir(name, manifest["version"]))
+    (models.model_dir(name) / "CURRENT").write_text(f"{manifest['version']}\n")
+    return str(manifest["version"])
+
+
 def stored_records(store: Path) -> dict[str, dict[str, Any]]:
     """Every record in a store's SQLite file, read with sqlite3 alone (not the code under test), by id."""
     import sqlite3

@@ -20,6 +20,15 @@ def methods(synth: Synth, *, preflight: bool = False) -> dict[str, Any]:
     return {k: v for k, v in found.items() if (v["Properties"]["HttpMethod"] == "OPTIONS") is preflight}
 
 
+def both_methods(synth: Synth, *, preflight: bool = False) -> list[dict[str, Any]]:
+    """The API's two methods (``/`` and ``/{proxy+}``, or their preflights): a check made on each of
+    them cannot pass on an API that has none."""
+    found = methods(synth, preflight=preflight)
+    paths = sorted(json.dumps(m["Properties"]["ResourceId"]) for m in found.values())
+    assert len(found) == 2 and len(set(paths)) == 2, f"expected a method on / and on /{{proxy+}}, found {paths}"
+    return [m["Properties"] for m in found.values()]
+
+
 def warns(synth: Synth, text: str) -> bool:
     # has_warning raises when nothing matches (find_warning cannot hand its matches back to Python).
     try:
@@ -31,8 +40,7 @@ def warns(synth: Synth, text: str) -> bool:
 
 def test_every_method_needs_sigv4_by_default(default: Synth) -> None:
     # api_auth=iam: / and /{proxy+} (every method) are AWS_IAM; there is no preflight without CORS origins.
-    assert len(methods(default)) == 2
-    assert {m["Properties"]["AuthorizationType"] for m in methods(default).values()} == {"AWS_IAM"}
+    assert {m["AuthorizationType"] for m in both_methods(default)} == {"AWS_IAM"}
     assert not methods(default, preflight=True)
 
 
@@ -55,9 +63,9 @@ def test_cognito_authorizes_every_method_with_the_given_pool(imported: Synth) ->
     props = authorizer["Properties"]
     assert (props["Type"], props["IdentitySource"]) == ("COGNITO_USER_POOLS", "method.request.header.Authorization")
     assert IMPORTED_USER_POOL_ID in json.dumps(props["ProviderARNs"])
-    for method in methods(imported).values():
-        assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
-        assert method["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+    for method in both_methods(imported):
+        assert method["AuthorizationType"] == "COGNITO_USER_POOLS"
+        assert method["AuthorizerId"] == {"Ref": authorizer_id}
     imported.service.resource_count_is("AWS::Cognito::UserPool", 0)
     imported.service.resource_count_is("AWS::IAM::ManagedPolicy", 0)
     imported.service.has_output("ApiUserPoolId", {"Value": IMPORTED_USER_POOL_ID})
@@ -65,34 +73,33 @@ def test_cognito_authorizes_every_method_with_the_given_pool(imported: Synth) ->
 
 def test_api_key_mode_wants_the_key_and_nothing_else(options: Synth) -> None:
     # api_auth=api_key: keys identify and throttle (test_cdk_options); no IAM or Cognito authorization.
-    for method in methods(options).values():
-        assert (method["Properties"]["AuthorizationType"], method["Properties"]["ApiKeyRequired"]) == ("NONE", True)
+    for method in both_methods(options):
+        assert (method["AuthorizationType"], method["ApiKeyRequired"]) == ("NONE", True)
     options.service.resource_count_is("AWS::ApiGateway::Authorizer", 0)
     options.service.resource_count_is("AWS::IAM::ManagedPolicy", 0)
     assert not options.service.find_outputs("ApiInvokePolicyArn")
 
 
-def test_preflight_carries_no_authorization(options: Synth) -> None:
+def test_preflight_carries_no_authorization(options: Synth, public: Synth) -> None:
     # Browsers send OPTIONS without credentials, so preflight stays open under every mode.
-    preflight = methods(options, preflight=True)
-    assert len(preflight) == 2
-    for method in preflight.values():
-        assert (method["Properties"]["AuthorizationType"], method["Properties"]["ApiKeyRequired"]) == ("NONE", False)
+    for synth in (options, public):
+        for method in both_methods(synth, preflight=True):
+            assert (method["AuthorizationType"], method.get("ApiKeyRequired", False)) == ("NONE", False)
 
 
 def test_none_is_public_and_warns(public: Synth, default: Synth) -> None:
     # api_auth=none: no authorization at all, an explicit choice that synth reports.
-    for method in methods(public).values():
-        assert method["Properties"]["AuthorizationType"] == "NONE"
-        assert method["Properties"].get("ApiKeyRequired", False) is False
+    for method in both_methods(public):
+        assert method["AuthorizationType"] == "NONE"
+        assert method.get("ApiKeyRequired", False) is False
     assert warns(public, "api_auth=none: anyone on the internet may call the API")
     assert not warns(default, "api_auth=none")
 
 
 def test_cors_for_any_origin_warns(public: Synth, options: Synth) -> None:
     # '*' stays possible, never silent; listed origins do not warn.
-    for method in methods(public, preflight=True).values():
-        headers = method["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+    for method in both_methods(public, preflight=True):
+        headers = method["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
         assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'"
         assert "X-Amz-Security-Token" in headers["method.response.header.Access-Control-Allow-Headers"]
     assert warns(public, "cors_allow_origins is '\\*'")

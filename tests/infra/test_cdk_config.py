@@ -68,6 +68,9 @@ def test_account_and_region_fall_back_to_the_cli_defaults() -> None:
     ("aws-region", "mars"),
     ("name", "Demo Stack"),
     ("model_name", "ResNet/50"),
+    ("models", ["Defects"]),
+    ("models", "*,defects"),
+    ("models", ["resnet50", "../x"]),
     ("backend", "tensorflow"),
     ("architecture", "sparc"),
     ("memory_mb", 64),
@@ -141,6 +144,16 @@ def test_dashboard_certificate_must_be_in_the_stacks_region() -> None:
     assert config(**{"aws-region": "us-east-1", "dashboard_certificate_arn": arn}).dashboard_certificate_arn == arn
     with pytest.raises(DeployConfigError, match=r"'dashboard_certificate_arn'.*us-east-1.*eu-west-1"):
         config(**{"aws-region": "eu-west-1", "dashboard_certificate_arn": arn})
+
+
+def test_models_from_cdk_json_or_the_command_line() -> None:
+    # A JSON list or -c models=a,b; the default model (model_name) among them, or every model with "*".
+    assert config(models=["resnet50", "defects"]).models == ("resnet50", "defects")
+    assert config(models="defects, resnet50").models == ("defects", "resnet50")
+    assert config(models="*").models == ("*",) and config(models="[]").models == ()
+    with pytest.raises(DeployConfigError, match=r"'model_name'.*'models'.*must be one of models"):
+        config(models="defects,products")
+    assert config(model_name="defects", models="defects,products").model_name == "defects"
 
 
 def test_provisioned_concurrency_cannot_exceed_reserved() -> None:

@@ -44,11 +44,12 @@ def test_backend_torch(options: Synth) -> None:
 
 
 def test_memory_timeout_and_runtime_settings(options: Synth) -> None:
-    # memory_mb, timeout_seconds, model_name, model_refresh_seconds, inference_threads.
+    # memory_mb, timeout_seconds, model_name, models, model_refresh_seconds, inference_threads.
     props = function_props(options)
     assert (props["MemorySize"], props["Timeout"]) == (4096, 20)
     env = props["Environment"]["Variables"]
     assert (env["MODEL_NAME"], env["MODEL_REFRESH_SECONDS"], env["INFERENCE_THREADS"]) == ("resnet50-ft", "120", "2")
+    assert env["MODELS"] == "defects,resnet50-ft"
 
 
 def test_reserved_concurrency(options: Synth) -> None:

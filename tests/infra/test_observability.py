@@ -32,10 +32,10 @@ def error_rate_alarm(synth: Synth) -> dict[str, Any]:
 
 
 def test_functions_name_the_powertools_service_and_namespace(switches: Synth) -> None:
-    # The inference function, the upload classifier and the bulk worker log and emit metrics as service
-    # "classifier".
+    # The inference function, the upload classifier, the bulk worker and the records replay log and emit
+    # metrics as service "classifier".
     functions = image_functions(switches)
-    assert len(functions) == 3
+    assert len(functions) == 4
     for props in functions:
         env = props["Environment"]["Variables"]
         assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == ("classifier", "Classifier")
@@ -107,9 +107,9 @@ def test_tracing_is_off_by_default(default: Synth) -> None:
 
 
 def test_tracing_switch_traces_the_stage_and_every_function(switches: Synth) -> None:
-    # tracing=true: the stage, the three image functions and the bulk state machine send X-Ray traces.
+    # tracing=true: the stage, the four image functions and the bulk state machine send X-Ray traces.
     _, stage = only(switches.service, "AWS::ApiGateway::Stage")
     assert stage["Properties"]["TracingEnabled"] is True
-    assert [props["TracingConfig"] for props in image_functions(switches)] == [{"Mode": "Active"}] * 3
+    assert [props["TracingConfig"] for props in image_functions(switches)] == [{"Mode": "Active"}] * 4
     _, state_machine = only(switches.service, "AWS::StepFunctions::StateMachine")
     assert state_machine["Properties"]["TracingConfiguration"] == {"Enabled": True}

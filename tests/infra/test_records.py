@@ -1,8 +1,9 @@
 """Classification records in DynamoDB: the table, its endpoint, and what each function may do with it.
 
 The table must be the one the runtime queries: its keys and indexes are
-compared with ``classifier.records.dynamodb.table_definition``, the same definition the
-runtime's own tests create on moto.
+compared with ``classifier.records.dynamodb.table_definition`` of the deployment's key layout
+(``records_indexes``, ``records_shards``), the same definition the runtime's own tests create
+on moto, and every function that reads or writes records is told the same layout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from classifier.records.dynamodb import TTL_ATTRIBUTE, table_definition
+from classifier.records.keys import KeyLayout
+from lambda_docker.records_replay import HANDLER as REPLAY_HANDLER
 
 from .conftest import Synth
 from .test_bulk import worker_function
@@ -40,15 +43,22 @@ def by(key: str) -> Any:
 # -- the table --------------------------------------------------------------------------
 
 
-def test_table_keys_and_indexes_are_the_runtimes(default: Synth) -> None:
-    # One for one: the key schema, the attribute definitions and the four sparse GSIs of table_definition().
-    _, table = records_table(default)
-    props, expected = table["Properties"], table_definition("records")
-    assert props["KeySchema"] == expected["KeySchema"]
-    assert sorted(props["AttributeDefinitions"], key=by("AttributeName")) == \
-        sorted(expected["AttributeDefinitions"], key=by("AttributeName"))
-    assert sorted(props["GlobalSecondaryIndexes"], key=by("IndexName")) == \
-        sorted(expected["GlobalSecondaryIndexes"], key=by("IndexName"))
+def test_table_keys_and_indexes_are_the_runtimes(all_synths: dict[str, Synth]) -> None:
+    # One for one: the key schema, the attribute definitions and the sparse GSIs of table_definition(),
+    # for the layout each deployment chose; by default two indexes: a record costs 3 write units.
+    expected_families = {"default": ("time", "owner"), "options": ("time", "owner", "label", "model_version"),
+                         "public": ("time", "label")}
+    for variant, synth in all_synths.items():
+        _, table = records_table(synth)
+        layout = synth.deployment.config.records_layout
+        assert layout.families == expected_families.get(variant, ("time", "owner")), variant
+        props, expected = table["Properties"], table_definition("records", layout)
+        assert props["KeySchema"] == expected["KeySchema"]
+        assert sorted(props["AttributeDefinitions"], key=by("AttributeName")) == \
+            sorted(expected["AttributeDefinitions"], key=by("AttributeName"))
+        assert sorted(props["GlobalSecondaryIndexes"], key=by("IndexName")) == \
+            sorted(expected["GlobalSecondaryIndexes"], key=by("IndexName"))
+    assert len(records_table(all_synths["default"])[1]["Properties"]["GlobalSecondaryIndexes"]) == 2
 
 
 def test_table_is_on_demand_with_point_in_time_recovery(default: Synth) -> None:
@@ -112,7 +122,7 @@ def test_cursor_secret_is_generated_by_secrets_manager(default: Synth) -> None:
 
 def record_functions(synth: Synth) -> dict[str, str]:
     """The functions that store records, by role: logical ids."""
-    functions = {"inference": inference_function(synth)[0]}
+    functions = {"inference": inference_function(synth)[0], "replay": replay_function(synth)[0]}
     if synth.deployment.config.classify_on_upload:
         functions["upload"] = upload_function(synth)[0]
     if synth.deployment.config.bulk:
@@ -120,12 +130,76 @@ def record_functions(synth: Synth) -> dict[str, str]:
     return functions
 
 
+def replay_function(synth: Synth) -> tuple[str, dict[str, Any]]:
+    return only(synth.service, "AWS::Lambda::Function", {"ImageConfig": {"Command": [REPLAY_HANDLER]}})
+
+
+def test_every_record_function_is_told_the_tables_key_layout_and_deferral_place(all_synths: dict[str, Synth]) -> None:
+    # RECORDS_SHARDS and RECORDS_INDEXES as the table was made; RECORDS_DEFERRED in the deferral bucket
+    for synth in all_synths.values():
+        layout = synth.deployment.config.records_layout
+        bucket_id, _ = deferral_bucket(synth)
+        for function_id in record_functions(synth).values():
+            variables = resources(synth.service, "AWS::Lambda::Function")[function_id]["Properties"]["Environment"][
+                "Variables"]
+            assert KeyLayout(tuple(variables["RECORDS_INDEXES"].split(",")), int(variables["RECORDS_SHARDS"])) == layout
+            assert f"ExportsOutputRef{bucket_id}" in json.dumps(variables["RECORDS_DEFERRED"])
+            assert variables["RECORDS_DEFERRED"]["Fn::Join"][1][-1] == "/records-deferred/"
+
+
+def deferral_bucket(synth: Synth) -> tuple[str, dict[str, Any]]:
+    found = {i: b for i, b in resources(synth.storage, "AWS::S3::Bucket").items() if "RecordsDeferred" in i}
+    assert len(found) == 1, found
+    return next(iter(found.items()))
+
+
+def s3_statements(synth: Synth, function_id: str) -> list[dict[str, Any]]:
+    return [s for s in function_statements(synth.service, function_id) if any(a.startswith("s3:") for a in actions(s))]
+
+
+def test_writers_may_only_put_deferred_records_and_the_replay_only_take_them_back(switches: Synth) -> None:
+    # Writers: PutObject under records-deferred/ and nothing else there; the replay: read, delete, list that prefix
+    bucket_id, bucket = deferral_bucket(switches)
+    assert "VersioningConfiguration" not in bucket["Properties"]  # written once per id, deleted once replayed
+    assert all("ExpirationInDays" not in rule for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"])
+    for role, function_id in record_functions(switches).items():
+        on_deferral = [s for s in s3_statements(switches, function_id) if bucket_id in json.dumps(s["Resource"])]
+        granted = sorted(a for s in on_deferral for a in actions(s))
+        if role == "replay":
+            assert granted == ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket"], role
+            listing = next(s for s in on_deferral if actions(s) == ["s3:ListBucket"])
+            assert listing["Condition"] == {"StringLike": {"s3:prefix": ["records-deferred/*"]}}
+        else:
+            assert granted == ["s3:PutObject"], role
+        for statement in on_deferral:
+            if actions(statement) != ["s3:ListBucket"]:
+                assert json.dumps(statement["Resource"]).endswith('"/records-deferred/*"]]}'), (role, statement)
+    # and the dashboard or any other role never touches it
+    roles_with_access = {i for i, r in resources(switches.service, "AWS::IAM::Policy").items()
+                         if f"ExportsOutputRef{bucket_id}" in json.dumps(r) or f"{bucket_id}Arn" in json.dumps(r)}
+    assert len(roles_with_access) == len(record_functions(switches))
+
+
+def test_the_replay_runs_on_a_schedule_and_deferred_records_raise_an_alarm(default: Synth) -> None:
+    function_id, _ = replay_function(default)
+    _, rule = only(default.service, "AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]} and target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert resources(default.service, "AWS::Lambda::Function")[function_id]["Properties"][
+        "ReservedConcurrentExecutions"] == 1
+    default.service.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "RecordsDeferred", "Namespace": "Classifier", "Threshold": 1, "Statistic": "Sum",
+        "Dimensions": [{"Name": "service", "Value": "classifier"}],
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+    })
+
+
 def test_every_record_writer_gets_the_table_ttl_and_cursor_key(default: Synth, switches: Synth) -> None:
     # RECORDS_TABLE (imported from the storage stack), RECORDS_TTL_DAYS, and RECORDS_CURSOR_SECRET as a
     # CloudFormation dynamic reference to the secret: resolved at deploy time, never written in the template.
     table_id, _ = records_table(default)
     secret_id, _ = only(default.storage, "AWS::SecretsManager::Secret")
-    assert set(record_functions(switches)) == {"inference", "upload", "bulk"}
+    assert set(record_functions(switches)) == {"inference", "upload", "bulk", "replay"}
     for synth in (default, switches):
         for function_id in record_functions(synth).values():
             env = resources(synth.service, "AWS::Lambda::Function")[function_id]["Properties"]["Environment"]
@@ -161,13 +235,14 @@ def test_api_and_upload_functions_read_and_write_records_in_this_table_only(swit
             assert resource["Fn::ImportValue"].startswith(table_arn), role
 
 
-def test_bulk_worker_only_writes_records(default: Synth) -> None:
-    # The worker stores records and reads none: PutItem and BatchWriteItem on the table itself.
+def test_bulk_worker_and_replay_only_write_records(default: Synth) -> None:
+    # The worker and the replay store records and read none: PutItem and BatchWriteItem on the table itself.
     table_id, _ = records_table(default)
-    grants = dynamodb_statements(default, record_functions(default)["bulk"])
-    assert list(grants) == ["dynamodb:BatchWriteItem dynamodb:PutItem"]
-    (resource,) = grants.values()
-    assert f"ExportsOutputFnGetAtt{table_id}Arn" in resource["Fn::ImportValue"]
+    for role in ("bulk", "replay"):
+        grants = dynamodb_statements(default, record_functions(default)[role])
+        assert list(grants) == ["dynamodb:BatchWriteItem dynamodb:PutItem"], role
+        (resource,) = grants.values()
+        assert f"ExportsOutputFnGetAtt{table_id}Arn" in resource["Fn::ImportValue"]
 
 
 # -- EFS: read only for everything but the installer -------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import stat
@@ -11,7 +12,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from .conftest import ROOT, Synth
+from .conftest import IMPORTED_FILE_SYSTEM_ID, ROOT, Synth
 from helpers.venvs import lambda_python
 
 # -- helpers -------------------------------------------------------------------
@@ -135,15 +136,24 @@ def gateway_endpoint(template: Template, service: str) -> dict[str, Any]:
 
 def test_s3_gateway_endpoint_reaches_only_the_project_buckets(default: Synth) -> None:
     # The functions reach S3 through the free gateway endpoint, and only the inbox and uploads buckets
-    # (the default bulk source too); bulk results are written by Step Functions, outside the VPC.
+    # (the default bulk source too), and the deferred records' bucket (where the replay also deletes);
+    # bulk results are written by Step Functions, outside the VPC.
     endpoint = gateway_endpoint(default.storage, "s3")
     inbox_id, _ = only(default.storage, "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}})
     uploads_id, _ = uploads_bucket(default)
-    (statement,) = endpoint["Properties"]["PolicyDocument"]["Statement"]
-    assert sorted(map(json.dumps, statement["Resource"])) == sorted(map(json.dumps, [
-        *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in (inbox_id, uploads_id)),
-        *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in (inbox_id, uploads_id)),
-    ]))
+    (deferred_id,) = [i for i in resources(default.storage, "AWS::S3::Bucket") if "RecordsDeferred" in i]
+
+    def bucket_and_objects(*buckets: str) -> list[str]:
+        return sorted(map(json.dumps, [
+            *({"Fn::GetAtt": [bucket, "Arn"]} for bucket in buckets),
+            *({"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]} for bucket in buckets),
+        ]))
+
+    data, deferred = endpoint["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(map(json.dumps, data["Resource"])) == bucket_and_objects(inbox_id, uploads_id)
+    assert sorted(data["Action"]) == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
+    assert sorted(map(json.dumps, deferred["Resource"])) == bucket_and_objects(deferred_id)
+    assert sorted(deferred["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]
 
 
 def test_vpc_flow_logs_are_kept_for_the_retention_period(default: Synth) -> None:
@@ -213,14 +223,61 @@ def test_inference_user_cannot_write_or_move_models(default: Synth) -> None:
     assert inference.uid not in (root.uid, installer.uid) and inference.gid != installer.gid
 
 
-def test_only_the_installer_may_write_the_store(default: Synth) -> None:
-    # EFS admits writes only from roles granted ClientWrite: the installer's, on this file system.
-    fs_id, _ = only(default.storage, "AWS::EFS::FileSystem")
-    installer_id, _ = only(default.storage, "AWS::Lambda::Function", {"Handler": "classifier.store.installer.handler"})
-    (write,) = [s for s in function_statements(default.storage, installer_id)
-                if "elasticfilesystem:ClientWrite" in actions(s)]
-    resource = json.dumps(write["Resource"])
-    assert ":file-system/" in resource and fs_id in resource
+CLIENT_WRITE = "elasticfilesystem:ClientWrite"
+INSTALLER_HANDLER = "classifier.store.installer.handler"
+
+
+def allow_statements(template: Template) -> list[tuple[list[Any], dict[str, Any]]]:
+    """Every Allow statement of every identity policy in ``template``, with the roles it is attached to:
+    policies, managed policies and roles' inline policies."""
+    found: list[tuple[list[Any], dict[str, Any]]] = []
+    for type_ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in resources(template, type_).values():
+            roles = list(policy["Properties"].get("Roles", []))
+            found += [(roles, st) for st in policy["Properties"]["PolicyDocument"]["Statement"]]
+    for role_id, role in resources(template, "AWS::IAM::Role").items():
+        for inline in role["Properties"].get("Policies", []):
+            found += [([{"Ref": role_id}], st) for st in inline["PolicyDocument"]["Statement"]]
+    return [(roles, st) for roles, st in found if st.get("Effect") == "Allow"]
+
+
+def grants(statement: dict[str, Any], action: str) -> bool:
+    """Whether an Allow statement covers ``action``, wildcards (``elasticfilesystem:*``, ``*``) and
+    ``NotAction`` included."""
+    def matches(patterns: Any) -> bool:
+        listed = [patterns] if isinstance(patterns, str) else list(patterns)
+        return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in listed)
+
+    if "NotAction" in statement:
+        return not matches(statement["NotAction"])
+    return matches(statement["Action"])
+
+
+def test_only_the_installer_may_write_the_store(all_synths: dict[str, Synth]) -> None:
+    # EFS admits writes only from roles granted ClientWrite: the installer's, on this file system, in
+    # every configuration; every other role (the functions that mount the store read-only above all) lacks it.
+    for name, synth in all_synths.items():
+        _, installer = only(synth.storage, "AWS::Lambda::Function", {"Handler": INSTALLER_HANDLER})
+        installer_role = {"Ref": installer["Properties"]["Role"]["Fn::GetAtt"][0]}
+        writers = [(roles, st) for roles, st in allow_statements(synth.storage) if grants(st, CLIENT_WRITE)]
+        assert [roles for roles, _ in writers] == [[installer_role]], f"{name}: ClientWrite granted to {writers}"
+        resource = json.dumps(writers[0][1]["Resource"])
+        assert ":file-system/" in resource, name
+        if name == "imported":
+            assert IMPORTED_FILE_SYSTEM_ID in resource
+        else:
+            fs_id, _ = only(synth.storage, "AWS::EFS::FileSystem")
+            assert fs_id in resource, name
+        assert not [st for _, st in allow_statements(synth.service) if grants(st, CLIENT_WRITE)], name
+        # AND the service's functions that mount the store are granted the mount (so the check above had
+        # readers to exclude), without the write
+        mounting = [fid for fid, f in resources(synth.service, "AWS::Lambda::Function").items()
+                    if f["Properties"].get("FileSystemConfigs")]
+        assert mounting, f"{name}: no function mounts the store"
+        for function_id in mounting:
+            statements = function_statements(synth.service, function_id)
+            assert any(grants(st, "elasticfilesystem:ClientMount") for st in statements), (name, function_id)
+            assert not any(grants(st, CLIENT_WRITE) for st in statements), (name, function_id)
 
 
 def test_nfs_reaches_efs_only_from_the_two_functions(default: Synth) -> None:
@@ -261,8 +318,8 @@ def test_function_security_groups_allow_only_nfs_and_https_out(default: Synth) -
 
 
 def test_every_bucket_blocks_public_access_and_is_encrypted(default: Synth) -> None:
-    # Inbox, uploads, bulk results and access logs alike.
-    default.storage.resource_count_is("AWS::S3::Bucket", 4)
+    # Inbox, uploads, bulk results, deferred records and access logs alike.
+    default.storage.resource_count_is("AWS::S3::Bucket", 5)
     default.storage.all_resources_properties("AWS::S3::Bucket", {
         "PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ import torch
 
 from helpers.lambda_events import FakeContext, make_event, multipart, read_response
 from helpers.photos import encode, jpeg, photo
-from helpers.processes import LiveServer
-from helpers.stores import stored_records
+from helpers.processes import LiveServer, live_server
+from helpers.stores import copy_store, stored_records
 from helpers.torchvision_reference import assert_same_top5, reference_labels, reference_model, reference_probs
 
 
@@ -57,8 +57,16 @@ INPUTS: dict[str, tuple[bytes, str | None, list[bytes]]] = {
 
 
 @pytest.fixture(scope="module")
-def torchvision_model(published_store: Path) -> torch.nn.Module:
-    return reference_model(published_store)
+def fitted_server(fitted_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server over the fitted model, which gives each test photo its own class."""
+    store = copy_store(fitted_store, tmp_path_factory.mktemp("fitted") / "store")
+    with live_server(store, store.parent) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def torchvision_model(fitted_store: Path) -> torch.nn.Module:
+    return reference_model(fitted_store)
 
 
 @pytest.fixture(scope="module")
@@ -147,14 +155,14 @@ def test_lambda_handler_classifies(handler_and_store: tuple[Any, Path], server: 
 
 @pytest.mark.parametrize("way", list(INPUTS))
 def test_each_way_in_over_http_gives_torchvision_answer(
-    way: str, server: LiveServer, published_store: Path, torchvision_answers: Callable[[bytes], np.ndarray]
+    way: str, fitted_server: LiveServer, fitted_store: Path, torchvision_answers: Callable[[bytes], np.ndarray]
 ) -> None:
-    # GIVEN a known photo sent one way over real HTTP
+    # GIVEN a known photo sent one way over real HTTP (to the model that tells the photos apart)
     body, content_type, images = INPUTS[way]
     headers = {"content-type": content_type} if content_type else {}
-    response = httpx.post(server.url + "/classify", content=body, headers=headers, timeout=60)
+    response = httpx.post(fitted_server.url + "/classify", content=body, headers=headers, timeout=60)
     # THEN the predictions are torchvision's own resnet50 + transforms on the same weights
     assert response.status_code == 200, response.text
-    assert_torchvision_answers(response.json(), images, torchvision_answers, reference_labels(published_store))
+    assert_torchvision_answers(response.json(), images, torchvision_answers, reference_labels(fitted_store))
 
 

@@ -1,5 +1,8 @@
 """Bulk classification: ``batch`` over a local folder, the Step Functions batch worker against moto's
-S3 and DynamoDB, and ``batch s3://...`` starting and following a state machine on moto's Step Functions."""
+S3 and DynamoDB, and ``batch s3://...`` starting and following a state machine on moto's Step Functions.
+
+The classifications run on the fitted model (``helpers.fitted_model``), which gives each photo its own
+class, and are compared with torchvision's answers: a result filed under the wrong image shows."""
 
 from __future__ import annotations
 
@@ -16,13 +19,15 @@ import pytest
 
 from classifier.aws.bulk_worker import BatchWorker
 from classifier.config import Settings
-from classifier.errors import InvalidParameter
-from classifier.records.dynamodb import table_definition
-from classifier.serving.service import Classifier, ImageInput
+from classifier.errors import InvalidParameter, StorageUnavailable
+from classifier.records.dynamodb import record_of, table_definition
 
 from helpers.aws import aws_env, new_bucket, point_boto3_at, s3_client
+from helpers.fitted_model import PHOTO_LABELS
 from helpers.photos import encode, jpeg, photo
-from helpers.stores import stored_records
+from helpers.proxies import s3_outage
+from helpers.stores import copy_store, stored_records, with_new_identity
+from helpers.torchvision_reference import assert_same_top5, reference_model, reference_probs
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,7 +41,8 @@ def lines(path: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """Good photos in nested folders, a file that is not an image, a truncated JPEG, and a text file."""
+    """Good photos in nested folders (one without a suffix, one named .jfif), a file that is not an image,
+    a truncated JPEG, a text file, and a hidden file."""
     root = tmp_path / "photos"
     (root / "a").mkdir(parents=True)
     (root / "a" / "b").mkdir()
@@ -47,59 +53,93 @@ def folder(tmp_path: Path) -> Path:
     (root / "fake.jpg").write_bytes(b"%PDF-1.7, not an image")
     (root / "cut.jpg").write_bytes(jpeg("coffee")[:5000])
     (root / "notes.txt").write_text("not an image, not even named like one")
+    (root / "IMG_0001").write_bytes(jpeg("rocket", quality=70))
+    (root / "a" / "scan.jfif").write_bytes(jpeg("chelsea", quality=60))
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     return root
 
 
-GOOD = {"a/cat.jpg", "a/b/coffee.png", "rocket.webp", "astronaut.jpg"}
-BAD = {"fake.jpg": "unsupported_media_type", "cut.jpg": "invalid_image"}
+# Each good file, and the test photo it holds.
+GOOD = {"a/cat.jpg": "chelsea", "a/b/coffee.png": "coffee", "rocket.webp": "rocket", "astronaut.jpg": "astronaut",
+        "IMG_0001": "rocket", "a/scan.jfif": "chelsea"}
+BAD = {"fake.jpg": "unsupported_media_type", "cut.jpg": "invalid_image", "notes.txt": "unsupported_media_type"}
 
 
-def test_batch_on_a_folder_writes_a_line_per_file(folder: Path, store: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def fitted(fitted_store: Path, tmp_path: Path) -> Path:
+    """A private copy of the store whose model tells the photos apart."""
+    return copy_store(fitted_store, tmp_path / "fitted")
+
+
+def test_batch_on_a_folder_writes_a_line_per_file(folder: Path, fitted: Path, tmp_path: Path) -> None:
     # WHEN the folder is classified in process
+    store = fitted
     out = tmp_path / "out.jsonl"
     done = cli("batch", str(folder), "--store", str(store), "--out", str(out), env={"FAST_JPEG_DECODE": "0"})
-    # THEN there is one line per image file, bad ones with their error, and the run says it had failures
+    # THEN there is one line per file (hidden ones aside), whatever its name: images classified by their
+    # bytes, the others with their error; and the run says it had failures
     assert done.returncode == 1, done.stderr
-    assert "6 files: 4 classified, 2 failed" in done.stderr
+    assert "9 files: 6 classified, 3 failed" in done.stderr
     got = lines(out)
-    assert set(got) == GOOD | set(BAD)
+    assert set(got) == set(GOOD) | set(BAD)
     for source, code in BAD.items():
         assert got[source]["error"]["code"] == code and "predictions" not in got[source]
-    # AND each good line's predictions equal a single-image classification, and its record is stored
-    settings = Settings(model_store=store, fast_jpeg_decode=False)
-    from classifier.serving.manager import ModelManager
-
-    single = Classifier(settings, ModelManager(settings), None)
+    # AND each good line holds torchvision's answer for its own file (the photo's own class first),
+    # and its record is stored
+    reference = reference_model(store)
     records = stored_records(store)
-    for source in GOOD:
-        (alone,) = single.classify([ImageInput((folder / source).read_bytes())], store=False)
-        for a, b in zip(got[source]["predictions"], [p.as_dict() for p in alone.predictions], strict=True):
-            assert a["index"] == b["index"] and abs(a["score"] - b["score"]) <= 1e-5
+    for source, name in GOOD.items():
+        assert got[source]["predictions"][0]["label"] == PHOTO_LABELS[name], source
+        assert_same_top5(got[source]["predictions"], reference_probs(reference, (folder / source).read_bytes()))
         assert records[got[source]["record_id"]]["predictions"] == got[source]["predictions"]
-    assert len(records) == 4
+    assert len(records) == 6
 
 
 def test_batch_can_be_run_again_skipping_what_is_done(folder: Path, store: Path, tmp_path: Path) -> None:
     assert cli("batch", str(folder), "--store", str(store), "--out", str(tmp_path / "1.jsonl")).returncode == 1
+    first = lines(tmp_path / "1.jsonl")
     # WHEN it runs again with --skip-done, after one more photo was added
     (folder / "late.jpg").write_bytes(jpeg("rocket", quality=80))
     done = cli("batch", str(folder), "--store", str(store), "--out", str(tmp_path / "2.jsonl"), "--skip-done")
-    # THEN the four classified files are skipped, the new one classified, and the bad ones fail again
+    # THEN the classified files are skipped, each line naming the record of its earlier answer, the new
+    # one is classified, and the bad ones fail again
     got = lines(tmp_path / "2.jsonl")
-    assert {s for s, line in got.items() if line.get("skipped")} == GOOD
+    assert {s for s, line in got.items() if line.get("skipped")} == set(GOOD)
+    for source in GOOD:
+        assert got[source]["record_id"] == first[source]["record_id"] and "predictions" not in got[source]
     assert "record_id" in got["late.jpg"] and {s for s, line in got.items() if "error" in line} == set(BAD)
-    assert "1 classified, 2 failed, 4 skipped" in done.stderr
-    assert len(stored_records(store)) == 5
+    assert "1 classified, 3 failed, 6 skipped" in done.stderr
+    assert len(stored_records(store)) == 7
+
+
+def test_skip_done_classifies_again_what_another_version_classified(folder: Path, store: Path,
+                                                                    tmp_path: Path) -> None:
+    # GIVEN the folder classified by the current version, then a new version made current
+    from classifier.store.layout import ModelStore
+
+    assert cli("batch", str(folder), "--store", str(store), "--out", str(tmp_path / "1.jsonl")).returncode == 1
+    models = ModelStore(store)
+    old = models.current("resnet50")
+    assert old is not None
+    new = with_new_identity(models.version_dir("resnet50", old), tmp_path / "v2")
+    models.install_dir(new, make_current=True)
+    # WHEN it runs again with --skip-done
+    done = cli("batch", str(folder), "--store", str(store), "--out", str(tmp_path / "2.jsonl"), "--skip-done")
+    # THEN nothing is skipped: the new version has classified none of them
+    got = lines(tmp_path / "2.jsonl")
+    assert not any(line.get("skipped") for line in got.values()), done.stderr
+    assert "6 classified, 3 failed, 0 skipped" in done.stderr
+    assert len(stored_records(store)) == 12
 
 
 # --- the Step Functions batch worker ---------------------------------------------------------------
 
 
 @pytest.fixture
-def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> dict[str, str]:
+def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, fitted: Path) -> dict[str, str]:
     """A source bucket and a records table on moto, and the worker's environment pointing at them."""
     table = f"records-{uuid.uuid4().hex[:8]}"
-    point_boto3_at(monkeypatch, s3_endpoint, MODEL_STORE=str(store), RECORDS_TABLE=table)
+    point_boto3_at(monkeypatch, s3_endpoint, MODEL_STORE=str(fitted), RECORDS_TABLE=table)
     import boto3
 
     boto3.client("dynamodb").create_table(**table_definition(table))
@@ -107,10 +147,10 @@ def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> dict[
 
 
 def test_the_worker_stores_a_record_per_image_and_reports_each_failure(aws: dict[str, str]) -> None:
-    # GIVEN three photos and a non-image in the source bucket, and an ItemBatcher batch naming them
-    # and one key that is gone
+    # GIVEN three photos (one without a suffix) and a non-image named like one in the source bucket,
+    # and an ItemBatcher batch naming them and one key that is gone
     s3 = s3_client(aws["endpoint"])
-    keys = ["in/cat.jpg", "in/coffee.jpg", "in/rocket.jpg"]
+    keys = ["in/cat.jpg", "in/coffee.jpg", "in/IMG_0001"]
     for key, name in zip(keys, ("chelsea", "coffee", "rocket"), strict=True):
         s3.put_object(Bucket=aws["bucket"], Key=key, Body=jpeg(name))
     s3.put_object(Bucket=aws["bucket"], Key="in/readme.jpg", Body=b"plain text")
@@ -130,12 +170,40 @@ def test_the_worker_stores_a_record_per_image_and_reports_each_failure(aws: dict
     import boto3
 
     items = boto3.client("dynamodb").scan(TableName=aws["table"])["Items"]
-    bodies = {json.loads(i["body"]["S"])["id"]: json.loads(i["body"]["S"]) for i in items if "body" in i}
+    bodies = {record_of(i)["id"]: record_of(i) for i in items if "body_z" in i}
     assert set(bodies) == {results[k]["record_id"] for k in keys}
-    for key in keys:
+    for key, name in zip(keys, ("chelsea", "coffee", "rocket"), strict=True):
         record = bodies[results[key]["record_id"]]
         assert record["s3_key"] == key and record["s3_bucket"] == aws["bucket"]
+        assert results[key]["label"] == PHOTO_LABELS[name]  # each key's own photo was classified
         assert len(record["predictions"]) == 3 and record["predictions"][0]["label"] == results[key]["label"]
+
+
+def test_an_s3_outage_fails_the_batch_so_the_map_retries_it(aws: dict[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN two photos in the source bucket, and S3 answering every object read with 503
+    s3 = s3_client(aws["endpoint"])
+    keys = ["in/cat.jpg", "in/coffee.jpg"]
+    for key, name in zip(keys, ("chelsea", "coffee"), strict=True):
+        s3.put_object(Bucket=aws["bucket"], Key=key, Body=jpeg(name))
+    event = {"Items": [{"Key": k} for k in keys], "BatchInput": {"bucket": aws["bucket"]}}
+    with s3_outage(aws["endpoint"]) as outage:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", outage.url)  # S3 through the outage; DynamoDB direct
+        worker = BatchWorker(Settings.from_env())
+        # WHEN the worker handles the batch
+        with pytest.raises(StorageUnavailable) as failed:
+            worker.process(event)
+        # THEN the batch fails as a whole (a function error: the Map's Retry runs it again), not as a
+        # batch of failed items that Step Functions would count as done; nothing was stored
+        assert outage.refused >= 1 and failed.value.status == 503
+        import boto3
+
+        assert boto3.client("dynamodb").scan(TableName=aws["table"])["Count"] == 0
+        # AND once S3 answers again, the same batch on the same instance classifies every image
+        outage.outage_over.set()
+        out = worker.process(event)
+    assert (out["items"], out["classified"], out["failed"]) == (2, 2, 0)
+    assert [r["label"] for r in out["results"]] == [PHOTO_LABELS["chelsea"], PHOTO_LABELS["coffee"]]
 
 
 @pytest.mark.parametrize("event", [

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from classifier.__main__ import main
-from classifier.client.api import ClassifierClient, ImageFile
+from classifier.client.api import ClassifierClient, ImageFile, UploadsNotServed
 from classifier.client.transport import (
     RequestFailed,
     RetryEvent,
@@ -348,20 +348,20 @@ def test_a_429_waits_as_long_as_its_retry_after_says(api: LiveServer) -> None:
     assert second - first >= 1.0 and third - second >= 1.0
 
 
-def test_a_501_is_not_retried(tmp_path: Path) -> None:
-    # GIVEN a server without an uploads bucket (POST /uploads: 501 not_configured, for good)
+def test_without_an_uploads_bucket_the_client_says_so_without_retrying(tmp_path: Path) -> None:
+    # GIVEN a server without an uploads bucket (no POST /uploads, for good)
     store = tmp_path / "store"
     store.mkdir()
     with live_server(store, tmp_path, wait_for_model=False) as live:
         retries: list[RetryEvent] = []
         client = ClassifierClient(live.url, retry=FAST_RETRY, on_retry=retries.append)
-        # WHEN the client asks whether uploads work, then asks for an upload
+        # WHEN the client asks whether uploads work (its document says), then asks for an upload
         enabled = client.uploads_enabled()
-        with pytest.raises(RequestFailed) as refused:
+        with pytest.raises(UploadsNotServed) as refused:
             client.create_upload("image/jpeg", 10)
-    # THEN each was one request: no retry of a 501, which another attempt cannot change
+    # THEN each was one request: no retry of an unknown route, which another attempt cannot change
     assert enabled is False
-    assert (refused.value.status, refused.value.code) == (501, "not_configured")
+    assert (refused.value.status, refused.value.code) == (404, "not_found")
     assert retries == []
 
 

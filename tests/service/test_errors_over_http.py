@@ -64,6 +64,15 @@ def build_cases() -> list[Case]:
         Case("malformed cursor", "GET", "/classifications", 422, "invalid_parameter", query={"cursor": "../../etc"}),
         Case("unknown record id", "GET", "/classifications/20261122T100000000000Z-000000000000", 404, "not_found"),
         Case("malformed record id", "GET", "/classifications/..%2F..%2Fmodels", 404, "not_found"),
+        Case("empty cursor", "GET", "/classifications", 422, "invalid_parameter", query={"cursor": ""}),
+        Case("unknown model", "POST", "/models/nope/classify", 404, "not_found", photo, "image/jpeg"),
+        Case("malformed model name", "POST", "/models/..%2Fresnet50/classify", 404, "not_found", photo, "image/jpeg"),
+        Case("unknown model's state", "GET", "/models/nope", 404, "not_found"),
+        # Without an uploads bucket there is no POST /uploads, and an s3_key is no way in.
+        Case("uploads without a bucket", "POST", "/uploads", 404, "not_found",
+             b'{"content_type": "image/jpeg", "bytes": 10}', "application/json"),
+        Case("s3_key without a bucket", "POST", "/classify", 400, "invalid_request", b'{"s3_key": "uploads/x.jpg"}',
+             "application/json"),
         Case("unknown route", "GET", "/nope", 404, "not_found"),
         Case("wrong method", "GET", "/classify", 405, "method_not_allowed"),
     ]

@@ -31,18 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
-from mangum import Mangum
-
-from classifier.api.app import create_app
-from classifier.config import Settings
 
 from helpers import ROOT
-from helpers.lambda_events import FakeContext, LambdaResponse, make_event, read_response
+from helpers.fitted_model import PHOTO_LABELS
+from helpers.lambda_events import LambdaResponse, make_event, read_response
 from helpers.photos import jpeg
 from helpers.processes import child, free_port, wait_until
 from helpers.runtime_api import RUNTIME_API_PREFIX, Post, RuntimeApi
 from helpers.stores import copy_store, stored_records
+from helpers.torchvision_reference import reference_labels, reference_model, reference_probs
 from helpers.venvs import LAMBDA_PYTHON, LOCKED_INSTALL, Venv, fresh_venv, subprocess_env
 
 MODEL_DIR = ROOT / "model"
@@ -164,7 +163,8 @@ def assert_classified(response: LambdaResponse, reference: dict[str, Any], versi
     assert body["model"]["backend"] == "onnx"
     assert body["image"]["format"] == "JPEG"
     assert (body["image"]["width"], body["image"]["height"]) == (451, 300)  # chelsea
-    assert body["warning"] == reference["warning"]  # the published model is untrained
+    assert "warning" not in body  # the fitted model was published from a checkpoint: "trained"
+    assert body["predictions"][0]["label"] == PHOTO_LABELS["chelsea"]
     assert_same_predictions(body["predictions"], reference["predictions"])
     return body
 
@@ -175,14 +175,13 @@ def chelsea() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def reference(published_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes) -> dict[str, Any]:
-    """What the handler computes in this process (Mangum over the same app) for chelsea."""
-    store = copy_store(published_store, tmp_path_factory.mktemp("reference") / "store")
-    handler = Mangum(create_app(Settings(model_store=store)), lifespan="off")
-    event = classify_event("v1", chelsea, "image/jpeg")
-    response = read_response(handler(event, FakeContext()))  # type: ignore[arg-type]  # duck-typed context
-    assert response.status == 200, response.body[:2000]
-    return response.json()
+def reference(fitted_store: Path, chelsea: bytes) -> dict[str, Any]:
+    """torchvision's answer for chelsea on the fitted model's weights (none of the service's code):
+    its top 5, with labels and scores, as the API would write them."""
+    probs = reference_probs(reference_model(fitted_store), chelsea)
+    labels = reference_labels(fitted_store)
+    top = np.argsort(-probs, kind="stable")[:5]
+    return {"predictions": [{"label": labels[i], "index": int(i), "score": float(probs[i])} for i in top]}
 
 
 # --- 1. awslambdaric bootstraps the handler -----------------------------------------------------
@@ -231,11 +230,11 @@ def lambda_image_python(tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 
 @pytest.fixture(scope="module")
-def lambda_run(published_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes,
+def lambda_run(fitted_store: Path, tmp_path_factory: pytest.TempPathFactory, chelsea: bytes,
                lambda_image_python: Venv) -> LambdaRun:
     """One Lambda execution environment: init, then three invocations, as the image would run them."""
     base = tmp_path_factory.mktemp("lambda")
-    store = copy_store(published_store, base / "store")
+    store = copy_store(fitted_store, base / "store")
     # COPY classifier/ ${LAMBDA_TASK_ROOT}/classifier/
     task_root = base / "var-task"
     shutil.copytree(MODEL_DIR / "classifier", task_root / "classifier",
@@ -278,7 +277,7 @@ def test_runtime_client_posts_one_response_per_invocation(lambda_run: LambdaRun)
 def test_runtime_client_classifies_rest_v1_event(lambda_run: LambdaRun, reference: dict[str, Any]) -> None:
     # GIVEN a REST (v1) POST /classify with a base64 JPEG body, invoked through the runtime client
     response = read_response(lambda_run.response("v1").json())
-    # THEN the proxy response holds the predictions the in-process handler computes, from CURRENT
+    # THEN the proxy response holds torchvision's predictions for the photo (its own class first), from CURRENT
     body = assert_classified(response, reference, current_version(lambda_run.store))
     # AND the classification was stored as a record on the (EFS) store
     assert stored_records(lambda_run.store)[body["id"]]["predictions"] == body["predictions"]
@@ -416,10 +415,10 @@ def test_runtime_requirements_alone_are_a_closed_set(runtime_venv: Venv) -> None
 
 
 def test_runtime_requirements_alone_serve_the_lambda_handler(
-    runtime_venv: Venv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
+    runtime_venv: Venv, fitted_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
 ) -> None:
     # GIVEN the fresh venv, the package on PYTHONPATH like LAMBDA_TASK_ROOT, and a published store
-    store = copy_store(published_store, tmp_path / "store")
+    store = copy_store(fitted_store, tmp_path / "store")
     event_path, result_path = tmp_path / "event.json", tmp_path / "result.json"
     event_path.write_text(json.dumps(classify_event("v1", chelsea, "image/jpeg")))
     script = tmp_path / "invoke.py"
@@ -436,7 +435,7 @@ def test_runtime_requirements_alone_serve_the_lambda_handler(
     assert tuple(result["version"]) == LAMBDA_PYTHON
     assert Path(result["prefix"]).resolve() == runtime_venv.path.resolve()
     assert Path(result["classifier"]).resolve() == (MODEL_DIR / "classifier" / "__init__.py").resolve()
-    # AND classified the photo with the onnx backend, as the in-process handler does
+    # AND classified the photo with the onnx backend, as torchvision does
     assert_classified(read_response(result["response"]), reference, current_version(store))
     assert result["onnxruntime"] is True
     # AND torch is neither installed nor imported
@@ -445,10 +444,10 @@ def test_runtime_requirements_alone_serve_the_lambda_handler(
 
 
 def test_runtime_requirements_alone_serve_http(
-    runtime_venv: Venv, published_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
+    runtime_venv: Venv, fitted_store: Path, tmp_path: Path, chelsea: bytes, reference: dict[str, Any]
 ) -> None:
     # GIVEN `python -m classifier serve` from the fresh venv
-    store = copy_store(published_store, tmp_path / "store")
+    store = copy_store(fitted_store, tmp_path / "store")
     port = free_port()
     log_path = tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
@@ -461,7 +460,7 @@ def test_runtime_requirements_alone_serve_http(
         classified = httpx.post(f"{url}/classify", content=chelsea, headers={"Content-Type": "image/jpeg"}, timeout=60)
     # THEN /health reports the current version loaded on the onnx backend
     assert health == {"status": "ok", "version": current_version(store), "backend": "onnx"}
-    # AND the photo is classified as in-process
+    # AND the photo is classified as torchvision classifies it
     assert classified.status_code == 200, classified.text
     assert_same_predictions(classified.json()["predictions"], reference["predictions"])
 

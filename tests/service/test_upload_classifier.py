@@ -25,6 +25,7 @@ from classifier.aws.upload_classifier import upload_digest
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable, StorageUnavailable
 from classifier.records import open_record_store
+from classifier.records.deferral import DirectoryDeferral, open_deferral, replay
 from classifier.records.ids import is_record_id, record_id
 from classifier.records.sqlite import SqliteRecordStore
 from classifier.store.s3_notifications import created_objects
@@ -328,9 +329,34 @@ def test_unreachable_s3_raises_for_a_retry(bucket: str, store: Path, monkeypatch
     assert stored_records(store) == {}
 
 
+def test_a_refused_record_write_is_deferred_then_replayed_under_the_claimed_id(
+    s3_endpoint: str, bucket: str, store: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a database that refuses the record write (a hiccup) after the upload was claimed
+    image = jpeg("coffee")
+    event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
+    original = SqliteRecordStore.put
+
+    def refusing_put(self: SqliteRecordStore, record: dict[str, Any]) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(SqliteRecordStore, "put", refusing_put)
+    # WHEN the upload is delivered: it is classified, and its record deferred rather than lost
+    out = fresh_handler()(event, FakeContext())["results"][0]
+    assert out["status"] == "classified" and records(store) == []
+    # THEN once the database takes writes again, the replay stores it under the claimed id, once
+    monkeypatch.setattr(SqliteRecordStore, "put", original)
+    settings = Settings(model_store=store)
+    counts = replay(open_record_store(settings, defer=False), open_deferral(settings))
+    assert (counts.replayed, counts.failed) == (1, 0)
+    assert [r["id"] for r in records(store)] == [out["id"]]
+    assert fresh_handler()(event, FakeContext())["results"][0]["status"] == "duplicate"
+
+
 def test_a_retry_after_a_failed_record_write_stores_the_record(s3_endpoint: str, bucket: str, store: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a record write that fails once (a database hiccup) after the upload was claimed
+    # GIVEN a record write that fails once after the upload was claimed, where even the deferral
+    # place refuses it (a disk or S3 outage)
     image = jpeg("coffee")
     event = put_event(bucket, KEY, put(s3_endpoint, bucket, KEY, image), len(image))
     original = SqliteRecordStore.put
@@ -342,7 +368,11 @@ def test_a_retry_after_a_failed_record_write_stores_the_record(s3_endpoint: str,
             raise OSError(5, "Input/output error")
         original(self, record)
 
+    def refusing_add(self: DirectoryDeferral, records: Any) -> None:
+        raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(SqliteRecordStore, "put", flaky_put)
+    monkeypatch.setattr(DirectoryDeferral, "add", refusing_add)
     handler = fresh_handler()
     # WHEN the first delivery fails, it raises (Lambda retries) ...
     with pytest.raises(OSError):

@@ -243,12 +243,15 @@ def test_bad_classify_by_key_requests(uploads_server: LiveServer, s3_endpoint: s
     assert count_records(uploads_server.store) == before
 
 
-def test_without_uploads_bucket_both_endpoints_say_not_configured(server: LiveServer) -> None:
-    # The shared server has no UPLOADS_BUCKET.
+def test_without_uploads_bucket_neither_way_is_served(server: LiveServer) -> None:
+    # The shared server has no UPLOADS_BUCKET: POST /uploads is an unknown route, and an s3_key is not a body
+    # it takes (its document lists neither).
     before = count_records(server.store)
     assert_error(httpx.post(f"{server.url}/uploads", json={"content_type": "image/jpeg", "bytes": 10}),
-                 501, "not_configured")
-    assert_error(httpx.post(f"{server.url}/classify", json={"s3_key": "uploads/x.jpg"}), 501, "not_configured")
+                 404, "not_found")
+    assert_error(httpx.post(f"{server.url}/classify", json={"s3_key": "uploads/x.jpg"}), 400, "invalid_request")
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/uploads" not in spec["paths"] and "S3KeyJson" not in spec["components"]["schemas"]
     # Inline classification is unaffected.
     assert httpx.post(f"{server.url}/classify", content=jpeg("rocket"),
                       headers={"content-type": "image/jpeg"}, timeout=60).status_code == 200
@@ -260,9 +263,11 @@ def test_openapi_documents_uploads(uploads_server: LiveServer) -> None:
     upload = spec["paths"]["/uploads"]["post"]
     body = upload["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["content_type", "bytes"] and "image/jpeg" in body["properties"]["content_type"]["enum"]
-    assert {"200", "400", "413", "415", "501"} <= set(upload["responses"])
-    assert "s3_key" in spec["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "properties"]
+    assert {"200", "400", "413", "415"} <= set(upload["responses"])
+    for path in ("/classify", "/models/{name}/classify"):
+        json_body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert {"$ref": "#/components/schemas/S3KeyJson"} in json_body["oneOf"]
+    assert spec["components"]["schemas"]["S3KeyJson"]["required"] == ["s3_key"]
 
 
 # -- through the Lambda handler ---------------------------------------------------------

@@ -101,17 +101,20 @@ def session_threads(backend: object) -> tuple[int, str]:
     return options.intra_op_num_threads, options.get_session_config_entry("session.intra_op.allow_spinning")
 
 
-@pytest.mark.parametrize("configured", ["1", "3"])
-def test_inference_threads_reach_the_onnx_session(published_store: Path, configured: str) -> None:
+# On a host showing 2 CPUs with no quota and outside Lambda, the process owns 2 cores: one thread has
+# a core to itself and may spin; three threads cannot each own one and must not.
+@pytest.mark.parametrize(("configured", "spins"), [("1", "1"), ("2", "1"), ("3", "0")])
+def test_inference_threads_reach_the_onnx_session(two_visible_cpus: None, published_store: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, configured: str,
+                                                  spins: str) -> None:
     # GIVEN INFERENCE_THREADS in the environment, as the function's configuration sets it
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
     settings = Settings.from_env({"MODEL_STORE": str(published_store), "INFERENCE_THREADS": configured})
     # WHEN the model manager loads the published model
     manager = ModelManager(settings)
     manager.refresh()
     # THEN ONNX Runtime's session runs that many intra-op threads, and spins only if each owns a core
-    threads, spinning = session_threads(manager.current().backend)
-    assert threads == int(configured)
-    assert spinning == ("1" if cpu.cpu_share() >= int(configured) else "0")
+    assert session_threads(manager.current().backend) == (int(configured), spins)
 
 
 def test_without_inference_threads_the_session_follows_the_plan(published_store: Path,
@@ -124,3 +127,27 @@ def test_without_inference_threads_the_session_follows_the_plan(published_store:
     manager.refresh()
     # THEN the session has one thread, which spins (it owns its core)
     assert session_threads(manager.current().backend) == (1, "1")
+
+
+def test_several_models_never_spin(two_visible_cpus: None) -> None:
+    # Sessions of several models take turns on the same cores: one's spinning threads would slow the next.
+    plan = cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, models=2)
+    assert (plan.threads, plan.spin) == (2, False)
+    assert cpu.plan_threads(env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, models=1).spin is True
+
+
+@pytest.mark.parametrize(("models", "spinning"), [("", "1"), ("resnet50,products", "0"), ("*", "0")])
+def test_a_process_serving_several_models_builds_sessions_that_do_not_spin(
+        store: Path, two_visible_cpus: None, monkeypatch: pytest.MonkeyPatch, models: str, spinning: str) -> None:
+    # GIVEN a Lambda of one vCPU's share, where one model's single thread would spin
+    from classifier.serving.registry import ModelRegistry
+
+    from helpers.stores import add_model
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
+    add_model(store, "products")
+    # WHEN a process serving MODELS loads its default model
+    registry = ModelRegistry(Settings.from_env({"MODEL_STORE": str(store), "MODELS": models}))
+    # THEN its session spins only if that model is the only one the process may load
+    assert session_threads(registry.default.current().backend) == (1, spinning)
+    assert registry.default.describe()["spinning"] is (spinning == "1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -211,6 +212,20 @@ def test_rejections() -> None:
         preprocess(encode(Image.new("L", (5000, 5000)), "PNG"), SPEC, max_pixels=20_000_000, fast_jpeg=True)
 
 
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_the_pixel_limit_admits_exactly_its_count(fmt: str) -> None:
+    # GIVEN a real photo of 451 x 300 = 135,300 pixels
+    data = encode(photo("chelsea"), fmt)
+    pixels = 451 * 300
+    # THEN a limit of exactly its pixel count admits it (the limit is "at most")
+    tensor, info = preprocess(data, SPEC, max_pixels=pixels, fast_jpeg=False)
+    assert (info.width, info.height) == (451, 300) and tensor.shape == (3, 224, 224)
+    # AND a limit one pixel lower refuses it, naming both counts
+    with pytest.raises(ImageTooLarge) as refused:
+        preprocess(data, SPEC, max_pixels=pixels - 1, fast_jpeg=False)
+    assert refused.value.message == f"the image has 451x300 = {pixels} pixels; the limit is {pixels - 1}"
+
 # --- the manifest's preprocessing, read inside each test -----------------------------------------
 # Tests above build their ``Preprocessing`` when the module is imported; mutation testing
 # (``make mutation``) imports test modules before it switches a mutant on, so these call
@@ -334,3 +349,22 @@ def test_a_manifest_out_of_bounds_is_refused_before_any_image(key: str, value: o
 def test_image_facts_as_the_api_reports_them() -> None:
     info = ImageInfo(format="PNG", width=640, height=480, sha256="ab" * 32)
     assert info.as_dict() == {"format": "PNG", "width": 640, "height": 480, "sha256": "ab" * 32}
+
+
+def test_a_folder_sorts_images_by_bytes_or_name_and_counts_what_it_ignores(tmp_path: Path) -> None:
+    # GIVEN a photo without a suffix, one named .jfif, a broken .jpg, a text file and a hidden file
+    from classifier.serving.imaging import ignored_text, sort_images
+
+    (tmp_path / "IMG_0001").write_bytes(jpeg("chelsea"))
+    (tmp_path / "scan.jfif").write_bytes(jpeg("coffee"))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("a note")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    # WHEN the folder is sorted
+    images, ignored = sort_images(sorted(tmp_path.iterdir()), tmp_path)
+    # THEN the photos are taken whatever their name, the broken .jpg too (to be reported as an error),
+    # and the rest is counted with its reason
+    assert sorted(p.name for p in images) == ["IMG_0001", "broken.jpg", "scan.jfif"]
+    assert ignored == {"hidden": 1, "not an image (neither its name nor its bytes)": 1}
+    assert ignored_text(ignored) == "ignored 2 files: 1 hidden, 1 not an image (neither its name nor its bytes)"
+    assert ignored_text({}) == ""

@@ -10,7 +10,10 @@ artifact, and (unless ``VERIFY_ON_LOAD=0``) every sha256.
 from __future__ import annotations
 
 import json
+import linecache
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +162,19 @@ def test_requests_are_served_on_the_old_model_while_a_load_runs(
     assert served["loader"] == v2 and manager.current().version == v2
 
 
+def blocked_on_a_lock_in(thread: threading.Thread, code: Any) -> bool:
+    """Wait until ``thread`` sits in ``code`` on a line that acquires a lock (it is waiting for it, or
+    about to); False if the thread ends first or never gets there."""
+    deadline = time.monotonic() + DEADLOCK_GUARD_SECONDS
+    while thread.is_alive() and time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or -1)
+        if frame is not None and frame.f_code is code and \
+                ".acquire(" in linecache.getline(code.co_filename, frame.f_lineno):
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def test_without_a_model_a_request_waits_for_the_load(tmp_path: Path, store: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # On a cold start there is no old model to serve: a request waits for the first load.
@@ -175,15 +191,27 @@ def test_without_a_model_a_request_waits_for_the_load(tmp_path: Path, store: Pat
     monkeypatch.setattr(runtime, "load_backend", held_load_backend)
     first = manager.load_in_background()
     assert loading.wait(DEADLOCK_GUARD_SECONDS)
+    # WHEN a request comes in while the first load is held
     served: list[str] = []
-    request = threading.Thread(target=lambda: served.append(manager.current().version))
-    request.start()
-    request.join(0.5)
-    waited = request.is_alive()
+    failed: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            served.append(manager.current().version)
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    # THEN it reaches the load's lock and waits there: it has not answered (nor failed) before the load ends
+    waiting = blocked_on_a_lock_in(thread, ModelManager.refresh.__code__)
+    answered_during_load = list(served) + list(failed)
     release.set()
     first.join(DEADLOCK_GUARD_SECONDS)
-    request.join(DEADLOCK_GUARD_SECONDS)
-    assert waited and served == [ModelStore(store).current(NAME)]
+    thread.join(DEADLOCK_GUARD_SECONDS)
+    assert waiting and answered_during_load == []
+    # AND once the load is done, it is answered on the loaded model
+    assert failed == [] and served == [ModelStore(store).current(NAME)]
 
 
 # -- what a version must be to serve ------------------------------------------------------

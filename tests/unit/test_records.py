@@ -9,8 +9,10 @@ with a sort), not by times.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +22,9 @@ import pytest
 
 from classifier.config import Settings
 from classifier.errors import InvalidParameter
-from classifier.records.dynamodb import DynamoRecordStore
+from classifier.records.dynamodb import DynamoRecordStore, item_bytes, record_of
 from classifier.records.ids import is_record_id, new_record_id, parse_timestamp
+from classifier.records.keys import FAMILIES, KeyLayout, shard_of
 from classifier.records.sqlite import SqliteRecordStore
 from classifier.store.fsio import filesystem_type
 
@@ -30,11 +33,12 @@ from helpers.record_contract import (  # noqa: F401  (the contract's tests and f
     VERSIONS,
     filled,
     record,
+    test_a_caller_reads_only_its_own_records,
     test_a_record_that_is_not_there_reads_as_none,
     test_an_upload_is_claimed_once,
+    test_done_record_names_what_the_same_version_made,
     test_filters_select_exactly_their_records,
     test_forged_edited_or_foreign_cursors_are_invalid_parameters,
-    test_has_image_finds_a_stored_image,
     test_since_is_inclusive_and_until_exclusive,
 )
 
@@ -82,7 +86,7 @@ def test_record_ids_are_recognised_by_their_shape() -> None:
 def test_dynamodb_numbers_are_written_as_json_numbers() -> None:
     # boto3's resource layer reads numbers as Decimal: a record holding them is still written as JSON.
     item = DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "score": Decimal("0.25")})
-    assert json.loads(item["body"]["S"])["score"] == 0.25
+    assert record_of(item)["score"] == 0.25
     with pytest.raises(TypeError, match=r"^set is not JSON serialisable$"):
         DynamoRecordStore("any-table", ttl_days=0).item({**record(BASE, 1), "tags": {"a"}})
 
@@ -151,7 +155,7 @@ def plan(store: SqliteRecordStore, **filters: Any) -> str:
 def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
     """100,000 records over ten days, for query plans at scale."""
     store = SqliteRecordStore(tmp_path_factory.mktemp("big") / "records.sqlite3")
-    batch = [record(BASE - timedelta(seconds=8.64 * n), n) for n in range(100_000)]
+    batch = [record(BASE - timedelta(seconds=8.64 * n), n, owner=f"user{n % 4}") for n in range(100_000)]
     for start in range(0, len(batch), 5_000):
         store.put_many(batch[start:start + 5_000])
     sqlite3.connect(store.path).execute("ANALYZE").connection.commit()
@@ -165,6 +169,9 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteRecordStore:
     ({"label": "wallet", "model_version": VERSIONS[0]}, "records_by_label_version"),
     ({"since": BASE - timedelta(days=3)}, "PRIMARY KEY"),
     ({"label": "tabby", "until": BASE - timedelta(days=3)}, "records_by_label"),
+    ({"model": "resnet50"}, "records_by_model"),
+    ({"owner": "user3"}, "records_by_owner"),
+    ({"owner": "user3", "label": "wallet"}, "records_by_owner_label"),
 ])
 def test_every_page_reads_an_index_in_order(big_store: SqliteRecordStore, filters: dict[str, Any],
                                             index: str) -> None:
@@ -189,3 +196,133 @@ def page_cursor(store: SqliteRecordStore, filters: dict[str, Any]) -> str:
     return page.next_cursor
 
 
+
+
+def test_a_million_image_job_spreads_its_writes_over_every_key() -> None:
+    # GIVEN a simulated bulk job: 1,000,000 records in ten minutes, one owner, one model version,
+    # and one label on 90% of the images
+    layout = KeyLayout()  # the default indexes and shards
+    rng = random.Random(22)
+    # ids as new_record_id makes them (the time to the microsecond, 12 random hex), without its cost a call
+    ids = [f"20261206T12{n // 100_000:02d}{n // 1_000 % 100 % 60:02d}{n % 1_000_000:06d}Z-{rng.getrandbits(48):012x}"
+           for n in range(1_000_000)]
+    labels = ["tabby" if n % 10 else f"label-{n % 997}" for n in range(1_000_000)]
+    values = {"owner": "arn:aws:sts::123456789012:assumed-role/bulk/job", "model": "resnet50",
+              "label": "tabby", "model_version": VERSIONS[0]}
+    # WHEN each is written: the table's key, and the keys of the default indexes
+    per_key = Counter(key for record_id in ids for key in layout.index_keys(record_id, values).items())
+    # and, for the optional indexes that hold the label, the label's key in each shard
+    per_label_key = Counter((label, shard_of(record_id, layout.shards)) for record_id, label in zip(ids, labels))
+    # THEN the table's key is every record's own, and no key value takes more than 1/8 of the writes
+    assert len(set(ids)) == 1_000_000
+    assert {attribute for attribute, _ in per_key} == {"time_key", "owner_key"}
+    for counts in (per_key, per_label_key):
+        hottest, writes = counts.most_common(1)[0]
+        assert writes <= 1_000_000 / 8, (hottest, writes)
+    # AND the label a family keys on is the one the counts assumed
+    assert FAMILIES["label"].value({"label": "tabby"}, 3) == "tabby#03"
+    # AND one shard (the design before) would put every write on one key: the test can fail
+    one = KeyLayout(shards=1)
+    assert len({one.index_keys(record_id, values)["time_key"] for record_id in ids[:1000]}) == 1
+
+
+def test_write_units_per_record_follow_the_indexes() -> None:
+    # a record of ~900 bytes: 1 unit in the table and 1 in each index it lands in
+    assert KeyLayout(("time", "owner")).write_units(900) == 3
+    assert KeyLayout(("time",)).write_units(900) == 2
+    assert KeyLayout(tuple(FAMILIES)).write_units(900) == 1 + len(FAMILIES)
+    assert KeyLayout(("time", "owner")).write_units(1500) == 6  # over 1 KB: 2 units a copy
+
+
+def test_an_index_set_without_time_or_with_a_stranger_is_refused() -> None:
+    with pytest.raises(ValueError, match="time"):
+        KeyLayout(("owner",))
+    with pytest.raises(ValueError, match="unknown records index 'colour'"):
+        KeyLayout(("time", "colour"))
+    with pytest.raises(ValueError, match="shards"):
+        KeyLayout(("time",), shards=0)
+
+
+def test_a_full_record_is_one_write_unit_a_copy() -> None:
+    # GIVEN a record as large as a real one gets: 5 predictions with long WordNet labels, an image
+    # digest, a shadow comparison, an assumed-role ARN as owner, the S3 key it came from
+    rec = record(BASE, 1, owner="arn:aws:sts::123456789012:assumed-role/image-pipeline-role/i-0abc12345def67890")
+    rec["predictions"] = [{"label": f"Greater Swiss Mountain dog, variant {i}", "index": 238 + i, "score": 0.123456}
+                          for i in range(5)]
+    rec["s3_key"] = "uploads/2026/12/06/3f1c9a0e-5b7d-4e2a-9c8b-1d2e3f4a5b6c.jpg"
+    rec["shadow"] = {"version": VERSIONS[1], "predictions": rec["predictions"], "agrees_top1": True,
+                     "inference_ms": 23.4}
+    # WHEN it becomes an item with the default indexes
+    item = DynamoRecordStore("t", ttl_days=365).item(rec)
+    # THEN it stays within 1 KB: one write unit in the table and one in each of the two indexes
+    assert item_bytes(item) <= 1024, item_bytes(item)
+    assert KeyLayout().write_units(item_bytes(item)) == 3
+    # AND it reads back whole
+    assert record_of(item) == rec
+
+
+def test_a_file_of_the_earlier_schema_gains_owner_and_model(tmp_path: Path) -> None:
+    # GIVEN a records file as the earlier version made it (no owner or model column), holding two records
+    path = tmp_path / "records.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE records (id TEXT PRIMARY KEY, label TEXT NOT NULL, model_version TEXT NOT NULL,
+                              image_sha256 TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+        CREATE INDEX records_by_image ON records (image_sha256);
+    """)
+    mine, anyones = record(BASE, 4, owner="alice"), record(BASE + timedelta(seconds=1), 1)
+    for rec in (mine, anyones):
+        old.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?)", (rec["id"], rec["predictions"][0]["label"],
+                                                                  rec["model"]["version"], rec["image"]["sha256"],
+                                                                  json.dumps(rec)))
+    old.commit()
+    old.close()
+    # WHEN this version opens it
+    store = SqliteRecordStore(path)
+    # THEN the new filters find the old records by their bodies, and the old index is replaced
+    assert [r["id"] for r in store.list(model=mine["model"]["name"]).items] == [mine["id"]]
+    assert [r["id"] for r in store.list(owner="alice").items] == [mine["id"]]
+    assert store.get(mine["id"], owner="alice") == mine and store.get(anyones["id"], owner="alice") is None
+    indexes = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "records_by_image" not in indexes and "records_by_image_version" in indexes
+
+
+def test_deferral_places_are_read_from_the_settings(tmp_path: Path) -> None:
+    from classifier.config import ConfigError
+    from classifier.records.deferral import DirectoryDeferral, S3Deferral, open_deferral
+
+    s3 = open_deferral(Settings(model_store=tmp_path, records_deferred="s3://bucket/records-deferred"))
+    assert isinstance(s3, S3Deferral) and (s3.bucket, s3.prefix) == ("bucket", "records-deferred/")
+    local = open_deferral(Settings(model_store=tmp_path))
+    assert isinstance(local, DirectoryDeferral) and local.directory == tmp_path / "records-deferred"
+    with pytest.raises(ConfigError, match="RECORDS_DEFERRED"):
+        open_deferral(Settings(model_store=tmp_path, records_deferred="s3:///prefix"))
+
+
+def test_a_refused_write_is_deferred_whole_and_replayed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a store whose database refuses a batch of writes
+    from classifier.records import open_record_store
+    from classifier.records.deferral import open_deferral, replay
+
+    settings = Settings(model_store=tmp_path)
+    store = open_record_store(settings)
+    records = [record(BASE + timedelta(seconds=n), n) for n in range(30)]
+    original = SqliteRecordStore.put_many
+
+    def refusing(self: SqliteRecordStore, batch: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(SqliteRecordStore, "put_many", refusing)
+    # WHEN they are written: nothing raises, nothing is listed, every record waits whole
+    store.put_many(records)
+    assert store.list(limit=100).items == []
+    deferred = open_deferral(settings)
+    assert list(deferred.pending()) == sorted(r["id"] for r in records)
+    assert deferred.read(records[3]["id"]) == records[3]
+    # THEN a replay, once the database takes writes again, writes each once and empties the place
+    monkeypatch.setattr(SqliteRecordStore, "put_many", original)
+    counts = replay(open_record_store(settings, defer=False), deferred)
+    assert (counts.replayed, counts.failed, counts.unreadable) == (30, 0, 0)
+    assert [r["id"] for r in store.list(limit=100).items] == sorted((r["id"] for r in records), reverse=True)
+    assert list(deferred.pending()) == []
+    assert replay(open_record_store(settings, defer=False), deferred).replayed == 0

@@ -32,14 +32,15 @@ async def read_images(request: Request, settings: Settings, uploads: Uploads) ->
         return await _read_multipart(request, settings, uploads)
     if media_type == "application/json" or media_type.endswith("+json"):
         payload = json_object(await request.body(), '{"image": "<base64>"}')
-        if "s3_key" in payload:
-            uploads.require_enabled()
-            if "image" in payload:
-                raise InvalidRequest("send either 'image' or 's3_key', not both")
+        if "s3_key" in payload and "image" in payload:
+            raise InvalidRequest("send either 'image' or 's3_key', not both")
+        # Without an uploads bucket an s3_key is not part of this API (nor of its document): the body
+        # is one without an image.
+        if "s3_key" in payload and uploads.enabled:
             key = check_upload_key(payload["s3_key"])
             data = await blocking(request, uploads.read, key)
             return [ImageInput(data, None, settings.max_s3_image_bytes, {"s3_key": key})]
-        return [_inline(_decode_json_image(payload), None, settings, uploads)]
+        return [_inline(_decode_json_image(payload, s3_key=uploads.enabled), None, settings, uploads)]
     if media_type.startswith("image/") or media_type in ("application/octet-stream", ""):
         body = await request.body()
         if not body:
@@ -84,9 +85,10 @@ async def _read_multipart(request: Request, settings: Settings, uploads: Uploads
     return images
 
 
-def _decode_json_image(payload: dict[str, Any]) -> bytes:
+def _decode_json_image(payload: dict[str, Any], *, s3_key: bool) -> bytes:
     if "image" not in payload:
-        raise InvalidRequest("the JSON body needs an 'image' field holding base64 image bytes (or an 's3_key')")
+        alternative = " (or an 's3_key' from POST /uploads)" if s3_key else ""
+        raise InvalidRequest(f"the JSON body needs an 'image' field holding base64 image bytes{alternative}")
     encoded = payload["image"]
     if not isinstance(encoded, str) or not encoded:
         raise InvalidRequest("'image' must be a non-empty base64 string")

@@ -99,6 +99,7 @@ class RequestContext:
                 "path": scope.get("path"),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "model_name": state.get("model_name"),
                 "model_version": state.get("model_version"),
                 "images": state.get("images"),
                 "error_code": state.get("error_code"),

@@ -1,7 +1,8 @@
-"""The API's query parameters: one table of names, bounds and defaults.
+"""The API's parameters: one table of names, bounds and defaults.
 
 The routes read parameters through it, and tests/unit/test_openapi.py checks that the
-hand-kept ``openapi.json`` documents exactly these bounds and defaults.
+hand-kept ``openapi.json`` documents exactly these bounds and defaults, and that a value
+the document allows is one the server takes (and the other way round).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ class IntParameter:
         raw = query.get(self.name)
         if raw is None:
             return self.default
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
+        # ASCII digits only, as the document's "integer" means: int() would also take " 5", "+5",
+        # "1_0" and other scripts' digits (and a huge number of digits is out of range anyway).
+        digits = re.fullmatch(r"0*([0-9]{1,9})", raw)
+        value = int(digits[1]) if digits else None
         if value is None or not self.minimum <= value <= self.maximum:
             raise InvalidParameter(f"{self.name} must be an integer from {self.minimum} to {self.maximum}, "
                                    f"got {raw!r}")
@@ -39,7 +40,7 @@ class IntParameter:
 
 @dataclass(frozen=True)
 class TextParameter:
-    """An optional text query parameter of at most ``max_length`` characters matching ``pattern``."""
+    """An optional text parameter of 1 to ``max_length`` characters matching ``pattern``."""
 
     name: str
     max_length: int
@@ -58,16 +59,33 @@ class TextParameter:
 
 TOP_K = IntParameter("top_k", default=5, minimum=1, maximum=20)
 LIMIT = IntParameter("limit", default=20, minimum=1, maximum=100)
+# Opaque: the record store checks that it signed it. Its bound is above the longest cursor the
+# store can sign (a 256-character label, escaped, twice).
+CURSOR = TextParameter("cursor", max_length=16384)
 LABEL = TextParameter("label", max_length=256)
-MODEL_VERSION = TextParameter("model_version", max_length=29, pattern=r"\d{8}T\d{6}Z-[0-9a-f]{12}",
+MODEL_VERSION = TextParameter("model_version", max_length=29, pattern=r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}",
                               example="20261122T095500Z-e9c879a52177")
-# ISO 8601 UTC instants, read by classifier.records.parse_timestamp.
-SINCE = TextParameter("since", max_length=40, example="2026-11-22T10:00:00Z")
-UNTIL = TextParameter("until", max_length=40, example="2026-11-23T00:00:00Z")
+# RFC 3339 UTC instants ("Z", "+00:00" or "-00:00"), then read by classifier.records.parse_timestamp.
+# Patterns say [0-9], not \d: Python's \d takes any script's digits, the document's (ECMA-262) ASCII only.
+_UTC_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-]00:00)"
+SINCE = TextParameter("since", max_length=40, pattern=_UTC_TIME, example="2026-11-22T10:00:00Z")
+UNTIL = TextParameter("until", max_length=40, pattern=_UTC_TIME, example="2026-11-23T00:00:00Z")
+# A served model's name (the store's rule for names); a name not served is a 404.
+MODEL_NAME = TextParameter("name", max_length=64, pattern=r"[a-z0-9][a-z0-9_-]{0,63}", example="resnet50")
+# GET /classifications?model=: records of the model of that name, served now or not.
+MODEL = TextParameter("model", max_length=64, pattern=r"[a-z0-9][a-z0-9_-]{0,63}", example="resnet50")
 
-# Every checked query parameter (cursor aside: the record store checks its own), by the path and
-# method that take it.
-QUERY_PARAMETERS: dict[tuple[str, str], tuple[IntParameter | TextParameter, ...]] = {
+Parameter = IntParameter | TextParameter
+
+# Every query parameter, by the path and method that take it.
+QUERY_PARAMETERS: dict[tuple[str, str], tuple[Parameter, ...]] = {
     ("/classify", "post"): (TOP_K,),
-    ("/classifications", "get"): (LIMIT, LABEL, MODEL_VERSION, SINCE, UNTIL),
+    ("/models/{name}/classify", "post"): (TOP_K,),
+    ("/classifications", "get"): (LIMIT, CURSOR, LABEL, MODEL_VERSION, MODEL, SINCE, UNTIL),
+}
+
+# Every path parameter checked by this table, by the path and method that take it.
+PATH_PARAMETERS: dict[tuple[str, str], tuple[TextParameter, ...]] = {
+    ("/models/{name}", "get"): (MODEL_NAME,),
+    ("/models/{name}/classify", "post"): (MODEL_NAME,),
 }

@@ -2,27 +2,27 @@
 
 Each route is a module-level function that finds what it needs on
 ``request.app.state`` (set by ``classifier.api.app.create_app``): ``settings``,
-``manager``, ``records``, ``classifier``, ``uploads``.
+``models`` (the served models), ``manager`` (the default model's slot), ``records``,
+``classifier``, ``uploads``, ``openapi`` (this deployment's document).
 """
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from classifier import __version__
+from classifier.api.document import deployment_document
 from classifier.api.inputs import read_images
 from classifier.api.middleware import error_response
 from classifier.api.offload import blocking
-from classifier.api.parameters import LABEL, LIMIT, MODEL_VERSION, SINCE, TOP_K, UNTIL
+from classifier.api.parameters import CURSOR, LABEL, LIMIT, MODEL, MODEL_VERSION, SINCE, TOP_K, UNTIL
 from classifier.api.payloads import parse_upload_request
 from classifier.errors import ClassifierError, InvalidParameter, ModelUnavailable, NotFound
 from classifier.records.ids import is_record_id, parse_timestamp
+from classifier.serving.manager import ModelManager
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import VERSION_RE, StoreError, architecture, precision
 
@@ -49,11 +49,22 @@ SWAGGER_UI = """<!doctype html>
 
 
 async def classify(request: Request) -> JSONResponse:
+    """``POST /classify``: the default model (``MODEL_NAME``)."""
+    return await _classify(request, request.app.state.models.default)
+
+
+async def classify_with_model(request: Request) -> JSONResponse:
+    """``POST /models/{name}/classify``: any served model, as ``POST /classify`` takes images."""
+    return await _classify(request, request.app.state.models.slot(request.path_params["name"]))
+
+
+async def _classify(request: Request, model: ModelManager) -> JSONResponse:
     state = request.app.state
     top_k = TOP_K.read(request.query_params)
     images = await read_images(request, state.settings, state.uploads)
     request.state.images = len(images)
-    results = await blocking(request, state.classifier.classify, images, k=top_k)
+    results = await blocking(request, state.classifier.classify, images, k=top_k, source=model)
+    request.state.model_name = results[0].model["name"]
     request.state.model_version = results[0].model["version"]
     request.state.timing = {"total": results[0].timing_ms["total"], "inference": results[0].timing_ms["inference"],
                             "decode": sum(r.timing_ms["decode"] for r in results)}
@@ -74,8 +85,9 @@ async def list_classifications(request: Request) -> JSONResponse:
     since, until = (parse_timestamp(p.name, raw) if (raw := p.read(query)) else None for p in (SINCE, UNTIL))
     if since is not None and until is not None and since >= until:
         raise InvalidParameter("since must be before until")
-    page = await blocking(request, request.app.state.records.list, LIMIT.read(query), query.get("cursor"),
-                          label=LABEL.read(query), model_version=MODEL_VERSION.read(query), since=since, until=until)
+    page = await blocking(request, request.app.state.records.list, LIMIT.read(query), CURSOR.read(query),
+                          label=LABEL.read(query), model_version=MODEL_VERSION.read(query), since=since, until=until,
+                          model=MODEL.read(query))
     return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
 
 
@@ -88,9 +100,24 @@ async def get_classification(request: Request) -> JSONResponse:
 
 
 async def model_state(request: Request) -> JSONResponse:
-    manager = request.app.state.manager
-    await blocking(request, manager.refresh)
-    return JSONResponse(manager.describe())
+    """``GET /model``: the default model's load state and manifest."""
+    return await _model_state(request, request.app.state.models.default)
+
+
+async def named_model_state(request: Request) -> JSONResponse:
+    """``GET /models/{name}``: what ``GET /model`` says, for any served model."""
+    return await _model_state(request, request.app.state.models.slot(request.path_params["name"]))
+
+
+async def _model_state(request: Request, model: ModelManager) -> JSONResponse:
+    await blocking(request, model.refresh)
+    return JSONResponse(model.describe())
+
+
+async def list_models(request: Request) -> JSONResponse:
+    """``GET /models``: every served model; the default one is ``POST /classify``'s."""
+    models = request.app.state.models
+    return JSONResponse({"default": models.default.name, "models": await blocking(request, models.summaries)})
 
 
 async def model_versions(request: Request) -> JSONResponse:
@@ -140,8 +167,7 @@ def version_summaries(store: ModelStore, name: str) -> dict[str, Any]:
 
 async def health(request: Request) -> JSONResponse:
     manager = request.app.state.manager
-    await blocking(request, manager.refresh)
-    loaded = manager.loaded
+    loaded = await blocking(request, manager.refresh)
     if loaded is None:
         return JSONResponse(
             {"status": "unavailable",
@@ -151,16 +177,11 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": loaded.version, "backend": loaded.backend.name})
 
 
-def openapi_document() -> dict[str, Any]:
-    spec: dict[str, Any] = json.loads(resources.files("classifier.api").joinpath("openapi.json").read_bytes())
-    spec["info"]["version"] = __version__
-    return spec
-
-
 async def openapi(request: Request) -> JSONResponse:
+    """This deployment's document: the routes it serves, and no other."""
     state = request.app.state
     if state.openapi is None:  # read on first use: no cold-start cost
-        state.openapi = openapi_document()
+        state.openapi = deployment_document(request.app.routes, uploads=state.uploads.enabled)
     return JSONResponse(state.openapi)
 
 

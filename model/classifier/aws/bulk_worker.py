@@ -39,7 +39,9 @@ class BatchWorker(S3Worker):
                 result["error"] = exc.as_dict()
         answers = self.classifier.classify_each([image for _, image in images], k=top_k) if images else []
         classified = [a for a in answers if isinstance(a, Classification)]
-        self.records.put_many([c.as_dict() for c in classified])  # raises on failure: the batch is retried
+        # Throttled records are deferred, not raised: the batch's images are never classified twice.
+        # It raises only when the deferral place refuses too; then the Map retries the batch.
+        self.records.put_many([c.as_dict() for c in classified])
         for (result, _), answer in zip(images, answers, strict=True):
             if isinstance(answer, Classification):
                 top = answer.predictions[0]

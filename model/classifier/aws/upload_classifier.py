@@ -91,8 +91,8 @@ class UploadWorker(S3Worker):
         winner = self.records.claim_upload(upload_digest(obj), result.id)
         if winner != result.id:
             result = replace(result, id=winner)
-        # Unlike the API, a failed write raises here: the event is retried
-        # rather than the classification silently lost.
+        # A write the database refuses is deferred for the replay (records.deferral); if the
+        # deferral place refuses too, it raises: the event is retried rather than the record lost.
         self.records.put(result.as_dict())
         top = result.predictions[0]
         log.info("classified upload", extra={"object": where, "record_id": result.id, "label": top.label,

@@ -3,6 +3,7 @@
 - ``store_commands``: ``models``, ``rollback`` (standard library only);
 - ``lifecycle``: ``publish``, ``evaluate``, ``promote``, ``quantize``;
 - ``batch``: a folder in process, or an S3 prefix on Step Functions;
+- ``records``: ``records replay``, the records the database refused, written back;
 - ``serve``: the API under uvicorn;
 - ``classify``: the client of a running API.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from classifier.cli import batch, classify, lifecycle, serve, store_commands
+from classifier.cli import batch, classify, lifecycle, records, serve, store_commands
 
 DESCRIPTION = """Publish, evaluate, promote and serve image classifiers from a versioned model store
 (a directory here, EFS in AWS), and call a running API."""
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Every command and option (the docs' tests parse each documented command line with it)."""
     parser = argparse.ArgumentParser(prog="python -m classifier", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (lifecycle, store_commands, batch, serve, classify):
+    for group in (lifecycle, store_commands, batch, records, serve, classify):
         group.register(sub)
     return parser
 

@@ -17,12 +17,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return batch_s3(args)
     from classifier.records import open_record_store
     from classifier.serving.folder_batch import FolderBatch
-    from classifier.serving.imaging import image_files
+    from classifier.serving.imaging import folder_files
 
     root = Path(args.source)
     settings = runtime_settings(args)
     try:
-        total = len(image_files(root))
+        total = len(folder_files(root))
         job = FolderBatch(settings, open_record_store(settings), top_k=args.top_k)
         with (open(args.out, "w") if args.out else nullcontext(sys.stdout)) as out, \
                 Progress(total, "classifying") as progress:
@@ -30,7 +30,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NotImplementedError, RuntimeError) as exc:
         return refused(exc)
     print(f"{counts.files} files: {counts.classified} classified, {counts.failed} failed, {counts.skipped} skipped "
-          f"(already classified) in {counts.seconds:.1f} s, {counts.images_per_second:.1f} images/s"
+          f"(done by this model version) in {counts.seconds:.1f} s, {counts.images_per_second:.1f} images/s"
           + (f"; lines in {args.out}" if args.out else ""), file=sys.stderr)
     return 1 if counts.failed else 0
 
@@ -68,7 +68,8 @@ def register(sub: Any) -> None:
     add_store_args(p)
     p.add_argument("source", metavar="SOURCE", help="a folder, or s3://bucket/prefix")
     p.add_argument("--out", type=Path, metavar="FILE", help="the JSON lines, one per file (default: stdout)")
-    p.add_argument("--skip-done", action="store_true", help="skip files whose sha256 already has a record")
+    p.add_argument("--skip-done", action="store_true",
+                   help="skip files the serving model version has classified (by sha256)")
     p.add_argument("--top-k", type=int, default=5, choices=range(1, 21), metavar="1..20",
                    help="predictions per image (default: %(default)s)")
     p.add_argument("--state-machine", metavar="ARN", help="s3 sources: the state machine (default: --stack's output)")

@@ -32,7 +32,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             args.url, api_key=args.api_key, sigv4=args.sigv4, service=args.service, region=args.region,
             timeout=args.timeout,
             retry=RetryPolicy(attempts=args.retries + 1), inline_max_bytes=args.inline_max_bytes,
-            on_retry=on_retry, max_connections=args.concurrency,
+            on_retry=on_retry, max_connections=args.concurrency, model=args.model,
         )
     except ValueError as exc:
         return refused(exc)
@@ -62,6 +62,9 @@ def register(sub: Any) -> None:
     p.add_argument("--service", choices=("execute-api", "lambda"),
                    help="SigV4 service (default: lambda for a Function URL, execute-api otherwise)")
     p.add_argument("--region", help="SigV4 region (default: from an AWS host name, else $AWS_REGION)")
+    p.add_argument("--model", metavar="NAME",
+                   help="one of the models the API serves (GET /models lists them; default: the API's default "
+                        "model, POST /classify's)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--top-k", type=int, default=5, choices=range(1, 21), metavar="1..20",
                    help="predictions per image (default: %(default)s)")

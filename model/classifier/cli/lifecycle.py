@@ -46,6 +46,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from classifier.lifecycle.evaluate import DataSet, EvaluationError, evaluate
+    from classifier.serving.imaging import ignored_text
     from classifier.store.layout import ModelStore
     from classifier.store.manifest import StoreError
 
@@ -57,6 +58,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise EvaluationError(f"model {args.name} has no current version: pass --version")
         labels = labels_of(store, args.name, version)
         data = DataSet.scan(args.data, labels)
+        if data.ignored:
+            print(f"{args.data}: {len(data.samples)} images; {ignored_text(data.ignored)}", file=sys.stderr)
         with Progress(len(data.samples), "evaluating", enabled=not args.json) as progress:
             report = evaluate(store, settings, version, data, compare=args.compare, progress=progress.advance_to)
     except (EvaluationError, StoreError) as exc:
@@ -116,6 +119,7 @@ def promote_s3(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from classifier.lifecycle.quantize import QuantizeError, measured, quantize
+    from classifier.serving.imaging import ignored_text
     from classifier.store.layout import ModelStore
     from classifier.store.manifest import StoreError
 
@@ -124,6 +128,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                             activate=not args.no_activate, force=args.force)
     except (QuantizeError, StoreError) as exc:
         return refused(exc)
+    calibration = manifest["quantization"]["calibration"]
+    if calibration.get("ignored"):
+        print(f"calibration: {calibration['images']} images; {ignored_text(calibration['ignored'])}", file=sys.stderr)
     size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
     verification = manifest["verification"]
     held_back = not args.no_activate and not args.force and verification["drift"]

@@ -1,6 +1,6 @@
 """HTTP for the classifier's clients: one API call, retried, signed, and its failure as ``RequestFailed``.
 
-429 and 5xx answers (but 501, which is permanent), connection errors and
+429 and 5xx answers (but 501 Not Implemented, which is permanent), connection errors and
 timeouts are retried a bounded number of times with exponential backoff and
 full jitter (a random wait in ``[0, min(cap, base * 2**n)]``, so many clients
 that failed together do not retry together), honouring a ``Retry-After`` in
@@ -32,7 +32,7 @@ import urllib3
 
 from classifier import __version__
 
-# 501 not_configured means the server has no uploads bucket: asking again will not help.
+# 501 Not Implemented says the server cannot do this at all: asking again will not help.
 _NOT_RETRIED_5XX = (501,)
 _LAMBDA_URL_RE = re.compile(r"^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$")
 _API_GATEWAY_RE = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from classifier.config import Settings
-from classifier.serving.imaging import IMAGE_SUFFIXES
+from classifier.serving.imaging import sort_images
 from classifier.serving.manager import LoadedModel, ModelManager
 from classifier.serving.service import Classification, Classifier, FixedModel, ImageInput
 from classifier.store.fsio import sha256_file
@@ -48,6 +48,7 @@ class DataSet:
     root: Path
     samples: tuple[Sample, ...]
     sha256: str  # of every file's relative path and content: a data set's identity
+    ignored: Mapping[str, int] = field(default_factory=dict)  # files left out, by reason
 
     @classmethod
     def scan(cls, root: Path, labels: Sequence[str]) -> DataSet:
@@ -60,14 +61,18 @@ class DataSet:
         if unknown:
             raise EvaluationError(f"{root}: folder {unknown[0]!r} is not a label of this model"
                                   + (f" (nor are {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
-        samples = [Sample(path, folder.name) for folder in folders for path in sorted(folder.iterdir())
-                   if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES]
+        candidates = [path for folder in folders for path in sorted(folder.iterdir()) if path.is_file()]
+        images, ignored = sort_images(candidates, root)
+        loose = sum(1 for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        if loose:
+            ignored["directly in DIR, not in a <label>/ folder"] = loose
+        samples = [Sample(path, path.parent.name) for path in images]
         if not samples:
             raise EvaluationError(f"{root} holds no images in <label>/ folders")
         digest = hashlib.sha256()
         for sample in samples:
             digest.update(f"{sample.path.relative_to(root).as_posix()}\0{sha256_file(sample.path)[1]}\n".encode())
-        return cls(root, tuple(samples), digest.hexdigest())
+        return cls(root, tuple(samples), digest.hexdigest(), ignored)
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ def summarise(model: LoadedModel, data: DataSet, outcomes: Sequence[Outcome],
         "backend": model.backend.name,
         "precision": precision(model.manifest),
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"path": str(data.root), "sha256": data.sha256, "images": len(data.samples)},
+        "data": {"path": str(data.root), "sha256": data.sha256, "images": len(data.samples),
+                 "ignored": dict(data.ignored)},
         "images": n,
         "top1": _fraction(sum(o.top[0] == o.sample.label for o in outcomes), n),
         "top5": _fraction(sum(o.sample.label in o.top for o in outcomes), n),

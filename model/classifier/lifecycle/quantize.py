@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.serving.imaging import IMAGE_SUFFIXES, Preprocessing, preprocess
+from classifier.serving.imaging import Preprocessing, ignored_text, preprocess, sort_images
 from classifier.store.fsio import sha256_file
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import MANIFEST, StoreError, make_version, precision, validate_manifest
@@ -73,8 +73,10 @@ class QuantizeError(Exception):
     pass
 
 
-def calibration_images(directory: Path | None) -> list[Path]:
-    """The images under ``directory`` (recursively), or the bundled CC0 photos."""
+def calibration_images(directory: Path | None) -> tuple[list[Path], dict[str, int]]:
+    """The images under ``directory`` (recursively, by their bytes), or the bundled CC0 photos; and
+    how many files were ignored, by reason."""
+    ignored: dict[str, int] = {}
     if directory is None:
         bundled = resources.files("classifier").joinpath("assets", "calibration")
         with resources.as_file(bundled) as folder:
@@ -82,10 +84,11 @@ def calibration_images(directory: Path | None) -> list[Path]:
     else:
         if not directory.is_dir():
             raise QuantizeError(f"--calibration {directory} is not a directory")
-        paths = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths, ignored = sort_images(sorted(p for p in directory.rglob("*") if p.is_file()), directory)
     if not paths:
-        raise QuantizeError(f"no calibration images in {directory}")
-    return paths
+        why = f" ({ignored_text(ignored)})" if ignored else ""
+        raise QuantizeError(f"no calibration images in {directory}{why}")
+    return paths, ignored
 
 
 def calibration_tensors(paths: Sequence[Path], spec: Preprocessing) -> list[np.ndarray]:
@@ -129,7 +132,7 @@ def quantize(store: ModelStore, name: str, version: str | None = None, *, calibr
         raise QuantizeError(f"{name} {version} has no model.onnx to quantize")
     source_dir = store.version_dir(name, version)
     spec = Preprocessing.from_manifest(manifest["preprocessing"])
-    images = calibration_images(calibration)
+    images, ignored = calibration_images(calibration)
     tensors = calibration_tensors(images, spec)
     input_name = manifest.get("onnx", {}).get("input", "input")
     architecture = manifest.get("architecture", "resnet50")
@@ -186,7 +189,8 @@ def quantize(store: ModelStore, name: str, version: str | None = None, *, calibr
             "precision": "int8",
             "derived_from": version,
             "quantization": {**SETTINGS, "calibration": {"images": len(images), "samples": len(tensors),
-                                                          "source": str(calibration or "bundled CC0 photos")}},
+                                                          "source": str(calibration or "bundled CC0 photos"),
+                                                          "ignored": ignored}},
             "verification": verification,
             "tools": {**manifest.get("tools", {}), "onnxruntime": onnxruntime.__version__},
             "artifacts": artifacts,

@@ -8,7 +8,9 @@ API call and no agent. Namespace ``POWERTOOLS_METRICS_NAMESPACE`` (the CDK app s
   classification request, with the dimension ``model_version`` (a handful of values:
   the versions that served);
 - ``Errors`` (count), with the dimension ``code`` (the API's error codes);
-- ``ColdStart`` (count), with ``function_name``, once per Lambda instance.
+- ``ColdStart`` (count), with ``function_name``, once per Lambda instance;
+- ``RecordsDeferred`` (count), with ``service`` alone: records the database would not take,
+  kept for ``records replay`` (an alarm watches it), and ``RecordsReplayed`` when they go back.
 
 Written only inside Lambda or when a namespace is configured: a laptop's server
 stays quiet.
@@ -58,4 +60,24 @@ def _single(name: str, dimensions: dict[str, Any]) -> None:
     for key, value in dimensions.items():
         metric.add_dimension(key, str(value))
     metric.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    metric.flush_metrics()
+
+
+def records_deferred(count: int) -> None:
+    """``RecordsDeferred``: records kept aside for ``records replay`` because the database refused them."""
+    _count("RecordsDeferred", count)
+
+
+def records_replayed(count: int) -> None:
+    """``RecordsReplayed``: deferred records written back."""
+    _count("RecordsReplayed", count)
+
+
+def _count(name: str, value: int) -> None:
+    if not enabled() or value <= 0:
+        return
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    metric = EphemeralMetrics(namespace=namespace(), service=SERVICE)
+    metric.add_metric(name=name, unit=MetricUnit.Count, value=value)
     metric.flush_metrics()

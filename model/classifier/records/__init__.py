@@ -10,21 +10,24 @@
 
 Both answer the same questions at a cost that grows with the page, not the table:
 
-| question | SQLite | DynamoDB |
+| question | SQLite | DynamoDB (``keys``: sharded, merged on read) |
 |---|---|---|
 | one record by id | primary key | ``GetItem`` on ``id`` |
-| newest first | ``id`` (ids sort by time) | GSI ``by_time``: ``kind`` + ``id`` |
-| by top-1 label | index ``(label, id)`` | GSI ``by_label``: ``label`` + ``id`` |
-| by model version | index ``(model_version, id)`` | GSI ``by_model_version`` |
-| by both | index ``(label, model_version, id)`` | GSI ``by_label_version`` |
+| newest first | ``id`` (ids sort by time) | family ``time``: ``<shard>`` + ``id`` |
+| a caller's own | index ``(owner, id)`` | family ``owner``: ``<owner>#<shard>`` + ``id`` |
+| by label, version, model, both | an index each, ``(..., id)`` | its family, else the nearest one filtered |
 | ``since`` / ``until`` | a range of ``id`` | a range of the sort key ``id`` |
 | was this upload classified | table ``uploads`` (primary key) | item ``upload#<digest>``, conditional put |
-| does this image have a record | index ``(image_sha256)`` | (not asked: ``batch --skip-done`` is local) |
+| has this version done this image | index ``(image_sha256, model_version)`` | (not asked: local only) |
 
 A record id starts with its creation time (``records.record_id``), so time
 ranges and newest-first order are ranges and order of one key. Cursors are opaque:
-the last key of a page and the filters it was read with, signed with HMAC-SHA256
-(``RECORDS_CURSOR_SECRET``); a forged, edited or other-filter cursor is a 422.
+the last id a page covered and the filters it was read with, signed with HMAC-SHA256
+(``RECORDS_CURSOR_SECRET``); a forged, edited, malformed or other-filter cursor is a 422.
+
+A record may carry ``owner`` (the caller's identity; ``"none"`` without auth; absent
+locally). ``get(id, owner=x)`` and ``list(..., owner=x)`` see only x's records;
+``owner=None`` sees every record (the read-all grant).
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from classifier.config import Settings
+from classifier.config import ConfigError, Settings
+
+RECORDS_DB_NAME = "records.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -48,29 +54,46 @@ class RecordStore(Protocol):
 
     def put_many(self, records: Sequence[Mapping[str, Any]]) -> None: ...
 
-    def get(self, record_id: str) -> dict[str, Any] | None: ...
+    def get(self, record_id: str, *, owner: str | None = None) -> dict[str, Any] | None: ...
 
     def list(self, limit: int = 20, cursor: str | None = None, label: str | None = None,
              model_version: str | None = None, since: datetime | None = None,
-             until: datetime | None = None) -> Page: ...
+             until: datetime | None = None, *, model: str | None = None, owner: str | None = None) -> Page: ...
 
     def claim_upload(self, digest: str, record_id: str) -> str: ...
 
     def upload_record(self, digest: str) -> str | None: ...
 
-    def has_image(self, sha256: str) -> bool: ...
+    def done_record(self, sha256: str, model_version: str) -> str | None:
+        """The id of a record of this image by this model version, if there is one."""
+        ...
 
 
-def open_record_store(settings: Settings) -> RecordStore:
-    """DynamoDB when ``RECORDS_TABLE`` is set, else SQLite at ``RECORDS_DB`` (default in the model store)."""
+def open_record_store(settings: Settings, *, defer: bool = True) -> RecordStore:
+    """DynamoDB when ``RECORDS_TABLE`` is set, else SQLite at ``RECORDS_DB`` (default in the model store);
+    with ``defer``, writes the database refuses go to ``RECORDS_DEFERRED`` (``records.deferral``)."""
+    if defer:
+        from classifier.records.deferral import DeferringRecordStore, open_deferral
+
+        return DeferringRecordStore(open_record_store(settings, defer=False), open_deferral(settings))
     from classifier.records.dynamodb import DynamoRecordStore
-    from classifier.records.sqlite import RECORDS_DB_NAME, SqliteRecordStore
+    from classifier.records.keys import KeyLayout
+    from classifier.records.sqlite import SqliteRecordStore
 
     secret = settings.records_cursor_secret.encode() if settings.records_cursor_secret else None
     if settings.records_table:
-        return DynamoRecordStore(settings.records_table, ttl_days=settings.records_ttl_days, secret=secret)
-    path = settings.records_db or settings.model_store / RECORDS_DB_NAME
-    return SqliteRecordStore(path, secret=secret)
+        try:
+            layout = KeyLayout(settings.records_indexes, settings.records_shards)
+        except ValueError as exc:
+            raise ConfigError(f"RECORDS_INDEXES / RECORDS_SHARDS: {exc}") from None
+        return DynamoRecordStore(settings.records_table, ttl_days=settings.records_ttl_days, secret=secret,
+                                 layout=layout, retry_seconds=settings.records_retry_seconds)
+    return SqliteRecordStore(sqlite_path(settings), secret=secret)
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """Where SQLite keeps the records: ``RECORDS_DB``, else ``records.sqlite3`` in the model store."""
+    return settings.records_db or settings.model_store / RECORDS_DB_NAME
 
 
 def top_label(record: Mapping[str, Any]) -> str:

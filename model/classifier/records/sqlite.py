@@ -1,7 +1,13 @@
-"""Records in one SQLite file (the laptop, ``make serve``): WAL, a busy timeout, refused on NFS."""
+"""Records in one SQLite file (the laptop, ``make serve``): WAL, a busy timeout, refused on NFS.
+
+Opening is serialised across processes by a lock file beside the database: switching a fresh
+file to WAL takes an exclusive lock that SQLite's busy timeout does not wait for, so processes
+opening one new file at once could fail with ``database is locked``.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 import sqlite3
@@ -12,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from classifier.errors import InvalidParameter
-from classifier.records import Page, top_label
+from classifier.records import RECORDS_DB_NAME, Page, top_label
 from classifier.records.cursors import Cursors, Filters
-from classifier.records.ids import id_bound
+from classifier.records.ids import id_bound, is_record_id
 from classifier.store.fsio import filesystem_type
 
-RECORDS_DB_NAME = "records.sqlite3"
+__all__ = ["RECORDS_DB_NAME", "SqliteRecordStore"]
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p"})
 
 _SCHEMA = """
@@ -26,14 +32,29 @@ CREATE TABLE IF NOT EXISTS records (
     label TEXT NOT NULL,
     model_version TEXT NOT NULL,
     image_sha256 TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    owner TEXT,
+    model TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (digest TEXT PRIMARY KEY, record_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+# Columns added since the first schema, with how an older file fills them in.
+_MIGRATIONS = (
+    ("owner", "ALTER TABLE records ADD COLUMN owner TEXT", "UPDATE records SET owner = json_extract(body, '$.owner')"),
+    ("model", "ALTER TABLE records ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+     "UPDATE records SET model = coalesce(json_extract(body, '$.model.name'), '')"),
+)
+# One index per question, each ending in id: a page is a seek and a walk in id order.
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS records_by_label ON records (label, id);
 CREATE INDEX IF NOT EXISTS records_by_model_version ON records (model_version, id);
 CREATE INDEX IF NOT EXISTS records_by_label_version ON records (label, model_version, id);
-CREATE INDEX IF NOT EXISTS records_by_image ON records (image_sha256);
-CREATE TABLE IF NOT EXISTS uploads (digest TEXT PRIMARY KEY, record_id TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_model ON records (model, id);
+CREATE INDEX IF NOT EXISTS records_by_owner ON records (owner, id);
+CREATE INDEX IF NOT EXISTS records_by_owner_label ON records (owner, label, id);
+DROP INDEX IF EXISTS records_by_image;
+CREATE INDEX IF NOT EXISTS records_by_image_version ON records (image_sha256, model_version);
 """
 
 
@@ -49,19 +70,33 @@ class SqliteRecordStore:
             raise RuntimeError(f"{self.path} is on a network file system ({kind}): SQLite's locking is not safe "
                                "there. Set RECORDS_TABLE to keep records in DynamoDB (what the CDK app deploys)")
         self._local = threading.local()
-        with self._connection() as db:
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            db = self._connection()
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: later connections find the file in WAL
             db.executescript(_SCHEMA)
-        self.cursors = Cursors(secret or self._stored_secret())
+            self._migrate(db)
+            db.executescript(_INDEXES)
+            self.cursors = Cursors(secret or self._stored_secret())
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, never corrupt
             self._local.db = db
         return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Add the columns a file made by an earlier version lacks, filled from each record's body."""
+        columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+        for column, add, fill in _MIGRATIONS:
+            if column not in columns:
+                with _transaction(db):
+                    db.execute(add)
+                    db.execute(fill)
 
     def _stored_secret(self) -> bytes:
         """A random signing key kept in the database itself (created once, by whoever comes first)."""
@@ -75,20 +110,25 @@ class SqliteRecordStore:
 
     def put_many(self, records: Sequence[Mapping[str, Any]]) -> None:
         rows = [(r["id"], top_label(r), r["model"]["version"], r["image"]["sha256"],
-                 json.dumps(r, separators=(",", ":"))) for r in records]
+                 json.dumps(r, separators=(",", ":")), r.get("owner"), str(r["model"].get("name", "")))
+                for r in records]
         db = self._connection()
         with _transaction(db):
-            db.executemany("INSERT OR REPLACE INTO records (id, label, model_version, image_sha256, body) "
-                           "VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO records (id, label, model_version, image_sha256, body, owner, "
+                           "model) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def get(self, record_id: str) -> dict[str, Any] | None:
-        row = self._connection().execute("SELECT body FROM records WHERE id = ?", (record_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+    def get(self, record_id: str, *, owner: str | None = None) -> dict[str, Any] | None:
+        """The record, or None when there is none, or it is not ``owner``'s (None: anyone's)."""
+        row = self._connection().execute("SELECT body, owner FROM records WHERE id = ?", (record_id,)).fetchone()
+        if row is None or (owner is not None and row[1] != owner):
+            return None
+        record: dict[str, Any] = json.loads(row[0])
+        return record
 
     def list(self, limit: int = 20, cursor: str | None = None, label: str | None = None,
              model_version: str | None = None, since: datetime | None = None,
-             until: datetime | None = None) -> Page:
-        filters = Filters(label, model_version, since, until)
+             until: datetime | None = None, *, model: str | None = None, owner: str | None = None) -> Page:
+        filters = Filters(label, model_version, since, until, model, owner)
         sql, params = self.page_query(limit, cursor, filters)
         rows = self._connection().execute(sql, params).fetchall()
         items = [json.loads(body) for _, body in rows[:limit]]
@@ -99,12 +139,9 @@ class SqliteRecordStore:
         """The SQL of one page (limit + 1 rows, to know whether there is a next), and its parameters."""
         where: list[str] = []
         params: list[Any] = []
-        if filters.label is not None:
-            where.append("label = ?")
-            params.append(filters.label)
-        if filters.model_version is not None:
-            where.append("model_version = ?")
-            params.append(filters.model_version)
+        for column, value in filters.equalities().items():  # column names from Filters, never from input
+            where.append(f"{column} = ?")
+            params.append(value)
         if filters.since is not None:
             where.append("id >= ?")
             params.append(id_bound(filters.since))
@@ -113,7 +150,7 @@ class SqliteRecordStore:
             params.append(id_bound(filters.until))
         if cursor is not None:
             last = self.cursors.read(cursor, filters)
-            if not isinstance(last, str):
+            if not (isinstance(last, str) and is_record_id(last)):
                 raise InvalidParameter("cursor: not a cursor returned by this API")
             where.append("id < ?")
             params.append(last)
@@ -132,9 +169,11 @@ class SqliteRecordStore:
         row = self._connection().execute("SELECT record_id FROM uploads WHERE digest = ?", (digest,)).fetchone()
         return str(row[0]) if row else None
 
-    def has_image(self, sha256: str) -> bool:
-        sql = "SELECT 1 FROM records WHERE image_sha256 = ? LIMIT 1"
-        return self._connection().execute(sql, (sha256,)).fetchone() is not None
+    def done_record(self, sha256: str, model_version: str) -> str | None:
+        """The newest record of this image by this model version (``batch --skip-done``)."""
+        sql = "SELECT id FROM records WHERE image_sha256 = ? AND model_version = ? ORDER BY id DESC LIMIT 1"
+        row = self._connection().execute(sql, (sha256, model_version)).fetchone()
+        return str(row[0]) if row else None
 
 
 class _transaction:

@@ -67,9 +67,16 @@ class ThreadPlan:
     share: float
 
 
-def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = None) -> ThreadPlan:
+def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = None, *,
+                 models: int = 1) -> ThreadPlan:
     """Intra-op threads = the CPU share rounded to whole cores (at least 1);
-    spin only when every thread owns a whole core."""
+    spin only when every thread owns a whole core and the process serves one model.
+
+    Every ONNX Runtime session has its own pool: sessions of several models take turns on the
+    same cores, and the threads of the one that just ran would spin on the cores the next one
+    needs (measured in docs/architecture.md, "Several models"). ``models`` is how many this
+    process may load (2 for "several").
+    """
     share = cpu_share(env)
     threads = configured or max(1, min(visible_cpus(), round(share)))
-    return ThreadPlan(threads=threads, spin=share >= threads, share=round(share, 2))
+    return ThreadPlan(threads=threads, spin=share >= threads and models == 1, share=round(share, 2))

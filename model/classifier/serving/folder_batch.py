@@ -1,8 +1,12 @@
 """``batch DIR``: a local folder through the classify use case, without one HTTP request per image.
 
-One JSON line per file (``source``, then ``record_id`` and ``predictions``, or an
-``error``); a bad file fails only its own line. ``--skip-done`` skips files whose
-sha256 already has a record, so an interrupted run can simply be run again.
+One JSON line per regular file under the folder (hidden files aside): ``source``, then
+``record_id`` and ``predictions``, or an ``error`` with its code. What is an image is
+decided by its bytes, never its name: a text file is an ``unsupported_media_type`` line,
+a truncated JPEG an ``invalid_image`` one, an image without a suffix is classified.
+``--skip-done`` skips a file whose sha256 the serving model version has already
+classified (its line carries ``skipped`` and that record's id), so an interrupted run
+can simply be run again, and a new version classifies everything anew.
 Images go through ``Classifier`` a batch (``MAX_BATCH``) at a time, as a multipart
 request's would.
 """
@@ -20,7 +24,7 @@ from typing import IO, Any
 from classifier.config import Settings
 from classifier.errors import ClassifierError
 from classifier.records import RecordStore
-from classifier.serving.imaging import image_files
+from classifier.serving.imaging import folder_files
 from classifier.serving.manager import ModelManager
 from classifier.serving.service import Classification, Classifier, ImageInput
 
@@ -59,7 +63,7 @@ class FolderBatch:
     def run(self, root: Path, out: IO[str], *, skip_done: bool = False, progress: Progress | None = None) -> Counts:
         counts = Counts()
         started = time.perf_counter()
-        files = image_files(root)
+        files = folder_files(root)
         counts.files = len(files)
         for start in range(0, len(files), self.settings.max_batch):
             batch = files[start:start + self.settings.max_batch]
@@ -74,6 +78,7 @@ class FolderBatch:
     def classify(self, root: Path, paths: Sequence[Path], skip_done: bool, counts: Counts) -> Iterator[dict[str, Any]]:
         lines: dict[Path, dict[str, Any]] = {}
         images: list[tuple[Path, ImageInput]] = []
+        version = self.classifier.manager.current().version if skip_done else ""
         for path in paths:
             source = path.relative_to(root).as_posix()
             lines[path] = {"source": source}
@@ -86,8 +91,9 @@ class FolderBatch:
             except ClassifierError as exc:
                 lines[path]["error"] = exc.as_dict()
                 continue
-            if skip_done and self.records.has_image(hashlib.sha256(data).hexdigest()):
-                lines[path]["skipped"] = "already classified"
+            done = self.records.done_record(hashlib.sha256(data).hexdigest(), version) if skip_done else None
+            if done is not None:
+                lines[path].update(skipped=f"already classified by {version}", record_id=done)
                 counts.skipped += 1
                 continue
             images.append((path, image))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,9 +234,53 @@ def stack(tensors: Sequence[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(np.stack(tensors), dtype=np.float32)
 
 
-def image_files(root: Path) -> list[Path]:
-    """Every image under ``root`` (recursively, hidden files aside), in a stable order."""
+def folder_files(root: Path) -> list[Path]:
+    """Every regular file under ``root`` (recursively, hidden files and folders aside), in a stable order.
+
+    Whether each is an image is for its bytes to say (``preprocess``), not its name: ``IMG_0001``
+    and ``photo.jfif`` are images, a ``notes.txt`` is not, and each gets its answer.
+    """
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    return sorted(p for p in root.rglob("*") if p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path``'s bytes open as a supported image (its header only: no pixels are decoded)."""
+    try:
+        with Image.open(path, formats=SUPPORTED_FORMATS):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def sort_images(paths: Iterable[Path], root: Path) -> tuple[list[Path], dict[str, int]]:
+    """The images among ``paths`` (hidden files aside), and how many files were ignored, by reason:
+    what ``evaluate`` and ``quantize`` say of a folder.
+
+    A file is taken when its bytes open as an image (``IMG_0001``, ``scan.jfif``) or its name says
+    it is one: a broken ``.jpg`` is then an error in the report, not silently left out.
+    """
+    images: list[Path] = []
+    ignored: dict[str, int] = {}
+    for path in paths:
+        reason = None
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            reason = "hidden"
+        elif path.suffix.lower() not in IMAGE_SUFFIXES and not is_image_file(path):
+            reason = "not an image (neither its name nor its bytes)"
+        if reason is None:
+            images.append(path)
+        else:
+            ignored[reason] = ignored.get(reason, 0) + 1
+    return images, ignored
+
+
+def ignored_text(ignored: Mapping[str, int]) -> str:
+    """``"ignored 3 files: 2 not an image (by its bytes), 1 hidden"``, or "" when none was."""
+    total = sum(ignored.values())
+    if not total:
+        return ""
+    return f"ignored {total} file{'s' if total != 1 else ''}: " + ", ".join(
+        f"{count} {reason}" for reason, count in sorted(ignored.items(), key=lambda kv: -kv[1]))

@@ -1,10 +1,13 @@
-"""The serving model: loaded once per process, hot-swapped when CURRENT changes.
+"""One served model: loaded once per process, hot-swapped when its CURRENT changes.
 
-``ModelManager.current()`` is called by every request. It re-reads ``CURRENT``
-at most every ``refresh_seconds``; when the version changed it loads and
-verifies the new one *before* swapping the reference, so requests in flight
-finish on the old model, and a broken version leaves the old one serving.
-Only one request pays for a load; the others keep using the old model.
+A ``ModelManager`` is the slot of one model name. ``current()`` is called by every
+request for that model. It re-reads ``CURRENT`` at most every ``refresh_seconds``;
+when the version changed it loads and verifies the new one *before* swapping the
+reference, so requests in flight finish on the old model, and a broken version
+leaves the old one serving. Only one request pays for a load; the others keep
+using the old model. A process serving several models has one slot per model
+(``classifier.serving.registry``), which may unload a slot's model to keep the
+models within their memory bound: the slot then loads it again on its next request.
 
 A cold start overlaps the model load with the web framework's imports:
 ``load_in_background`` starts the first load on a thread before ``api`` is
@@ -25,14 +28,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable
 from classifier.serving.backends import Backend, load_backend
-from classifier.serving.cpu import plan_threads
+from classifier.serving.cpu import ThreadPlan, plan_threads
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import (
     BACKEND_ARTIFACT,
@@ -59,6 +63,9 @@ class LoadedModel:
     preprocessing: Preprocessing
     backend: Backend
     load_ms: float
+    # What the model holds in memory, as the memory bound counts it: its backend artifact's size
+    # (docs/architecture.md, "Several models").
+    memory_bytes: int = 0
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -82,23 +89,52 @@ def _release_free_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+def artifact_bytes(manifest: dict[str, Any], backend_kind: str) -> int:
+    """The size of the artifact ``backend_kind`` serves a version from: what a loaded model is counted as."""
+    artifact = manifest["artifacts"].get(BACKEND_ARTIFACT[backend_kind])
+    return int(artifact["bytes"]) if artifact else 0
+
+
+class MemoryAdmission(Protocol):
+    """The models' memory bound, as a slot meets it: room before a load, the bound again after."""
+
+    def reserve(self, slot: ModelManager, nbytes: int) -> AbstractContextManager[None]:
+        """Make room for ``nbytes`` more (unloading other slots' models) for as long as the load runs."""
+        ...
+
+    def settle(self, slot: ModelManager) -> None:
+        """``slot`` loaded a model: unload others' until the bound holds again."""
+        ...
+
+
 class ModelManager:
+    """The slot of one model name: its loaded version, hot-swapped on its own CURRENT."""
+
     def __init__(
         self,
         settings: Settings,
         store: ModelStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        name: str | None = None,
+        plan: ThreadPlan | None = None,
+        memory: MemoryAdmission | None = None,
     ) -> None:
         self.settings = settings
+        self.name = name or settings.model_name
         self.store = store or ModelStore(settings.model_store)
-        self.plan = plan_threads(settings.threads)
+        self.plan = plan or plan_threads(settings.threads)
         self.threads = self.plan.threads
         self._clock = clock
+        self._memory = memory
         self._loaded: LoadedModel | None = None
+        # Held while CURRENT is checked and a version loads, and by whoever unloads the model.
         self._lock = threading.Lock()
         self._next_check = 0.0
         self._failed: tuple[str, float] | None = None  # (version, retry after)
         self.last_error: str | None = None
+        # When a request last asked for this model: the memory bound unloads the least recent first.
+        self.last_used = clock()
 
     # -- public ----------------------------------------------------------------
     def load_in_background(self) -> threading.Thread:
@@ -110,9 +146,13 @@ class ModelManager:
         return thread
 
     def current(self) -> LoadedModel:
-        """The model to serve this request with; raises ``ModelUnavailable``."""
-        self.refresh()
-        loaded = self._loaded
+        """The model to serve this request with; raises ``ModelUnavailable``.
+
+        The model returned serves the whole request, even if the slot swaps or
+        unloads it meanwhile: the request holds its own reference.
+        """
+        self.last_used = self._clock()
+        loaded = self.refresh()
         if loaded is None:
             raise ModelUnavailable(self.last_error or "no model is loaded")
         return loaded
@@ -121,24 +161,45 @@ class ModelManager:
     def loaded(self) -> LoadedModel | None:
         return self._loaded
 
-    def refresh(self, force: bool = False) -> None:
-        """Load the version named by CURRENT if it changed (rate-limited)."""
+    def refresh(self, force: bool = False) -> LoadedModel | None:
+        """Load the version named by CURRENT if it changed (rate-limited); the model serving now, if any."""
         now = self._clock()
-        if not force and self._loaded is not None and now < self._next_check:
-            return
+        loaded = self._loaded
+        if not force and loaded is not None and now < self._next_check:
+            return loaded
         # With a model loaded, a concurrent request does not wait for a load
         # in progress: it serves on the old model. Without one it must wait.
-        if not self._lock.acquire(blocking=self._loaded is None or force):
-            return
+        if not self._lock.acquire(blocking=loaded is None or force):
+            return loaded
         try:
-            if not force and self._loaded is not None and now < self._next_check:
-                return
+            loaded = self._loaded  # another request may have loaded it, or the memory bound unloaded it
+            if not force and loaded is not None and now < self._next_check:
+                return loaded
             self._next_check = now + self.settings.refresh_seconds
             self._refresh_locked(now)
+            return self._loaded
         finally:
             self._lock.release()
 
+    def unload_if_idle(self) -> LoadedModel | None:
+        """Drop the loaded model unless a load or a check of CURRENT is running; the model dropped, if any.
+
+        Requests serving on it keep their reference and finish on it; its memory is
+        freed when the last of them does.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            dropped, self._loaded = self._loaded, None
+        finally:
+            self._lock.release()
+        if dropped is not None:
+            log.info("model unloaded", extra={"model_name": self.name, "model_version": dropped.version,
+                                              "reason": "memory bound"})
+        return dropped
+
     def describe(self) -> dict[str, Any]:
+        """``GET /model``'s answer: the load state, and the loaded version's manifest."""
         loaded = self._loaded
         state: dict[str, Any] = {
             "state": "loaded" if loaded else "unavailable",
@@ -162,7 +223,7 @@ class ModelManager:
 
     # -- internals -------------------------------------------------------------
     def _refresh_locked(self, now: float) -> None:
-        name = self.settings.model_name
+        name = self.name
         try:
             version = self.store.current(name)
         except (StoreError, OSError) as exc:
@@ -181,18 +242,29 @@ class ModelManager:
         if self._failed and self._failed[0] == version and now < self._failed[1]:
             return
         try:
-            new = self.load(version)
+            new = self._admitted_load(version)
         except Exception as exc:  # a broken version must never take the service down
             self._fail(version, f"version {version} could not be loaded: {exc}", now)
             return
         self._loaded = new
         self._failed = None
         self.last_error = None
+        if self._memory is not None:
+            self._memory.settle(self)
         log.info(
             "model loaded",
-            extra={"model_version": version, "previous_version": loaded.version if loaded else None,
+            extra={"model_name": name, "model_version": version,
+                   "previous_version": loaded.version if loaded else None,
                    "backend": new.backend.name, "load_ms": round(new.load_ms, 1), "threads": self.threads},
         )
+
+    def _admitted_load(self, version: str) -> LoadedModel:
+        """``load``, within the memory bound when the slot has one."""
+        if self._memory is None:
+            return self.load(version)
+        nbytes = artifact_bytes(self.store.manifest(self.name, version), self.settings.backend)
+        with self._memory.reserve(self, nbytes):
+            return self.load(version)
 
     def _fail(self, version: str | None, message: str, now: float) -> None:
         self.last_error = message
@@ -200,7 +272,7 @@ class ModelManager:
             # Retry a broken version only occasionally (it may have been a
             # transient EFS error); a new CURRENT is tried immediately.
             self._failed = (version, now + max(self.settings.refresh_seconds, 1.0))
-        log.error(message, extra={"model_version": version,
+        log.error(message, extra={"model_name": self.name, "model_version": version,
                                   "serving_version": self._loaded.version if self._loaded else None})
 
     def load(self, version: str) -> LoadedModel:
@@ -208,7 +280,7 @@ class ModelManager:
         from classifier.serving.imaging import Preprocessing
 
         start = time.perf_counter()
-        name = self.settings.model_name
+        name = self.name
         backend_kind = self.settings.backend
         manifest = self.store.manifest(name, version)
         vdir = self.store.version_dir(name, version)
@@ -254,7 +326,7 @@ class ModelManager:
             raise IntegrityError(f"{where}: model has {backend.num_classes} outputs for {len(labels)} labels")
         _release_free_memory()
         return LoadedModel(name, version, manifest, labels, preprocessing, backend,
-                           (time.perf_counter() - start) * 1000)
+                           (time.perf_counter() - start) * 1000, artifact_bytes(manifest, backend_kind))
 
 
 def _torchvision_kwargs(manifest: dict[str, Any]) -> Any:

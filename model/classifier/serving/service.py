@@ -87,8 +87,8 @@ class Classification:
 
 
 class ModelSource(Protocol):
-    """Where the classifier gets the model for a batch: ``ModelManager`` (the current version,
-    hot-swapped) or ``FixedModel`` (one version, for evaluation)."""
+    """Where the classifier gets the model for a batch: ``ModelManager`` (a model name's current
+    version, hot-swapped) or ``FixedModel`` (one version, for evaluation)."""
 
     def current(self) -> LoadedModel: ...
 
@@ -123,8 +123,8 @@ class Classifier:
         self.settings = settings
         self.manager = manager
         self.records = records
-        # One inference at a time per process: each already uses every usable
-        # core, and two at once would only oversubscribe them.
+        # One inference at a time per process, whatever the model: each already uses
+        # every usable core, and two at once would only oversubscribe them.
         self._inference = threading.Lock()
 
     def classify(
@@ -134,17 +134,20 @@ class Classifier:
         k: int = 5,
         record_ids: Sequence[str] | None = None,
         store: bool = True,
+        source: ModelSource | None = None,
     ) -> list[Classification]:
         """Classify ``images`` as one batch; store (unless ``store=False``) and return one result each.
 
         ``record_ids`` names the records (default: new time-ordered ids); the S3
         trigger passes its idempotent ones. With ``store=False`` the caller stores
         the records itself (the S3 trigger must know that a write failed).
+        ``source`` is the model to use (another served model's slot); default: the
+        classifier's own.
         """
         if record_ids is not None and len(record_ids) != len(images):
             raise ValueError(f"{len(record_ids)} record ids for {len(images)} images")
         start = time.perf_counter()
-        model = self.manager.current()
+        model = (source or self.manager).current()
         tensors, infos, decode_ms = [], [], []
         for i, image in enumerate(images):
             t0 = time.perf_counter()
@@ -188,7 +191,8 @@ class Classifier:
                 self._store(result)
             results.append(result)
         log.info("classified", extra={
-            "model_version": model.version, "backend": model.backend.name, "images": len(images),
+            "model_name": model.name, "model_version": model.version, "backend": model.backend.name,
+            "images": len(images),
             "decode_ms": round(sum(decode_ms), 2), "inference_ms": round(inference_ms, 2),
             "total_ms": round(total_ms, 2), "record_ids": [r.id for r in results],
         })
