@@ -61,15 +61,16 @@ mutation: venv
 	cd $(MUTATION_DIR) && TESTS_PUBLISHED_STORE=$(MUTATION_DIR)/published $(CURDIR)/$(VENV)/bin/mutmut run $(MUTANTS)
 	cd $(MUTATION_DIR) && $(CURDIR)/$(PY) $(CURDIR)/tests/mutation_scores.py | tee $(MUTATION_DIR)/scores.md
 
-## Measure cold start, latency, memory and install size against the naive torch pipeline (and the bulk and
-## rollout figures)
-## (AGAINST=REV: also against the runtime as it was at git revision REV). The summary is
-## bench/results.md (committed); the full report bench/.work/results.json (not).
+## Measure cold start, latency, memory and install size against the naive torch pipeline
+## (AGAINST=REV: also against the runtime as it was at git revision REV), bulk and records, rollouts,
+## and the model table (five architectures, fp32 and int8). The summaries are bench/results*.md
+## (committed); the full reports bench/.work/*.json (not).
 bench: venv
 	$(PY) bench/run.py --summary bench/results.md $(if $(AGAINST),--against $(AGAINST))
 	$(PY) bench/bulk.py --summary bench/results-bulk.md
 	$(PY) bench/records_dynamodb.py --summary bench/results-records.md
 	$(PY) bench/rollouts.py --summary bench/results-rollouts.md
+	$(PY) bench/models.py --summary bench/results-models.md
 
 ## The local API under load: Locust headless, USERS users (16) for SECONDS seconds (60), against a server
 ## it starts (or URL=http://... of a running `make serve`, PID=its process id for its memory). Summary:

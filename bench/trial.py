@@ -231,6 +231,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--batch-iters", type=int, default=0)
+    parser.add_argument("--steps", default="forward,1mp,12mp",
+                        help="what each warm round times, comma-separated (bench/models.py: forward,1mp)")
     args = parser.parse_args()
     t0 = args.t0 if args.t0 is not None else T_MAIN
 
@@ -269,13 +271,15 @@ def main() -> int:
         for i in range(args.warmup):
             forward()
             for name in ("1mp", "12mp"):
-                invoke(handler, events[name], i + 1)
-        samples: dict[str, list[float]] = {"forward": [], "1mp": [], "12mp": []}
-        timings: dict[str, list[dict[str, float]]] = {"1mp": [], "12mp": []}
-        steps = ["forward", "1mp", "12mp"]
+                if name in args.steps.split(","):
+                    invoke(handler, events[name], i + 1)
+        steps = args.steps.split(",")
+        samples: dict[str, list[float]] = {step: [] for step in steps}
+        timings: dict[str, list[dict[str, float]]] = {step: [] for step in steps if step != "forward"}
         log_bytes_before = stdout_bytes()
         for i in range(args.iters):
-            for step in steps[i % 3:] + steps[:i % 3]:  # rotate the order every round
+            k = i % len(steps)
+            for step in steps[k:] + steps[:k]:  # rotate the order every round
                 if step == "forward":
                     start = time.perf_counter()
                     forward()

@@ -73,6 +73,7 @@ def version_row(version: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "Version": version["version"],
         "Current": bool(version.get("current")),
+        "Architecture": version.get("architecture", "?"),
         "Precision": version.get("precision", "?"),
         "Derived from": version.get("derived_from") or "",
         "Labels": version.get("labels"),

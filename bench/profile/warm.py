@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 image.draft("RGB", (int(image.size[0] * scale) + 1, int(image.size[1] * scale) + 1))
             image = to_rgb(ImageOps.exif_transpose(image))
             new_w, new_h = resized_size(image.width, image.height, spec.resize)
-            crop = spec.crop
+            crop = spec.crop[0]  # ResNet-50's square crop
             left, top = round((new_w - crop) / 2.0), round((new_h - crop) / 2.0)
             sx, sy = image.width / new_w, image.height / new_h
             box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
@@ -213,8 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         def fused_normalise() -> np.ndarray:
             """Prototype: one multiply-add on the HWC uint8 crop, written straight into CHW."""
             image = state["resized"]
-            left, top = round((image.width - spec.crop) / 2.0), round((image.height - spec.crop) / 2.0)
-            crop = np.asarray(image.crop((left, top, left + spec.crop, top + spec.crop)))
+            side = spec.crop[0]  # ResNet-50's square crop
+            left, top = round((image.width - side) / 2.0), round((image.height - side) / 2.0)
+            crop = np.asarray(image.crop((left, top, left + side, top + side)))
             return crop.transpose(2, 0, 1) * scale_ - shift_
 
         from classifier.serving.imaging import preprocess

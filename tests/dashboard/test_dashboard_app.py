@@ -14,8 +14,12 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from classifier.lifecycle.publish import PublishRequest, publish_to_store
+from classifier.store.layout import ModelStore
+
 from helpers.dashboard import CHELSEA, COFFEE, api_classify, block, large_photo, texts, unescape
 from helpers.fitted_model import PHOTO_LABELS
+from helpers.onnx_models import tiny_classifier, write_labels, write_preprocessing
 from helpers.photos import jpeg
 from helpers.processes import LiveServer, free_port, live_server
 from helpers.sigv4 import sigv4_gateway
@@ -162,9 +166,39 @@ def test_models_tab_shows_versions_and_their_evaluation(published_store: Path, t
     versions = at.tabs[3].dataframe[0].value
     assert list(versions["Version"]) == [report["version"]] and bool(versions["Current"].iloc[0])
     assert versions["Top-1"].iloc[0] == report["top1"] and versions["Images"].iloc[0] == 2
+    assert versions["Architecture"].iloc[0] == "resnet50"
     metrics = {m.label: m.value for m in block(at, "evaluation-summary").metric}
     assert metrics["Top-1"] == f"{report['top1']:.1%}" and metrics["Images"] == "2"
     assert len([e for e in at.tabs[3] if e.type == "vega_lite_chart"]) == 2  # per class, confusion
+
+
+def test_models_tab_shows_a_version_published_from_an_onnx_file(tmp_path: Path, app_test: MakeApp) -> None:
+    # GIVEN a store holding only a model brought as an ONNX file (its own labels and preprocessing),
+    # evaluated on an ImageFolder of two of its labels
+    store = ModelStore(tmp_path / "store")
+    publish_to_store(store, PublishRequest(
+        onnx=tiny_classifier(tmp_path / "byo.onnx", labels=4, size=(160, 160)), name="byo",
+        labels_file=write_labels(tmp_path / "labels.json", 4),
+        preprocessing_file=write_preprocessing(tmp_path / "prep.json", resize=180, crop=160, mean=[0.5] * 3,
+                                               std=[0.5] * 3, channel_order="BGR")))
+    data = tmp_path / "data"
+    for label, name in (("class 0", "chelsea"), ("class 3", "coffee")):
+        (data / label).mkdir(parents=True)
+        (data / label / f"{name}.jpg").write_bytes(jpeg(name))
+    done = subprocess.run([sys.executable, "-m", "classifier", "evaluate", "--store", str(store.root), "--name",
+                           "byo", "--data", str(data), "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    with live_server(store.root, tmp_path, env={"MODEL_NAME": "byo"}) as live:
+        # WHEN the dashboard's Models tab opens
+        at = app_test(live.url).run()
+        assert_no_exception(at)
+    # THEN it lists the version with its origin, and shows its evaluation
+    versions = at.tabs[3].dataframe[0].value
+    assert list(versions["Version"]) == [report["version"]] and versions["Architecture"].iloc[0] == "onnx"
+    assert versions["Labels"].iloc[0] == 4 and versions["Top-1"].iloc[0] == report["top1"]
+    metrics = {m.label: m.value for m in block(at, "evaluation-summary").metric}
+    assert metrics["Images"] == "2"
 
 
 def test_the_dashboard_signs_its_calls_when_api_sigv4_is_set(server: LiveServer, app_test: MakeApp,

@@ -132,7 +132,8 @@ def cache_key() -> str:
 
 
 # What decides the files of a published version, besides its weights.
-PUBLISHING_CODE = ("lifecycle/publish.py", "store", "serving/imaging.py", "serving/backends/onnx_backend.py")
+PUBLISHING_CODE = ("lifecycle/publish.py", "store", "serving/imaging.py", "serving/backends/onnx_backend.py",
+                   "serving/backends/torchvision_models.py")
 
 
 def fitted_weights(cache: Path) -> Path:

@@ -251,3 +251,27 @@ def test_the_cost_table_has_a_row_per_model_and_memory_size(quick_run: tuple[Pat
         assert is_positive_number(row["measurement"]["log_bytes_per_request"])
         assert all(is_positive_number(v) for v in row["totals_usd"].values())
     assert "Cheapest path with IAM auth kept:" in (out / "results.md").read_text()
+
+
+def test_the_model_table_measures_each_architecture_in_both_precisions(tmp_path: Path) -> None:
+    # GIVEN bench/models.py in quick mode, for one small architecture
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "models.py"), "--quick", "--archs",
+                           "mobilenet_v3_large", "--work", str(tmp_path)], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # THEN models.json has a row per precision, each measured in its own processes, serving its own version
+    report = json.loads((tmp_path / "models.json").read_text())
+    rows = {row["precision"]: row for row in report["models"]}
+    assert set(rows) == {"fp32", "int8"} and {row["arch"] for row in rows.values()} == {"mobilenet_v3_large"}
+    assert rows["fp32"]["version"] != rows["int8"]["version"]
+    assert rows["int8"]["onnx_bytes"] < rows["fp32"]["onnx_bytes"] / 3
+    for row in rows.values():
+        figures = row["figures"]
+        assert all(is_positive_number(figures[k]["p50"]) for k in ("cold_ms", "warm_1mp_ms", "forward_ms"))
+        assert is_positive_number(figures["peak_rss_mb"])
+        # the published top-1 is torchvision's metadata for the DEFAULT weights
+        assert row["published"] == {"weights": "IMAGENET1K_V2", "params": 5483032, "top1": 75.274, "gflops": 0.217}
+    # AND quantize's own comparison with fp32 is reported beside the int8 row
+    assert set(rows["int8"]["quantize"]) == {"relative_error_vs_fp32", "top1_agreement_with_fp32",
+                                             "forward_time_ratio"}
+    summary = (tmp_path / "models.md").read_text()
+    assert "| mobilenet_v3_large | int8 |" in summary and "75.3%" in summary and "top-1 agreement" in summary

@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from classifier.lifecycle import publish_s3 as publish
+from classifier.lifecycle.publish import PublishRequest
 from classifier.store import installer
 from classifier.store.inbox import ManifestKey
 from classifier.store.layout import ModelStore
@@ -70,7 +71,7 @@ def test_installs_a_model_published_with_publish_s3(
         return published.manifest(model_name, version)
 
     monkeypatch.setattr("classifier.lifecycle.publish_s3.build_version", already_built)
-    manifest = publish.publish_to_s3(f"s3://{name}/releases", "random", "resnet50")
+    manifest = publish.publish_to_s3(f"s3://{name}/releases", PublishRequest(weights="random"))
 
     # WHEN S3 reports the manifest's arrival
     result = installer.handler(s3_event("eventbridge", name, manifest_key(manifest, "releases/").key))
@@ -93,7 +94,7 @@ def test_install_only_then_promotion_through_the_inbox(
     manifest = tiny_version(published_store, tmp_path / "v", seed="install-only")
     monkeypatch.setattr("classifier.lifecycle.publish_s3.build_version",
                         lambda weights, workdir, *_: _linked(tmp_path / "v", workdir))
-    publish.publish_to_s3(f"s3://{name}/releases", "random", "resnet50", activate=False)
+    publish.publish_to_s3(f"s3://{name}/releases", PublishRequest(weights="random"), activate=False)
     head = s3.head_object(Bucket=name, Key=manifest_key(manifest, "releases/").key)
     assert head["Metadata"] == {"activate": "false"}
 
@@ -191,6 +192,26 @@ def test_refuses_an_incomplete_upload_and_changes_nothing(
     assert "incomplete upload" in outcome["reason"] and "model.onnx" in outcome["reason"]
     refusals = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(refusals) == 1 and "model.onnx" in refusals[0].getMessage()
+    assert tree(serving_efs.root) == before
+
+
+def test_refuses_a_manifest_whose_preprocessing_is_out_of_bounds(
+    bucket: tuple[Any, str], serving_efs: ModelStore, published_store: Path, tmp_path: Path,
+) -> None:
+    # GIVEN a complete upload whose manifest asks for a 100000-pixel resize (each request would
+    # allocate tens of GB); written by hand, as an inbox writer could, not by publish
+    s3, name = bucket
+    manifest = tiny_version(published_store, tmp_path / "v")
+    manifest["preprocessing"]["resize"] = 100_000
+    (tmp_path / "v" / "manifest.json").write_text(json.dumps(manifest))
+    target = manifest_key(manifest)
+    upload_version(s3, name, tmp_path / "v", target.version_prefix)
+    before = tree(serving_efs.root)
+    # WHEN the installer runs
+    (outcome,) = installer.handler(s3_event("eventbridge", name, target.key))["results"]
+    # THEN the install is refused with the key and its bound, and the store is exactly as it was
+    assert outcome["status"] == "refused", outcome
+    assert "preprocessing resize must be an integer from 8 to 1024 pixels, got 100000" in outcome["reason"]
     assert tree(serving_efs.root) == before
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torchvision.models import ResNet50_Weights, resnet50
@@ -100,3 +101,26 @@ def test_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "neither" in missing.stderr
 
 
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--arch", "fasterrcnn_resnet50_fpn"], "'fasterrcnn_resnet50_fpn' is not a torchvision classification model"),
+    (["--arch", "efficientnet_b0", "--weights", "IMAGENET1K_V2"],
+     "is neither a weights name of efficientnet_b0 (IMAGENET1K_V1), 'random', nor an existing file"),
+    (["--arch", "vit_b_16", "--weights", "IMAGENET1K_SWAG_E2E_V1"],
+     "could not download torchvision's vit_b_16 IMAGENET1K_SWAG_E2E_V1 weights"),
+    (["--arch", "mobilenet_v3_large", "--weights", "random", "--labels", "labels.txt"],
+     "labels.txt holds an empty label"),
+    (["--onnx", "model.onnx", "--arch", "resnet50"], "--onnx publishes that file as it is"),
+])
+def test_publish_refusals_name_the_problem(tmp_path: Path, args: list[str], message: str) -> None:
+    # GIVEN no network (a proxy that refuses) and an empty torch hub cache; an empty labels file
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9"}
+    (tmp_path / "labels.txt").write_text("\n \n")
+    args = [str(tmp_path / a) if a in ("labels.txt", "model.onnx") else a for a in args]
+    # WHEN publish is asked for it, THEN it says what is wrong, without a traceback, and installs nothing
+    result = run_cli("publish", "--store", str(tmp_path / "store"), *args, env=env)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store" / "models").exists()

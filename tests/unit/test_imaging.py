@@ -248,7 +248,7 @@ def test_the_lookup_table_is_torchvisions_normalisation_of_every_level(spec: dic
     # THEN its table holds exactly those values, and the sizes and statistics are the manifest's
     assert prep.table.dtype == np.float32 and prep.table.flags.c_contiguous
     np.testing.assert_array_equal(prep.table, want)
-    assert (prep.resize, prep.crop) == (spec["resize"], spec["crop"])
+    assert (prep.resize, prep.crop) == (spec["resize"], (spec["crop"], spec["crop"]))
     np.testing.assert_array_equal(prep.mean.ravel(), np.float32(spec["mean"]))
     np.testing.assert_array_equal(prep.std.ravel(), np.float32(spec["std"]))
     assert prep.mean.shape == prep.std.shape == (3, 1, 1)
@@ -274,14 +274,76 @@ def test_a_manifest_preprocessing_reaches_the_tensor() -> None:
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "BiLinear"])
 def test_bilinear_is_accepted_in_any_case_and_by_default(interpolation: str) -> None:
-    assert Preprocessing.from_manifest({**OTHER, "interpolation": interpolation}).crop == 192
-    assert Preprocessing.from_manifest({k: v for k, v in OTHER.items() if k != "interpolation"}).crop == 192
+    assert Preprocessing.from_manifest({**OTHER, "interpolation": interpolation}).resample == Image.Resampling.BILINEAR
+    assert Preprocessing.from_manifest({k: v for k, v in OTHER.items() if k != "interpolation"}).resample \
+        == Image.Resampling.BILINEAR
 
 
-@pytest.mark.parametrize("interpolation", ["bicubic", "nearest", None])
-def test_another_interpolation_is_refused(interpolation: str | None) -> None:
-    with pytest.raises(ValueError, match=f"^unsupported interpolation {interpolation!r}$"):
+@pytest.mark.parametrize("interpolation", ["lanczos", "box", None, 2])
+def test_an_interpolation_torchvision_presets_do_not_use_is_refused(interpolation: object) -> None:
+    with pytest.raises(ValueError, match="^preprocessing interpolation must be one of bilinear, bicubic, nearest, "
+                                         f"got {interpolation!r}$"):
         Preprocessing.from_manifest({**OTHER, "interpolation": interpolation})
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "nearest"])
+def test_other_interpolations_equal_torchvision(mode: str) -> None:
+    # GIVEN torchvision's Resize in that mode (EfficientNet's and Swin's presets are bicubic)
+    reference = transforms.Compose([
+        transforms.Resize(256, interpolation=transforms.InterpolationMode(mode), antialias=True),
+        transforms.CenterCrop(224), transforms.PILToTensor(),
+        transforms.ConvertImageDtype(torch.float32), transforms.Normalize(OTHER["mean"], OTHER["std"]),
+    ])
+    spec = Preprocessing.from_manifest({**OTHER, "resize": 256, "crop": 224, "interpolation": mode})
+    for name in ("chelsea", "rocket"):
+        data = encode(photo(name), "PNG")
+        # WHEN a photo is preprocessed by both, THEN the tensors agree to 1e-5
+        got, _ = preprocess(data, spec, max_pixels=10**9, fast_jpeg=False)
+        want = reference(Image.open(io.BytesIO(data)).convert("RGB")).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_rectangular_crop_bgr_nhwc_and_another_scale_are_followed() -> None:
+    # GIVEN a model that takes a 160x240 crop of a 200-pixel resize, BGR, laid out NHWC, with levels
+    # scaled to [0, 2] and normalised by mean 1, std 1 (so its input spans -1..1); mean and std are
+    # in the model's (BGR) channel order
+    spec = {"resize": 200, "crop": [160, 240], "interpolation": "bicubic", "mean": [1.0, 0.9, 0.8],
+            "std": [1.0, 0.5, 0.25], "scale": 2 / 255, "channel_order": "BGR", "layout": "NHWC"}
+    prep = Preprocessing.from_manifest(spec)
+    assert prep.input_shape == (160, 240, 3)
+    # AND torchvision's pipeline on the same photo, channels flipped and moved last by hand
+    data = encode(photo("astronaut").resize((300, 451)), "PNG")
+    rgb = transforms.Compose([
+        transforms.Resize(200, interpolation=transforms.InterpolationMode.BICUBIC, antialias=True),
+        transforms.CenterCrop((160, 240)), transforms.PILToTensor(),
+    ])(Image.open(io.BytesIO(data)).convert("RGB")).to(torch.float32)
+    bgr = rgb.flip(0) * (2 / 255)
+    want = ((bgr - torch.tensor(spec["mean"]).view(3, 1, 1)) / torch.tensor(spec["std"]).view(3, 1, 1))
+    # WHEN preprocessed by us, THEN the tensors agree (to float32 rounding)
+    got, _ = preprocess(data, prep, max_pixels=10**9, fast_jpeg=False)
+    assert got.shape == (160, 240, 3) and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want.permute(1, 2, 0).numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_crop_larger_than_the_image_is_padded_as_torchvision_pads() -> None:
+    spec = {**OTHER, "resize": 64, "crop": [96, 80]}
+    reference = transforms.Compose([
+        transforms.Resize(64, antialias=True), transforms.CenterCrop((96, 80)), transforms.PILToTensor(),
+        transforms.ConvertImageDtype(torch.float32), transforms.Normalize(OTHER["mean"], OTHER["std"]),
+    ])
+    data = encode(photo("coffee").resize((90, 70)), "PNG")
+    got, _ = preprocess(data, Preprocessing.from_manifest(spec), max_pixels=10**9, fast_jpeg=False)
+    want = reference(Image.open(io.BytesIO(data)).convert("RGB")).numpy()
+    assert got.shape == (3, 96, 80)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("key", "value"), [("resize", 100_000), ("crop", 4096), ("crop", [224, 0]),
+                                            ("std", [0.2, 0.0, 0.2]), ("scale", 255)])
+def test_a_manifest_out_of_bounds_is_refused_before_any_image(key: str, value: object) -> None:
+    # A manifest anybody with inbox access could write: refused when the version is loaded.
+    with pytest.raises(ValueError, match=f"^preprocessing {key} must be"):
+        Preprocessing.from_manifest({**OTHER, key: value})
 
 
 def test_image_facts_as_the_api_reports_them() -> None:

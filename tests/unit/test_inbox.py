@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from classifier.lifecycle import publish_s3 as publish
-from classifier.lifecycle.publish import PublishError
+from classifier.lifecycle.publish import PublishError, PublishRequest
 from classifier.store.inbox import ManifestKey, parse_manifest_key, parse_s3_url
 
 
@@ -13,7 +13,7 @@ from classifier.store.inbox import ManifestKey, parse_manifest_key, parse_s3_url
 def test_a_malformed_url_is_refused(url: str) -> None:
     # Only s3://bucket or s3://bucket/prefix.
     with pytest.raises(PublishError, match="s3://bucket"):
-        publish.publish_to_s3(url, "random", "resnet50")
+        publish.publish_to_s3(url, PublishRequest(weights="random"))
 
 
 def test_parse_s3_url_normalises_the_prefix() -> None:

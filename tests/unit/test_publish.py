@@ -18,15 +18,15 @@ def test_publish_refuses_when_onnx_and_torch_disagree(tmp_path: Path, monkeypatc
     # GIVEN an exporter that writes a different network than the one checked (a broken export)
     real_export = publisher.export_onnx
 
-    def broken_export(module: torch.nn.Module, path: Path) -> None:
+    def broken_export(module: torch.nn.Module, path: Path, input_shape: tuple[int, ...]) -> None:
         torch.manual_seed(123)
-        real_export(resnet50().eval(), path)
+        real_export(resnet50().eval(), path, input_shape)
 
     monkeypatch.setattr(publisher, "export_onnx", broken_export)
     store = ModelStore(tmp_path / "store")
     # WHEN publishing
     with pytest.raises(publisher.PublishError, match="disagree"):
-        publisher.publish_to_store(store, "random")
+        publisher.publish_to_store(store, publisher.PublishRequest(weights="random"))
     # THEN nothing was installed
     assert store.current("resnet50") is None and store.versions("resnet50") == []
 

@@ -20,10 +20,16 @@ def refused(reason: object, *, status: int = 2) -> int:
     return status
 
 
-def add_store_args(parser: argparse.ArgumentParser, *, name_help: str = "model name (default: %(default)s)") -> None:
+def add_store_args(parser: argparse.ArgumentParser, *, name_help: str = "model name (default: %(default)s)",
+                   name_default: str | None = None) -> None:
+    """``--store`` and ``--name``; ``name_default`` replaces the name's default ($MODEL_NAME or resnet50)
+    with a rule the command applies itself (publish: the architecture's name)."""
     parser.add_argument("--store", type=Path, default=default_store(),
                         help=f"model store directory (default: $MODEL_STORE or {Settings.model_store})")
-    parser.add_argument("--name", default=default_model_name(), help=name_help)
+    if name_default is None:
+        parser.add_argument("--name", default=default_model_name(), help=name_help)
+    else:
+        parser.add_argument("--name", default=None, help=f"model name (default: {name_default})")
 
 
 def runtime_settings(args: argparse.Namespace) -> Settings:

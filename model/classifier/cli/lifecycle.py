@@ -12,28 +12,30 @@ from classifier.cli.output import Progress, format_evaluation
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from classifier.lifecycle.publish import PublishError, publish_to_store
+    from classifier.lifecycle.publish import PublishError, PublishRequest, publish_to_store
     from classifier.lifecycle.publish_s3 import publish_to_s3
     from classifier.store.layout import ModelStore
 
     activate = not args.no_activate
+    if args.onnx is not None and args.arch is not None:
+        return refused("--onnx publishes that file as it is: --arch is for torchvision architectures")
+    request = PublishRequest(arch=args.arch or "resnet50", weights=args.weights, labels_file=args.labels,
+                             preprocessing_file=args.preprocessing, onnx=args.onnx, name=args.name)
     try:
         if args.s3:
-            manifest = publish_to_s3(args.s3, args.weights, args.name, labels_file=args.labels, activate=activate)
+            manifest = publish_to_s3(args.s3, request, activate=activate)
         else:
-            manifest = publish_to_store(ModelStore(args.store), args.weights, args.name, labels_file=args.labels,
-                                        activate=activate)
+            manifest = publish_to_store(ModelStore(args.store), request, activate=activate)
     except PublishError as exc:
         return refused(exc)
     labels = manifest["labels"]["count"]
+    what = f"{manifest['name']} {manifest['version']} ({manifest['architecture']}"
     if args.s3:
         after = "makes it current" if activate else "installs it; `promote --s3` makes it current"
-        print(f"uploaded {manifest['name']} {manifest['version']} ({labels} labels) to {args.s3} "
-              f"(the installer Lambda {after})")
+        print(f"uploaded {what}, {labels} labels) to {args.s3} (the installer Lambda {after})")
     else:
         state = "it is now current" if activate else "installed, not current (promote it when it is ready)"
-        print(f"published {manifest['name']} {manifest['version']} (source {manifest['source']}, {labels} labels) "
-              f"to {args.store}; {state}")
+        print(f"published {what}, source {manifest['source']}, {labels} labels) to {args.store}; {state}")
     if not manifest["trained"]:
         print("WARNING: this model is UNTRAINED (random weights): its predictions are meaningless.",
               file=sys.stderr)
@@ -118,38 +120,56 @@ def promote_s3(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from classifier.lifecycle.quantize import QuantizeError, quantize
+    from classifier.lifecycle.quantize import QuantizeError, measured, quantize
     from classifier.serving.imaging import ignored_text
     from classifier.store.layout import ModelStore
     from classifier.store.manifest import StoreError
 
     try:
         manifest = quantize(ModelStore(args.store), args.name, args.version, calibration=args.calibration,
-                            activate=not args.no_activate)
+                            activate=not args.no_activate, force=args.force)
     except (QuantizeError, StoreError) as exc:
         return refused(exc)
     calibration = manifest["quantization"]["calibration"]
     if calibration.get("ignored"):
         print(f"calibration: {calibration['images']} images; {ignored_text(calibration['ignored'])}", file=sys.stderr)
     size = manifest["artifacts"]["model.onnx"]["bytes"] / 1e6
-    state = "it is now current" if not args.no_activate else "installed, not current"
+    verification = manifest["verification"]
+    held_back = not args.no_activate and not args.force and verification["drift"]
+    state = ("it is now current" if not args.no_activate and not held_back else
+             "installed, NOT made current (it drifts from fp32; see below)" if held_back else "installed, not current")
     print(f"quantized {manifest['derived_from']} into {manifest['version']} (int8, {size:.0f} MB); {state}. "
-          f"Top-1 agreement with fp32 on the calibration photos: "
-          f"{manifest['verification']['top1_agreement_with_fp32']:.2f}; measure it on your data with "
-          f"`evaluate --data DIR --version {manifest['version']} --compare {manifest['derived_from']}`")
+          f"{measured(verification)}. Measure it on your data with "
+          f"`evaluate --data DIR --version {manifest['version']} --compare {manifest['derived_from']}`"
+          + (", then `promote` it" if held_back else ""))
+    for problem in verification["drift"]:
+        print(f"WARNING: {problem}", file=sys.stderr)
+    if "forced" in verification:
+        print(f"WARNING (installed with --force): {verification['forced']}", file=sys.stderr)
     return 0
 
 
 def register(sub: Any) -> None:
     """Add this module's commands to the CLI's subparsers."""
-    p = sub.add_parser("publish", help="build ResNet-50, export ONNX + safetensors, install it as current")
-    add_store_args(p)
+    p = sub.add_parser("publish", help="build a torchvision classifier (or take an ONNX file), check it, "
+                                       "install it as current")
+    add_store_args(p, name_default="the architecture's name, or the ONNX file's")
+    p.add_argument("--arch", metavar="NAME",
+                   help="any torchvision classification builder: resnet50 (default), mobilenet_v3_large, "
+                        "efficientnet_b0, convnext_tiny, vit_b_16, regnet_y_400mf, ...")
     p.add_argument("--s3", metavar="s3://bucket/prefix",
                    help="upload to the model inbox bucket instead of a local store")
-    p.add_argument("--weights", default="IMAGENET1K_V2",
-                   help="IMAGENET1K_V2 (default), IMAGENET1K_V1, a .pth/.safetensors file, or random")
+    p.add_argument("--weights", metavar="WEIGHTS",
+                   help="a weights name of the architecture (IMAGENET1K_V1, ...; default: its DEFAULT), "
+                        "a .pth/.safetensors state dict, or random")
     p.add_argument("--labels", type=Path, metavar="FILE",
-                   help="your checkpoint's labels: .txt (a label a line) or .json (a list), one per output of fc")
+                   help="the model's labels: .txt (a label a line) or .json (a list), one per output of its "
+                        "final layer")
+    p.add_argument("--preprocessing", type=Path, metavar="FILE",
+                   help="JSON: resize, crop, interpolation, mean, std, scale, channel_order, layout, output "
+                        "(default: the weights' own transforms; required with --onnx)")
+    p.add_argument("--onnx", type=Path, metavar="FILE",
+                   help="publish this ONNX image classifier as it is (with --labels and --preprocessing)")
     p.add_argument("--no-activate", action="store_true", help="install the version without making it current")
     p.set_defaults(func=cmd_publish)
 
@@ -176,4 +196,7 @@ def register(sub: Any) -> None:
     p.add_argument("--version", help="the fp32 version to quantize (default: the current one)")
     p.add_argument("--calibration", type=Path, metavar="DIR", help="calibration images (default: bundled photos)")
     p.add_argument("--no-activate", action="store_true", help="install the int8 version without making it current")
+    p.add_argument("--force", action="store_true",
+                   help="install a vision transformer's int8 version, and make a version that drifts from fp32 "
+                        "current (without it, such a version is installed but not made current)")
     p.set_defaults(func=cmd_quantize)

@@ -1,13 +1,16 @@
-"""Build a ResNet-50 version from torchvision and publish it to the store.
+"""Build a version from any torchvision classifier (or, through ``publish_onnx``, any ONNX file)
+and publish it to the store.
 
-Heavy (imports torch): only the ``publish`` command imports this module, never
-the serving path.
+Heavy (imports torch): only the ``publish`` command imports this module, never the serving path.
 
-Steps: build torchvision's ``resnet50`` with the requested weights, export ONNX
-(dynamic batch axis) and safetensors, check on a real photo that ONNX Runtime
-and torch agree (refuse to publish otherwise), write the manifest, and install
-the version atomically, or upload it to the S3 model inbox
-(``classifier.lifecycle.publish_s3``), whose installer Lambda installs it the same way.
+Steps for a torchvision architecture (``--arch``, ``resnet50`` by default): build it with the
+requested weights (an enum member of that architecture, a state dict file, or ``random``), take
+the preprocessing from those weights' own ``transforms()`` (for a file or ``random``: the
+architecture's ``DEFAULT`` weights'; ``--preprocessing FILE`` overrides it), export ONNX at the
+crop's size (dynamic batch axis) and safetensors, check on a real photo that ONNX Runtime and
+torch agree (refuse to publish otherwise), write the manifest, and install the version
+atomically, or upload it to the S3 model inbox (``classifier.lifecycle.publish_s3``), whose
+installer Lambda installs it the same way.
 """
 
 from __future__ import annotations
@@ -27,23 +30,65 @@ from typing import Any
 
 import numpy as np
 
-from classifier.serving.imaging import DEFAULT_PREPROCESSING, Preprocessing, preprocess
+from classifier.serving.imaging import Preprocessing, preprocess
 from classifier.store.fsio import sha256_file
 from classifier.store.layout import ModelStore
-from classifier.store.manifest import MANIFEST, make_version, validate_manifest
+from classifier.store.manifest import (
+    ARTIFACT_NAMES,
+    MANIFEST,
+    NAME_RE,
+    IntegrityError,
+    StoreError,
+    check_name,
+    make_version,
+    validate_manifest,
+)
+from classifier.store.preprocessing import PreprocessingError, crop_size, normalize_preprocessing
 
 log = logging.getLogger(__name__)
 
-NAMED_WEIGHTS = ("IMAGENET1K_V2", "IMAGENET1K_V1")
+DEFAULT_ARCH = "resnet50"
 ONNX_OPSET = 18
-# ONNX Runtime and PyTorch use different convolution kernels; on ResNet-50
-# their logits differ by ~1e-5 relative. Anything beyond this is a broken export.
+# ONNX Runtime and PyTorch use different kernels; on ResNet-50 their logits differ by ~1e-5
+# relative, on the other architectures the tests publish by under 1e-4. Anything beyond this is a
+# broken export.
 AGREEMENT_RTOL = 1e-3
 SAMPLE_PHOTO = "chelsea.jpg"  # a cat photo, CC0, from scikit-image's data set
+# Builder arguments some architectures take beside num_classes: recorded in the manifest so that
+# the torch backend builds the very network that was published.
+AUX_PREFIXES = {"inception_v3": "AuxLogits.", "googlenet": "aux1."}
 
 
 class PublishError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """What to publish: a torchvision architecture and its weights, or an ONNX file (``onnx``)."""
+
+    arch: str = DEFAULT_ARCH
+    weights: str | None = None  # an enum member of arch's weights, a file, or "random"; None: arch's DEFAULT
+    labels_file: Path | None = None
+    preprocessing_file: Path | None = None
+    onnx: Path | None = None
+    name: str | None = None  # default: arch, or the ONNX file's name
+
+    def model_name(self) -> str:
+        """The store name the version is published under: ``name``, else the architecture's (or
+        the ONNX file's, made a valid name)."""
+        if self.name is not None:
+            name = self.name
+        elif self.onnx is not None:
+            name = re.sub(r"[^a-z0-9_-]+", "-", self.onnx.stem.lower()).strip("-_")[:64]
+            if not NAME_RE.fullmatch(name):
+                raise PublishError(f"no model name can be made from {self.onnx.name}: pass --name")
+        else:
+            name = self.arch
+        try:
+            return check_name(name)
+        except StoreError as exc:
+            raise PublishError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -52,17 +97,12 @@ class BuiltModel:
     source: str
     trained: bool
     labels: list[str]
+    preprocessing: dict[str, Any]  # normalised (classifier.store.preprocessing)
+    kwargs: dict[str, Any]  # the builder arguments the torch backend rebuilds it with
 
 
 def sample_photo() -> bytes:
     return resources.files("classifier").joinpath("assets", SAMPLE_PHOTO).read_bytes()
-
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet class names, in index order, as torchvision ships them."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
 def read_labels(path: Path) -> list[str]:
@@ -92,67 +132,127 @@ def read_labels(path: Path) -> list[str]:
     return list(labels)
 
 
-def build(weights: str, labels_file: Path | None = None) -> BuiltModel:
-    """torchvision's resnet50 with ``weights``: a named enum, a file path, or ``random``.
+def read_preprocessing(path: Path) -> dict[str, Any]:
+    """A preprocessing file (JSON; the keys of ``classifier.store.preprocessing``), checked and completed."""
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PublishError(f"cannot read the preprocessing file {path}: {exc}") from None
+    except ValueError as exc:
+        raise PublishError(f"{path} is not valid JSON: {exc}") from None
+    try:
+        return normalize_preprocessing(spec)
+    except PreprocessingError as exc:
+        raise PublishError(f"{path}: {exc}; nothing was published") from None
 
-    A checkpoint's head width (``fc.weight``'s rows) decides the number of classes;
-    ``labels_file`` must name exactly that many. The ImageNet weights keep their
+
+def preprocessing_of(weights: Any) -> dict[str, Any]:
+    """The preprocessing of a torchvision weights enum member: its ``transforms()``' own values."""
+    transforms = weights.transforms()
+    try:
+        (resize,) = transforms.resize_size
+        (crop,) = transforms.crop_size
+        spec = {"resize": resize, "crop": crop, "interpolation": transforms.interpolation.value,
+                "mean": list(transforms.mean), "std": list(transforms.std)}
+        return normalize_preprocessing(spec)
+    except (AttributeError, ValueError) as exc:
+        raise PublishError(f"{weights} has transforms this runtime cannot reproduce ({exc}): "
+                           "pass --preprocessing FILE") from None
+
+
+def build(request: PublishRequest) -> BuiltModel:
+    """torchvision's ``request.arch`` with ``request.weights``: an enum member, a file, or ``random``.
+
+    A checkpoint's head width (its final layer's rows, whatever that layer is called) decides the
+    number of classes; ``labels_file`` must name exactly that many. Pretrained weights keep their
     built-in labels; ``random`` takes a labels file's width, or ImageNet's 1000.
     """
+    arch = request.arch
+    # The user's files first: a mistake in them is reported before torch is even imported.
+    labels = read_labels(request.labels_file) if request.labels_file is not None else None
+    override = read_preprocessing(request.preprocessing_file) if request.preprocessing_file else None
+    if override is not None and (override["layout"] != "NCHW" or override["output"] != "logits"):
+        raise PublishError(f"{request.preprocessing_file}: a torchvision {arch} takes NCHW input and answers "
+                           "logits (layout and output are for --onnx models); nothing was published")
     import torch
-    from torchvision.models import ResNet50_Weights, resnet50
+    import torchvision.models
 
-    labels = read_labels(labels_file) if labels_file is not None else None
-    if weights in NAMED_WEIGHTS:
+    from classifier.serving.backends import torchvision_models as tvm
+
+    try:
+        tvm.check_architecture(arch)
+    except tvm.ArchitectureError as exc:
+        raise PublishError(str(exc)) from None
+    enum = torchvision.models.get_model_weights(arch)
+    default = enum.DEFAULT
+    names = [member.name for member in enum]
+    weights = request.weights or default.name
+    builder = torchvision.models.get_model_builder(arch)
+
+    if weights in names or weights == "DEFAULT":
+        member = enum[weights]
         if labels is not None:
-            raise PublishError(f"--labels is for your own checkpoint: {weights} carries ImageNet's 1000 labels")
+            raise PublishError(f"--labels is for your own checkpoint: {member.name} carries its "
+                               f"{len(member.meta['categories'])} labels")
         try:
-            state = ResNet50_Weights[weights].get_state_dict(progress=False, check_hash=True)
+            module = builder(weights=member, progress=False)
         except (urllib.error.URLError, OSError, RuntimeError) as exc:
             raise PublishError(
-                f"could not download torchvision's {weights} weights ({exc}).\n"
+                f"could not download torchvision's {arch} {member.name} weights ({exc}).\n"
                 "Without network access, pass --weights PATH (a state dict saved with "
                 "torch.save, or a .safetensors file) or --weights random (an untrained "
                 "model, for trying the service out)."
             ) from None
-        module = resnet50()
-        module.load_state_dict(state)
-        return BuiltModel(module.eval(), weights, True, imagenet_labels())
+        spec = override or preprocessing_of(member)
+        size = _named_size(arch, module, member)
+        classes = len(member.meta["categories"])
+        return BuiltModel(module.eval(), member.name, True, list(member.meta["categories"]), spec,
+                          _recorded(arch, module, classes, size))
+
+    spec = override or preprocessing_of(default)
+    try:
+        size = tvm.size_kwargs(arch, crop_size(spec))
+    except tvm.ArchitectureError as exc:
+        raise PublishError(str(exc)) from None
+    imagenet = list(default.meta["categories"])
     if weights == "random":
-        classes = len(labels) if labels is not None else 1000
-        module = resnet50(weights=None, num_classes=classes)
-        return BuiltModel(module.eval(), "random", False, labels or imagenet_labels())
+        classes = len(labels) if labels is not None else len(imagenet)
+        module = builder(weights=None, num_classes=classes, **_builder_args(size))
+        return BuiltModel(module.eval(), "random", False, labels or imagenet, spec,
+                          _recorded(arch, module, classes, size))
 
     path = Path(weights)
     if not path.is_file():
-        raise PublishError(
-            f"--weights {weights!r} is neither {', '.join(NAMED_WEIGHTS)}, 'random', nor an existing file"
-        )
+        raise PublishError(f"--weights {weights!r} is neither a weights name of {arch} ({', '.join(names)}), "
+                           "'random', nor an existing file")
     _, digest = sha256_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(path)
+            loaded: Any = load_file(path)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise PublishError(pickled_objects_message(path, str(exc))) from None
     except Exception as exc:
         raise PublishError(f"{path} is not a readable state dict: {exc}") from None
-    state = _unwrap_state_dict(state)
-    classes = head_width(state, path)
-    if labels is None and classes != 1000:
+    state = _unwrap_state_dict(loaded)
+    try:
+        classes = tvm.head_width(arch, state, size)
+    except tvm.ArchitectureError as exc:
+        raise PublishError(f"{path}: {exc}") from None
+    if labels is None and classes != len(imagenet):
         raise PublishError(f"{path} has a {classes}-class head: pass --labels FILE with its {classes} labels")
     if labels is not None and len(labels) != classes:
-        raise PublishError(f"{labels_file} has {len(labels)} labels, but the checkpoint's head "
-                           f"(fc.weight) has {classes} outputs: nothing was published")
-    module = resnet50(num_classes=classes)
+        raise PublishError(f"{request.labels_file} has {len(labels)} labels, but the checkpoint's head "
+                           f"(its final layer) has {classes} outputs: nothing was published")
+    kwargs = {"num_classes": classes, **size, **_aux_args(arch, state)}
     try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise PublishError(f"{path} does not fit torchvision's resnet50: {exc}") from None
-    return BuiltModel(module.eval(), f"file:{digest}", True, labels or imagenet_labels())
+        module = tvm.load(arch, kwargs, state)
+    except tvm.ArchitectureError as exc:  # "the state dict does not fit torchvision's <arch>: <torch's reason>"
+        raise PublishError(f"{path}: {exc}") from None
+    return BuiltModel(module, f"file:{digest}", True, labels or imagenet, spec, _recorded(arch, module, classes, size))
 
 
 def pickled_objects_message(path: Path, error: str) -> str:
@@ -171,13 +271,32 @@ def pickled_objects_message(path: Path, error: str) -> str:
             "(docs/models.md shows it step by step)")
 
 
-def head_width(state: Mapping[str, Any], path: Path) -> int:
-    """The number of classes of a resnet50 state dict: the rows of ``fc.weight``."""
-    weight = state.get("fc.weight")
-    shape = getattr(weight, "shape", None)
-    if shape is None or len(shape) != 2:
-        raise PublishError(f"{path} has no fc.weight of shape (classes, 2048): not a torchvision resnet50")
-    return int(shape[0])
+def _named_size(arch: str, module: Any, member: Any) -> dict[str, Any]:
+    """The size arguments a builder set from pretrained weights' metadata (a ViT's image size)."""
+    if arch.startswith("vit_"):
+        return {"image_size": int(module.image_size)}
+    if arch.startswith("maxvit_"):
+        return {"input_size": [int(side) for side in member.meta["min_size"]]}
+    return {}
+
+
+def _aux_args(arch: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    """Inception's and GoogLeNet's auxiliary heads: built only if the checkpoint holds them."""
+    prefix = AUX_PREFIXES.get(arch)
+    return {} if prefix is None else {"aux_logits": any(key.startswith(prefix) for key in state)}
+
+
+def _recorded(arch: str, module: Any, classes: int, size: Mapping[str, Any]) -> dict[str, Any]:
+    """What the torch backend passes the builder to rebuild ``module``."""
+    kwargs: dict[str, Any] = {"num_classes": classes, **size}
+    for flag in ("transform_input", "aux_logits"):
+        if isinstance(getattr(module, flag, None), bool):
+            kwargs[flag] = getattr(module, flag)
+    return kwargs
+
+
+def _builder_args(size: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: (tuple(value) if key == "input_size" else value) for key, value in size.items()}
 
 
 def _unwrap_state_dict(state: Any) -> Mapping[str, Any]:
@@ -191,20 +310,24 @@ def _unwrap_state_dict(state: Any) -> Mapping[str, Any]:
     raise PublishError("the weights file does not hold a state dict")
 
 
-def export_onnx(module: Any, path: Path) -> None:
+def export_onnx(module: Any, path: Path, input_shape: tuple[int, ...] = (3, 224, 224)) -> None:
+    """ONNX at one image's ``input_shape`` (the crop's size), with a dynamic batch axis."""
     import torch
 
-    dummy = torch.zeros(1, 3, 224, 224)
-    torch.onnx.export(
-        module,
-        (dummy,),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=ONNX_OPSET,
-        dynamo=False,
-    )
+    dummy = torch.zeros(1, *input_shape)
+    try:
+        torch.onnx.export(
+            module,
+            (dummy,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    except Exception as exc:  # an architecture the exporter cannot trace, an input size it refuses
+        raise PublishError(f"the ONNX export failed ({type(exc).__name__}: {exc}); nothing was published") from None
 
 
 def export_safetensors(module: Any, path: Path) -> None:
@@ -213,18 +336,17 @@ def export_safetensors(module: Any, path: Path) -> None:
     save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
 
 
-def check_agreement(module: Any, onnx_path: Path) -> dict[str, Any]:
+def check_agreement(module: Any, onnx_path: Path, spec: Preprocessing) -> dict[str, Any]:
     """Run the sample photo through torch and ONNX Runtime; raise unless they agree."""
     import torch
 
     from classifier.serving.backends.onnx_backend import OnnxBackend
 
-    spec = Preprocessing.from_manifest(DEFAULT_PREPROCESSING)
     tensor, _ = preprocess(sample_photo(), spec, max_pixels=10**8, fast_jpeg=False)
     batch = tensor[None]
     with torch.inference_mode():
         expected = module(torch.from_numpy(batch)).numpy()
-    actual = OnnxBackend(onnx_path.read_bytes(), threads=1).run(batch)
+    actual = OnnxBackend(onnx_path, threads=1, spin=False, input_shape=spec.input_shape).run(batch)
     scale = float(np.abs(expected).max()) or 1.0
     max_diff = float(np.abs(actual - expected).max())
     top_torch = np.argsort(-expected[0])[:5].tolist()
@@ -237,49 +359,70 @@ def check_agreement(module: Any, onnx_path: Path) -> dict[str, Any]:
     return {"photo": SAMPLE_PHOTO, "max_abs_logit_diff": max_diff, "top5": top_torch}
 
 
-def build_version(weights: str, workdir: Path, name: str = "resnet50",
-                  labels_file: Path | None = None) -> dict[str, Any]:
-    """Write manifest.json and the artifacts of a new version into ``workdir``."""
+def build_version(request: PublishRequest, workdir: Path) -> dict[str, Any]:
+    """Write manifest.json and the artifacts of a new version into ``workdir``; return the manifest."""
+    if request.onnx is not None:
+        from classifier.lifecycle.publish_onnx import build_onnx_version
+
+        return build_onnx_version(request, workdir)
+    name = request.model_name()
+    built = build(request)
     import onnx
     import torch
     import torchvision
 
-    built = build(weights, labels_file)
-    export_onnx(built.module, workdir / "model.onnx")
+    spec = Preprocessing.from_manifest(built.preprocessing)
+    export_onnx(built.module, workdir / "model.onnx", spec.input_shape)
     export_safetensors(built.module, workdir / "weights.safetensors")
     (workdir / "labels.json").write_text(json.dumps(built.labels, indent=0) + "\n")
-    agreement = check_agreement(built.module, workdir / "model.onnx")
-
-    artifacts = {}
-    for artifact in ("model.onnx", "weights.safetensors", "labels.json"):
-        size, digest = sha256_file(workdir / artifact)
-        artifacts[artifact] = {"bytes": size, "sha256": digest}
-    created = datetime.now(UTC).replace(microsecond=0)
-    manifest = {
-        "schema": 1,
+    agreement = check_agreement(built.module, workdir / "model.onnx", spec)
+    return write_manifest(workdir, {
         "name": name,
-        "version": make_version(artifacts, created),
-        "architecture": "resnet50",
-        "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "architecture": request.arch,
         "source": built.source,
         "trained": built.trained,
         "precision": "fp32",
-        "preprocessing": DEFAULT_PREPROCESSING,
+        "preprocessing": built.preprocessing,
         "labels": {"file": "labels.json", "count": len(built.labels)},
         "onnx": {"opset": ONNX_OPSET, "input": "input", "output": "logits", "dynamic_batch": True},
+        "torchvision": {"kwargs": built.kwargs},
         "verification": agreement,
         "tools": {"torch": torch.__version__, "torchvision": torchvision.__version__, "onnx": onnx.__version__},
+    })
+
+
+def write_manifest(workdir: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest of the artifacts in ``workdir`` (every file there but the manifest), with
+    ``fields``, its version id and creation time; validated, then written."""
+    artifacts = {}
+    for path in sorted(workdir.iterdir()):
+        if path.name == MANIFEST:
+            continue
+        if path.name not in ARTIFACT_NAMES:  # ONNX's external data: the exporter's way past 2 GB
+            raise PublishError(f"the export wrote {path.name} beside model.onnx: models over 2 GB (ONNX's "
+                               "single-file limit) cannot be published; nothing was published")
+        size, digest = sha256_file(path)
+        artifacts[path.name] = {"bytes": size, "sha256": digest}
+    created = datetime.now(UTC).replace(microsecond=0)
+    manifest = {
+        "schema": 1,
+        "name": fields["name"],
+        "version": make_version(artifacts, created),
+        "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **{key: value for key, value in fields.items() if key != "name"},
         "artifacts": artifacts,
     }
-    validate_manifest(manifest)
+    try:
+        validate_manifest(manifest)
+    except IntegrityError as exc:
+        raise PublishError(f"{exc}; nothing was published") from None
     (workdir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def publish_to_store(store: ModelStore, weights: str, name: str = "resnet50", *,
-                     labels_file: Path | None = None, activate: bool = True) -> dict[str, Any]:
+def publish_to_store(store: ModelStore, request: PublishRequest, *, activate: bool = True) -> dict[str, Any]:
     """Build a version and install it; with ``activate`` (the default) it becomes current."""
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
-        manifest = build_version(weights, Path(tmp), name, labels_file)
+        manifest = build_version(request, Path(tmp))
         store.install_dir(Path(tmp), make_current=activate)
     return manifest

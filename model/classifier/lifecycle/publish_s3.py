@@ -10,15 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from classifier.lifecycle.publish import PublishError, build_version
+from classifier.lifecycle.publish import PublishError, PublishRequest, build_version
 from classifier.store.inbox import ACTIVATE_METADATA, MANIFEST_NAME, ManifestKey, PromotionKey, parse_s3_url
 from classifier.store.manifest import StoreError, check_name, check_version
 from classifier.store.s3_notifications import is_not_found
 
 
-def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50", *,
-                  labels_file: Path | None = None, activate: bool = True) -> dict[str, Any]:
-    """Build a version (as ``publish`` does) and upload it to the inbox; return its manifest.
+def publish_to_s3(s3_url: str, request: PublishRequest, *, activate: bool = True) -> dict[str, Any]:
+    """Build a version (as ``publish`` does: any torchvision architecture, or an ONNX file) and
+    upload it to the inbox; return its manifest.
 
     The bucket is checked before the (slow) build, so a typo fails fast. Without
     ``activate`` the manifest carries the metadata ``activate: false``: the
@@ -30,9 +30,9 @@ def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50", *,
 
     try:
         bucket, prefix = parse_s3_url(s3_url)
-        check_name(name)
-    except (ValueError, StoreError) as exc:
+    except ValueError as exc:
         raise PublishError(str(exc)) from None
+    request.model_name()  # a bad name fails before the bucket is asked
 
     s3 = boto3.client("s3")
     try:
@@ -45,7 +45,7 @@ def publish_to_s3(s3_url: str, weights: str, name: str = "resnet50", *,
 
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         workdir = Path(tmp)
-        manifest = build_version(weights, workdir, name, labels_file)
+        manifest = build_version(request, workdir)
         target = ManifestKey(prefix, manifest["name"], manifest["version"])
         try:
             # Artifacts first, the manifest last: the manifest's arrival is

@@ -1,11 +1,12 @@
-"""Decode and preprocess images exactly as torchvision's ResNet-50 transforms do.
+"""Decode and preprocess images exactly as torchvision's classification transforms do.
 
-Reference: ``torchvision.models.ResNet50_Weights.IMAGENET1K_V2.transforms()``,
-i.e. ``ImageClassification(crop_size=224, resize_size=232)``: shorter side
-resized to 232 with PIL bilinear (PIL always antialiases), centre crop 224,
-scale to [0, 1], normalise with the ImageNet mean/std, NCHW float32. The
-parameters come from the model's manifest, so a model published with other
-preprocessing is served correctly.
+Reference: a torchvision weights' ``transforms()``, e.g.
+``ResNet50_Weights.IMAGENET1K_V2.transforms()``, i.e. ``ImageClassification(crop_size=224,
+resize_size=232)``: shorter side resized to 232 with PIL bilinear (PIL always antialiases),
+centre crop 224, scale to [0, 1], normalise with the ImageNet mean/std, NCHW float32. The
+parameters come from the version's manifest (``classifier.store.preprocessing`` defines and
+bounds them): another resize, crop, interpolation, scale, channel order or layout is served as
+its manifest says.
 
 Additions a service needs: EXIF orientation, every PIL mode mapped to RGB
 (palette, alpha, greyscale, CMYK, 16-bit, float), pixel limits against
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from classifier.store.preprocessing import crop_size, normalize_preprocessing
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # The file names those formats go by (what torchvision's ImageFolder takes, as far as we decode it).
@@ -54,26 +56,55 @@ _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
 
 
+# PIL's filters for the manifest's interpolation names: what torchvision's Resize uses on a PIL
+# image (torchvision.transforms.functional.pil_modes_mapping). PIL always antialiases when it
+# downsamples with bilinear or bicubic, as torchvision's antialias=True presets do.
+RESAMPLING = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
 @dataclass(frozen=True)
 class Preprocessing:
+    """A version's preprocessing, checked and ready to apply (``from_manifest``)."""
+
     resize: int
-    crop: int
-    mean: np.ndarray  # (3, 1, 1) float32
+    crop: tuple[int, int]  # (height, width)
+    mean: np.ndarray  # (3, 1, 1) float32, in the model's channel order
     std: np.ndarray
-    # (3, 256) float32: the normalised value of every 8-bit level per channel,
+    # (3, 256) float32: the model's input value of every 8-bit level, per model channel,
     # computed with torchvision's float32 operations, so a table lookup gives
     # bit-identical results faster than the arithmetic on every pixel (docs/performance.md).
     table: np.ndarray
+    resample: Image.Resampling = Image.Resampling.BILINEAR
+    # The image channel (R=0, G=1, B=2) that feeds each model channel.
+    channels: tuple[int, int, int] = (0, 1, 2)
+    layout: str = "NCHW"
+    output: str = "logits"
 
     @classmethod
     def from_manifest(cls, spec: Mapping[str, Any]) -> Preprocessing:
-        if str(spec.get("interpolation", "bilinear")).lower() != "bilinear":
-            raise ValueError(f"unsupported interpolation {spec.get('interpolation')!r}")
+        """Check ``spec`` (a manifest's ``preprocessing``) against its bounds and build it;
+        raises ``PreprocessingError`` (a ``ValueError``) for one that cannot be served."""
+        spec = normalize_preprocessing(spec)
         mean = np.asarray(spec["mean"], dtype=np.float32).reshape(3, 1, 1)
         std = np.asarray(spec["std"], dtype=np.float32).reshape(3, 1, 1)
-        levels = np.arange(256, dtype=np.float32).reshape(1, 1, 256) / np.float32(255.0)
+        # torchvision's convert_image_dtype divides by 255 (not multiplies by 1/255): dividing by
+        # the scale's reciprocal keeps the default bit-identical to it.
+        levels = np.arange(256, dtype=np.float32).reshape(1, 1, 256) / np.float32(1.0 / spec["scale"])
         table = np.ascontiguousarray(((levels - mean) / std).reshape(3, 256), dtype=np.float32)
-        return cls(resize=int(spec["resize"]), crop=int(spec["crop"]), mean=mean, std=std, table=table)
+        return cls(resize=spec["resize"], crop=crop_size(spec), mean=mean, std=std, table=table,
+                   resample=RESAMPLING[spec["interpolation"]],
+                   channels=(2, 1, 0) if spec["channel_order"] == "BGR" else (0, 1, 2),
+                   layout=spec["layout"], output=spec["output"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image's tensor shape: (3, height, width), or (height, width, 3) for NHWC."""
+        height, width = self.crop
+        return (height, width, 3) if self.layout == "NHWC" else (3, height, width)
 
 
 @dataclass(frozen=True)
@@ -154,7 +185,7 @@ def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
 def preprocess(
     data: bytes, spec: Preprocessing, *, max_pixels: int, fast_jpeg: bool
 ) -> tuple[np.ndarray, ImageInfo]:
-    """Decode ``data`` and return the (3, crop, crop) float32 input tensor and image facts."""
+    """Decode ``data`` and return the model's float32 input tensor (``spec.input_shape``) and image facts."""
     image = open_image(data, max_pixels=max_pixels)
     fmt = image.format or "unknown"
     width, height = oriented_size(image)
@@ -171,7 +202,7 @@ def preprocess(
         image = to_rgb(image)
         new_w, new_h = resized_size(image.width, image.height, spec.resize)
         if (new_w, new_h) != image.size:
-            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            image = image.resize((new_w, new_h), spec.resample)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"the image could not be decoded (truncated or corrupt): {exc}") from None
     tensor = crop_and_normalize(image, spec)
@@ -180,19 +211,22 @@ def preprocess(
 
 
 def crop_and_normalize(image: Image.Image, spec: Preprocessing) -> np.ndarray:
-    """torchvision's ``center_crop`` + ``pil_to_tensor`` + ``convert_image_dtype`` + ``normalize``."""
-    crop = spec.crop
+    """torchvision's ``center_crop`` + ``pil_to_tensor`` + ``convert_image_dtype`` + ``normalize``,
+    then the manifest's channel order and layout."""
+    crop_h, crop_w = spec.crop
     width, height = image.size
-    if width < crop or height < crop:  # torchvision pads with zeros; so do we
-        padded = Image.new("RGB", (max(width, crop), max(height, crop)))
-        padded.paste(image, ((max(width, crop) - width) // 2, (max(height, crop) - height) // 2))
+    if width < crop_w or height < crop_h:  # torchvision pads with zeros; so do we
+        padded = Image.new("RGB", (max(width, crop_w), max(height, crop_h)))
+        padded.paste(image, ((max(width, crop_w) - width) // 2, (max(height, crop_h) - height) // 2))
         image, (width, height) = padded, padded.size
-    top = round((height - crop) / 2.0)
-    left = round((width - crop) / 2.0)
-    pixels = np.asarray(image.crop((left, top, left + crop, top + crop)))  # (crop, crop, 3) uint8
-    tensor = np.empty((3, crop, crop), dtype=np.float32)
-    for channel in range(3):
-        np.take(spec.table[channel], pixels[:, :, channel], out=tensor[channel])
+    top = round((height - crop_h) / 2.0)
+    left = round((width - crop_w) / 2.0)
+    pixels = np.asarray(image.crop((left, top, left + crop_w, top + crop_h)))  # (crop_h, crop_w, 3) uint8
+    tensor = np.empty((3, crop_h, crop_w), dtype=np.float32)
+    for channel, source in enumerate(spec.channels):
+        np.take(spec.table[channel], pixels[:, :, source], out=tensor[channel])
+    if spec.layout == "NHWC":
+        return np.ascontiguousarray(tensor.transpose(1, 2, 0))
     return tensor
 
 

@@ -39,7 +39,15 @@ from classifier.serving.backends import Backend, import_backend, load_backend
 from classifier.serving.cpu import ThreadPlan, plan_threads
 from classifier.serving.rollout_slot import RolloutSlot, Route
 from classifier.store.layout import ModelStore
-from classifier.store.manifest import BACKEND_ARTIFACT, IntegrityError, StoreError, check_artifact, precision
+from classifier.store.manifest import (
+    BACKEND_ARTIFACT,
+    ONNX_ARCHITECTURE,
+    IntegrityError,
+    StoreError,
+    architecture,
+    check_artifact,
+    precision,
+)
 
 if TYPE_CHECKING:
     from classifier.serving.imaging import Preprocessing
@@ -319,6 +327,15 @@ class ModelManager:
         if backend_kind != "onnx" and precision(manifest) == "int8":
             raise IntegrityError(f"{where} is an int8 version: only the onnx backend serves int8 models "
                                  "(set BACKEND=onnx, or make an fp32 version current)")
+        if backend_kind != "onnx" and architecture(manifest) == ONNX_ARCHITECTURE:
+            raise IntegrityError(f"{where} was published from an ONNX file: only the onnx backend serves it "
+                                 "(set BACKEND=onnx, or make a version built from torchvision current)")
+        # The preprocessing is checked against its bounds before anything large is read: a version
+        # whose manifest asks for a 100000-pixel resize is refused here, not at its first request.
+        try:
+            preprocessing = Preprocessing.from_manifest(manifest["preprocessing"])
+        except ValueError as exc:
+            raise IntegrityError(f"{where}: {exc}") from None
         artifact = BACKEND_ARTIFACT[backend_kind]
         expected = manifest["artifacts"]
         if artifact not in expected:
@@ -335,10 +352,11 @@ class ModelManager:
         with ThreadPoolExecutor(1, thread_name_prefix="model-verify") as pool:
             verified = pool.submit(check_artifact, vdir / artifact, expected[artifact], where, hash_it=verify)
             try:
-                backend = load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin)
+                backend = load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin,
+                                       input_shape=preprocessing.input_shape, architecture=architecture(manifest),
+                                       torchvision_kwargs=_torchvision_kwargs(manifest))
             finally:
                 verified.result()  # raises IntegrityError on a mismatch
-        preprocessing = Preprocessing.from_manifest(manifest["preprocessing"])
         # The output width is checked from the graph's metadata, not by a
         # warm-up forward pass: ONNX Runtime's first run is no slower than the
         # next (measured), so a probe would only add a forward pass to every cold
@@ -348,3 +366,9 @@ class ModelManager:
         _release_free_memory()
         return LoadedModel(name, version, manifest, labels, preprocessing, backend,
                            (time.perf_counter() - start) * 1000, artifact_bytes(manifest, backend_kind))
+
+
+def _torchvision_kwargs(manifest: dict[str, Any]) -> Any:
+    """The builder arguments a torchvision version recorded (None for a manifest from before they were)."""
+    recorded = manifest.get("torchvision")
+    return recorded.get("kwargs") if isinstance(recorded, dict) else None

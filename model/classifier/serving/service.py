@@ -130,6 +130,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def scores(outputs: np.ndarray, kind: str) -> np.ndarray:
+    """Probabilities from a model's outputs: a softmax of logits; a model that answers
+    probabilities (its manifest's ``output``) is taken at its word."""
+    return softmax(outputs) if kind == "logits" else outputs.astype(np.float64)
+
+
 def top_k(probs: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores per row, highest first (stable on ties)."""
     return np.argsort(-probs, axis=1, kind="stable")[:, :k]
@@ -226,7 +232,7 @@ class Classifier:
             raise
         inference_ms = (time.perf_counter() - t0) * 1000
         self._evidence(route, role=route.role, version=model.version, ok=True, latency_ms=run_ms)
-        probs = softmax(logits)
+        probs = scores(logits, model.preprocessing.output)
         best = top_k(probs, min(k, probs.shape[1]))
         total_ms = (time.perf_counter() - start) * 1000
 
@@ -315,7 +321,7 @@ class Classifier:
                 t0 = time.perf_counter()
                 logits = candidate.backend.run(stack(tensors))
                 inference_ms = (time.perf_counter() - t0) * 1000
-            probs = softmax(logits)
+            probs = scores(logits, candidate.preprocessing.output)
             best = top_k(probs, min(k, probs.shape[1]))
             agrees = [int(best[i][0]) == result.predictions[0].index for i, result in enumerate(results)]
             shadowed = [replace(result, extra={**result.extra, "shadow": {

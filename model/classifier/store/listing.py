@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from classifier.store.layout import ModelStore
-from classifier.store.manifest import precision
+from classifier.store.manifest import architecture, precision
 
 # What a listing shows of each version's latest evaluation (the whole report is
 # ``ModelStore.latest_evaluation``, and GET /model/versions/{version}/evaluation).
@@ -29,7 +29,8 @@ def version_summaries(store: ModelStore, name: str) -> dict[str, Any]:
             manifest = info.manifest
             report = store.latest_evaluation(name, info.version)
             entry.update(
-                created_at=manifest["created_at"], source=manifest["source"], trained=bool(manifest["trained"]),
+                created_at=manifest["created_at"], source=manifest["source"], architecture=architecture(manifest),
+                trained=bool(manifest["trained"]),
                 precision=precision(manifest), derived_from=manifest.get("derived_from"),
                 labels=manifest["labels"]["count"],
                 bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.store.fsio import sha256_file
+from classifier.store.preprocessing import PreprocessingError, normalize_preprocessing
 
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "int8")
@@ -20,6 +21,11 @@ ARTIFACT_NAMES = frozenset({"model.onnx", "weights.safetensors", "labels.json"})
 BACKEND_ARTIFACT = {"onnx": "model.onnx", "torch": "weights.safetensors"}
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# torchvision's builder names (resnet50, vit_b_16, ...), or ONNX_ARCHITECTURE.
+ARCHITECTURE_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+# The architecture of a version published from an ONNX file (``publish --onnx``): only the onnx
+# backend serves it.
+ONNX_ARCHITECTURE = "onnx"
 VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 
 
@@ -95,17 +101,27 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
         raise IntegrityError("manifest needs labels.json and model.onnx or weights.safetensors")
     if version.rsplit("-", 1)[1] != artifacts_digest(artifacts):
         raise IntegrityError(f"version {version} does not match the sha256 of its artifacts")
-    for key in ("resize", "crop", "mean", "std"):
-        if key not in preprocessing:
-            raise IntegrityError(f"manifest preprocessing is missing {key!r}")
+    try:
+        normalize_preprocessing(preprocessing)
+    except PreprocessingError as exc:
+        raise IntegrityError(f"manifest {exc}") from None
     if not isinstance(labels, dict) or not isinstance(labels.get("count"), int) or labels["count"] < 1:
         raise IntegrityError("manifest needs labels.count")
     if manifest.get("precision", "fp32") not in PRECISIONS:
         raise IntegrityError(f"manifest precision must be one of {', '.join(PRECISIONS)}, "
                              f"got {manifest.get('precision')!r}")
+    architecture = manifest.get("architecture", "resnet50")
+    if not isinstance(architecture, str) or not ARCHITECTURE_RE.fullmatch(architecture):
+        raise IntegrityError(f"manifest has an invalid architecture {architecture!r}")
     derived_from = manifest.get("derived_from")
     if derived_from is not None and not (isinstance(derived_from, str) and VERSION_RE.fullmatch(derived_from)):
         raise IntegrityError(f"manifest derived_from is not a version id: {derived_from!r}")
+
+
+def architecture(manifest: Mapping[str, Any]) -> str:
+    """The torchvision builder a version was made with, or ``onnx`` (manifests from before
+    architectures were recorded are ResNet-50s)."""
+    return str(manifest.get("architecture", "resnet50"))
 
 
 def precision(manifest: Mapping[str, Any]) -> str:

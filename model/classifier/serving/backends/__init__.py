@@ -4,8 +4,9 @@ nothing heavy at all."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -16,7 +17,7 @@ class Backend(Protocol):
     num_classes: int
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits (N, classes) for a float32 NCHW batch."""
+        """Scores (N, classes) for a float32 batch laid out as the version's preprocessing says."""
         ...
 
 
@@ -30,14 +31,20 @@ def import_backend(kind: str) -> None:
         raise ValueError(f"unknown backend {kind!r}")
 
 
-def load_backend(kind: str, artifact: Path, *, threads: int, spin: bool = False) -> Backend:
-    """Build the backend ``kind`` from its artifact (model.onnx or weights.safetensors)."""
+def load_backend(kind: str, artifact: Path, *, threads: int, spin: bool = False,
+                 input_shape: tuple[int, ...] = (3, 224, 224), architecture: str = "resnet50",
+                 torchvision_kwargs: Mapping[str, Any] | None = None) -> Backend:
+    """Build the backend ``kind`` from its artifact (model.onnx or weights.safetensors).
+
+    ``input_shape`` is one image's tensor shape; ``architecture`` and ``torchvision_kwargs``
+    (the manifest's) say which torchvision network the torch backend builds.
+    """
     if kind == "onnx":
         from classifier.serving.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend(artifact, threads=threads, spin=spin)
+        return OnnxBackend(artifact, threads=threads, spin=spin, input_shape=input_shape)
     if kind == "torch":
         from classifier.serving.backends.torch_backend import TorchBackend
 
-        return TorchBackend(artifact, threads=threads)
+        return TorchBackend(artifact, threads=threads, architecture=architecture, kwargs=torchvision_kwargs)
     raise ValueError(f"unknown backend {kind!r}")

@@ -11,7 +11,10 @@ import onnxruntime as ort
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, model: Path | bytes, *, threads: int, spin: bool = False) -> None:
+    def __init__(self, model: Path | bytes, *, threads: int, spin: bool = False,
+                 input_shape: tuple[int, ...] = (3, 224, 224)) -> None:
+        """``input_shape`` is one image's (the manifest's crop and layout): what a probe of a
+        model whose output width is symbolic feeds it."""
         options = ort.SessionOptions()
         # One request runs at a time per Lambda instance: all usable cores go
         # to the operators of a single graph (intra-op), none to running
@@ -33,12 +36,19 @@ class OnnxBackend:
         # lives beside ORT's own copy of the weights (peak memory).
         source = str(model) if isinstance(model, Path) else model
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.output_name = self.session.get_outputs()[0].name
+        # A model exported with a fixed batch of 1 (some exporters' default) runs a batch image by image.
+        self.one_at_a_time = bool(model_input.shape) and model_input.shape[0] == 1
         classes = self.session.get_outputs()[0].shape[-1]
         if not isinstance(classes, int):  # a symbolic width: ask the model once
-            classes = self.run(np.zeros((1, 3, 224, 224), dtype=np.float32)).shape[-1]
+            classes = self.run(np.zeros((1, *input_shape), dtype=np.float32)).shape[-1]
         self.num_classes: int = classes
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(None, {self.input_name: batch})
+        """The model's first output, (N, classes), for a float32 batch in the model's layout."""
+        if self.one_at_a_time and len(batch) > 1:
+            return np.concatenate([self.run(batch[i:i + 1]) for i in range(len(batch))])
+        (logits,) = self.session.run([self.output_name], {self.input_name: batch})
         return np.asarray(logits, dtype=np.float32)

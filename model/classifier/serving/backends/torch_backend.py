@@ -1,36 +1,42 @@
-"""PyTorch backend: torchvision's resnet50 with weights from safetensors.
+"""PyTorch backend: the version's torchvision architecture with weights from safetensors.
 
-The module is built on the ``meta`` device, so no time is spent initialising
-25 M parameters randomly only to overwrite them, and the safetensors tensors are
-assigned in place (no pickle: a shared volume should never hold code).
+The module is built on the ``meta`` device (where the architecture allows it), so no time is
+spent initialising millions of parameters randomly only to overwrite them, and the safetensors
+tensors are assigned in place (no pickle: a shared volume should never hold code). Which
+network is built is the manifest's: its ``architecture`` and ``torchvision.kwargs``
+(``classifier.serving.backends.torchvision_models`` checks them).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
-from torchvision.models import resnet50
+
+from classifier.serving.backends import torchvision_models
 
 
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, weights: Path | bytes, *, threads: int) -> None:
+    def __init__(self, weights: Path | bytes, *, threads: int, architecture: str = "resnet50",
+                 kwargs: Mapping[str, Any] | None = None) -> None:
         torch.set_num_threads(threads)
         # may only be set once per process, before any parallel work
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
         state = load_file(weights) if isinstance(weights, Path) else load_safetensors(weights)
-        num_classes = self.num_classes = int(state["fc.weight"].shape[0])
-        with torch.device("meta"):
-            model = resnet50(weights=None, num_classes=num_classes)
-        model.load_state_dict(state, strict=True, assign=True)
-        self.model = model.eval()
+        if kwargs is None:  # a manifest from before builder arguments were recorded
+            kwargs = {"num_classes": torchvision_models.head_width(architecture, state, {})}
+        args = torchvision_models.check_kwargs(kwargs)
+        self.model = torchvision_models.load(architecture, args, state)
+        self.num_classes: int = args["num_classes"]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
