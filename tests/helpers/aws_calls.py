@@ -13,9 +13,11 @@ A static reading of ``model/classifier``, no import of it:
    unless ``m`` is also a method of Python's built-in types (``get``, ``read``, ...), whose calls on
    unknown receivers are taken for those (a dict's ``get`` is not a record store's).
 3. The AWS calls among what it reaches: ``<client>.<operation>(...)`` where the module creates
-   a boto3 client whose service model (botocore's) has that operation, and the helpers boto3
-   adds to clients (``upload_file``, ``generate_presigned_post``).
-4. Each call's IAM action: ``<service prefix>:<Operation>``, except where AWS's Service
+   a boto3 client (or takes one as an argument named after its service, ``CLIENT_ARGUMENTS``)
+   whose service model (botocore's) has that operation, and the helpers boto3 adds to clients
+   (``upload_file``, ``generate_presigned_post``).
+4. Each call's IAM action: ``<service prefix>:<Operation>`` (``IAM_PREFIX`` where the prefix is
+   not the signing name), except where AWS's Service
    Authorization Reference names another (``ACTION_OF``).
 
 The reading over-approximates by name, never under-approximates what it resolves; what it
@@ -61,6 +63,11 @@ ACTION_OF: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "upload_file"): ("s3:PutObject", "s3:AbortMultipartUpload"),
 }
 CLIENT_HELPERS = {("s3", "generate_presigned_post"), ("s3", "upload_file")}
+# IAM's service prefix where it is not the service's signing name (CloudWatch signs as "monitoring").
+IAM_PREFIX = {"monitoring": "cloudwatch"}
+# A function argument of one of these names holds a boto3 client of that service, passed in by a caller
+# that created it (the rollout judge hands its CloudWatch client to classifier.store.cloudwatch_evidence).
+CLIENT_ARGUMENTS = {"s3": "s3", "cloudwatch": "cloudwatch"}
 
 # Method names of Python's built-in types: on a receiver of unknown type, a call of one of these is
 # taken for the built-in's.
@@ -138,6 +145,8 @@ class Package:
             elif (isinstance(node, ast.Call) and _dotted(node.func) in ("boto3.client", "boto3.Session.client")
                   and node.args and isinstance(node.args[0], ast.Constant)):
                 module.services.add(str(node.args[0].value))
+            elif isinstance(node, ast.arg) and node.arg in CLIENT_ARGUMENTS:
+                module.services.add(CLIENT_ARGUMENTS[node.arg])
             elif isinstance(node, ast.ClassDef):
                 module.classes[node.name] = [_dotted(b) for b in node.bases]
         return module
@@ -296,7 +305,7 @@ def iam_actions(service: str, method: str) -> tuple[str, ...]:
 
     model = botocore.session.get_session().get_service_model(service)
     operation = next(op for op in model.operation_names if _snake(op) == method)
-    return (f"{model.signing_name}:{operation}",)
+    return (f"{IAM_PREFIX.get(model.signing_name, model.signing_name)}:{operation}",)
 
 
 def _snake(operation: str) -> str:

@@ -87,11 +87,12 @@ SYNTHS = ["default", "switches", "options"]
 def test_each_functions_role_allows_exactly_what_its_code_calls(all_synths: dict[str, Synth], name: str) -> None:
     functions = our_functions(all_synths[name])
     handlers = {handler for _, handler, _, _ in functions}
-    # (switches holds all five: the API, the upload classifier, the bulk worker, the records replay, the installer)
+    # (switches holds all six: the API, the upload classifier, the bulk worker, the records replay, the installer,
+    # the rollout judge)
     if name == "switches":
         assert handlers == {image_cmd(), "classifier.aws.upload_classifier.handler",
                             "classifier.aws.bulk_worker.handler", "classifier.aws.records_replay.handler",
-                            "classifier.store.installer.handler"}
+                            "classifier.store.installer.handler", "classifier.store.rollout_judge.handler"}
     for template, handler, role_id, _ in functions:
         assert role_actions(template, role_id) == derived_actions(entry_module_function(handler)), handler
 
@@ -122,6 +123,9 @@ def test_the_reading_sees_the_calls_it_must(switches: Synth) -> None:
     # The replay takes deferred records back (reads, deletes, batch-writes) and never defers one itself.
     replay = derived_actions("classifier.aws.records_replay.handler")
     assert {"s3:GetObject", "s3:DeleteObject", "dynamodb:BatchWriteItem"} <= replay and "s3:PutObject" not in replay
+    # The rollout judge reads CloudWatch's figures and the inbox's requests, and touches no record.
+    judge = derived_actions("classifier.store.rollout_judge.handler")
+    assert "cloudwatch:GetMetricData" in judge and not any(a.startswith("dynamodb:") for a in judge)
 
 
 @pytest.mark.parametrize("name", SYNTHS)

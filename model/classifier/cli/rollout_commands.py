@@ -213,7 +213,8 @@ def format_status(report: dict[str, Any]) -> str:
 def register(sub: Any) -> None:
     """Add the ``rollout`` group to the CLI's subparsers."""
     group = sub.add_parser("rollout", help="canary or shadow a candidate version, judged by guards")
-    commands = group.add_subparsers(dest="rollout_command", required=True)
+    commands = group.add_subparsers(dest="rollout_command", required=True, title="what to do", metavar="ACTION",
+                                    help="start, status, judge, promote or abort")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
