@@ -45,6 +45,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import assets  # noqa: E402
+import costs  # noqa: E402
 from run import CHILD_TIMEOUT, log, machine, runtime_revision, summary  # noqa: E402
 
 ARCHS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16")
@@ -200,7 +201,24 @@ def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "model_load_ms": summary([r["model_load_ms"] for r in runs if r.get("model_load_ms") is not None]),
         "peak_rss_mb": round(statistics.median(r["rss_kb"]["after_warm"]["VmHWM"] for r in runs) / 1024, 1),
         "threads": runs[0].get("threads"),
+        "log_bytes_per_request": round(statistics.median(r["log_bytes_per_request"] for r in runs), 1),
     }
+
+
+# The memory size a row is priced at: the host's own thread plan (2 threads on this 2-core machine) stands
+# for a 3,008 MB function's ~1.7 vCPUs, as bench/run.py's 3,008 MB rows do (bench/costs.py says how).
+PRICED_MEMORY_MB = 3008
+
+
+def cost_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The cost table (bench/costs.py) of every architecture and precision, from this run's warm p50s."""
+    measurements = [costs.Measurement(f"{row['arch']} {row['precision']}", PRICED_MEMORY_MB,
+                                      int((row["figures"]["threads"] or {}).get("threads") or 0),
+                                      row["figures"]["warm_1mp_ms"]["p50"], row["figures"]["log_bytes_per_request"])
+                    for row in rows]
+    priced = costs.cost_rows(measurements)
+    return {"prices_as_of": costs.PRICES_AS_OF, "rows": [asdict(row) for row in priced],
+            "markdown": costs.render(priced)}
 
 
 def verdict(arch: str, figures: dict[str, Any]) -> str:
@@ -250,8 +268,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Every sample: `{report['results']}` (`models[*].figures.warm_1mp_ms.p50`: the warm p50 per "
         "architecture and precision).",
-        "",
     ]
+    if report.get("costs"):  # (a models.json from before the cost table has none)
+        lines += ["## What a million classifications cost, per architecture", "", *report["costs"]["markdown"]]
     return "\n".join(lines)
 
 
@@ -307,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "photo": {"file": photos["1mp"].name, "bytes": photos["1mp"].stat().st_size},
         "results": str(results.relative_to(ROOT) if results.is_relative_to(ROOT) else results),
         "models": rows,
+        "costs": cost_report(rows),
         "raw": runs,
     }
     results.write_text(json.dumps(report, indent=1) + "\n")

@@ -293,7 +293,8 @@ def main() -> int:
         result["warm"] = samples
         result["server_timing"] = timings
         # What the handler printed per request (its JSON log lines and EMF metrics): CloudWatch Logs bills it.
-        result["log_bytes_per_request"] = (stdout_bytes() - log_bytes_before) / (2 * args.iters)
+        requests = args.iters * len([step for step in steps if step != "forward"])
+        result["log_bytes_per_request"] = (stdout_bytes() - log_bytes_before) / requests if requests else 0.0
         result["rss_kb"]["after_warm"] = peak_rss_kb()
 
     if args.batch_iters > 0:

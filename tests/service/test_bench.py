@@ -275,3 +275,12 @@ def test_the_model_table_measures_each_architecture_in_both_precisions(tmp_path:
                                              "forward_time_ratio"}
     summary = (tmp_path / "models.md").read_text()
     assert "| mobilenet_v3_large | int8 |" in summary and "75.3%" in summary and "top-1 agreement" in summary
+    # AND each row is priced (bench/costs.py, whose arithmetic tests/unit/test_costs.py checks by hand) from
+    # its own warm p50 and logged bytes, at the 3,008 MB its 2-thread plan stands for
+    priced = {row["measurement"]["model"]: row for row in report["costs"]["rows"]}
+    assert set(priced) == {"mobilenet_v3_large fp32", "mobilenet_v3_large int8"}
+    for precision, row in rows.items():
+        measured = priced[f"mobilenet_v3_large {precision}"]["measurement"]
+        assert measured["warm_p50_ms"] == row["figures"]["warm_1mp_ms"]["p50"] and measured["memory_mb"] == 3008
+        assert is_positive_number(measured["log_bytes_per_request"])
+    assert "| mobilenet_v3_large int8 | 3,008 MB" in summary and "Cheapest path with IAM auth kept:" in summary
