@@ -140,7 +140,7 @@ class HttpApiGateway(SigV4Gateway):
                 "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
                          "userAgent": headers.get("user-agent", "")},
                 "authorizer": {"iam": {
-                    "accessKey": self.access_key, "accountId": self.ACCOUNT_ID, "callerId": "AIDACALLER",
+                    "accessKey": access_key, "accountId": self.ACCOUNT_ID, "callerId": "AIDACALLER",
                     "principalOrgId": None, "userId": "AIDACALLER",
                     "userArn": f"arn:aws:iam::{self.ACCOUNT_ID}:user/caller", "cognitoIdentity": None,
                 }},

@@ -229,7 +229,7 @@ def test_the_torch_backend_refuses_an_onnx_version_and_keeps_serving(published: 
     with TestClient(create_app(settings)) as client:
         assert client.get("/health").json()["version"] == published.versions["efficientnet_b0"]
         # WHEN the ONNX version becomes current
-        models.set_current("efficientnet_b0", byo)
+        models.set_current("efficientnet_b0", byo, reason="promote")
         answer = client.post("/classify", content=jpeg("coffee"), headers={"content-type": "image/jpeg"})
         state = client.get("/model").json()
     # THEN requests keep being answered by the torchvision version, and the refusal says why

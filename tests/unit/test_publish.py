@@ -61,4 +61,5 @@ def test_a_pickled_whole_model_is_refused_with_what_to_do(tmp_path: Path, capsys
     # AND the state dict saved as it says is accepted
     state = tmp_path / "weights.pth"
     torch.save(torch.load(whole, weights_only=False).state_dict(), state)
-    assert publisher.build(str(state), labels).labels == ["daisy", "rose", "tulip"]
+    built = publisher.build(publisher.PublishRequest(weights=str(state), labels_file=labels))
+    assert built.labels == ["daisy", "rose", "tulip"]
