@@ -189,14 +189,9 @@ class RecordsTable(Construct):
             function.add_to_role_policy(iam.PolicyStatement(
                 actions=[QUERY], resources=[f"{self.table.table_arn}/index/*"],
             ))
-            role = function.role
-            assert role is not None
-            NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                reason="GET /classifications queries the records table's indexes (newest first, by label, by "
-                       "model version, by both): Query on this table's indexes only.",
-                applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsTable.*\/index\/\*$/")],
-            )], apply_to_children=True)
+            _suppress_wildcard(function, r"/^Resource::.*RecordsTable.*\/index\/\*$/",
+                               "GET /classifications queries the records table's indexes (newest first, a caller's "
+                               "own, and the optional ones of records_indexes): Query on this table's indexes only.")
 
     def grant_replay(self, function: lambda_.IFunction) -> None:
         """The scheduled replay: list, read and delete deferred records, and write them to the table."""
@@ -206,11 +201,15 @@ class RecordsTable(Construct):
 
     @staticmethod
     def _suppress_prefix_finding(function: lambda_.IFunction) -> None:
-        role = function.role
-        assert role is not None
-        NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
-            id="AwsSolutions-IAM5",
-            reason="Deferred records are one object per record id under records-deferred/: writers may put "
-                   "objects there and the replay read and delete them, in that prefix of that bucket only.",
-            applies_to=[RegexAppliesTo(regex=r"/^Resource::.*RecordsDeferred.*\/records-deferred\/\*$/")],
-        )], apply_to_children=True)
+        _suppress_wildcard(function, r"/^Resource::.*RecordsDeferred.*\/records-deferred\/\*$/",
+                           "Deferred records are one object per record id under records-deferred/: writers may put "
+                           "objects there and the replay read and delete them, in that prefix of that bucket only.")
+
+
+def _suppress_wildcard(function: lambda_.IFunction, regex: str, reason: str) -> None:
+    """Accept cdk-nag's IAM5 (a wildcard resource) on ``function``'s role, for resources matching ``regex`` only."""
+    role = function.role
+    assert role is not None
+    NagSuppressions.add_resource_suppressions(role, [NagPackSuppression(
+        id="AwsSolutions-IAM5", reason=reason, applies_to=[RegexAppliesTo(regex=regex)],
+    )], apply_to_children=True)

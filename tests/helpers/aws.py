@@ -64,6 +64,16 @@ def point_boto3_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, **extra: str)
         monkeypatch.setenv(key, value)
 
 
+def sign_as(monkeypatch: pytest.MonkeyPatch, access_key: str, secret_key: str, region: str) -> None:
+    """A caller's AWS identity, as botocore finds it in the environment (no profile, token or instance role)."""
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+    monkeypatch.setenv("AWS_REGION", region)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 def s3_client(endpoint: str) -> Any:
     import boto3
 

@@ -35,7 +35,7 @@ from classifier.client.transport import (
     sigv4_signer,
 )
 
-from helpers.aws import REGION, aws_env, new_bucket
+from helpers.aws import REGION, aws_env, new_bucket, sign_as
 from helpers.photos import big_jpeg, jpeg
 from helpers.processes import LiveServer, free_port, live_server
 from helpers.proxies import UsagePlanGateway, usage_plan_gateway
@@ -58,12 +58,7 @@ def api(published_store: Path, tmp_path_factory: pytest.TempPathFactory, s3_endp
 @pytest.fixture
 def caller(monkeypatch: pytest.MonkeyPatch) -> None:
     """The calling service's AWS identity, as botocore finds it in the environment."""
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    sign_as(monkeypatch, ACCESS_KEY, SECRET_KEY, REGION)
 
 
 def write_images(folder: Path) -> list[Path]:

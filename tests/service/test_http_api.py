@@ -18,7 +18,7 @@ import pytest
 
 from classifier.client.api import ClassifierClient, RetryPolicy
 
-from helpers.aws import REGION
+from helpers.aws import REGION, sign_as
 from helpers.photos import jpeg
 from helpers.sigv4 import HttpApiGateway, http_api_gateway
 from helpers.stores import stored_records
@@ -30,12 +30,7 @@ FAST_RETRY = RetryPolicy(attempts=2, base=0.01, cap=0.05)
 @pytest.fixture
 def caller(monkeypatch: pytest.MonkeyPatch) -> None:
     """The caller's AWS identity, as botocore finds it in the environment."""
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    sign_as(monkeypatch, ACCESS_KEY, SECRET_KEY, REGION)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from classifier.client.transport import (
     RetryPolicy,
 )
 
-from helpers.aws import REGION
+from helpers.aws import REGION, sign_as
 
 ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLECALLER", "caller-secret-key"
 
@@ -19,12 +19,7 @@ ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLECALLER", "caller-secret-key"
 @pytest.fixture
 def caller(monkeypatch: pytest.MonkeyPatch) -> None:
     """The calling service's AWS identity, as botocore finds it in the environment."""
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    sign_as(monkeypatch, ACCESS_KEY, SECRET_KEY, REGION)
 
 
 # -- a Function URL with IAM auth, on loopback -------------------------------------------
