@@ -140,9 +140,8 @@ def render(rows: list[CostRow]) -> list[str]:
         )
     best, label, total = cheapest_iam_path(rows)
     verdict = (f"meets the goal of at most ${GOAL_PER_MILLION:.2f}" if total <= GOAL_PER_MILLION else
-               f"misses the goal of ${GOAL_PER_MILLION:.2f} by ${total - GOAL_PER_MILLION:.2f}: of it, "
-               f"records ${best.records_usd:.2f}, Lambda ${best.lambda_usd['arm64']:.2f}, "
-               f"logs ${best.logs_usd:.2f}")
+               f"misses the goal of ${GOAL_PER_MILLION:.2f} by ${total - GOAL_PER_MILLION:.2f} (records "
+               f"${best.records_usd:.2f}, Lambda ${best.lambda_usd['arm64']:.2f}, logs ${best.logs_usd:.2f})")
     lines += ["", f"Cheapest path with IAM auth kept: {best.measurement.model} at "
                   f"{best.measurement.memory_mb:,} MB, {label}, ${total:.2f} per million, which {verdict}.", ""]
     return lines

@@ -159,7 +159,9 @@ def spawn(contender: Contender, photos: dict[str, Path], scratch: Path, plan: Pl
     """One trial process: a cold start, then (when ``measured``) the warm loop on the 1 MP photo."""
     result_path = scratch / f"{contender.arch}-{contender.precision}-{time.monotonic_ns()}.json"
     log_path = scratch / f"{contender.arch}-{contender.precision}.log"
-    env = {**os.environ, "MODEL_STORE": str(contender.store), "MODEL_NAME": contender.arch}
+    # EMF metric lines as in Lambda (the CDK app sets the namespace): the cost rows count the bytes logged.
+    env = {**os.environ, "MODEL_STORE": str(contender.store), "MODEL_NAME": contender.arch,
+           "POWERTOOLS_METRICS_NAMESPACE": "Classifier"}
     env.pop("BACKEND", None)
     args = [sys.executable, str(BENCH / "trial.py"), "--contender", "onnx", "--photo-1mp", str(photos["1mp"]),
             "--photo-12mp", str(photos["12mp"]), "--result", str(result_path), "--steps", "forward,1mp",
@@ -270,7 +272,7 @@ def render(report: dict[str, Any]) -> str:
         "architecture and precision).",
     ]
     if report.get("costs"):  # (a models.json from before the cost table has none)
-        lines += ["## What a million classifications cost, per architecture", "", *report["costs"]["markdown"]]
+        lines += ["", "## What a million classifications cost, per architecture", "", *report["costs"]["markdown"]]
     return "\n".join(lines)
 
 
