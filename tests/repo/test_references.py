@@ -95,7 +95,7 @@ def test_every_file_named_exists(path: Path) -> None:
 def test_a_missing_file_is_caught(tmp_path: Path) -> None:
     # GIVEN a comment that points outside the repository (as one did: a design page beside it)
     probe = tmp_path / "probe.py"
-    probe.write_text("# the rules are in DESIGN.md §2 and model/classifier/store.py\n")
+    probe.write_text("# the rules are in PLAN.md §2 and model/classifier/store.py\n")
     # THEN both names are found, and neither resolves
-    assert references(probe) == ["DESIGN.md", "model/classifier/store.py"]
-    assert not exists("DESIGN.md", probe) and not exists("model/classifier/store.py", probe)
+    assert references(probe) == ["PLAN.md", "model/classifier/store.py"]
+    assert not exists("PLAN.md", probe) and not exists("model/classifier/store.py", probe)
