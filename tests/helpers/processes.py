@@ -46,6 +46,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    """Poll ``condition()`` until it holds; fail the test (saying ``what`` was awaited) after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
 def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log_path: Path, what: str,
                timeout: float = 120) -> None:
     """Poll ``ready()`` (a transport error counts as not ready) until it holds;

@@ -10,7 +10,6 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +23,13 @@ from classifier.store.rollout import RolloutStore
 from helpers.inbox import tiny_version
 from helpers.openapi import matches_the_document
 from helpers.photos import encode, photo
-from helpers.processes import LiveServer, live_server
+from helpers.processes import LiveServer, live_server, wait_for
 from helpers.stores import copy_store, derive_version
 
 NAME = "resnet50"
 # A small real photo: the model's cost is the same whatever the size, decoding is not.
 PHOTO = encode(photo("chelsea").resize((300, 200)), "JPEG", quality=90)
 FAST = {"MODEL_REFRESH_SECONDS": "1", "ROLLOUT_JUDGE_SECONDS": "1"}
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 def rollout_state(server: LiveServer) -> dict[str, Any] | None:

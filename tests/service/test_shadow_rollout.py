@@ -16,8 +16,7 @@ import io
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from classifier.store.rollout import RolloutStore
 from helpers.fitted_model import class_index, fitted_weights
 from helpers.openapi import matches_the_document
 from helpers.photos import encode, photo
-from helpers.processes import LiveServer, live_server
+from helpers.processes import LiveServer, live_server, wait_for
 from helpers.stores import copy_store, stored_records
 
 NAME = "resnet50"
@@ -83,15 +82,6 @@ def disagreeing(fitted_store: Path, output_dir: Path,
 def pair(disagreeing: tuple[Path, str, str], tmp_path: Path) -> tuple[Path, str, str]:
     store, current, candidate = disagreeing
     return copy_store(store, tmp_path / "store"), current, candidate
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 def candidate_loaded(server: LiveServer) -> bool:

@@ -128,13 +128,8 @@ def _rollout_request(s3: Any, store: ModelStore, bucket: str, request_key: Rollo
     request: dict[str, Any] = {}
     try:
         check_name(name)
-        obj = _small_object(s3, bucket, request_key.key, MAX_ROLLOUT_REQUEST_BYTES, "a rollout request is a few KB")
-        try:
-            request = json.loads(obj["Body"].read())
-        except ValueError as exc:
-            raise InstallRefused(f"the rollout request is not valid JSON ({exc})") from None
-        if not isinstance(request, dict):
-            raise InstallRefused("the rollout request is not a JSON object")
+        _, request = _small_json_object(s3, bucket, request_key.key, MAX_ROLLOUT_REQUEST_BYTES,
+                                        "a rollout request is a few KB", what="the rollout request")
         result = RolloutStore(store).apply(name, request, actor=f"installer ({where})")
     except (InstallRefused, StoreError) as exc:
         log.error("rollout request refused: %s", exc, extra={"object": where, "reason": str(exc)})
@@ -235,13 +230,8 @@ def _install(s3: Any, store: ModelStore, bucket: str, target: ManifestKey, actor
 def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> tuple[dict[str, Any], bool]:
     """The validated manifest, and whether to make it current (its ``activate`` metadata)."""
 
-    obj = _small_object(s3, bucket, target.key, MAX_MANIFEST_BYTES, "a manifest is a few KB")
-    try:
-        manifest = json.loads(obj["Body"].read())
-    except ValueError as exc:
-        raise InstallRefused(f"manifest.json is not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise InstallRefused("manifest.json is not a JSON object")
+    obj, manifest = _small_json_object(s3, bucket, target.key, MAX_MANIFEST_BYTES, "a manifest is a few KB",
+                                       what="manifest.json")
     validate_manifest(manifest)
     if (manifest["name"], manifest["version"]) != (target.name, target.version):
         raise InstallRefused(
@@ -250,6 +240,19 @@ def _read_manifest(s3: Any, bucket: str, target: ManifestKey) -> tuple[dict[str,
         )
     activate = str(obj.get("Metadata", {}).get(ACTIVATE_METADATA, "true")).strip().lower() != "false"
     return manifest, activate
+
+
+def _small_json_object(s3: Any, bucket: str, key: str, limit: int, expected: str, *,
+                       what: str) -> tuple[Any, dict[str, Any]]:
+    """``_small_object`` holding a JSON object: the ``get_object`` answer and the object, refused otherwise."""
+    obj = _small_object(s3, bucket, key, limit, expected)
+    try:
+        loaded = json.loads(obj["Body"].read())
+    except ValueError as exc:
+        raise InstallRefused(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise InstallRefused(f"{what} is not a JSON object")
+    return obj, loaded
 
 
 def _small_object(s3: Any, bucket: str, key: str, limit: int, expected: str) -> Any:
