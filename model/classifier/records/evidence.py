@@ -19,15 +19,11 @@ whatever the traffic. In AWS the metrics are the evidence
 
 from __future__ import annotations
 
-import fcntl
 import math
-import sqlite3
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from classifier.records.sqlite import NETWORK_FILESYSTEMS
-from classifier.store.fsio import filesystem_type
+from classifier.records.sqlite import LocalSqlite
 from classifier.store.judge import Evidence, RoleEvidence
 from classifier.store.rollout import Rollout
 
@@ -86,33 +82,13 @@ def percentile(histogram: Iterable[tuple[int, int]], fraction: float) -> float |
     raise AssertionError("unreachable: the ranks add up to the total")
 
 
-class RolloutLedger:
+class RolloutLedger(LocalSqlite):
     """Rollout evidence in the records' SQLite file; a connection per thread."""
 
     def __init__(self, path: Path | str, *, mounts: Path = Path("/proc/self/mounts")) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        kind = filesystem_type(self.path.parent, mounts)
-        if kind in NETWORK_FILESYSTEMS:
-            raise RuntimeError(f"{self.path} is on a network file system ({kind}): SQLite's locking is not safe "
-                               "there. In AWS the rollout evidence is the CloudWatch metrics")
-        self._local = threading.local()
-        # Under the records store's own lock file: switching a new file to WAL takes a lock SQLite's busy
-        # timeout does not wait for (classifier.records.sqlite).
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            db = self._connection()
-            db.execute("PRAGMA journal_mode=WAL")
+        super().__init__(path, mounts=mounts, instead="In AWS the rollout evidence is the CloudWatch metrics")
+        with self._setting_up() as db:
             db.executescript(_SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
 
     def record(self, rollout_id: str, *, role: str, version: str, ok: bool, latency_ms: float | None,
                compared: int = 0, agreed: int = 0) -> None:

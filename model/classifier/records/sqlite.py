@@ -12,7 +12,8 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,26 +59,28 @@ CREATE INDEX IF NOT EXISTS records_by_image_version ON records (image_sha256, mo
 """
 
 
-class SqliteRecordStore:
-    """Records in one SQLite file; a connection per thread."""
+class LocalSqlite:
+    """One SQLite file on a local file system (refused on a network one), in WAL mode, a connection per thread."""
 
-    def __init__(self, path: Path | str, *, secret: bytes | None = None,
-                 mounts: Path = Path("/proc/self/mounts")) -> None:
+    def __init__(self, path: Path | str, *, mounts: Path, instead: str) -> None:
+        """``instead``: what to use on a network file system, said in the refusal."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kind = filesystem_type(self.path.parent, mounts)
         if kind in NETWORK_FILESYSTEMS:
             raise RuntimeError(f"{self.path} is on a network file system ({kind}): SQLite's locking is not safe "
-                               "there. Set RECORDS_TABLE to keep records in DynamoDB (what the CDK app deploys)")
+                               f"there. {instead}")
         self._local = threading.local()
+
+    @contextmanager
+    def _setting_up(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, in WAL mode, under the file's lock file: switching a new file to WAL
+        takes a lock SQLite's busy timeout does not wait for, so processes set a file up one at a time."""
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             db = self._connection()
             db.execute("PRAGMA journal_mode=WAL")  # persistent: later connections find the file in WAL
-            db.executescript(_SCHEMA)
-            self._migrate(db)
-            db.executescript(_INDEXES)
-            self.cursors = Cursors(secret or self._stored_secret())
+            yield db
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -87,6 +90,20 @@ class SqliteRecordStore:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, never corrupt
             self._local.db = db
         return db
+
+
+class SqliteRecordStore(LocalSqlite):
+    """Records in one SQLite file; a connection per thread."""
+
+    def __init__(self, path: Path | str, *, secret: bytes | None = None,
+                 mounts: Path = Path("/proc/self/mounts")) -> None:
+        super().__init__(path, mounts=mounts, instead="Set RECORDS_TABLE to keep records in DynamoDB (what the CDK "
+                                                      "app deploys)")
+        with self._setting_up() as db:
+            db.executescript(_SCHEMA)
+            self._migrate(db)
+            db.executescript(_INDEXES)
+            self.cursors = Cursors(secret or self._stored_secret())
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
