@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 # -- the price table: US East (N. Virginia) list prices, first usage tier, as of this date ---------------
 PRICES_AS_OF = "2026-12-01"
@@ -104,6 +105,12 @@ def cost_row(m: Measurement) -> CostRow:
 
 def cost_rows(measurements: Iterable[Measurement]) -> list[CostRow]:
     return [cost_row(m) for m in measurements]
+
+
+def report(measurements: Iterable[Measurement]) -> dict[str, Any]:
+    """What a bench report holds of the costs: the price table's date, every row, and its markdown."""
+    rows = cost_rows(measurements)
+    return {"prices_as_of": PRICES_AS_OF, "rows": [asdict(row) for row in rows], "markdown": render(rows)}
 
 
 def cheapest_iam_path(rows: Iterable[CostRow]) -> tuple[CostRow, str, float]:

@@ -46,7 +46,7 @@ sys.path.insert(0, str(BENCH))
 
 import assets  # noqa: E402
 import costs  # noqa: E402
-from run import CHILD_TIMEOUT, log, machine, runtime_revision, summary  # noqa: E402
+from run import CHILD_TIMEOUT, log, machine, runtime_revision, summary, write_report  # noqa: E402
 
 ARCHS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16")
 # Bump when the weights recipe changes: the published versions are reused across runs otherwise.
@@ -218,9 +218,7 @@ def cost_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                                       int((row["figures"]["threads"] or {}).get("threads") or 0),
                                       row["figures"]["warm_1mp_ms"]["p50"], row["figures"]["log_bytes_per_request"])
                     for row in rows]
-    priced = costs.cost_rows(measurements)
-    return {"prices_as_of": costs.PRICES_AS_OF, "rows": [asdict(row) for row in priced],
-            "markdown": costs.render(priced)}
+    return costs.report(measurements)
 
 
 def verdict(arch: str, figures: dict[str, Any]) -> str:
@@ -331,13 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "costs": cost_report(rows),
         "raw": runs,
     }
-    results.write_text(json.dumps(report, indent=1) + "\n")
-    markdown = render(report)
-    summary_path = args.summary or work / "models.md"
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(markdown)
-    print(markdown)
-    log(f"wrote {results} and {summary_path}")
+    write_report(report, results, render(report), args.summary or work / "models.md")
     return 0
 
 

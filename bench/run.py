@@ -507,12 +507,20 @@ def cost_report(fig: dict[str, dict[str, Any]]) -> dict[str, Any]:
         threads = get(fig, name, "threads", "threads")
         if p50 is not None and logged is not None:
             measurements.append(costs.Measurement(model, memory_mb, int(threads or 0), p50, logged))
-    rows = costs.cost_rows(measurements)
-    return {"prices_as_of": costs.PRICES_AS_OF, "rows": [asdict(row) for row in rows],
-            "markdown": costs.render(rows)}
+    return costs.report(measurements)
 
 
 # -- report -----------------------------------------------------------------------
+def write_report(report: dict[str, Any], results: Path, markdown: str, summary: Path) -> None:
+    """The full report (JSON) and its markdown summary, each where it goes; the summary printed too."""
+    for path in (results, summary):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=1) + "\n")
+    summary.write_text(markdown)
+    print(markdown)
+    log(f"wrote {results} and {summary}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one short pass: proves the bench runs")
@@ -582,14 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "costs": cost_report(fig),
         "raw": runs,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-    markdown = render(report)
-    summary_path = args.summary or out / "results.md"
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(markdown)
-    print(markdown)
-    log(f"wrote {out / 'results.json'} and {summary_path}")
+    write_report(report, out / "results.json", render(report), args.summary or out / "results.md")
     return 0
 
 
