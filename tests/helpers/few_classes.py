@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from helpers.fitted_model import estimate_batch_norm
 from helpers.photos import jpeg
 
 # The logit of a photo's assigned class; every other class gets 0.
@@ -44,14 +45,7 @@ def fitted_checkpoint(path: Path, labels: Sequence[str], assigned: Mapping[str, 
     names = list(assigned)
     batch = photo_tensors(names)
     # Batch-norm statistics of these photos (and their mirror images): a cumulative average.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.cat([batch, batch.flip(-1)]))
-    model.eval()
+    estimate_batch_norm(model, torch.cat([batch, batch.flip(-1)]))
     # The head: the least-squares map from pooled features (and a bias) to the assigned logits.
     head, model.fc = model.fc, torch.nn.Identity()
     with torch.no_grad():

@@ -72,6 +72,21 @@ def views(image: Image.Image) -> list[Image.Image]:
     ]
 
 
+def estimate_batch_norm(model: torch.nn.Module, batch: torch.Tensor) -> None:
+    """Set ``model``'s batch-norm statistics to those of ``batch``: one pass in train mode, averaged
+    (momentum None); ``model`` is left in eval mode."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    model.eval()
+
+
 def fit() -> dict[str, torch.Tensor]:
     """The fitted model's state dict (1000 classes, torchvision's key names)."""
     import numpy as np
@@ -88,15 +103,7 @@ def fit() -> dict[str, torch.Tensor]:
             batch.append(transforms(view))
             owners.append(owner)
     x = torch.stack(batch)
-    # Batch-norm statistics of these photos: one pass in train mode, averaged (momentum None).
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
+    estimate_batch_norm(model, x)
     trunk = torch.nn.Sequential(*list(model.children())[:-1])
     with torch.no_grad():
         features = trunk(x).flatten(1).double().numpy()
@@ -125,7 +132,8 @@ def cache_key() -> str:
 
     from helpers import photos
 
-    parts = [inspect.getsource(code) for code in (fit, views, _reopened, class_index, photos.photo)]
+    parts = [inspect.getsource(code) for code in (fit, estimate_batch_norm, views, _reopened, class_index,
+                                                  photos.photo)]
     parts += [repr((PHOTO_LABELS, SEED, MARGIN, RIDGE))]
     parts += [torch.__version__, torchvision.__version__, np.__version__, PIL.__version__, skimage.__version__]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
