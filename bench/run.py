@@ -328,14 +328,22 @@ def byte_compile(contenders: Sequence[Contender]) -> None:
     compileall.compile_dir(BENCH, maxlevels=0, quiet=1)
 
 
+# The serving settings the inference function's environment sets (lambda_docker/inference.py) where they
+# differ from a local server's: the bench measures the handler as Lambda runs it. With the function's
+# read-only store no rollout is judged in process, so its first load does not wait for the judge
+# (tests/infra/test_service_stack.py checks these against the synthesized function).
+LAMBDA_SETTINGS = {"ROLLOUT_JUDGE_SECONDS": "0",
+                   # EMF metric lines as in Lambda: the cost table counts the log bytes they add.
+                   "POWERTOOLS_METRICS_NAMESPACE": "Classifier"}
+
+
 def child_env(store: Path, weights: Path) -> dict[str, str]:
     """The same environment for every contender; only BACKEND (set by trial.py) and, for an archived
     revision, PYTHONPATH differ."""
     env = dict(os.environ)
     env.pop("BACKEND", None)
-    env.update(MODEL_STORE=str(store), MODEL_NAME="resnet50", BASELINE_WEIGHTS=str(weights),
-               # EMF metric lines as in Lambda (the CDK app sets the namespace): the cost table counts log bytes.
-               POWERTOOLS_METRICS_NAMESPACE="Classifier")
+    env.update(LAMBDA_SETTINGS)
+    env.update(MODEL_STORE=str(store), MODEL_NAME="resnet50", BASELINE_WEIGHTS=str(weights))
     return env
 
 

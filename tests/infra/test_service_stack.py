@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 from aws_cdk.assertions import Match
 
 from .conftest import Synth
 from .test_storage_stack import function_statements, only, resources, uploads_bucket
+from helpers import ROOT
 
 
 def inference_function(synth: Synth) -> tuple[str, dict[str, Any]]:
@@ -49,6 +52,18 @@ def test_function_environment(default: Synth) -> None:
     }
     uploads_id, _ = uploads_bucket(default)
     assert f"ExportsOutputRef{uploads_id}" in json.dumps(env["UPLOADS_BUCKET"])
+
+
+def test_the_bench_runs_the_handler_with_the_functions_settings(default: Synth) -> None:
+    # make bench measures the cold start Lambda pays: where the function's environment differs from a
+    # local server's defaults, the bench's processes get the function's value (bench/run.py).
+    _, function = inference_function(default)
+    env = function["Properties"]["Environment"]["Variables"]
+    printed = subprocess.run([sys.executable, "-c", "import json, run; print(json.dumps(run.LAMBDA_SETTINGS))"],
+                             cwd=ROOT / "bench", capture_output=True, text=True, check=True).stdout
+    settings = json.loads(printed)
+    assert settings, "the bench sets none of the function's settings"
+    assert {key: env.get(key) for key in settings} == settings
 
 
 def test_function_size_and_timeout(default: Synth) -> None:

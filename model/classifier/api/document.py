@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from starlette.routing import BaseRoute, Route
@@ -31,6 +30,8 @@ _SCHEMA_REF = "#/components/schemas/"
 
 @cache
 def _file() -> str:
+    from importlib import resources  # imported where used: off the cold start's path (docs/performance.md)
+
     return resources.files("classifier.api").joinpath("openapi.json").read_text()
 
 

@@ -76,18 +76,20 @@ def open_record_store(settings: Settings, *, defer: bool = True) -> RecordStore:
         from classifier.records.deferral import DeferringRecordStore, open_deferral
 
         return DeferringRecordStore(open_record_store(settings, defer=False), open_deferral(settings))
-    from classifier.records.dynamodb import DynamoRecordStore
-    from classifier.records.keys import KeyLayout
-    from classifier.records.sqlite import SqliteRecordStore
-
     secret = settings.records_cursor_secret.encode() if settings.records_cursor_secret else None
+    # Each store's module is imported only where it is used (the cold start pays for one of them).
     if settings.records_table:
+        from classifier.records.dynamodb import DynamoRecordStore
+        from classifier.records.keys import KeyLayout
+
         try:
             layout = KeyLayout(settings.records_indexes, settings.records_shards)
         except ValueError as exc:
             raise ConfigError(f"RECORDS_INDEXES / RECORDS_SHARDS: {exc}") from None
         return DynamoRecordStore(settings.records_table, ttl_days=settings.records_ttl_days, secret=secret,
                                  layout=layout, retry_seconds=settings.records_retry_seconds)
+    from classifier.records.sqlite import SqliteRecordStore
+
     return SqliteRecordStore(sqlite_path(settings), secret=secret)
 
 

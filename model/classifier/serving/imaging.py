@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
-from classifier.store.preprocessing import crop_size, normalize_preprocessing
+from classifier.store.preprocessing import crop_size, input_shape, normalize_preprocessing
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # The file names those formats go by (what torchvision's ImageFolder takes, as far as we decode it).
@@ -103,8 +103,7 @@ class Preprocessing:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """One image's tensor shape: (3, height, width), or (height, width, 3) for NHWC."""
-        height, width = self.crop
-        return (height, width, 3) if self.layout == "NHWC" else (3, height, width)
+        return input_shape(self.crop, self.layout)
 
 
 @dataclass(frozen=True)

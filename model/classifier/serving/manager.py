@@ -48,8 +48,11 @@ from classifier.store.manifest import (
     check_artifact,
     precision,
 )
+from classifier.store.preprocessing import crop_size, input_shape, normalize_preprocessing
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from classifier.serving.imaging import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -144,14 +147,14 @@ class ModelManager:
     def load_in_background(self) -> threading.Thread:
         """Start the first load now, on a thread; ``current()`` waits for it.
 
-        The backend's modules (numpy, onnxruntime) and the imaging module (Pillow)
-        are imported here, on the calling thread, before the thread starts. Imports
-        hold the GIL: done on the thread, they would take turns with the caller's
-        own imports (the web layer), and the session build, which releases the GIL
-        and is what the caller's imports can overlap, would start later
-        (docs/performance.md, "Cold start at its floor")."""
+        The backend's modules (numpy, onnxruntime) are imported here, on the calling
+        thread, before the thread starts. Imports hold the GIL: done on the thread,
+        they would take turns with the caller's own imports (the web layer), and the
+        session build, which releases the GIL and is what the caller's imports can
+        overlap, would start later. Nothing else the load needs is imported before
+        the build starts: the imaging module (Pillow, hashlib) is imported by the
+        caller's web layer meanwhile (docs/performance.md, "Cold start at its floor")."""
         import_backend(self.settings.backend)
-        import classifier.serving.imaging  # noqa: F401  (Preprocessing, once the session is built)
 
         # Not a daemon: a process that exits during the load (a script that only
         # imports the handler) waits for it rather than aborting inside ORT.
@@ -316,8 +319,6 @@ class ModelManager:
 
     def load(self, version: str) -> LoadedModel:
         """Load and verify ``version``; the current model is untouched on failure."""
-        from classifier.serving.imaging import Preprocessing
-
         start = time.perf_counter()
         name = self.name
         backend_kind = self.settings.backend
@@ -333,30 +334,30 @@ class ModelManager:
         # The preprocessing is checked against its bounds before anything large is read: a version
         # whose manifest asks for a 100000-pixel resize is refused here, not at its first request.
         try:
-            preprocessing = Preprocessing.from_manifest(manifest["preprocessing"])
+            spec = normalize_preprocessing(manifest["preprocessing"])
         except ValueError as exc:
             raise IntegrityError(f"{where}: {exc}") from None
         artifact = BACKEND_ARTIFACT[backend_kind]
         expected = manifest["artifacts"]
         if artifact not in expected:
             raise IntegrityError(f"{where} has no {artifact} for the {backend_kind} backend")
-        verify = self.settings.verify_on_load
-        check_artifact(vdir / "labels.json", expected["labels.json"], where, hash_it=verify)
-        labels = json.loads((vdir / "labels.json").read_bytes())
-        if not isinstance(labels, list) or len(labels) != manifest["labels"]["count"]:
-            raise IntegrityError(f"{where}: labels.json does not hold {manifest['labels']['count']} labels")
-        # Hash the (large) artifact on a second thread while the backend builds
-        # from the same file: the page cache serves both reads, hashlib and
-        # ONNX Runtime release the GIL, so verification costs ~no extra time.
-        # The backend is only returned, and so only ever serves, if it matches.
+        # Verify the (large) artifact and the labels on a second thread while the
+        # backend builds from the same file: the page cache serves both reads, hashlib
+        # and ONNX Runtime release the GIL, so verification costs ~no extra time, and
+        # the build starts at once. The backend is only returned, and so only ever
+        # serves, if both match.
         with ThreadPoolExecutor(1, thread_name_prefix="model-verify") as pool:
-            verified = pool.submit(check_artifact, vdir / artifact, expected[artifact], where, hash_it=verify)
+            verified = pool.submit(self._verified_labels, vdir, manifest, artifact, where)
             try:
                 backend = load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin,
-                                       input_shape=preprocessing.input_shape, architecture=architecture(manifest),
+                                       input_shape=input_shape(crop_size(spec), spec["layout"]),
+                                       architecture=architecture(manifest),
                                        torchvision_kwargs=_torchvision_kwargs(manifest))
             finally:
-                verified.result()  # raises IntegrityError on a mismatch
+                labels = verified.result()  # raises IntegrityError on a mismatch
+        from classifier.serving.imaging import Preprocessing  # imported by the web layer meanwhile
+
+        preprocessing = Preprocessing.from_manifest(spec)
         # The output width is checked from the graph's metadata, not by a
         # warm-up forward pass: ONNX Runtime's first run is no slower than the
         # next (measured), so a probe would only add a forward pass to every cold
@@ -366,6 +367,16 @@ class ModelManager:
         _release_free_memory()
         return LoadedModel(name, version, manifest, labels, preprocessing, backend,
                            (time.perf_counter() - start) * 1000, artifact_bytes(manifest, backend_kind))
+
+    def _verified_labels(self, vdir: Path, manifest: dict[str, Any], artifact: str, where: str) -> list[str]:
+        """Check the backend's artifact and labels.json against the manifest; the labels."""
+        expected, verify = manifest["artifacts"], self.settings.verify_on_load
+        check_artifact(vdir / artifact, expected[artifact], where, hash_it=verify)
+        check_artifact(vdir / "labels.json", expected["labels.json"], where, hash_it=verify)
+        labels = json.loads((vdir / "labels.json").read_bytes())
+        if not isinstance(labels, list) or len(labels) != manifest["labels"]["count"]:
+            raise IntegrityError(f"{where}: labels.json does not hold {manifest['labels']['count']} labels")
+        return labels
 
 
 def _torchvision_kwargs(manifest: dict[str, Any]) -> Any:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -235,5 +234,7 @@ class RolloutSlot:
 
 
 def _actor() -> str:
+    import socket  # imported where used: off the cold start's path (docs/performance.md)
+
     return f"server {socket.gethostname()} pid {os.getpid()}"
 

@@ -20,11 +20,9 @@ writes and interprets it. Standard library only: the installer's zip holds it.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,6 +151,9 @@ def undo_target(history: Sequence[Switch], current: str, name: str) -> tuple[str
 
 def local_actor() -> str:
     """Who is switching, as ``user@host``: the person at a laptop, or the account a job runs as."""
+    import getpass  # imported where used: off the cold start's path (docs/performance.md)
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name and no passwd entry (some containers)

@@ -31,8 +31,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -187,6 +185,8 @@ class ModelStore:
         """Start installing a version: write artifacts into ``staged.path``, then ``commit``."""
         vdir = self.versions_dir(name)
         vdir.mkdir(parents=True, exist_ok=True)
+        import secrets  # imported where used: off the cold start's path (docs/performance.md)
+
         path = self.model_dir(name) / f"{_STAGING_PREFIX}{secrets.token_hex(8)}"
         path.mkdir()
         return StagedVersion(self, name, path)
@@ -196,6 +196,8 @@ class ModelStore:
         """Install the version in ``source`` (manifest.json + artifacts); return its id.
 
         With ``make_current`` it becomes current, recorded in the history with ``reason`` and ``actor``."""
+        import shutil  # imported where used: off the cold start's path (docs/performance.md)
+
         manifest = json.loads((source / MANIFEST).read_bytes())
         validate_manifest(manifest)
         with self.stage(manifest["name"]) as staged:
@@ -331,6 +333,8 @@ class StagedVersion:
         return version
 
     def discard(self) -> None:
+        import shutil  # imported where used: off the cold start's path (docs/performance.md)
+
         shutil.rmtree(self.path, ignore_errors=True)
         self._done = True
 

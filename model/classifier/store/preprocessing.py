@@ -93,6 +93,12 @@ def crop_size(spec: Mapping[str, Any]) -> tuple[int, int]:
     return (int(crop[0]), int(crop[1])) if isinstance(crop, (list, tuple)) else (int(crop), int(crop))
 
 
+def input_shape(crop: tuple[int, int], layout: str) -> tuple[int, int, int]:
+    """One image's tensor shape: (3, height, width), or (height, width, 3) for NHWC."""
+    height, width = crop
+    return (height, width, 3) if layout == "NHWC" else (3, height, width)
+
+
 def _side(key: str, value: Any) -> int:
     if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE:
         raise PreprocessingError(f"preprocessing {key} must be an integer from {MIN_SIDE} to {MAX_SIDE} pixels, "
