@@ -328,11 +328,12 @@ def byte_compile(contenders: Sequence[Contender]) -> None:
     compileall.compile_dir(BENCH, maxlevels=0, quiet=1)
 
 
-# The serving settings the inference function's environment sets (lambda_docker/inference.py) where they
-# differ from a local server's: the bench measures the handler as Lambda runs it. With the function's
-# read-only store no rollout is judged in process, so its first load does not wait for the judge
-# (tests/infra/test_service_stack.py checks these against the synthesized function).
-LAMBDA_SETTINGS = {"ROLLOUT_JUDGE_SECONDS": "0",
+# The inference function's settings (lambda_docker/inference.py) that change what a process does
+# at init, given to every contender, the floor too: the bench measures the handler as Lambda runs
+# it. No rollout is judged in process (the function's store is read-only), so the first load does not
+# wait for the judge; numpy's OpenBLAS starts no spinning threads (docs/performance.md).
+# tests/infra/test_service_stack.py checks these against the synthesized function.
+LAMBDA_SETTINGS = {"ROLLOUT_JUDGE_SECONDS": "0", "OPENBLAS_NUM_THREADS": "1",
                    # EMF metric lines as in Lambda: the cost table counts the log bytes they add.
                    "POWERTOOLS_METRICS_NAMESPACE": "Classifier"}
 

@@ -90,6 +90,10 @@ class ClassifierRuntime:
             "UPLOADS_BUCKET": self.uploads_bucket_name,
             "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            # numpy's OpenBLAS starts a thread per core when numpy is imported, and it spins for a while:
+            # on 2 vCPUs it takes one from the model load for most of the init phase. The runtime calls
+            # no BLAS routine; ONNX Runtime has its own threads (docs/performance.md).
+            "OPENBLAS_NUM_THREADS": "1",
             **self.records.environment,
         }
 

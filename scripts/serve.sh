@@ -36,6 +36,10 @@ else
   exit "$status"
 fi
 
+# numpy's OpenBLAS threads would spin beside ONNX Runtime's; the runtime calls no BLAS routine
+# (docs/performance.md). The functions in AWS are configured the same way.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
 "$PY" -m classifier serve --store "$STORE" --port "$PORT" &

@@ -4,23 +4,29 @@ Mangum adapts API Gateway REST (v1), HTTP API and Function URL (v2) events,
 including base64 bodies, to the ASGI app. Everything below runs once per
 Lambda instance, in the init phase.
 
-Order matters for the cold start: the default model starts loading on a thread
-*before* the web framework is imported, so reading, hashing and building the
-ONNX Runtime session (which release the GIL) overlap the web layer's import. The
-first request waits for the load if it is not finished yet. Other served models
-(``MODELS``) load on their first request.
+Order matters for the cold start: the default model's ONNX Runtime session starts
+building on a thread *first* (``classifier.serving.preload``), before the model
+slots, Powertools and the web framework are imported, so the build (which releases
+the GIL) overlaps those imports; the slot's load then verifies the version (reading
+and hashing it on another thread) and takes the session. The first request waits for
+the load if it is not finished yet. Other served models (``MODELS``) load on their
+first request.
 """
 
 import logging
 from typing import Any
 
 from classifier.config import Settings
-from classifier.observability import logs
-from classifier.serving.registry import ModelRegistry
+from classifier.serving import preload
 
 settings = Settings.from_env()
+early = preload.start(settings)
+
+from classifier.observability import logs  # noqa: E402  (deliberately after the build started)
+from classifier.serving.registry import ModelRegistry  # noqa: E402
+
 models = ModelRegistry(settings)
-models.default.load_in_background()
+models.default.load_in_background(early)
 logs.configure()  # imports Powertools while the model loads
 logging.getLogger("mangum").setLevel(logging.WARNING)  # our access log already has one line per request
 

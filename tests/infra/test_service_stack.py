@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -64,6 +65,18 @@ def test_the_bench_runs_the_handler_with_the_functions_settings(default: Synth) 
     settings = json.loads(printed)
     assert settings, "the bench sets none of the function's settings"
     assert {key: env.get(key) for key in settings} == settings
+
+
+def test_the_functions_numpy_starts_no_spinning_blas_threads(default: Synth) -> None:
+    # numpy's OpenBLAS starts a thread per core at import unless told not to; those threads spin and
+    # take a core from the model load (docs/performance.md). With the function's environment, importing
+    # numpy leaves the process with its one thread.
+    _, function = inference_function(default)
+    env = function["Properties"]["Environment"]["Variables"]
+    count = "import os, numpy; print(len(os.listdir('/proc/self/task')))"
+    threads = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, check=True,
+                             env={**os.environ, "OPENBLAS_NUM_THREADS": env["OPENBLAS_NUM_THREADS"]}).stdout
+    assert int(threads) == 1
 
 
 def test_function_size_and_timeout(default: Synth) -> None:

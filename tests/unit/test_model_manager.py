@@ -22,6 +22,7 @@ import pytest
 from classifier.config import Settings
 from classifier.errors import ModelUnavailable
 from classifier.serving import manager as runtime
+from classifier.serving import preload
 from classifier.serving.manager import ModelManager
 from classifier.store.layout import ModelStore
 
@@ -285,3 +286,101 @@ def test_verify_on_load_off_checks_sizes_only(store: Path) -> None:
     path.write_bytes(path.read_bytes() + b" ")
     with pytest.raises(ModelUnavailable, match=r"labels\.json has \d+ bytes, the manifest says"):
         ModelManager(settings, clock=Clock()).current()
+
+
+# -- the cold start's preload (classifier.serving.preload) ----------------------------------------
+
+
+def refuse_own_builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Make the manager's own backend build fail the test; the artifacts it was asked for."""
+    asked: list[Path] = []
+
+    def own_build(kind: str, artifact: Path, **kwargs: Any) -> Any:
+        asked.append(artifact)
+        raise AssertionError(f"the manager built {artifact} itself")
+
+    monkeypatch.setattr(runtime, "load_backend", own_build)
+    return asked
+
+
+def test_the_first_load_serves_the_preloaded_session(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the session of the current version started building before the manager existed
+    settings = Settings(model_store=store)
+    early = preload.start(settings)
+    assert early is not None
+    # WHEN the manager's first load runs, unable to build a session of its own
+    asked = refuse_own_builds(monkeypatch)
+    manager = ModelManager(settings, clock=Clock())
+    manager.load_in_background(early).join(DEADLOCK_GUARD_SECONDS)
+    # THEN the version serves, on the preloaded session, verified as any load is
+    loaded = manager.current()
+    assert asked == [] and loaded.version == ModelStore(store).current(NAME)
+    assert loaded.backend.num_classes == len(loaded.labels) == 1000
+    # AND the session is taken once: a second claim gets nothing
+    assert early.claim(early.artifact, threads=early.threads, spin=early.spin) is None
+
+
+def test_a_preloaded_version_that_fails_its_checks_never_serves(store: Path) -> None:
+    # GIVEN a current version whose labels were altered after publishing (same size, other bytes)
+    version = ModelStore(store).current(NAME)
+    assert version is not None
+    tampered_labels(store, version)
+    settings = Settings(model_store=store)
+    early = preload.start(settings)
+    assert early is not None  # the session builds: the model file itself is intact
+    # WHEN the manager's first load takes it
+    manager = ModelManager(settings, clock=Clock())
+    manager.load_in_background(early).join(DEADLOCK_GUARD_SECONDS)
+    # THEN the version is refused as it would be without a preload
+    with pytest.raises(ModelUnavailable, match=r"labels\.json sha256 does not match the manifest"):
+        manager.current()
+    assert manager.loaded is None
+
+
+def test_a_preload_of_a_version_no_longer_current_is_left_unclaimed(
+        store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the session of v1 building, and v2 made current before the manager's first load
+    settings = Settings(model_store=store)
+    early = preload.start(settings)
+    assert early is not None
+    v2 = install(store, newer_version(store, tmp_path))
+    built: list[Path] = []
+    real_load_backend = runtime.load_backend
+
+    def own_build(kind: str, artifact: Path, **kwargs: Any) -> Any:
+        built.append(artifact)
+        return real_load_backend(kind, artifact, **kwargs)
+
+    monkeypatch.setattr(runtime, "load_backend", own_build)
+    # WHEN the manager loads
+    manager = ModelManager(settings, clock=Clock())
+    manager.load_in_background(early).join(DEADLOCK_GUARD_SECONDS)
+    # THEN it serves v2 on a session it built from v2's file, not v1's preloaded one
+    assert manager.current().version == v2
+    assert built == [ModelStore(store).version_dir(NAME, v2) / "model.onnx"]
+
+
+def test_a_preload_whose_build_failed_raises_the_builds_error(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a current model file of the right size that ONNX Runtime cannot read, with hashing off
+    version = ModelStore(store).current(NAME)
+    assert version is not None
+    path = ModelStore(store).version_dir(NAME, version) / "model.onnx"
+    size = path.stat().st_size
+    path.unlink()  # a private copy: break the hard link, never edit the shared file
+    path.write_bytes(b"\xff" * size)
+    settings = Settings(model_store=store, verify_on_load=False)
+    early = preload.start(settings)
+    assert early is not None
+    # WHEN the manager's first load claims its session (and may not build one itself)
+    asked = refuse_own_builds(monkeypatch)
+    manager = ModelManager(settings, clock=Clock())
+    manager.load_in_background(early).join(DEADLOCK_GUARD_SECONDS)
+    # THEN the load fails with the preload's build error, as its own build would have, and nothing serves
+    with pytest.raises(ModelUnavailable, match=rf"version {version} could not be loaded: .*ONNXRuntimeError"):
+        manager.current()
+    assert asked == [] and manager.loaded is None
+
+
+def test_there_is_nothing_to_preload_without_an_onnx_current_version(tmp_path: Path, store: Path) -> None:
+    assert preload.start(Settings(model_store=tmp_path / "empty")) is None
+    assert preload.start(Settings(model_store=store, backend="torch")) is None

@@ -14,6 +14,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from classifier.config import Settings
 
 # Lambda allocates CPU in proportion to memory: 1,769 MB is one full vCPU
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
@@ -70,6 +74,12 @@ class ThreadPlan:
     # (measured: docs/performance.md, "Spinning"). Settings.spinning decides.
     spin: bool
     share: float
+
+
+def serving_plan(settings: Settings) -> ThreadPlan:
+    """The one thread plan of a process serving ``settings``' models (``MODELS``)."""
+    several = settings.every_model or len(settings.served_models) > 1
+    return plan_threads(settings.threads, models=2 if several else 1, spinning=settings.spinning)
 
 
 def plan_threads(configured: int | None = None, env: Mapping[str, str] | None = None, *,

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from classifier.serving.imaging import Preprocessing
+    from classifier.serving.preload import Preload
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class ModelManager:
         self.threads = self.plan.threads
         self._clock = clock
         self._memory = memory
+        self._preload: Preload | None = None  # the cold start's session, for the first load (load_in_background)
         self._loaded: LoadedModel | None = None
         # Held while CURRENT is checked and a version loads, and by whoever unloads the model.
         self._lock = threading.Lock()
@@ -144,16 +146,19 @@ class ModelManager:
         self.rollout = RolloutSlot(self.name, self.store, settings, self._admitted_load)
 
     # -- public ----------------------------------------------------------------
-    def load_in_background(self) -> threading.Thread:
+    def load_in_background(self, preload: Preload | None = None) -> threading.Thread:
         """Start the first load now, on a thread; ``current()`` waits for it.
 
-        The backend's modules (numpy, onnxruntime) are imported here, on the calling
-        thread, before the thread starts. Imports hold the GIL: done on the thread,
-        they would take turns with the caller's own imports (the web layer), and the
-        session build, which releases the GIL and is what the caller's imports can
-        overlap, would start later. Nothing else the load needs is imported before
-        the build starts: the imaging module (Pillow, hashlib) is imported by the
-        caller's web layer meanwhile (docs/performance.md, "Cold start at its floor")."""
+        ``preload`` is the session ``classifier.serving.preload.start`` began building
+        before this module was imported: the load takes it if it was built for the
+        version it loads, once that version passed its checks. The backend's modules
+        (numpy, onnxruntime) are imported here, on the calling thread, before the
+        thread starts. Imports hold the GIL: done on the thread, they would take turns
+        with the caller's own imports (the web layer). Nothing else the load needs is
+        imported before the build starts: the imaging module (Pillow, hashlib) is
+        imported by the caller's web layer meanwhile (docs/performance.md, "Cold start
+        at its floor")."""
+        self._preload = preload
         import_backend(self.settings.backend)
 
         # Not a daemon: a process that exits during the load (a script that only
@@ -346,13 +351,15 @@ class ModelManager:
         # and ONNX Runtime release the GIL, so verification costs ~no extra time, and
         # the build starts at once. The backend is only returned, and so only ever
         # serves, if both match.
+        preload, self._preload = self._preload, None
         with ThreadPoolExecutor(1, thread_name_prefix="model-verify") as pool:
             verified = pool.submit(self._verified_labels, vdir, manifest, artifact, where)
             try:
-                backend = load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin,
-                                       input_shape=input_shape(crop_size(spec), spec["layout"]),
-                                       architecture=architecture(manifest),
-                                       torchvision_kwargs=_torchvision_kwargs(manifest))
+                backend = (preload and preload.claim(vdir / artifact, threads=self.threads, spin=self.plan.spin)) \
+                    or load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin,
+                                    input_shape=input_shape(crop_size(spec), spec["layout"]),
+                                    architecture=architecture(manifest),
+                                    torchvision_kwargs=_torchvision_kwargs(manifest))
             finally:
                 labels = verified.result()  # raises IntegrityError on a mismatch
         from classifier.serving.imaging import Preprocessing  # imported by the web layer meanwhile

@@ -21,7 +21,7 @@ from typing import Any
 
 from classifier.config import MODEL_NAME_RE, MiB, Settings
 from classifier.errors import NotFound
-from classifier.serving.cpu import plan_threads
+from classifier.serving.cpu import serving_plan
 from classifier.serving.manager import ModelManager
 from classifier.serving.memory import MemoryBudget
 from classifier.store.layout import ModelStore
@@ -36,8 +36,7 @@ class ModelRegistry:
         self.settings = settings
         self.store = store or ModelStore(settings.model_store)
         self._clock = clock
-        several = settings.every_model or len(settings.served_models) > 1
-        self.plan = plan_threads(settings.threads, models=2 if several else 1, spinning=settings.spinning)
+        self.plan = serving_plan(settings)
         limit = settings.model_memory_mb
         self.memory = MemoryBudget(None if limit is None else limit * MiB)
         self._slots: dict[str, ModelManager] = {}

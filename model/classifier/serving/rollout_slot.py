@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from classifier.config import Settings
 from classifier.observability import metrics
-from classifier.store.judge import Evidence, judge
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import StoreError
 from classifier.store.rollout import CURRENT_ROLE, Rollout, RolloutStore, routes_to_candidate
@@ -211,6 +210,8 @@ class RolloutSlot:
             except Exception as exc:
                 log.warning("rollout evidence unreadable: %s", exc)
             else:
+                from classifier.store.judge import judge  # imported where used: off the cold start's path
+
                 verdict = judge(rollout, evidence)
                 state.update(evidence=evidence.as_dict(), verdict=str(verdict), reason=verdict.reason)
         return state
@@ -225,6 +226,8 @@ class RolloutSlot:
         metrics.record_candidate_load_failure(rollout.candidate)
         if not self.judging:
             return  # read-only here (Lambda): the AWS judge aborts it on the metric
+        from classifier.store.judge import Evidence  # imported where used: off the cold start's path
+
         evidence = replace(Evidence.empty(rollout, "this server"), load_failures=1, load_error=str(exc))
         try:
             self.rollouts.abort(self.name, reason=reason, evidence=evidence.as_dict(), expect_id=rollout.id,
