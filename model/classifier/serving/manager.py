@@ -48,7 +48,7 @@ from classifier.store.manifest import (
     check_artifact,
     precision,
 )
-from classifier.store.preprocessing import crop_size, input_shape, normalize_preprocessing
+from classifier.store.preprocessing import normalize_preprocessing, spec_input_shape
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -357,7 +357,7 @@ class ModelManager:
             try:
                 backend = (preload and preload.claim(vdir / artifact, threads=self.threads, spin=self.plan.spin)) \
                     or load_backend(backend_kind, vdir / artifact, threads=self.threads, spin=self.plan.spin,
-                                    input_shape=input_shape(crop_size(spec), spec["layout"]),
+                                    input_shape=spec_input_shape(spec),
                                     architecture=architecture(manifest),
                                     torchvision_kwargs=_torchvision_kwargs(manifest))
             finally:

@@ -24,7 +24,7 @@ from classifier.config import Settings
 from classifier.serving.cpu import serving_plan
 from classifier.store.layout import ModelStore
 from classifier.store.manifest import BACKEND_ARTIFACT, StoreError
-from classifier.store.preprocessing import crop_size, input_shape, normalize_preprocessing
+from classifier.store.preprocessing import normalize_preprocessing, spec_input_shape
 
 if TYPE_CHECKING:
     from classifier.serving.backends.onnx_backend import OnnxBackend
@@ -79,4 +79,4 @@ def start(settings: Settings) -> Preload | None:
         return None
     plan = serving_plan(settings)
     return Preload(store.version_dir(name, version) / BACKEND_ARTIFACT["onnx"], threads=plan.threads,
-                   spin=plan.spin, shape=input_shape(crop_size(spec), spec["layout"]))
+                   spin=plan.spin, shape=spec_input_shape(spec))

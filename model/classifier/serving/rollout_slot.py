@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -237,7 +238,5 @@ class RolloutSlot:
 
 
 def _actor() -> str:
-    import socket  # imported where used: off the cold start's path (docs/performance.md)
-
     return f"server {socket.gethostname()} pid {os.getpid()}"
 

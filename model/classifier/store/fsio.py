@@ -9,6 +9,7 @@ server.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ _CHUNK = 1 << 20
 
 def temp_name(target: Path) -> Path:
     """A hidden, unique sibling of ``target`` that listings skip."""
-    import secrets  # not at module level: kept off the cold start's imports (docs/performance.md)
+    import secrets  # imported where used: off the cold start's path (docs/performance.md)
 
     return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
 
@@ -56,8 +57,6 @@ def write_atomic(target: Path, data: bytes) -> None:
 
 def sha256_file(path: Path) -> tuple[int, str]:
     """Return ``(size in bytes, hex sha256)`` of a file, read in chunks."""
-    import hashlib  # imported by the thread that hashes, while the session builds
-
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:

@@ -5,6 +5,7 @@ Standard library only: the installer Lambda's zip holds this package.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -59,8 +60,6 @@ def check_version(version: str) -> str:
 def artifacts_digest(artifacts: Mapping[str, Mapping[str, Any]]) -> str:
     """The 12-hex content id of a set of artifacts (the version's suffix)."""
     lines = "".join(f"{name}\0{artifacts[name]['sha256']}\n" for name in sorted(artifacts))
-    import hashlib  # imported where used: off the cold start's path (docs/performance.md)
-
     return hashlib.sha256(lines.encode()).hexdigest()[:12]
 
 

@@ -99,6 +99,11 @@ def input_shape(crop: tuple[int, int], layout: str) -> tuple[int, int, int]:
     return (height, width, 3) if layout == "NHWC" else (3, height, width)
 
 
+def spec_input_shape(spec: Mapping[str, Any]) -> tuple[int, int, int]:
+    """``input_shape`` of a normalised spec (its crop and layout)."""
+    return input_shape(crop_size(spec), spec["layout"])
+
+
 def _side(key: str, value: Any) -> int:
     if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE:
         raise PreprocessingError(f"preprocessing {key} must be an integer from {MIN_SIDE} to {MAX_SIDE} pixels, "

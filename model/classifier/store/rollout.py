@@ -31,9 +31,11 @@ Standard library only: the installer's zip holds this module.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -106,12 +108,6 @@ def _number_in(value: object, lo: float, hi: float) -> bool:
             and lo <= value <= hi)
 
 
-def _new_id() -> str:
-    import secrets  # imported where used: off the cold start's path (docs/performance.md)
-
-    return secrets.token_hex(8)
-
-
 @dataclass(frozen=True)
 class Rollout:
     """The running rollout of one model, as ``ROLLOUT`` holds it."""
@@ -124,7 +120,7 @@ class Rollout:
     started_at: str
     guards: Guards = field(default_factory=Guards)
     auto_promote: bool = False
-    id: str = field(default_factory=_new_id)
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -178,8 +174,6 @@ def routes_to_candidate(rollout: Rollout, request_id: str) -> bool:
     The hash covers the rollout's id too, so each rollout draws its own slice of
     traffic rather than the same unlucky clients every time.
     """
-    import hashlib  # imported where used: off the cold start's path (docs/performance.md)
-
     digest = hashlib.sha256(f"{rollout.id}\0{request_id}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
     return draw * 100 < rollout.percent
