@@ -13,52 +13,37 @@ It needs the store, photos and int8 store of a bench run (``bench/.work``, made 
 ``python bench/run.py``). The inference function's settings (``LAMBDA_SETTINGS``) are
 applied first, as in ``make bench``; a variant's own overrides win.
 
-    python bench/profile/cold_ab.py --rounds 11 \\
-        floor=floor ours=onnx 'ours-blas=onnx:OPENBLAS_NUM_THREADS=' --int8
+    python bench/profile/cold_ab.py --rounds 11 --int8 \\
+        floor=floor ours=onnx 'ours-blas=onnx:OPENBLAS_NUM_THREADS=' 'before=onnx:PYTHONPATH=/tmp/rev/model'
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH))
 
-from run import LAMBDA_SETTINGS  # noqa: E402
+from run import WORKING_TREE_PACKAGE, Contender, child_env, spawn  # noqa: E402
 
 
-def parse_variant(text: str) -> tuple[str, str, dict[str, str]]:
-    """``name=contender[:KEY=VALUE[,KEY=VALUE...]]``; an empty VALUE removes the variable."""
+def parse_variant(text: str) -> tuple[Contender, set[str]]:
+    """``name=contender[:KEY=VALUE[,KEY=VALUE...]]``: the contender, and the variables it unsets (an empty
+    VALUE). ``PYTHONPATH`` names another revision's package directory, which the trial must import."""
     name, _, rest = text.partition("=")
-    contender, _, overrides = rest.partition(":")
+    kind, _, overrides = rest.partition(":")
     env = dict(item.split("=", 1) for item in overrides.split(",") if item)
-    return name, contender, env
-
-
-def spawn(contender: str, env: dict[str, str], work: Path, result: Path) -> tuple[dict[str, Any], float]:
-    """One fresh trial process; its cold-start phases and its CPU time in ms."""
-    photos = work / "photos"
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(BENCH / "trial.py"), "--contender", contender,
-                             "--photo-1mp", str(photos / "photo-1mp.jpg"),
-                             "--photo-12mp", str(photos / "photo-12mp.jpg"),
-                             "--result", str(result), "--t0", repr(t0)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=result.parent)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{contender} trial failed (exit {os.waitstatus_to_exitcode(status)})")
-    cold: dict[str, Any] = json.loads(result.read_text())["cold"]
-    result.unlink()
-    return cold, (usage.ru_utime + usage.ru_stime) * 1000
+    unset = {key for key, value in env.items() if value == ""}
+    pythonpath = Path(env.pop("PYTHONPATH")) if env.get("PYTHONPATH") else None
+    package = None if kind == "floor" else (pythonpath / "classifier" if pythonpath else WORKING_TREE_PACKAGE)
+    return Contender(name, kind, package, pythonpath=pythonpath,
+                     env=tuple((k, v) for k, v in env.items() if v != "")), unset
 
 
 def main() -> None:
@@ -70,35 +55,33 @@ def main() -> None:
     args = parser.parse_args()
 
     store = args.work / ("store-int8" if args.int8 else "store-fp32")
-    base = {k: v for k, v in os.environ.items() if k != "BACKEND"}
-    base.update(LAMBDA_SETTINGS, MODEL_STORE=str(store), MODEL_NAME="resnet50",
-                BASELINE_WEIGHTS=str(args.work / "baseline" / "resnet50.pth"))
+    base = child_env(store, args.work / "baseline" / "resnet50.pth")
+    photos = {size: args.work / "photos" / f"photo-{size}.jpg" for size in ("1mp", "12mp")}
     variants = [parse_variant(v) for v in args.variants]
-    wall: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-    phases: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c, _ in variants}
     with tempfile.TemporaryDirectory() as scratch:
-        result = Path(scratch) / "result.json"
         for turn in range(args.rounds):
             k = turn % len(variants)
-            for name, contender, overrides in variants[k:] + variants[:k]:
-                env = {**base, **overrides}
-                env = {key: value for key, value in env.items() if value != ""}
-                cold, cpu_ms = spawn(contender, env, args.work, result)
-                wall[name].append(cold["total_ms"])
-                cpu[name].append(cpu_ms)
-                phases[name].append(cold)
-    reference = variants[0][0]
-    ref_wall, ref_cpu = statistics.median(wall[reference]), statistics.median(cpu[reference])
+            for contender, unset in variants[k:] + variants[:k]:
+                env = {key: value for key, value in base.items() if key not in unset}
+                runs[contender.name].append(spawn(contender, env, photos, Path(scratch)))
+
+    def p50(name: str, figure: Any) -> float:
+        return statistics.median(figure(run) for run in runs[name])
+
+    reference = variants[0][0].name
+    ref_wall = p50(reference, lambda r: r["cold"]["total_ms"])
+    ref_cpu = p50(reference, lambda r: r["rusage"]["cpu_ms"])
     print(f"{args.rounds} rounds, {store.name}, load average {os.getloadavg()[0]:.2f} at the end")
     print("| variant | p50 (ms) | min (ms) | CPU p50 (ms) | p50 ÷ first | CPU ÷ first | import + init | first invoke |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, _, _ in variants:
-        p50, cpu50 = statistics.median(wall[name]), statistics.median(cpu[name])
-        init = statistics.median(p["import_init_ms"] for p in phases[name])
-        first = statistics.median(p["first_invoke_ms"] for p in phases[name])
-        print(f"| {name} | {p50:.1f} | {min(wall[name]):.1f} | {cpu50:.0f} | {p50 / ref_wall:.3f}x "
-              f"| {cpu50 / ref_cpu:.3f}x | {init:.1f} | {first:.1f} |")
+    for contender, _ in variants:
+        name = contender.name
+        wall, cpu = p50(name, lambda r: r["cold"]["total_ms"]), p50(name, lambda r: r["rusage"]["cpu_ms"])
+        fastest = min(r["cold"]["total_ms"] for r in runs[name])
+        print(f"| {name} | {wall:.1f} | {fastest:.1f} | {cpu:.0f} | {wall / ref_wall:.3f}x | {cpu / ref_cpu:.3f}x "
+              f"| {p50(name, lambda r: r['cold']['import_init_ms']):.1f} "
+              f"| {p50(name, lambda r: r['cold']['first_invoke_ms']):.1f} |")
 
 
 if __name__ == "__main__":
